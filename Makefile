@@ -1,0 +1,113 @@
+# clat: non-recursive build.  Output goes to .output/; `make V=1` shows commands.
+.DELETE_ON_ERROR:
+.SECONDARY:
+.DEFAULT_GOAL := all
+
+OUTPUT    := .output
+CLANG     ?= clang
+CC        ?= gcc
+BPFTOOL   ?= bpftool
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    := $(PREFIX)/bin
+SANITIZE  ?=
+
+ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -Ivf-emu -I$(OUTPUT) -MMD -MP
+LDLIBS    := -lbpf -lelf -lz -lmnl
+BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Iinclude -I$(OUTPUT) -MMD -MP
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+ifeq ($(V),1)
+Q :=
+msg :=
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+BPF_OBJS    := $(OUTPUT)/clat.bpf.o
+SKELS       := $(OUTPUT)/clat.skel.h
+VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
+CLAT_OBJS   := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/*.c))
+TEST_PROGS  := $(OUTPUT)/test_verdicts
+BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu
+
+.PHONY: all check demo install uninstall clean help deps
+all: $(BINS) $(TEST_PROGS)
+
+help:
+	@echo 'Targets:'
+	@echo '  all        build clat-load, vf-emu, the BPF object and test programs (default)'
+	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts + BATS netns selftests)'
+	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
+	@echo '  install    install clat-load and vf-emu into $$(DESTDIR)$$(PREFIX)'
+	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
+	@echo '  clean      remove $(OUTPUT)/'
+	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), PREFIX, DESTDIR'
+
+$(OUTPUT) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/vmlinux.h: | $(OUTPUT)
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@
+
+$(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(OUTPUT)/vmlinux.h | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(basename $(basename $(notdir $<))) > $@
+
+# Objects that include a skeleton must wait for it to exist.
+$(OUTPUT)/user/%.o: user/%.c $(SKELS) | $(OUTPUT)/user
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(OUTPUT)/vfemu-obj/%.o: vf-emu/%.c | $(OUTPUT)/vfemu-obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(OUTPUT)/selftests/%.o: selftests/%.c $(SKELS) | $(OUTPUT)/selftests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(OUTPUT)/clat-load: $(CLAT_OBJS) $(VFEMU_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/test_verdicts: $(OUTPUT)/selftests/test_verdicts.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+check: all
+	$(Q)selftests/run.sh
+
+demo: all
+	$(Q)scripts/demo.sh
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+install: $(BINS)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
+
+clean:
+	rm -rf $(OUTPUT)
+
+-include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d)

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Maps of the dispatcher.  All are pinned by clat-load under
+ * /sys/fs/bpf/clat/<pf>/ and typed through BTF, except the DEVMAP whose
+ * kernel type rejects BTF key/value ids. */
+#ifndef CLAT_MAPS_H
+#define CLAT_MAPS_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CLAT_MAX_MACS);
+	__type(key, struct clat_mac_key);
+	__type(value, struct clat_mac_val);
+} mac_fn SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN);
+	__type(key, __u32);
+	__type(value, struct clat_vct_entry);
+} vct SEC(".maps");
+
+/* fn -> egress ifindex; slot CLAT_UPLINK_SLOT holds the PF uplink.  Only
+ * ACTIVE fns are present, so a broadcast flood reaches exactly them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, CLAT_MAX_FN + 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} vf_ports SEC(".maps");
+
+/* Representor ifindex -> fn, for clat_tx. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CLAT_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct clat_port_val);
+} port_fn SEC(".maps");
+
+/* Slot CLAT_FN_NONE counts frames that belong to no fn. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN + 1);
+	__type(key, __u32);
+	__type(value, struct clat_stats);
+} stats SEC(".maps");
+
+static __always_inline struct clat_stats *fn_stats(__u32 fn)
+{
+	return bpf_map_lookup_elem(&stats, &fn);
+}
+
+static __always_inline void count(struct clat_stats *s, enum clat_stat slot, __u64 n)
+{
+	/* Only a failed lookup leaves s NULL; the array covers every fn. */
+	if (s)
+		s->slot[slot] += n; /* per-CPU value: no atomics needed */
+}
+
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every Debian package that the build, the demo and the tests use.
+# Idempotent: safe to run again; apt-get skips what is already installed.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: must be run as root (apt-get)" >&2
+	exit 1
+fi
+
+packages=(
+	# build
+	make gcc clang llvm pkg-config libc6-dev linux-libc-dev
+	libbpf-dev libelf-dev zlib1g-dev libmnl-dev libxdp-dev bpftool
+	libvirt-dev libvirt-clients
+	# tests and demo
+	bats bats-assert bats-support jq iproute2 iputils-ping socat ethtool util-linux procps
+	coreutils
+)
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${packages[@]}"
+
+# The BPF filesystem is where clat pins its maps and links.
+if ! mountpoint -q /sys/fs/bpf; then
+	mount -t bpf bpf /sys/fs/bpf
+fi

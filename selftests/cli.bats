@@ -1,0 +1,99 @@
+#!/usr/bin/env bats
+# Bad input gets a clear error and a non-zero exit, and changes nothing.
+
+load lib/common
+
+setup() {
+	PF=
+}
+
+teardown() {
+	topo_destroy
+}
+
+@test "clat-load --help lists every command and each has --help" {
+	local top
+	top=$("$CLAT_LOAD" --help)
+	for c in attach detach status stats "vf add" "vf del"; do
+		[[ "$top" == *"clat-load $c "* ]]
+		run "$CLAT_LOAD" $c --help
+		assert_success
+		assert_output --partial "--help"
+	done
+}
+
+@test "an unknown command is a usage error" {
+	run "$CLAT_LOAD" frobnicate
+	assert_equal "$status" 2
+	assert_output --partial "unknown command 'frobnicate'"
+}
+
+@test "attach without a PF is a usage error" {
+	run "$CLAT_LOAD" attach
+	assert_equal "$status" 2
+	assert_output --partial "missing argument <pf>"
+}
+
+@test "attach to an unknown interface fails clearly and pins nothing" {
+	run "$CLAT_LOAD" attach nosuchdev0
+	assert_equal "$status" 1
+	assert_output --partial "failed to find interface nosuchdev0"
+	[ ! -e /sys/fs/bpf/clat/nosuchdev0 ]
+}
+
+@test "an unknown option and a bad mode are usage errors" {
+	run "$CLAT_LOAD" attach lo --bogus
+	assert_equal "$status" 2
+	assert_output --partial "unknown option"
+	run "$CLAT_LOAD" attach lo --mode turbo
+	assert_equal "$status" 2
+	assert_output --partial "invalid --mode 'turbo'"
+}
+
+@test "attach as a non-root user is refused" {
+	topo_create 1
+	run setpriv --reuid=nobody --regid=nogroup --clear-groups "$CLAT_LOAD" attach "$PF"
+	assert_equal "$status" 1
+	assert_output --partial "must be run as root"
+	[ ! -e "/sys/fs/bpf/clat/$PF" ]
+	[ -z "$(xdp_prog_of "$PF")" ]
+}
+
+@test "vf add validates --fn, --mac and the port" {
+	topo_create 1
+	attach
+	run "$CLAT_LOAD" vf add "$PF" --fn 300 --mac 02:00:00:00:00:01 --dev "${VM_REP[0]}"
+	assert_equal "$status" 2
+	assert_output --partial "invalid --fn '300'"
+	run "$CLAT_LOAD" vf add "$PF" --fn 5 --mac ff:ff:ff:ff:ff:ff --dev "${VM_REP[0]}"
+	assert_equal "$status" 2
+	assert_output --partial "multicast"
+	run "$CLAT_LOAD" vf add "$PF" --fn 5 --mac 02:00:00:00:00:01
+	assert_equal "$status" 2
+	assert_output --partial "exactly one of --ifindex and --dev"
+	run "$CLAT_LOAD" vf add "$PF" --fn 5 --mac 02:00:00:00:00:01 --dev "${VM_REP[0]}"
+	assert_equal "$status" 1
+	assert_output --partial "already belongs to fn 1"
+	run "$CLAT_LOAD" vf add "$PF" --fn 5 --mac 02:00:00:00:00:01 --dev nosuchdev0
+	assert_equal "$status" 1
+	assert_output --partial "failed to find interface nosuchdev0"
+}
+
+@test "commands on a PF that is not attached say so" {
+	run "$CLAT_LOAD" stats lo
+	assert_equal "$status" 1
+	assert_output --partial "clat is not attached to lo"
+	run "$CLAT_LOAD" status lo --json
+	assert_success
+	assert_equal "$(jq .attached <<<"$output")" false
+}
+
+@test "attach refuses a device that already has another XDP program" {
+	topo_create 1
+	# vf-emu's XDP_PASS program on the host-stack end stands in for a foreign one.
+	attach
+	run "$CLAT_LOAD" vf add "$PF" --fn 9 --mac 02:00:00:00:00:09 --dev "$HOST_DEV"
+	assert_equal "$status" 1
+	assert_output --partial "another XDP program is attached"
+	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq '[.fns[] | select(.fn == 9)] | length')" 0
+}

@@ -1,0 +1,87 @@
+# Shared helpers for the BATS selftests.  Every test builds its own uniquely
+# named topology in setup and removes it in teardown, also on failure.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CLAT_LOAD=$ROOT/.output/clat-load
+VF_EMU=$ROOT/.output/vf-emu
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+
+# A PF name no other test or run can be using: at most 12 chars.
+unique_pf() {
+	printf 'ct%x%04x' $(($$ % 4096)) $((RANDOM))
+}
+
+# Turn off IPv6 so that no router/neighbour solicitations disturb counts.
+no_ipv6() { # [netns] dev
+	local ns=$1 dev=$2
+	if [ -n "$ns" ]; then
+		ip netns exec "$ns" sh -c "echo 1 > /proc/sys/net/ipv6/conf/$dev/disable_ipv6"
+	else
+		echo 1 >"/proc/sys/net/ipv6/conf/$dev/disable_ipv6"
+	fi
+}
+
+# topo_create NUMVFS: vf-emu PF with addresses; sets PF, WIRE_NS, WIRE_PORT,
+# NET (198.18.N), VM_NS[i], VM_IP[i], VM_MAC[i], HOST_DEV, HOST_IP, WIRE_IP.
+topo_create() {
+	local n=$1 i json
+	PF=$(unique_pf)
+	"$VF_EMU" create "$PF" --numvfs "$n" >/dev/null || return 1
+	json=$("$VF_EMU" list "$PF" --json) || return 1
+	WIRE_NS=$(jq -r .wire_netns <<<"$json")
+	WIRE_PORT=$(jq -r .wire_port <<<"$json")
+	HOST_DEV=$(jq -r .host_port.dev <<<"$json")
+	HOST_REP=$(jq -r .host_port.rep <<<"$json")
+	NET=198.18.$((RANDOM % 250 + 1))
+	WIRE_IP=$NET.1
+	HOST_IP=$NET.254
+	no_ipv6 "$WIRE_NS" "$WIRE_PORT"
+	ip -n "$WIRE_NS" addr add "$WIRE_IP/24" dev "$WIRE_PORT"
+	ip -n "$WIRE_NS" link set lo up
+	for dev in "$PF" "$HOST_DEV" "$HOST_REP"; do no_ipv6 "" "$dev"; done
+	ip addr add "$HOST_IP/24" dev "$HOST_DEV"
+	VM_NS=() VM_IP=() VM_MAC=() VM_REP=()
+	for ((i = 0; i < n; i++)); do
+		VM_NS[i]=$(jq -r ".vfs[$i].netns" <<<"$json")
+		VM_MAC[i]=$(jq -r ".vfs[$i].mac" <<<"$json")
+		VM_REP[i]=$(jq -r ".vfs[$i].rep" <<<"$json")
+		VM_IP[i]=$NET.$((10 + i))
+		no_ipv6 "" "${VM_REP[i]}"
+		no_ipv6 "${VM_NS[i]}" eth0
+		ip -n "${VM_NS[i]}" addr add "${VM_IP[i]}/24" dev eth0
+	done
+}
+
+topo_destroy() {
+	[ -n "${PF:-}" ] || return 0
+	"$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
+	"$VF_EMU" destroy "$PF" >/dev/null 2>&1 || true
+	ip addr del "$HOST_IP/24" dev "$HOST_DEV" 2>/dev/null || true
+	PF=
+}
+
+attach() {
+	"$CLAT_LOAD" attach "$PF" "$@"
+}
+
+# counter FN SLOT: one counter from `clat-load stats --json`.
+counter() {
+	"$CLAT_LOAD" stats "$PF" --json |
+		jq -r --argjson fn "$1" --arg s "$2" \
+			'if $fn == 256 then .no_fn[$s] else ((.fns[] | select(.fn == $fn) | .counters[$s]) // 0) end'
+}
+
+# Packets received by a netdev, from the kernel's own counters.
+rx_packets() { # netns dev
+	ip -n "$1" -j -s link show dev "$2" | jq '.[0].stats64.rx.packets'
+}
+
+wire() { ip netns exec "$WIRE_NS" "$@"; }
+vm() { local i=$1; shift; ip netns exec "${VM_NS[i]}" "$@"; }
+
+# XDP program id attached to a host-ns device, or empty.
+xdp_prog_of() {
+	ip -j -d link show dev "$1" | jq -r '.[0].xdp.prog.id // .[0].xdp.attached[0].prog.id // empty'
+}

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: GPL-2.0
+/* attach / detach: load the dispatcher, attach it through pinned bpf_links.
+ *
+ * attach builds everything in a staging pin dir and publishes it with one
+ * rename(), so a PF is either fully attached or untouched.  Links are only
+ * kept alive by their pins: if attach dies before the rename, closing its fds
+ * detaches every program, and the next attach removes the dead staging dir.
+ */
+#include "cli.h"
+#include "common.h"
+
+#include <dirent.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+#include "clat.skel.h"
+#include "vfemu.h"
+
+/* bpffs refuses '.' in names; ':' cannot occur in an interface name, so a
+ * staging dir never collides with a PF's pin dir. */
+#define STAGING_FMT "%s:staging:%d" /* <pin dir basename>, pid */
+
+static int mkdir_0700(const char *dir)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		int err = -errno;
+
+		pr_err("failed to create %s: %s", dir, strerror(-err));
+		return err;
+	}
+	return chmod(dir, 0700) < 0 ? -errno : 0;
+}
+
+/* 1: clat is attached to pf from dir; 0: no state; -ESTALE: state that does
+ * not match a live attachment (interface gone, or a different PF). */
+static int attach_state(const char *dir, unsigned int pf_ifindex)
+{
+	char path[PATH_MAX];
+	unsigned int ifindex = 0;
+	struct stat st;
+	int fd, err;
+
+	if (stat(dir, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	err = pin_path(path, sizeof(path), dir, PIN_LINK_RX);
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -ESTALE;
+	err = xdp_link_ifindex(fd, &ifindex);
+	close(fd);
+	return (!err && ifindex == pf_ifindex) ? 1 : -ESTALE;
+}
+
+/* Remove staging dirs left by an attach that was killed. */
+static void reap_staging(const char *parent, const char *base)
+{
+	char prefix[NAME_MAX], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(prefix, sizeof(prefix), "%s:staging:", base);
+	d = opendir(parent);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int pid;
+
+		if (strncmp(de->d_name, prefix, strlen(prefix)))
+			continue;
+		pid = atoi(de->d_name + strlen(prefix));
+		if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+			continue; /* another attach is running */
+		if (pin_path(path, sizeof(path), parent, de->d_name) == 0)
+			remove_pin_dir(path);
+	}
+	closedir(d);
+}
+
+static int ensure_tx_link(int prog_tx_fd, unsigned int ifindex, uint32_t xdp_flags,
+			  const char *dir)
+{
+	char name[32], path[PATH_MAX];
+	int fd;
+
+	snprintf(name, sizeof(name), PIN_LINK_TX_FMT, ifindex);
+	if (pin_path(path, sizeof(path), dir, name))
+		return -ENAMETOOLONG;
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return xdp_link_pin(prog_tx_fd, ifindex, xdp_flags, dir, name);
+}
+
+/* Install one function and attach clat_tx to its representor. */
+int port_install(const struct clat_maps *m, int prog_tx_fd, uint32_t xdp_flags,
+		 const char *dir, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
+		 unsigned int ifindex)
+{
+	int err = ensure_tx_link(prog_tx_fd, ifindex, xdp_flags, dir);
+
+	if (err)
+		return err;
+	err = fn_install(m, fn, mac, vlan, ifindex);
+	if (err)
+		pr_err("failed to install fn %u: %s", fn, strerror(-err));
+	return err;
+}
+
+/* Make the function table match what vf-emu reports (fn 0 = host port). */
+static int sync_vfemu(const struct clat_maps *m, const struct vfemu_pf *emu, int prog_tx_fd,
+		      uint32_t xdp_flags, const char *dir)
+{
+	int i, err;
+
+	err = port_install(m, prog_tx_fd, xdp_flags, dir, 0, emu->host_mac, 0,
+			   emu->host_rep_ifindex);
+	for (i = 0; !err && i < emu->numvfs; i++)
+		err = port_install(m, prog_tx_fd, xdp_flags, dir, emu->vfs[i].fn, emu->vfs[i].mac,
+				   0, emu->vfs[i].rep_ifindex);
+	return err;
+}
+
+static int pin_objects(struct clat *skel, const char *dir)
+{
+	const struct {
+		const char *name;
+		int fd;
+	} objs[] = {
+		{ PIN_MAP_MAC_FN, bpf_map__fd(skel->maps.mac_fn) },
+		{ PIN_MAP_VCT, bpf_map__fd(skel->maps.vct) },
+		{ PIN_MAP_VF_PORTS, bpf_map__fd(skel->maps.vf_ports) },
+		{ PIN_MAP_PORT_FN, bpf_map__fd(skel->maps.port_fn) },
+		{ PIN_MAP_STATS, bpf_map__fd(skel->maps.stats) },
+		{ PIN_PROG_RX, bpf_program__fd(skel->progs.clat_rx) },
+		{ PIN_PROG_TX, bpf_program__fd(skel->progs.clat_tx) },
+	};
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(objs); i++) {
+		if (pin_path(path, sizeof(path), dir, objs[i].name) || bpf_obj_pin(objs[i].fd, path)) {
+			int err = -errno;
+
+			pr_err("failed to pin %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int parse_unknown(const char *s, uint32_t *out)
+{
+	if (!s || !strcmp(s, "host"))
+		*out = CLAT_UNKNOWN_HOST;
+	else if (!strcmp(s, "pass"))
+		*out = CLAT_UNKNOWN_PASS;
+	else if (!strcmp(s, "drop"))
+		*out = CLAT_UNKNOWN_DROP;
+	else {
+		pr_err("invalid --unknown-unicast '%s': expected host, pass or drop", s);
+		return -EUSAGE;
+	}
+	return 0;
+}
+
+static int resync_attached(const char *pf, const char *dir, unsigned int pf_ifindex)
+{
+	struct clat_maps m;
+	struct vfemu_pf emu;
+	char path[PATH_MAX];
+	uint32_t flags;
+	int prog_fd, err;
+
+	err = vfemu_query(pf, &emu);
+	if (err == -ENODEV) {
+		pr_info("clat already attached to %s (pins in %s); nothing changed", pf, dir);
+		return 0;
+	}
+	if (err)
+		return err;
+	err = maps_open_pinned(dir, &m);
+	if (err) {
+		pr_err("failed to open pinned maps in %s: %s", dir, strerror(-err));
+		return err;
+	}
+	prog_fd = pin_path(path, sizeof(path), dir, PIN_PROG_TX) ? -1 : bpf_obj_get(path);
+	err = prog_fd < 0 ? -errno : attached_xdp_flags(pf_ifindex, &flags);
+	if (!err)
+		err = sync_vfemu(&m, &emu, prog_fd, flags, dir);
+	if (prog_fd >= 0)
+		close(prog_fd);
+	maps_close(&m);
+	if (!err)
+		pr_info("clat already attached to %s; re-synced %d VFs from vf-emu", pf, emu.numvfs);
+	return err;
+}
+
+int cmd_attach(const struct invocation *inv)
+{
+	const char *pf = inv->arg[0];
+	char dir[PATH_MAX], parent[PATH_MAX], base[NAME_MAX], staging[PATH_MAX];
+	unsigned int pf_ifindex;
+	uint32_t xdp_flags, unknown, uplink = CLAT_UPLINK_SLOT;
+	struct vfemu_pf emu;
+	struct clat_maps m;
+	struct clat *skel = NULL;
+	bool have_emu;
+	int err, state;
+
+	err = xdp_mode_flags(inv->opt[OPT_MODE], &xdp_flags);
+	if (!err)
+		err = parse_unknown(inv->opt[OPT_UNKNOWN_UNICAST], &unknown);
+	if (!err)
+		err = require_root();
+	if (!err)
+		err = resolve_ifindex(pf, &pf_ifindex);
+	if (!err)
+		err = ensure_bpffs();
+	if (!err)
+		err = pin_dir_for(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir));
+	if (err)
+		return err;
+
+	state = attach_state(dir, pf_ifindex);
+	if (state == 1)
+		return resync_attached(pf, dir, pf_ifindex);
+	if (state == -ESTALE) {
+		pr_info("removing stale clat state in %s", dir);
+		err = remove_pin_dir(dir);
+		if (err)
+			return err;
+	} else if (state < 0) {
+		pr_err("failed to inspect %s: %s", dir, strerror(-state));
+		return state;
+	}
+
+	err = vfemu_query(pf, &emu);
+	have_emu = !err;
+	if (err && err != -ENODEV)
+		return err;
+	if (!have_emu)
+		pr_info("%s is not a vf-emu PF; add functions with 'clat-load vf add'", pf);
+
+	snprintf(parent, sizeof(parent), "%s", dir);
+	snprintf(base, sizeof(base), "%s", basename(parent));
+	snprintf(parent, sizeof(parent), "%s", dir);
+	dirname(parent);
+	if (!inv->opt[OPT_PIN_DIR] && (err = mkdir_0700(parent)))
+		return err;
+	reap_staging(parent, base);
+	snprintf(staging, sizeof(staging), "%s/" STAGING_FMT, parent, base, (int)getpid());
+	err = mkdir_0700(staging);
+	if (err)
+		return err;
+
+	skel = clat__open();
+	if (!skel) {
+		err = -errno;
+		pr_err("failed to open BPF skeleton: %s", strerror(-err));
+		goto fail;
+	}
+	skel->rodata->unknown_unicast = unknown;
+	err = clat__load(skel);
+	if (err) {
+		pr_err("failed to load BPF programs: %s", strerror(-err));
+		goto fail;
+	}
+	err = pin_objects(skel, staging);
+	if (err)
+		goto fail;
+
+	m = (struct clat_maps){
+		.mac_fn = bpf_map__fd(skel->maps.mac_fn),
+		.vct = bpf_map__fd(skel->maps.vct),
+		.vf_ports = bpf_map__fd(skel->maps.vf_ports),
+		.port_fn = bpf_map__fd(skel->maps.port_fn),
+		.stats = bpf_map__fd(skel->maps.stats),
+	};
+	if (bpf_map_update_elem(m.vf_ports, &uplink, &pf_ifindex, BPF_ANY)) {
+		err = -errno;
+		pr_err("failed to add uplink port: %s", strerror(-err));
+		goto fail;
+	}
+	if (have_emu) {
+		err = sync_vfemu(&m, &emu, bpf_program__fd(skel->progs.clat_tx), xdp_flags,
+				 staging);
+		if (err)
+			goto fail;
+	}
+	err = xdp_link_pin(bpf_program__fd(skel->progs.clat_rx), pf_ifindex, xdp_flags, staging,
+			   PIN_LINK_RX);
+	if (err)
+		goto fail;
+	if (rename(staging, dir) < 0) {
+		err = -errno;
+		pr_err("failed to publish pin dir %s: %s", dir, strerror(-err));
+		goto fail;
+	}
+	clat__destroy(skel);
+	pr_info("attached clat to %s (%s mode), %d functions, pins in %s", pf,
+		xdp_flags == XDP_FLAGS_SKB_MODE ? "skb" : "native", have_emu ? emu.numvfs + 1 : 0,
+		dir);
+	return 0;
+
+fail:
+	remove_pin_dir(staging);
+	clat__destroy(skel);
+	return err;
+}
+
+int cmd_detach(const struct invocation *inv)
+{
+	const char *pf = inv->arg[0];
+	char dir[PATH_MAX], parent[PATH_MAX];
+	struct stat st;
+	int err;
+
+	err = require_root();
+	if (!err)
+		err = pin_dir_for(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir));
+	if (err)
+		return err;
+	if (stat(dir, &st) < 0 && errno == ENOENT) {
+		pr_info("clat is not attached to %s (no %s); nothing to do", pf, dir);
+		return 0;
+	}
+	err = remove_pin_dir(dir);
+	if (err)
+		return err;
+	if (!inv->opt[OPT_PIN_DIR]) {
+		snprintf(parent, sizeof(parent), "%s", dir);
+		rmdir(dirname(parent)); /* only succeeds once the last PF is gone */
+	}
+	pr_info("detached clat from %s", pf);
+	return 0;
+}

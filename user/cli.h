@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The subcommand table: one entry per command generates its usage text,
+ * its --help and its option parsing. */
+#ifndef CLAT_CLI_H
+#define CLAT_CLI_H
+
+#include <stdbool.h>
+
+enum opt_id {
+	OPT_NONE = 0, /* terminates a command's option list */
+	OPT_JSON,
+	OPT_MODE,
+	OPT_PIN_DIR,
+	OPT_FN,
+	OPT_MAC,
+	OPT_VLAN,
+	OPT_IFINDEX,
+	OPT_DEV,
+	OPT_UNKNOWN_UNICAST,
+	OPT__MAX,
+};
+
+#define CMD_MAX_ARGS 4
+#define CMD_MAX_OPTS 10
+
+struct invocation {
+	const struct command *cmd;
+	const char *arg[CMD_MAX_ARGS];   /* positional arguments */
+	const char *opt[OPT__MAX];       /* option values; "" for flags that are set */
+};
+
+struct command {
+	const char *name;                /* may be two words: "vf add" */
+	int (*handler)(const struct invocation *inv);
+	const char *args;                /* positional synopsis, e.g. "<pf>" */
+	int nargs;
+	enum opt_id opts[CMD_MAX_OPTS];
+	const char *help;
+};
+
+static inline bool has_opt(const struct invocation *inv, enum opt_id id)
+{
+	return inv->opt[id] != 0;
+}
+
+int cmd_attach(const struct invocation *inv);
+int cmd_detach(const struct invocation *inv);
+int cmd_status(const struct invocation *inv);
+int cmd_stats(const struct invocation *inv);
+int cmd_vf_add(const struct invocation *inv);
+int cmd_vf_del(const struct invocation *inv);
+
+#endif

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Helpers shared by the clat-load commands.  All return 0 or -errno and log
+ * a "failed to X: <reason>" line themselves where the caller cannot add more. */
+#include "common.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+
+bool verbose;
+
+int require_root(void)
+{
+	if (geteuid() != 0) {
+		pr_err("must be run as root (needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN)");
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Mount bpffs on /sys/fs/bpf if nothing is there yet, as bpftool does. */
+int ensure_bpffs(void)
+{
+	struct statfs st;
+
+	if (statfs("/sys/fs/bpf", &st) == 0 && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") < 0) {
+		int err = -errno;
+
+		pr_err("failed to mount bpffs on /sys/fs/bpf: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+/* bpffs reserves '.' in names, so a PF such as eth0.100 pins as eth0_100. */
+int pin_dir_for(const char *pf, const char *override, char *buf, size_t len)
+{
+	int n = override ? snprintf(buf, len, "%s", override)
+			 : snprintf(buf, len, CLAT_PIN_BASE "/%s", pf);
+	char *p;
+
+	if (n < 0 || (size_t)n >= len) {
+		pr_err("pin dir path too long");
+		return -ENAMETOOLONG;
+	}
+	for (p = buf + (override ? 0 : strlen(CLAT_PIN_BASE)); !override && *p; p++)
+		if (*p == '.')
+			*p = '_';
+	return 0;
+}
+
+int pin_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, name);
+
+	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
+/* Unpinning a link detaches its program once no fd holds it. */
+int remove_pin_dir(const char *dir)
+{
+	struct dirent *de;
+	char path[PATH_MAX];
+	int err = 0;
+	DIR *d;
+
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (pin_path(path, sizeof(path), dir, de->d_name) == 0 && unlink(path) < 0 &&
+		    errno != ENOENT && !err)
+			err = -errno;
+	}
+	closedir(d);
+	if (rmdir(dir) < 0 && errno != ENOENT && !err)
+		err = -errno;
+	if (err)
+		pr_err("failed to remove %s: %s", dir, strerror(-err));
+	return err;
+}
+
+int resolve_ifindex(const char *dev, unsigned int *ifindex)
+{
+	*ifindex = if_nametoindex(dev);
+	if (!*ifindex) {
+		int err = -errno;
+
+		pr_err("failed to find interface %s: %s", dev, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-' || v > max) {
+		pr_err("invalid %s '%s': expected an integer 0..%u", what, s, max);
+		return -EUSAGE;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned int b[6];
+	char tail;
+	int i;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+		   &tail) != 6 || strlen(s) != 17)
+		goto bad;
+	for (i = 0; i < 6; i++)
+		mac[i] = (uint8_t)b[i];
+	if (mac[0] & 1) {
+		pr_err("invalid MAC '%s': multicast/broadcast addresses cannot identify a function", s);
+		return -EUSAGE;
+	}
+	if (!(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
+		pr_err("invalid MAC '%s': all-zero address", s);
+		return -EUSAGE;
+	}
+	return 0;
+bad:
+	pr_err("invalid MAC '%s': expected xx:xx:xx:xx:xx:xx", s);
+	return -EUSAGE;
+}
+
+void format_mac(const uint8_t m[6], char buf[18])
+{
+	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+const char *fn_state_name(uint32_t state)
+{
+	switch (state) {
+	case CLAT_FN_FREE: return "free";
+	case CLAT_FN_ACTIVE: return "active";
+	case CLAT_FN_QUIESCED: return "quiesced";
+	default: return "invalid";
+	}
+}
+
+int xdp_link_pin(int prog_fd, unsigned int ifindex, uint32_t xdp_flags, const char *dir,
+		 const char *name)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = xdp_flags);
+	char path[PATH_MAX];
+	char ifname[IF_NAMESIZE] = "?";
+	int fd, err;
+
+	if_indextoname(ifindex, ifname);
+	fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+	if (fd < 0) {
+		err = fd;
+		pr_err("failed to attach XDP program to %s: %s%s", ifname, strerror(-err),
+		       err == -EBUSY || err == -EEXIST
+			       ? " (another XDP program is attached; remove it first)"
+			       : "");
+		return err;
+	}
+	err = pin_path(path, sizeof(path), dir, name);
+	if (!err && bpf_obj_pin(fd, path) < 0)
+		err = -errno;
+	if (err)
+		pr_err("failed to pin XDP link of %s at %s/%s: %s", ifname, dir, name,
+		       strerror(-err));
+	/* Closing the only fd of an unpinned link detaches it: nothing half-done. */
+	close(fd);
+	return err;
+}
+
+int xdp_link_ifindex(int link_fd, unsigned int *ifindex)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) < 0)
+		return -errno;
+	if (info.type != BPF_LINK_TYPE_XDP)
+		return -EINVAL;
+	*ifindex = info.xdp.ifindex;
+	return 0;
+}
+
+int xdp_mode_flags(const char *mode, uint32_t *flags)
+{
+	if (!mode || !strcmp(mode, "native")) {
+		*flags = XDP_FLAGS_DRV_MODE;
+		return 0;
+	}
+	if (!strcmp(mode, "skb")) {
+		*flags = XDP_FLAGS_SKB_MODE;
+		return 0;
+	}
+	pr_err("invalid --mode '%s': expected native or skb", mode);
+	return -EUSAGE;
+}
+
+/* The mode clat_rx was attached in, so later ports get the same. */
+int attached_xdp_flags(unsigned int ifindex, uint32_t *flags)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	int err = bpf_xdp_query(ifindex, 0, &q);
+
+	if (err)
+		return err;
+	*flags = q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+	return 0;
+}

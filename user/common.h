@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef CLAT_COMMON_H
+#define CLAT_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <linux/types.h>
+
+#include "clat_abi.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define CLAT_PIN_BASE "/sys/fs/bpf/clat"
+
+/* Logs go to stderr, data to stdout. */
+#define pr_err(fmt, ...) fprintf(stderr, "clat-load: " fmt "\n", ##__VA_ARGS__)
+#define pr_info(fmt, ...) fprintf(stderr, fmt "\n", ##__VA_ARGS__)
+
+extern bool verbose;
+
+/* Returned (negated) for bad command-line input; maps to exit code 2.
+ * Never passed to strerror(). */
+#define EUSAGE 4096
+
+/* Pin names inside a PF's pin dir; one place so every command agrees. */
+#define PIN_MAP_MAC_FN   "mac_fn"
+#define PIN_MAP_VCT      "vct"
+#define PIN_MAP_VF_PORTS "vf_ports"
+#define PIN_MAP_PORT_FN  "port_fn"
+#define PIN_MAP_STATS    "stats"
+#define PIN_PROG_RX      "prog_rx"
+#define PIN_PROG_TX      "prog_tx"
+#define PIN_LINK_RX      "link_rx"
+#define PIN_LINK_TX_FMT  "link_tx_%u" /* representor ifindex */
+
+/* File descriptors of the dispatcher's maps, from a fresh skeleton or from pins. */
+struct clat_maps {
+	int mac_fn;
+	int vct;
+	int vf_ports;
+	int port_fn;
+	int stats;
+};
+
+int require_root(void);
+int ensure_bpffs(void);
+int pin_dir_for(const char *pf, const char *override, char *buf, size_t len);
+int pin_path(char *buf, size_t len, const char *dir, const char *name);
+int remove_pin_dir(const char *dir);
+int resolve_ifindex(const char *dev, unsigned int *ifindex);
+int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out);
+int parse_mac(const char *s, uint8_t mac[6]);
+int xdp_mode_flags(const char *mode, uint32_t *flags);
+int attached_xdp_flags(unsigned int ifindex, uint32_t *flags);
+void format_mac(const uint8_t mac[6], char buf[18]);
+
+int maps_open_pinned(const char *dir, struct clat_maps *m);
+void maps_close(struct clat_maps *m);
+int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
+	       uint32_t ifindex);
+int fn_remove(const struct clat_maps *m, uint32_t fn);
+int fn_macs(const struct clat_maps *m, uint32_t fn, struct clat_mac_key *keys, int max);
+
+/* XDP links: attach prog to ifindex in mode, pin as name; returns 0 or -errno. */
+int xdp_link_pin(int prog_fd, unsigned int ifindex, uint32_t xdp_flags, const char *dir,
+		 const char *name);
+int xdp_link_ifindex(int link_fd, unsigned int *ifindex);
+
+/* Install fn and attach clat_tx to its representor (pinned in dir). */
+int port_install(const struct clat_maps *m, int prog_tx_fd, uint32_t xdp_flags,
+		 const char *dir, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
+		 unsigned int ifindex);
+
+/* Opens the pinned maps of an attached PF, with a clear error otherwise. */
+int open_attached(const char *pf, const char *pin_dir_opt, char *dir, size_t len,
+		  struct clat_maps *m);
+
+const char *fn_state_name(uint32_t state);
+
+#endif

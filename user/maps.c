@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Function (VF) table updates shared by attach, vf add/del and status. */
+#include "common.h"
+
+#include <limits.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+
+static const struct {
+	const char *name;
+	size_t off;
+} pinned_maps[] = {
+	{ PIN_MAP_MAC_FN, offsetof(struct clat_maps, mac_fn) },
+	{ PIN_MAP_VCT, offsetof(struct clat_maps, vct) },
+	{ PIN_MAP_VF_PORTS, offsetof(struct clat_maps, vf_ports) },
+	{ PIN_MAP_PORT_FN, offsetof(struct clat_maps, port_fn) },
+	{ PIN_MAP_STATS, offsetof(struct clat_maps, stats) },
+};
+
+#define MAP_FD(m, i) (*(int *)((char *)(m) + pinned_maps[i].off))
+
+int maps_open_pinned(const char *dir, struct clat_maps *m)
+{
+	char path[PATH_MAX];
+	size_t i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++)
+		MAP_FD(m, i) = -1;
+	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++) {
+		err = pin_path(path, sizeof(path), dir, pinned_maps[i].name);
+		if (!err) {
+			MAP_FD(m, i) = bpf_obj_get(path);
+			err = MAP_FD(m, i) < 0 ? -errno : 0;
+		}
+		if (err) {
+			maps_close(m);
+			return err;
+		}
+	}
+	return 0;
+}
+
+void maps_close(struct clat_maps *m)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++) {
+		if (MAP_FD(m, i) >= 0)
+			close(MAP_FD(m, i));
+		MAP_FD(m, i) = -1;
+	}
+}
+
+/* Every MAC key that maps to fn; returns the count or -errno. */
+int fn_macs(const struct clat_maps *m, uint32_t fn, struct clat_mac_key *keys, int max)
+{
+	struct clat_mac_key key, next, *prev = NULL;
+	struct clat_mac_val val;
+	int n = 0;
+
+	while (bpf_map_get_next_key(m->mac_fn, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(m->mac_fn, &key, &val) == 0 && val.fn == fn && n < max)
+			keys[n++] = key;
+	}
+	return n;
+}
+
+static int remove_macs(const struct clat_maps *m, uint32_t fn)
+{
+	struct clat_mac_key keys[64];
+	int n, i;
+
+	/* Collect first: deleting while walking a hash map restarts the walk. */
+	n = fn_macs(m, fn, keys, ARRAY_SIZE(keys));
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(m->mac_fn, &keys[i]);
+	return 0;
+}
+
+/* The MAC entry is written last: until then no frame can reach the fn, and a
+ * failure part-way leaves it FREE. */
+int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
+	       uint32_t ifindex)
+{
+	struct clat_vct_entry e = {};
+	struct clat_port_val pv = { .fn = fn };
+	struct clat_mac_val mv = { .fn = fn };
+	struct clat_mac_key key = { .vlan = vlan };
+	int err;
+
+	if (fn >= CLAT_MAX_FN)
+		return -ERANGE;
+	memcpy(key.mac, mac, 6);
+	bpf_map_lookup_elem(m->vct, &fn, &e);
+	if (e.state == CLAT_FN_ACTIVE && e.ifindex && e.ifindex != ifindex)
+		bpf_map_delete_elem(m->port_fn, &e.ifindex);
+	remove_macs(m, fn);
+
+	e.state = CLAT_FN_ACTIVE;
+	e.ifindex = ifindex;
+	if (bpf_map_update_elem(m->port_fn, &ifindex, &pv, BPF_ANY) ||
+	    bpf_map_update_elem(m->vf_ports, &fn, &ifindex, BPF_ANY) ||
+	    bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY) ||
+	    bpf_map_update_elem(m->mac_fn, &key, &mv, BPF_ANY)) {
+		err = -errno;
+		fn_remove(m, fn);
+		bpf_map_delete_elem(m->port_fn, &ifindex);
+		return err;
+	}
+	return 0;
+}
+
+/* MAC entries go first so no new frame is steered to a half-removed fn. */
+int fn_remove(const struct clat_maps *m, uint32_t fn)
+{
+	struct clat_vct_entry e = {};
+
+	if (fn >= CLAT_MAX_FN)
+		return -ERANGE;
+	remove_macs(m, fn);
+	bpf_map_lookup_elem(m->vct, &fn, &e);
+	bpf_map_delete_elem(m->vf_ports, &fn);
+	if (e.ifindex)
+		bpf_map_delete_elem(m->port_fn, &e.ifindex);
+	memset(&e, 0, sizeof(e));
+	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY))
+		return -errno;
+	return 0;
+}
