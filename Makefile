@@ -14,7 +14,7 @@ SANITIZE  ?=
 
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -Ivf-emu -I$(OUTPUT) -MMD -MP
+CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -Iuser -Ivf-emu -I$(OUTPUT) -MMD -MP
 LDLIBS    := -lbpf -lelf -lz -lmnl
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Iinclude -I$(OUTPUT) -MMD -MP
 
@@ -34,19 +34,22 @@ endif
 BPF_OBJS    := $(OUTPUT)/clat.bpf.o
 SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
-CLAT_OBJS   := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/*.c))
-TEST_PROGS  := $(OUTPUT)/test_verdicts
-BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu
+# Userspace shared by clat-load, clat-guest and the C tests.
+LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,common json maps gmem gtables gbuild shadow ctxfmt)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest)
+GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx
+BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 
 .PHONY: all check demo install uninstall clean help deps
 all: $(BINS) $(TEST_PROGS)
 
 help:
 	@echo 'Targets:'
-	@echo '  all        build clat-load, vf-emu, the BPF object and test programs (default)'
+	@echo '  all        build clat-load, clat-guest, vf-emu, the BPF object and test programs (default)'
 	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts + BATS netns selftests)'
 	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
-	@echo '  install    install clat-load and vf-emu into $$(DESTDIR)$$(PREFIX)'
+	@echo '  install    install clat-load, clat-guest and vf-emu into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(OUTPUT)/'
 	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), PREFIX, DESTDIR'
@@ -79,7 +82,11 @@ $(OUTPUT)/selftests/%.o: selftests/%.c $(SKELS) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(OUTPUT)/clat-load: $(CLAT_OBJS) $(VFEMU_LIB)
+$(OUTPUT)/clat-load: $(LOAD_OBJS) $(LIB_OBJS) $(VFEMU_LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/clat-guest: $(GUEST_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -87,9 +94,9 @@ $(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/test_verdicts: $(OUTPUT)/selftests/test_verdicts.o
+$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lpthread -o $@
 
 check: all
 	$(Q)selftests/run.sh

@@ -11,6 +11,8 @@
 #include "clat_abi.h"
 #include "parsing.h"
 #include "maps.h"
+#include "flow.h"
+#include "context.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -24,6 +26,72 @@ static __always_inline __u64 frame_len(struct xdp_md *ctx)
 	return ctx->data_end - ctx->data;
 }
 
+/* The service type that tracks this protocol, and its device-side shadow. */
+static __always_inline int guest_view_of(__u32 fn, __u8 proto, struct guest_view *g)
+{
+	__u16 mask = proto == IPPROTO_TCP ? CLAT_PROTO_TCP : CLAT_PROTO_UDP;
+	__u32 t, key;
+
+#pragma unroll
+	for (t = 0; t < CLAT_MAX_TYPES; t++) {
+		key = fn * CLAT_MAX_TYPES + t;
+		g->b = bpf_map_lookup_elem(&bat_cache, &key);
+		if (g->b && g->b->valid && (g->b->proto_mask & mask))
+			break;
+		g->b = NULL;
+	}
+	if (!g->b || !g->b->capacity)
+		return -1;
+	g->type = t;
+	g->tiers = bpf_map_lookup_elem(&clat_tiers, &key);
+	g->ctxs = bpf_map_lookup_elem(&clat_ctxs, &key);
+	g->dirty = bpf_map_lookup_elem(&clat_dirty, &key);
+	return g->tiers && g->ctxs && g->dirty ? 0 : -1;
+}
+
+/* Finds or claims the context of this frame's flow in fn's guest tables and
+ * updates it.  A global function: the verifier checks it once, not once per
+ * call site. */
+__noinline int clat_track(struct xdp_md *ctx, __u32 fn, __u32 dir)
+{
+	struct hdr_cursor c = { (void *)(long)ctx->data, (void *)(long)ctx->data_end };
+	struct clat_vct_entry *v;
+	struct flow_info fi;
+	struct l2_info l2;
+	struct slot_probe pr;
+	bool may_claim;
+	int r;
+
+	if (fn >= CLAT_MAX_FN)
+		return 0;
+	v = bpf_map_lookup_elem(&vct, &fn);
+	if (!v || !v->bat_gpa)
+		return 0; /* no guest tables: dispatch only */
+	dir &= 1; /* index of packets[]/bytes[]: tell the verifier it is 0 or 1 */
+	if (parse_l2(&c, &l2) < 0 || parse_flow(&c, l2.proto, dir, &fi) != FLOW_OK ||
+	    guest_view_of(fn, fi.key.proto, &pr.g)) {
+		count(fn_stats(fn), CLAT_STAT_CTX_SKIP, 1);
+		return 0;
+	}
+	pr.g.hash = clat_flow_hash(pr.g.b->hash_seed, &fi.key);
+	pr.fi = &fi;
+	pr.fn = fn;
+	pr.dir = dir;
+	pr.now = bpf_ktime_get_tai_ns();
+	pr.won = 0;
+	pr.released = 0;
+	pr.len = frame_len(ctx);
+	pr.rx_queue = ctx->rx_queue_index;
+	/* A flow opens with a TCP SYN or any UDP datagram.  TCP picked up
+	 * mid-stream gets no context (like nf_conntrack_tcp_loose=0). */
+	may_claim = fi.key.proto == IPPROTO_UDP || (fi.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN;
+	r = find_or_claim(&pr, may_claim);
+	count(fn_stats(fn), r, 1);
+	if (pr.released)
+		count(fn_stats(fn), CLAT_STAT_CTX_RELEASE, 1);
+	return 0;
+}
+
 static __always_inline struct clat_mac_val *lookup_mac(struct l2_info *l2)
 {
 	struct clat_mac_key key = { .vlan = l2->vlan };
@@ -33,7 +101,8 @@ static __always_inline struct clat_mac_val *lookup_mac(struct l2_info *l2)
 }
 
 /* Redirect to an ACTIVE fn's port, counting into (slot, slot+1) of the
- * stats of count_fn: packets then bytes. */
+ * stats of count_fn: packets then bytes.  The frame enters fn's VM, so it
+ * updates fn's context in the IN direction. */
 static __always_inline int deliver(struct xdp_md *ctx, __u32 fn, __u32 count_fn,
 				   enum clat_stat pkt_slot)
 {
@@ -57,6 +126,7 @@ static __always_inline int deliver(struct xdp_md *ctx, __u32 fn, __u32 count_fn,
 	}
 	count(s, pkt_slot, 1);
 	count(s, pkt_slot + 1, frame_len(ctx));
+	clat_track(ctx, fn, CLAT_DIR_IN);
 	return ret;
 }
 
@@ -135,8 +205,12 @@ int clat_tx(struct xdp_md *ctx)
 		return bpf_redirect_map(&vf_ports, 0, FLOOD_FLAGS);
 	}
 	mv = lookup_mac(&l2);
-	if (mv && mv->fn != fn)
-		return deliver(ctx, mv->fn, fn, CLAT_STAT_HAIRPIN_PACKETS);
+	if (mv && mv->fn != fn) {
+		ret = deliver(ctx, mv->fn, fn, CLAT_STAT_HAIRPIN_PACKETS);
+		if (ret == XDP_REDIRECT)
+			clat_track(ctx, fn, CLAT_DIR_OUT);
+		return ret;
+	}
 
 	ret = bpf_redirect_map(&vf_ports, CLAT_UPLINK_SLOT, XDP_DROP);
 	if (ret == XDP_DROP) {
@@ -145,5 +219,6 @@ int clat_tx(struct xdp_md *ctx)
 	}
 	count(s, CLAT_STAT_TX_PACKETS, 1);
 	count(s, CLAT_STAT_TX_BYTES, frame_len(ctx));
+	clat_track(ctx, fn, CLAT_DIR_OUT);
 	return ret;
 }

@@ -44,6 +44,83 @@ struct {
 	__type(value, struct clat_stats);
 } stats SEC(".maps");
 
+/* ---- Device-side shadow of the guest tables: key fn * CLAT_MAX_TYPES + type */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__type(key, __u32);
+	__type(value, struct clat_bat_cache);
+} bat_cache SEC(".maps");
+
+/* Per-CPU scratch record: a fresh context is built here, off the 512-byte
+ * BPF stack, then copied into the claimed slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clat_ctx);
+} ctx_scratch SEC(".maps");
+
+/* Inner maps are sized per guest; BPF_F_INNER_MAP lets their max_entries
+ * differ from the template, BPF_F_MMAPABLE lets clat-load fill and flush
+ * them without a syscall per entry.  Userspace must use the same flags. */
+/* Values are __u64 because array elements are 8-byte strided anyway, and
+ * mmap then sees a plain array. */
+struct tier_array {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+};
+
+struct ctx_array {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clat_ctx);
+};
+
+/* One word per context block, set when the datapath writes the block. */
+struct dirty_array {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__type(key, __u32);
+	__array(values, struct tier_array);
+} clat_tiers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__type(key, __u32);
+	__array(values, struct ctx_array);
+} clat_ctxs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__type(key, __u32);
+	__array(values, struct dirty_array);
+} clat_dirty SEC(".maps");
+
+/* Where each fn's guest tables came from; written and read by clat-load only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN);
+	__type(key, __u32);
+	__type(value, struct clat_guest_info);
+} guests SEC(".maps");
+
 static __always_inline struct clat_stats *fn_stats(__u32 fn)
 {
 	return bpf_map_lookup_elem(&stats, &fn);
@@ -51,9 +128,10 @@ static __always_inline struct clat_stats *fn_stats(__u32 fn)
 
 static __always_inline void count(struct clat_stats *s, enum clat_stat slot, __u64 n)
 {
-	/* Only a failed lookup leaves s NULL; the array covers every fn. */
+	/* Only a failed lookup leaves s NULL; the array covers every fn.  The
+	 * mask bounds a computed slot for the verifier. */
 	if (s)
-		s->slot[slot] += n; /* per-CPU value: no atomics needed */
+		s->slot[slot & (CLAT_STAT_SLOTS - 1)] += n; /* per-CPU: no atomics */
 }
 
 #endif

@@ -14,7 +14,7 @@
 #endif
 
 /* Bumped whenever a pinned map's key or value layout changes. */
-#define CLAT_MAP_LAYOUT_VERSION 1
+#define CLAT_MAP_LAYOUT_VERSION 2
 
 enum clat_limits {
 	CLAT_MAX_FN = 256,             /* function numbers 0..255; fn 0 is the PF's own host port */
@@ -22,6 +22,10 @@ enum clat_limits {
 	CLAT_UPLINK_SLOT = CLAT_MAX_FN,/* vf_ports slot of the PF uplink (used by clat_tx) */
 	CLAT_MAX_PORTS = 1024,         /* port_fn: representor ifindex -> fn */
 	CLAT_MAX_MACS = 4096,          /* mac_fn entries */
+	CLAT_MAX_TYPES = 4,            /* service types per BAT */
+	CLAT_MAX_LEVELS = 4,           /* CLAT levels N */
+	CLAT_MAX_PROBE = 32,           /* longest probe window */
+	CLAT_MAX_CLAT_ENTRIES = 512,   /* C: 4 KiB page / 8-byte GPA */
 };
 
 /* VCT entry state, as in a paused/running VF. */
@@ -55,6 +59,13 @@ enum clat_stat {
 	CLAT_STAT_DROP_INACTIVE,   /* fn is FREE or out of range */
 	CLAT_STAT_DROP_NO_PORT,    /* fn ACTIVE but no devmap port */
 	CLAT_STAT_DROP_NO_FN,      /* clat_tx on an ifindex that maps to no fn */
+	CLAT_STAT_CTX_HIT,         /* frame found its context */
+	CLAT_STAT_CTX_CLAIM,       /* first frame of a flow claimed a slot */
+	CLAT_STAT_CTX_RELEASE,     /* FIN from both sides or RST: slot -> tombstone */
+	CLAT_STAT_CTX_FULL,        /* probe window full: delivered without a context */
+	CLAT_STAT_CTX_MISS,        /* TCP mid-stream with no context: delivered without */
+	CLAT_STAT_CTX_SKIP,        /* fragment, non-TCP/UDP or no service type: no context */
+	CLAT_STAT_CTX_BUSY,        /* slot being claimed by another CPU did not settle */
 	CLAT_STAT__MAX,
 };
 
@@ -81,14 +92,214 @@ struct clat_port_val {
 	__u32 fn;
 };
 
+/* Room for new counters without a layout change; a power of two so the
+ * datapath can bound a computed slot with a mask. */
+#define CLAT_STAT_SLOTS 32
+
 struct clat_stats {
-	__u64 slot[CLAT_STAT__MAX];
+	__u64 slot[CLAT_STAT_SLOTS];
 };
 
+/* ---- Guest table ABI: lives in guest memory, little-endian ---------------- */
+
+#define CLAT_BAT_MAGIC 0x5441424cU /* "LBAT" */
+#define CLAT_BAT_VERSION 1
+#define CLAT_PAGE_SIZE 4096        /* CLAT pages, blocks and the BAT are page aligned */
+#define CLAT_GPA_NONE 0            /* an empty CLAT entry; GPA 0 is never a table */
+
+enum clat_proto_mask {
+	CLAT_PROTO_TCP = 1,
+	CLAT_PROTO_UDP = 2,
+};
+
+/* At bat_gpa: the header, then ntypes entries. */
+struct clat_bat_hdr {
+	__u32 magic;
+	__u16 version;
+	__u16 ntypes;
+	__u32 generation; /* bumped by the guest whenever it changes its tables */
+	__u32 pad;
+};
+
+struct clat_bat_entry {
+	__u64 clat_gpa;      /* first-level CLAT page */
+	__u32 ctx_size;      /* A: bytes per context */
+	__u32 block_size;    /* B: bytes per block; A divides B */
+	__u32 levels;        /* N: 1..CLAT_MAX_LEVELS */
+	__u32 clat_entries;  /* C: entries per CLAT page, 1..512 */
+	__u32 capacity;      /* services 1..capacity are backed by blocks */
+	__u32 hash_seed;     /* chosen by the guest, secret from remote peers */
+	__u16 probe_window;  /* 1..CLAT_MAX_PROBE */
+	__u16 proto_mask;    /* enum clat_proto_mask: flows this type tracks */
+	char name[16];       /* NUL-padded */
+	__u32 pad[3];
+};
+
+/* A CLAT page is CLAT_PAGE_SIZE bytes of __u64 GPAs, of which the first C
+ * are used: level n < N entries point at level n+1 pages, level N entries
+ * at context blocks. */
+
+/* ---- Context record: one per service number ------------------------------ */
+
+enum clat_slot_state {
+	CLAT_SLOT_EMPTY = 0,     /* never used: ends a lookup's probe */
+	CLAT_SLOT_CLAIMING = 1,  /* a CPU won the slot and is writing the key */
+	CLAT_SLOT_LIVE = 2,
+	CLAT_SLOT_TOMBSTONE = 3, /* released: skipped by lookups, reused by inserts */
+};
+
+#define CLAT_SLOT_STATE_MASK 0xffULL
+#define CLAT_SLOT_HASH_SHIFT 32
+
+enum clat_tcp_state {
+	CLAT_TCP_NONE = 0, /* UDP */
+	CLAT_TCP_SYN_SENT,
+	CLAT_TCP_SYN_RECV,
+	CLAT_TCP_ESTABLISHED,
+	CLAT_TCP_FIN_WAIT,  /* FIN from one side */
+	CLAT_TCP_LAST_ACK,  /* FIN from both sides, waiting for the last ACK */
+	CLAT_TCP_CLOSED,
+};
+
+/* Directions, as seen from the VM. */
+enum clat_dir {
+	CLAT_DIR_IN = 0,  /* wire/other VF -> VM (clat_rx, hairpin target) */
+	CLAT_DIR_OUT = 1, /* VM -> wire/other VF (clat_tx) */
+};
+
+/* Canonical flow key: both directions of a flow give the same key.
+ * IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d). */
+struct clat_flow_key {
+	__u8 vm_addr[16];
+	__u8 remote_addr[16];
+	__be16 vm_port;
+	__be16 remote_port;
+	__u8 proto;    /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 pad[3];
+};
+
+struct clat_ctx {
+	__u64 state_word;         /* enum clat_slot_state | key hash << 32; CAS target */
+	struct clat_flow_key key;
+	/* run state */
+	__u8 tcp_state;           /* enum clat_tcp_state */
+	__u8 fin_mask;            /* bit per enum clat_dir that sent a FIN */
+	__u8 initiator;           /* enum clat_dir of the first frame */
+	__u8 last_fin_dir;
+	/* self-check: who owns this context and where it lives */
+	__u16 fn;
+	__u16 type;
+	__u32 svc;
+	/* queue state */
+	__u32 rx_queue;           /* last ingress queue */
+	__u32 seq_next[2];        /* next expected TCP sequence, per direction */
+	__u32 ack_last[2];        /* last TCP ack, per direction */
+	/* timer state: CLOCK_TAI, comparable across hosts after a migration */
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
+	/* statistics, per enum clat_dir */
+	__u64 packets[2];
+	__u64 bytes[2];
+	__u64 drops;
+};
+
+/* Device-side cache of one BAT entry; key fn * CLAT_MAX_TYPES + type. */
+struct clat_bat_cache {
+	__u32 valid;
+	__u32 ctx_size;
+	__u32 per_block;     /* P = B / A */
+	__u32 levels;
+	__u32 clat_entries;
+	__u32 capacity;
+	__u32 hash_seed;
+	__u16 probe_window;
+	__u16 proto_mask;
+	__u32 nblocks;
+	__u32 npages;
+};
+
+/* Flattened CLAT tiers (inner map of __u64): page p's entries live at
+ * [p * C, p * C + C); page 0 is the first level.  An entry is the next
+ * level's page index, or at the last level the block index. */
+#define CLAT_TIER_NONE 0xffffffffU
+
+/* Where a guest's tables came from, for sync/detach (userspace only). */
+struct clat_guest_info {
+	__u64 bat_gpa;
+	__u64 mem_size;
+	__u32 generation;
+	__u32 ntypes;
+	char mem_path[240];
+};
+
+_Static_assert(sizeof(struct clat_bat_hdr) == 16, "clat_bat_hdr layout");
+_Static_assert(sizeof(struct clat_bat_entry) == 64, "clat_bat_entry layout");
+_Static_assert(sizeof(struct clat_flow_key) == 40, "clat_flow_key layout");
+_Static_assert(sizeof(struct clat_ctx) == 136, "clat_ctx layout");
+_Static_assert(sizeof(struct clat_bat_cache) == 40, "clat_bat_cache layout");
+_Static_assert(sizeof(struct clat_guest_info) == 264, "clat_guest_info layout");
 _Static_assert(sizeof(struct clat_mac_key) == 8, "clat_mac_key layout");
 _Static_assert(sizeof(struct clat_mac_val) == 4, "clat_mac_val layout");
 _Static_assert(sizeof(struct clat_vct_entry) == 24, "clat_vct_entry layout");
 _Static_assert(sizeof(struct clat_port_val) == 4, "clat_port_val layout");
-_Static_assert(sizeof(struct clat_stats) == 8 * CLAT_STAT__MAX, "clat_stats layout");
+_Static_assert(sizeof(struct clat_stats) == 8 * CLAT_STAT_SLOTS, "clat_stats layout");
+_Static_assert(CLAT_STAT__MAX <= CLAT_STAT_SLOTS, "stats slots exhausted");
+
+/* ---- Arithmetic shared by the datapath, the loader and the guest -------- */
+
+/* Where service number svc lives: the entry offset at each level (0-based,
+ * offset[0] = level 1) and the element within the block (0-based; the
+ * patent's m = element + 1).  With i = svc - 1 and P = per_block:
+ *   element = i mod P;  offset at level x = (i / (P * C^(N-x))) mod C.
+ * Returns 0, or -1 if svc is 0 or beyond what N levels of C entries hold. */
+struct clat_loc {
+	__u32 offset[CLAT_MAX_LEVELS];
+	__u32 element;
+};
+
+static inline int clat_locate(__u64 svc, __u32 per_block, __u32 clat_entries, __u32 levels,
+			      struct clat_loc *loc)
+{
+	__u64 q;
+	int k;
+
+	if (svc == 0 || per_block == 0 || clat_entries == 0 || levels == 0 ||
+	    levels > CLAT_MAX_LEVELS)
+		return -1;
+	q = (svc - 1) / per_block;
+	loc->element = (__u32)((svc - 1) % per_block);
+	/* Fixed trip count, last level first, so the BPF verifier sees a bound. */
+	for (k = CLAT_MAX_LEVELS - 1; k >= 0; k--) {
+		if ((__u32)k >= levels) {
+			loc->offset[k] = 0;
+			continue;
+		}
+		loc->offset[k] = (__u32)(q % clat_entries);
+		q /= clat_entries;
+	}
+	return q == 0 ? 0 : -1;
+}
+
+/* Keyed hash of a flow key (seeded by the guest's secret per-type seed). */
+static inline __u32 clat_flow_hash(__u32 seed, const struct clat_flow_key *key)
+{
+	const __u32 *w = (const __u32 *)key;
+	__u64 h = 0x9e3779b97f4a7c15ULL ^ seed;
+	int i;
+
+	for (i = 0; i < (int)(sizeof(*key) / 4); i++) {
+		h ^= w[i];
+		h *= 0xff51afd7ed558ccdULL;
+		h ^= h >> 29;
+	}
+	h ^= h >> 32;
+	return (__u32)h;
+}
+
+/* Service number of probe p: 1 + ((hash + p) mod capacity). */
+static inline __u32 clat_probe_svc(__u32 hash, __u32 p, __u32 capacity)
+{
+	return 1 + (__u32)(((__u64)hash + p) % capacity);
+}
 
 #endif /* CLAT_ABI_H */

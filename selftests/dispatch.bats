@@ -10,6 +10,7 @@ setup() {
 }
 
 teardown() {
+	reap
 	topo_destroy
 }
 
@@ -90,11 +91,10 @@ teardown() {
 	local src dst port=7100
 	src=$(mktemp) dst=$(mktemp)
 	head -c 4194304 /dev/urandom >"$src"
-	vm 1 timeout 30 socat -u "TCP-LISTEN:$port,reuseaddr" "CREATE:$dst" &
-	local listener=$!
-	for _ in $(seq 50); do vm 1 ss -ltn | grep -q ":$port " && break; sleep 0.1; done
+	spawn ip netns exec "${VM_NS[1]}" timeout 30 socat -u "TCP-LISTEN:$port,reuseaddr" "CREATE:$dst"
+	wait_listen "${VM_NS[1]}" "$port"
 	wire timeout 30 socat -u "FILE:$src" "TCP:${VM_IP[1]}:$port"
-	wait "$listener"
+	for _ in $(seq 50); do [ "$(wc -c <"$dst")" -ge 4194304 ] && break; sleep 0.1; done
 	assert_equal "$(wc -c <"$dst")" 4194304
 	assert_equal "$(sha256sum <"$dst")" "$(sha256sum <"$src")"
 	rm -f "$src" "$dst"

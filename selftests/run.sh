@@ -35,6 +35,8 @@ suite() {
 }
 
 suite verdicts .output/test_verdicts
+suite arithmetic .output/test_arith
+suite contexts .output/test_ctx
 suite selftests bats --formatter tap selftests/${CLAT_TEST_FILTER:-*}.bats
 
 echo "$passed passed, $failed failed, $skipped skipped"

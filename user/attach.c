@@ -132,32 +132,20 @@ static int sync_vfemu(const struct clat_maps *m, const struct vfemu_pf *emu, int
 	return err;
 }
 
-static int pin_objects(struct clat *skel, const char *dir)
+static int pin_objects(struct clat *skel, const struct clat_maps *m, const char *dir)
 {
-	const struct {
-		const char *name;
-		int fd;
-	} objs[] = {
-		{ PIN_MAP_MAC_FN, bpf_map__fd(skel->maps.mac_fn) },
-		{ PIN_MAP_VCT, bpf_map__fd(skel->maps.vct) },
-		{ PIN_MAP_VF_PORTS, bpf_map__fd(skel->maps.vf_ports) },
-		{ PIN_MAP_PORT_FN, bpf_map__fd(skel->maps.port_fn) },
-		{ PIN_MAP_STATS, bpf_map__fd(skel->maps.stats) },
-		{ PIN_PROG_RX, bpf_program__fd(skel->progs.clat_rx) },
-		{ PIN_PROG_TX, bpf_program__fd(skel->progs.clat_tx) },
-	};
 	char path[PATH_MAX];
-	size_t i;
+	int err = maps_pin(m, dir);
 
-	for (i = 0; i < ARRAY_SIZE(objs); i++) {
-		if (pin_path(path, sizeof(path), dir, objs[i].name) || bpf_obj_pin(objs[i].fd, path)) {
-			int err = -errno;
-
-			pr_err("failed to pin %s: %s", path, strerror(-err));
-			return err;
-		}
-	}
-	return 0;
+	if (!err && (pin_path(path, sizeof(path), dir, PIN_PROG_RX) ||
+		     bpf_program__pin(skel->progs.clat_rx, path)))
+		err = -errno;
+	if (!err && (pin_path(path, sizeof(path), dir, PIN_PROG_TX) ||
+		     bpf_program__pin(skel->progs.clat_tx, path)))
+		err = -errno;
+	if (err)
+		pr_err("failed to pin programs in %s: %s", dir, strerror(-err));
+	return err;
 }
 
 static int parse_unknown(const char *s, uint32_t *out)
@@ -277,17 +265,11 @@ int cmd_attach(const struct invocation *inv)
 		pr_err("failed to load BPF programs: %s", strerror(-err));
 		goto fail;
 	}
-	err = pin_objects(skel, staging);
+	maps_from_skel(skel, &m);
+	err = pin_objects(skel, &m, staging);
 	if (err)
 		goto fail;
 
-	m = (struct clat_maps){
-		.mac_fn = bpf_map__fd(skel->maps.mac_fn),
-		.vct = bpf_map__fd(skel->maps.vct),
-		.vf_ports = bpf_map__fd(skel->maps.vf_ports),
-		.port_fn = bpf_map__fd(skel->maps.port_fn),
-		.stats = bpf_map__fd(skel->maps.stats),
-	};
 	if (bpf_map_update_elem(m.vf_ports, &uplink, &pf_ifindex, BPF_ANY)) {
 		err = -errno;
 		pr_err("failed to add uplink port: %s", strerror(-err));

@@ -31,6 +31,15 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_DEV] = { "dev", "NAME", "representor netdev of the function" },
 	[OPT_UNKNOWN_UNICAST] = { "unknown-unicast", "host|pass|drop",
 				  "unknown unicast: to the host port (default), XDP_PASS, or drop" },
+	[OPT_MEM] = { "mem", "FILE", "guest memory file (offset = GPA)" },
+	[OPT_BAT_GPA] = { "bat-gpa", "GPA", "guest physical address of the BAT" },
+	[OPT_TIMEOUT] = { "timeout", "SECONDS",
+			  "idle time after which a context is released (default: by state)" },
+	[OPT_SVC] = { "svc", "S", "service number, 1 .. P*C^N" },
+	[OPT_CTX_SIZE] = { "ctx-size", "A", "bytes per context" },
+	[OPT_BLOCK_SIZE] = { "block-size", "B", "bytes per block (A divides B)" },
+	[OPT_LEVELS] = { "levels", "N", "CLAT levels, 1..4" },
+	[OPT_CLAT_ENTRIES] = { "clat-entries", "C", "entries per CLAT page, 1..512 (default 512)" },
 };
 
 static const struct command commands[] = {
@@ -48,6 +57,20 @@ static const struct command commands[] = {
 	  "map a MAC to a function and its representor (for real SR-IOV NICs)" },
 	{ "vf del", cmd_vf_del, "<pf>", 1, { OPT_FN, OPT_PIN_DIR },
 	  "remove a function: its MACs, its port and its representor's program" },
+	{ "guest attach", cmd_guest_attach, "<pf>", 1,
+	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_PIN_DIR, OPT_JSON },
+	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
+	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
+	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },
+	{ "guest detach", cmd_guest_detach, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
+	  "sync, then free everything fn's guest tables use on the device" },
+	{ "ctx list", cmd_ctx_list, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
+	  "list fn's live contexts with their service numbers" },
+	{ "gc", cmd_gc, "<pf>", 1, { OPT_FN, OPT_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
+	  "release idle contexts (one-shot, for cron or a systemd timer)" },
+	{ "locate", cmd_locate, "", 0,
+	  { OPT_SVC, OPT_CTX_SIZE, OPT_BLOCK_SIZE, OPT_LEVELS, OPT_CLAT_ENTRIES, OPT_JSON },
+	  "offset at each CLAT level and element of service S (the patent's arithmetic)" },
 };
 
 static void print_cmd_usage(FILE *out, const struct command *c, bool full)

@@ -17,6 +17,14 @@ enum opt_id {
 	OPT_IFINDEX,
 	OPT_DEV,
 	OPT_UNKNOWN_UNICAST,
+	OPT_MEM,
+	OPT_BAT_GPA,
+	OPT_TIMEOUT,
+	OPT_SVC,
+	OPT_CTX_SIZE,
+	OPT_BLOCK_SIZE,
+	OPT_LEVELS,
+	OPT_CLAT_ENTRIES,
 	OPT__MAX,
 };
 
@@ -49,5 +57,11 @@ int cmd_status(const struct invocation *inv);
 int cmd_stats(const struct invocation *inv);
 int cmd_vf_add(const struct invocation *inv);
 int cmd_vf_del(const struct invocation *inv);
+int cmd_locate(const struct invocation *inv);
+int cmd_guest_attach(const struct invocation *inv);
+int cmd_guest_sync(const struct invocation *inv);
+int cmd_guest_detach(const struct invocation *inv);
+int cmd_ctx_list(const struct invocation *inv);
+int cmd_gc(const struct invocation *inv);
 
 #endif

@@ -30,6 +30,13 @@ extern bool verbose;
 #define PIN_MAP_VF_PORTS "vf_ports"
 #define PIN_MAP_PORT_FN  "port_fn"
 #define PIN_MAP_STATS    "stats"
+#define PIN_MAP_BAT      "bat_cache"
+#define PIN_MAP_TIERS    "clat_tiers"
+#define PIN_MAP_CTXS     "clat_ctxs"
+#define PIN_MAP_DIRTY    "clat_dirty"
+#define PIN_MAP_GUESTS   "guests"
+/* Per-guest inner maps, pinned so bpftool can read contexts typed. */
+#define PIN_INNER_FMT    "%s_fn%u_t%u" /* "ctx"|"tiers"|"dirty", fn, type */
 #define PIN_PROG_RX      "prog_rx"
 #define PIN_PROG_TX      "prog_tx"
 #define PIN_LINK_RX      "link_rx"
@@ -42,6 +49,11 @@ struct clat_maps {
 	int vf_ports;
 	int port_fn;
 	int stats;
+	int bat_cache;
+	int tiers;   /* ARRAY_OF_MAPS, key fn * CLAT_MAX_TYPES + type */
+	int ctxs;
+	int dirty;
+	int guests;
 };
 
 int require_root(void);
@@ -57,6 +69,10 @@ int attached_xdp_flags(unsigned int ifindex, uint32_t *flags);
 void format_mac(const uint8_t mac[6], char buf[18]);
 
 int maps_open_pinned(const char *dir, struct clat_maps *m);
+/* Every map of a loaded skeleton (struct clat *), by pin name. */
+struct clat;
+void maps_from_skel(const struct clat *skel, struct clat_maps *m);
+int maps_pin(const struct clat_maps *m, const char *dir);
 void maps_close(struct clat_maps *m);
 int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
 	       uint32_t ifindex);

@@ -5,6 +5,9 @@
 #include <limits.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "clat.skel.h"
 
 static const struct {
 	const char *name;
@@ -15,9 +18,47 @@ static const struct {
 	{ PIN_MAP_VF_PORTS, offsetof(struct clat_maps, vf_ports) },
 	{ PIN_MAP_PORT_FN, offsetof(struct clat_maps, port_fn) },
 	{ PIN_MAP_STATS, offsetof(struct clat_maps, stats) },
+	{ PIN_MAP_BAT, offsetof(struct clat_maps, bat_cache) },
+	{ PIN_MAP_TIERS, offsetof(struct clat_maps, tiers) },
+	{ PIN_MAP_CTXS, offsetof(struct clat_maps, ctxs) },
+	{ PIN_MAP_DIRTY, offsetof(struct clat_maps, dirty) },
+	{ PIN_MAP_GUESTS, offsetof(struct clat_maps, guests) },
 };
 
 #define MAP_FD(m, i) (*(int *)((char *)(m) + pinned_maps[i].off))
+
+void maps_from_skel(const struct clat *skel, struct clat_maps *m)
+{
+	*m = (struct clat_maps){
+		.mac_fn = bpf_map__fd(skel->maps.mac_fn),
+		.vct = bpf_map__fd(skel->maps.vct),
+		.vf_ports = bpf_map__fd(skel->maps.vf_ports),
+		.port_fn = bpf_map__fd(skel->maps.port_fn),
+		.stats = bpf_map__fd(skel->maps.stats),
+		.bat_cache = bpf_map__fd(skel->maps.bat_cache),
+		.tiers = bpf_map__fd(skel->maps.clat_tiers),
+		.ctxs = bpf_map__fd(skel->maps.clat_ctxs),
+		.dirty = bpf_map__fd(skel->maps.clat_dirty),
+		.guests = bpf_map__fd(skel->maps.guests),
+	};
+}
+
+int maps_pin(const struct clat_maps *m, const char *dir)
+{
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++) {
+		if (pin_path(path, sizeof(path), dir, pinned_maps[i].name) ||
+		    bpf_obj_pin(MAP_FD(m, i), path)) {
+			int err = -errno;
+
+			pr_err("failed to pin %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
 
 int maps_open_pinned(const char *dir, struct clat_maps *m)
 {

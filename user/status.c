@@ -14,7 +14,7 @@
 #include <linux/if_link.h>
 
 /* Indexed by enum clat_stat, so names cannot drift from the ABI. */
-static const char *const stat_names[CLAT_STAT__MAX] = {
+static const char *const stat_names[] = {
 	[CLAT_STAT_RX_PACKETS] = "rx_packets",
 	[CLAT_STAT_RX_BYTES] = "rx_bytes",
 	[CLAT_STAT_TX_PACKETS] = "tx_packets",
@@ -30,7 +30,15 @@ static const char *const stat_names[CLAT_STAT__MAX] = {
 	[CLAT_STAT_DROP_INACTIVE] = "drop_inactive",
 	[CLAT_STAT_DROP_NO_PORT] = "drop_no_port",
 	[CLAT_STAT_DROP_NO_FN] = "drop_no_fn",
+	[CLAT_STAT_CTX_HIT] = "ctx_hit",
+	[CLAT_STAT_CTX_CLAIM] = "ctx_claim",
+	[CLAT_STAT_CTX_RELEASE] = "ctx_release",
+	[CLAT_STAT_CTX_FULL] = "ctx_full",
+	[CLAT_STAT_CTX_MISS] = "ctx_miss",
+	[CLAT_STAT_CTX_SKIP] = "ctx_skip",
+	[CLAT_STAT_CTX_BUSY] = "ctx_busy",
 };
+_Static_assert(ARRAY_SIZE(stat_names) == CLAT_STAT__MAX, "a stat slot has no name");
 
 static const char *ifname_or_dash(unsigned int ifindex, char buf[IF_NAMESIZE])
 {

@@ -85,3 +85,45 @@ vm() { local i=$1; shift; ip netns exec "${VM_NS[i]}" "$@"; }
 xdp_prog_of() {
 	ip -j -d link show dev "$1" | jq -r '.[0].xdp.prog.id // .[0].xdp.attached[0].prog.id // empty'
 }
+
+# guest_init FILE SPEC...: builds guest tables, sets BAT to the BAT GPA.
+guest_init() {
+	local mem=$1 json
+	shift
+	local args=()
+	for spec in "$@"; do args+=(--type "$spec"); done
+	json=$("$ROOT/.output/clat-guest" init --mem "$mem" --size 64M "${args[@]}" --json) || return 1
+	BAT=$(jq .bat_gpa <<<"$json")
+}
+
+# ctx_json FN: `clat-load ctx list --json` of fn.
+ctx_json() {
+	"$CLAT_LOAD" ctx list "$PF" --fn "$1" --json
+}
+
+# spawn CMD...: runs CMD in the background in a process group of its own,
+# detached from bats's output fds (bats waits for whoever holds them), and
+# records it so reap can stop it with all its children.
+SPAWNED=()
+spawn() {
+	setsid "$@" </dev/null >/dev/null 2>&1 3>&- &
+	SPAWNED+=($!)
+}
+
+reap() {
+	local pid
+	for pid in "${SPAWNED[@]}"; do
+		kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+	done
+	SPAWNED=()
+}
+
+# wait_listen NS PORT: until a TCP listener is up in netns NS.
+wait_listen() {
+	local _
+	for _ in $(seq 50); do
+		ip netns exec "$1" ss -ltnH "sport = :$2" | grep -q . && return 0
+		sleep 0.1
+	done
+	return 1
+}

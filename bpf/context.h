@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Per-connection contexts in guest-owned tables, reached through the slot
+ * design: svc = 1 + (hash(seed, key) + p) mod capacity for p in the probe
+ * window, each candidate found by walking the CLAT tiers, the stored key
+ * compared.  The device keeps no per-flow state of its own. */
+#ifndef CLAT_CONTEXT_H
+#define CLAT_CONTEXT_H
+
+#define PROBE_NONE 0xffffffffU
+/* Bound on re-reads while another CPU finishes claiming a slot.  It has
+ * only a few stores left, but a vCPU can be descheduled between them. */
+#define CLAIM_SETTLE_READS (1 << 14)
+
+struct guest_view {
+	const struct clat_bat_cache *b;
+	void *tiers;
+	void *ctxs;
+	void *dirty;
+	__u32 hash;
+	__u32 type;
+};
+
+struct slot {
+	struct clat_ctx *ctx;
+	__u32 svc;
+	__u32 block;
+	__u32 p;
+};
+
+/* The walk itself: offsets from the shared arithmetic, one tier per level. */
+static __always_inline struct clat_ctx *slot_at(const struct guest_view *g, __u32 svc,
+						__u32 *block)
+{
+	const struct clat_bat_cache *b = g->b;
+	struct clat_loc loc;
+	__u32 page = 0, idx;
+	__u64 *ent;
+	int l;
+
+	if (clat_locate(svc, b->per_block, b->clat_entries, b->levels, &loc))
+		return NULL;
+#pragma unroll
+	for (l = 0; l < CLAT_MAX_LEVELS; l++) {
+		if (l >= b->levels)
+			break;
+		idx = page * b->clat_entries + loc.offset[l];
+		ent = bpf_map_lookup_elem(g->tiers, &idx);
+		if (!ent || *ent == CLAT_TIER_NONE)
+			return NULL;
+		page = (__u32)*ent;
+	}
+	*block = page;
+	idx = page * b->per_block + loc.element;
+	return bpf_map_lookup_elem(g->ctxs, &idx);
+}
+
+static __always_inline int probe_slot(const struct guest_view *g, __u32 p, struct slot *s)
+{
+	s->p = p;
+	s->svc = clat_probe_svc(g->hash, p, g->b->capacity);
+	s->ctx = slot_at(g, s->svc, &s->block);
+	return s->ctx ? 0 : -1;
+}
+
+static __always_inline __u64 read_state(struct clat_ctx *c)
+{
+	return *(volatile __u64 *)&c->state_word;
+}
+
+static __always_inline __u32 slot_state(__u64 sw)
+{
+	return sw & CLAT_SLOT_STATE_MASK;
+}
+
+static __always_inline __u32 slot_hash(__u64 sw)
+{
+	return sw >> CLAT_SLOT_HASH_SHIFT;
+}
+
+struct settle_wait {
+	struct clat_ctx *c;
+	__u64 sw;
+};
+
+static long settle_cb(__u32 i, struct settle_wait *w)
+{
+	w->sw = read_state(w->c);
+	return slot_state(w->sw) != CLAT_SLOT_CLAIMING;
+}
+
+/* Waits (boundedly) for a CLAIMING slot to become LIVE. */
+static __always_inline __u64 settle(struct clat_ctx *c, __u64 sw)
+{
+	struct settle_wait w = { c, sw };
+
+	if (slot_state(sw) == CLAT_SLOT_CLAIMING)
+		bpf_loop(CLAIM_SETTLE_READS, settle_cb, &w, 0);
+	return w.sw;
+}
+
+static __always_inline int key_eq(const struct clat_flow_key *a, const struct clat_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+/* 1 if the occupant of s (state sw) is our flow, 0 if not, -1 if it never
+ * settled. */
+static __always_inline int occupant_is(struct slot *s, __u64 sw, const struct guest_view *g,
+				       const struct clat_flow_key *key)
+{
+	__u32 st = slot_state(sw);
+
+	if ((st != CLAT_SLOT_LIVE && st != CLAT_SLOT_CLAIMING) || slot_hash(sw) != g->hash)
+		return 0;
+	sw = settle(s->ctx, sw);
+	if (slot_state(sw) == CLAT_SLOT_CLAIMING)
+		return -1;
+	return slot_state(sw) == CLAT_SLOT_LIVE && key_eq(&s->ctx->key, key);
+}
+
+static __always_inline void init_ctx(struct clat_ctx *c, const struct flow_info *fi, __u32 fn,
+				     const struct guest_view *g, __u32 svc, __u32 dir, __u64 now)
+{
+	__u32 zero = 0;
+	struct clat_ctx *fresh = bpf_map_lookup_elem(&ctx_scratch, &zero);
+
+	if (!fresh) /* cannot happen for a 1-entry array; the verifier needs it */
+		return;
+	__builtin_memset(fresh, 0, sizeof(*fresh));
+	fresh->key = fi->key;
+	fresh->tcp_state = fi->key.proto == IPPROTO_TCP ? CLAT_TCP_SYN_SENT : CLAT_TCP_NONE;
+	fresh->initiator = dir;
+	fresh->fn = fn;
+	fresh->type = g->type;
+	fresh->svc = svc;
+	fresh->first_seen_ns = now;
+	/* Everything but the state word, which the claimer owns. */
+	__builtin_memcpy((__u8 *)c + sizeof(c->state_word), (__u8 *)fresh + sizeof(fresh->state_word),
+			 sizeof(*c) - sizeof(c->state_word));
+}
+
+/* TCP run state; returns 1 when the connection is over. */
+static __always_inline int tcp_update(struct clat_ctx *c, const struct flow_info *fi, __u32 dir,
+				      __u64 now)
+{
+	__u8 flags = fi->tcp_flags, st = c->tcp_state;
+
+	if (flags & TCPF_RST) {
+		c->tcp_state = CLAT_TCP_CLOSED;
+		return 1;
+	}
+	if ((flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN && st >= CLAT_TCP_FIN_WAIT) {
+		/* The 5-tuple is reused by a new connection: start over in place. */
+		c->fin_mask = 0;
+		c->initiator = dir;
+		c->first_seen_ns = now;
+		st = CLAT_TCP_SYN_SENT;
+	} else if (st == CLAT_TCP_SYN_SENT && (flags & (TCPF_SYN | TCPF_ACK)) == (TCPF_SYN | TCPF_ACK) &&
+		   dir != c->initiator) {
+		st = CLAT_TCP_SYN_RECV;
+	} else if (st == CLAT_TCP_SYN_RECV && (flags & (TCPF_SYN | TCPF_ACK)) == TCPF_ACK &&
+		   dir == c->initiator) {
+		st = CLAT_TCP_ESTABLISHED;
+	}
+	if (flags & TCPF_FIN) {
+		c->fin_mask |= 1 << dir;
+		c->last_fin_dir = dir;
+		st = c->fin_mask == 3 ? CLAT_TCP_LAST_ACK : CLAT_TCP_FIN_WAIT;
+	} else if (st == CLAT_TCP_LAST_ACK && (flags & TCPF_ACK) && dir != c->last_fin_dir) {
+		st = CLAT_TCP_CLOSED;
+	}
+	c->tcp_state = st;
+	dir &= 1;
+	if (fi->seq_len)
+		c->seq_next[dir] = fi->seq + fi->seq_len;
+	if (flags & TCPF_ACK)
+		c->ack_last[dir] = fi->ack;
+	return st == CLAT_TCP_CLOSED;
+}
+
+/* Updates the context; returns 1 if the flow closed and the slot was freed. */
+static __always_inline int update_ctx(const struct guest_view *g, struct slot *s,
+				      const struct flow_info *fi, __u32 dir, __u64 len,
+				      __u32 rx_queue, __u64 now)
+{
+	struct clat_ctx *c = s->ctx;
+	__u64 *dirty;
+
+	/* Constant indexes per branch: a loaded dir carries no bound the
+	 * verifier could use. */
+	if (dir == CLAT_DIR_OUT) {
+		__sync_fetch_and_add(&c->packets[CLAT_DIR_OUT], 1);
+		__sync_fetch_and_add(&c->bytes[CLAT_DIR_OUT], len);
+	} else {
+		__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
+		__sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], len);
+	}
+	c->last_seen_ns = now;
+	c->rx_queue = rx_queue;
+	dirty = bpf_map_lookup_elem(g->dirty, &s->block);
+	if (dirty && !*dirty)
+		*dirty = 1;
+	if (fi->key.proto == IPPROTO_TCP && tcp_update(c, fi, dir, now)) {
+		__u64 live = ((__u64)g->hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
+
+		return __sync_val_compare_and_swap(&c->state_word, live,
+						   (live & ~CLAT_SLOT_STATE_MASK) |
+							   CLAT_SLOT_TOMBSTONE) == live;
+	}
+	return 0;
+}
+
+enum track_result {
+	TRACK_HIT = CLAT_STAT_CTX_HIT,
+	TRACK_CLAIM = CLAT_STAT_CTX_CLAIM,
+	TRACK_FULL = CLAT_STAT_CTX_FULL,
+	TRACK_MISS = CLAT_STAT_CTX_MISS,
+	TRACK_SKIP = CLAT_STAT_CTX_SKIP,
+	TRACK_BUSY = CLAT_STAT_CTX_BUSY,
+};
+
+/* State of one probe pass.  The passes run under bpf_loop() so that the
+ * verifier checks one window position, not every path through 32 of them. */
+struct slot_probe {
+	struct guest_view g;
+	const struct flow_info *fi;
+	__u64 now;
+	__u32 fn;
+	__u32 dir;
+	__u32 free_p;  /* first EMPTY or TOMBSTONE position seen by find */
+	__u32 from;    /* claim: first position to try */
+	__u32 won;     /* yield: the position we claimed */
+	__u32 won_svc;
+	__u64 len;     /* frame length, for the byte counters */
+	__u32 rx_queue;
+	int result;
+	int released;  /* the update closed the flow and freed the slot */
+	struct slot s;
+};
+
+/* Context pointers cannot leave a bpf_loop callback (the verifier forgets
+ * their type in the caller's frame), so each pass updates the context it
+ * found itself. */
+static __always_inline void update_found(struct slot_probe *pr, struct slot *s)
+{
+	pr->released = update_ctx(&pr->g, s, pr->fi, pr->dir, pr->len, pr->rx_queue, pr->now);
+}
+
+/* find: scan for the key; stop at the first EMPTY slot, beyond which no
+ * key lies because inserts take the first free position. */
+static long find_cb(__u32 p, struct slot_probe *pr)
+{
+	__u64 sw;
+	__u32 st;
+	int r;
+
+	if (probe_slot(&pr->g, p, &pr->s)) {
+		pr->result = TRACK_SKIP; /* the tables do not back this svc */
+		return 1;
+	}
+	sw = read_state(pr->s.ctx);
+	st = slot_state(sw);
+	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
+		if (pr->free_p == PROBE_NONE)
+			pr->free_p = p;
+		return st == CLAT_SLOT_EMPTY;
+	}
+	r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
+	if (r > 0)
+		update_found(pr, &pr->s);
+	if (r) {
+		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
+		return 1;
+	}
+	return 0;
+}
+
+/* claim: take the first free slot from pr->from on, or join the flow if a
+ * racing CPU claimed it first. */
+static long claim_cb(__u32 i, struct slot_probe *pr)
+{
+	__u64 claiming = ((__u64)pr->g.hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_CLAIMING;
+	__u32 p = pr->from + i;
+	__u64 sw;
+	__u32 st;
+	int r;
+
+	if (p >= pr->g.b->probe_window)
+		return 1;
+	if (probe_slot(&pr->g, p, &pr->s)) {
+		pr->result = TRACK_SKIP;
+		return 1;
+	}
+	sw = read_state(pr->s.ctx);
+	st = slot_state(sw);
+	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
+		if (__sync_val_compare_and_swap(&pr->s.ctx->state_word, sw, claiming) == sw) {
+			init_ctx(pr->s.ctx, pr->fi, pr->fn, &pr->g, pr->s.svc, pr->dir, pr->now);
+			/* The CAS orders the key stores before LIVE. */
+			__sync_val_compare_and_swap(&pr->s.ctx->state_word, claiming,
+						    (claiming & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_LIVE);
+			pr->result = TRACK_CLAIM;
+			pr->won = p;
+			pr->won_svc = pr->s.svc;
+			return 1;
+		}
+		sw = read_state(pr->s.ctx); /* lost the race: who won? */
+	}
+	r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
+	if (r > 0)
+		update_found(pr, &pr->s);
+	if (r) {
+		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
+		return 1;
+	}
+	return 0;
+}
+
+/* yield: a racing claimer of the same flow may hold an earlier slot (one
+ * that was still a tombstone when we scanned).  The earlier slot wins and
+ * ours goes back to TOMBSTONE, so one flow never keeps two slots. */
+static long yield_cb(__u32 p, struct slot_probe *pr)
+{
+	__u64 mine = ((__u64)pr->g.hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
+	struct slot o;
+
+	struct slot ours;
+
+	if (p >= pr->won || probe_slot(&pr->g, p, &o))
+		return 1;
+	if (occupant_is(&o, read_state(o.ctx), &pr->g, &pr->fi->key) != 1)
+		return 0;
+	ours.ctx = slot_at(&pr->g, pr->won_svc, &ours.block);
+	if (ours.ctx)
+		__sync_val_compare_and_swap(&ours.ctx->state_word, mine,
+					    (mine & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE);
+	update_found(pr, &o);
+	pr->result = TRACK_HIT;
+	return 1;
+}
+
+static __always_inline __u32 window_of(const struct guest_view *g)
+{
+	__u32 w = g->b->probe_window;
+
+	return w > CLAT_MAX_PROBE ? CLAT_MAX_PROBE : w;
+}
+
+/* Finds the flow's context, claiming a slot if this frame may open the flow. */
+static __always_inline int find_or_claim(struct slot_probe *pr, bool may_claim)
+{
+	pr->free_p = PROBE_NONE;
+	pr->result = TRACK_MISS;
+	bpf_loop(window_of(&pr->g), find_cb, pr, 0);
+	if (pr->result != TRACK_MISS || !may_claim)
+		return pr->result;
+	if (pr->free_p == PROBE_NONE)
+		return TRACK_FULL;
+	pr->from = pr->free_p;
+	pr->result = TRACK_FULL;
+	bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
+	if (pr->result != TRACK_CLAIM)
+		return pr->result;
+	if (pr->won)
+		bpf_loop(pr->won, yield_cb, pr, 0);
+	if (pr->result == TRACK_CLAIM) {
+		/* Walk again to the slot we won: see update_found(). */
+		struct slot won = { .svc = pr->won_svc };
+
+		won.ctx = slot_at(&pr->g, won.svc, &won.block);
+		if (won.ctx)
+			update_found(pr, &won);
+	}
+	return pr->result;
+}
+
+#endif

@@ -1,0 +1,194 @@
+#!/usr/bin/env bats
+# Per-connection contexts in guest-owned tables, with real TCP and UDP
+# crossing the emulated NIC.
+
+load lib/common
+
+setup() {
+	topo_create 2
+	attach
+	MEM=$BATS_TEST_TMPDIR/guest.mem
+	guest_init "$MEM" conn:ctx=256,block=4096,services=2000
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
+}
+
+teardown() {
+	reap
+	topo_destroy
+}
+
+# udp_send COUNT SIZE DIR: DIR "in" sends from the wire to VM0, "out" back.
+udp_send() {
+	local n=$1 size=$2 dir=$3 i payload
+	payload=$(head -c "$size" /dev/zero | tr '\0' x)
+	for ((i = 0; i < n; i++)); do
+		if [ "$dir" = in ]; then
+			wire socat -u - "UDP4-SENDTO:${VM_IP[0]}:5000,sourceport=6000" <<<"$payload"
+		else
+			vm 0 socat -u - "UDP4-SENDTO:$WIRE_IP:6000,sourceport=5000" <<<"$payload"
+		fi
+	done
+}
+
+@test "UDP: per-direction packet and byte counters equal what was sent" {
+	wire ping -c 1 -W 2 "${VM_IP[0]}" >/dev/null # resolve ARP both ways
+	udp_send 7 100 in
+	udp_send 4 300 out
+	run ctx_json 1
+	assert_success
+	assert_equal "$(jq '.contexts | length' <<<"$output")" 1
+	local c
+	c=$(jq '.contexts[0]' <<<"$output")
+	assert_equal "$(jq -r .proto <<<"$c")" udp
+	assert_equal "$(jq .vm_port <<<"$c")" 5000
+	assert_equal "$(jq .remote_port <<<"$c")" 6000
+	assert_equal "$(jq .packets_in <<<"$c")" 7
+	assert_equal "$(jq .packets_out <<<"$c")" 4
+	# frame = 14 Ethernet + 20 IPv4 + 8 UDP + payload + newline
+	assert_equal "$(jq .bytes_in <<<"$c")" $((7 * (42 + 101)))
+	assert_equal "$(jq .bytes_out <<<"$c")" $((4 * (42 + 301)))
+}
+
+@test "TCP: each connection gets its own service number and counts match ss" {
+	spawn ip netns exec "${VM_NS[0]}" socat TCP-LISTEN:7000,reuseaddr,fork EXEC:cat
+	wait_listen "${VM_NS[0]}" 7000
+	spawn bash -c "(head -c 50000 /dev/urandom; sleep 4) | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7000,sourceport=41001"
+	spawn bash -c "(head -c 20000 /dev/urandom; sleep 4) | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7000,sourceport=41002"
+	sleep 2
+	run ctx_json 1
+	assert_equal "$(jq '[.contexts[] | select(.proto == "tcp")] | length' <<<"$output")" 2
+	assert_equal "$(jq '[.contexts[].svc] | unique | length' <<<"$output")" 2
+	assert_equal "$(jq -r '[.contexts[].tcp_state] | unique | join(",")' <<<"$output")" established
+	local port segs_in segs_out c
+	for port in 41001 41002; do
+		c=$(jq --argjson p $port '.contexts[] | select(.remote_port == $p)' <<<"$output")
+		# The VM's own socket: segments it received and sent.
+		segs_in=$(vm 0 ss -tinH "dport = :$port" | grep -oE '(^|\s)segs_in:[0-9]+' | cut -d: -f2)
+		segs_out=$(vm 0 ss -tinH "dport = :$port" | grep -oE '(^|\s)segs_out:[0-9]+' | cut -d: -f2)
+		assert_equal "$(jq .packets_in <<<"$c")" "$segs_in"
+		# The SYN-ACK leaves from the listener's request socket, so the
+		# accepted socket's segs_out does not count it.
+		assert_equal "$(jq .packets_out <<<"$c")" "$((segs_out + 1))"
+	done
+}
+
+@test "TCP: states run to closed, the slot becomes a tombstone and is reused" {
+	spawn ip netns exec "${VM_NS[0]}" socat -u TCP-LISTEN:7001,reuseaddr /dev/null
+	wait_listen "${VM_NS[0]}" 7001
+	head -c 1000 /dev/zero | wire timeout 10 socat -u - "TCP:${VM_IP[0]}:7001,sourceport=42000,reuseaddr"
+	sleep 0.5
+	assert_equal "$(ctx_json 1 | jq '[.contexts[] | select(.proto == "tcp")] | length')" 0
+	[ "$(counter 1 ctx_release)" -ge 1 ]
+	# The same 5-tuple again: it takes its old slot back.
+	spawn ip netns exec "${VM_NS[0]}" socat -u TCP-LISTEN:7001,reuseaddr /dev/null
+	wait_listen "${VM_NS[0]}" 7001
+	spawn bash -c "(head -c 1000 /dev/zero; sleep 3) | ip netns exec $WIRE_NS socat -u - TCP:${VM_IP[0]}:7001,sourceport=42000,reuseaddr"
+	sleep 1
+	run ctx_json 1
+	assert_equal "$(jq '[.contexts[] | select(.remote_port == 42000)] | length' <<<"$output")" 1
+	[ "$(counter 1 ctx_claim)" -eq 2 ]
+	[ "$(counter 1 ctx_full)" -eq 0 ]
+}
+
+@test "guest sync writes exactly the device's contexts to their GPAs" {
+	wire ping -c 1 -W 2 "${VM_IP[0]}" >/dev/null
+	udp_send 3 10 in
+	local p
+	for p in 6101 6102 6103; do
+		wire socat -u - "UDP4-SENDTO:${VM_IP[0]}:5000,sourceport=$p" <<<"x"
+	done
+	run "$CLAT_LOAD" guest sync "$PF" --fn 1 --json
+	assert_success
+	assert_equal "$(jq .contexts <<<"$output")" 4
+	local dev file
+	dev=$(ctx_json 1 | jq -c '[.contexts[] | {svc, remote_port, packets_in, bytes_in}] | sort_by(.svc)')
+	file=$("$ROOT/.output/clat-guest" show --mem "$MEM" --bat-gpa "$BAT" --json |
+		jq -c '[.types[0].contexts[] | {svc, remote_port, packets_in, bytes_in}] | sort_by(.svc)')
+	assert_equal "$file" "$dev"
+	# Each one sits at the GPA the walk gives for its service number.
+	local svc gpa
+	for svc in $(jq '.[].svc' <<<"$dev"); do
+		gpa=$("$ROOT/.output/clat-guest" locate --mem "$MEM" --bat-gpa "$BAT" --type 0 --svc "$svc" --json | jq .ctx_gpa)
+		assert_equal "$("$ROOT/.output/clat-guest" show --mem "$MEM" --bat-gpa "$BAT" --json |
+			jq --argjson s "$svc" '.types[0].contexts[] | select(.svc == $s) | .gpa')" "$gpa"
+	done
+}
+
+@test "guest detach then attach restores every context and counters continue" {
+	spawn ip netns exec "${VM_NS[0]}" socat TCP-LISTEN:7002,reuseaddr EXEC:cat
+	wait_listen "${VM_NS[0]}" 7002
+	# One line every 0.2 s for 8 s on one long-lived connection.
+	spawn bash -c "for i in \$(seq 40); do echo \$i; sleep 0.2; done | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7002,sourceport=43000"
+	sleep 1.5
+	local before svc after
+	before=$(ctx_json 1 | jq '.contexts[] | select(.remote_port == 43000)')
+	svc=$(jq .svc <<<"$before")
+	"$CLAT_LOAD" guest detach "$PF" --fn 1
+	assert_equal "$(bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/vct" | jq '.[1].formatted.value.bat_gpa')" 0
+	[ ! -e "/sys/fs/bpf/clat/$PF/ctx_fn1_t0" ]
+	sleep 1
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
+	sleep 2
+	after=$(ctx_json 1 | jq '.contexts[] | select(.remote_port == 43000)')
+	assert_equal "$(jq .svc <<<"$after")" "$svc"
+	[ "$(jq .packets_in <<<"$after")" -gt "$(jq .packets_in <<<"$before")" ]
+	[ "$(jq .first_seen_ns <<<"$after")" -eq "$(jq .first_seen_ns <<<"$before")" ]
+	assert_equal "$(jq -r .tcp_state <<<"$after")" established
+	[ "$(counter 1 ctx_claim)" -eq 1 ] # found again, never claimed anew
+}
+
+@test "bpftool prints typed fields of the pinned context map" {
+	wire ping -c 1 -W 2 "${VM_IP[0]}" >/dev/null
+	udp_send 1 10 in
+	run bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/ctx_fn1_t0"
+	assert_success
+	# state_word exceeds jq's 53-bit numbers; the typed key and svc do not.
+	local live
+	live=$(jq '[.[] | select(.formatted.value.svc > 0)]' <<<"$output")
+	assert_equal "$(jq length <<<"$live")" 1
+	assert_equal "$(jq '.[0].formatted.value.key.proto' <<<"$live")" 17
+	assert_equal "$(jq '.[0].formatted.value.key.vm_port' <<<"$live")" "$(( (5000 >> 8) | ((5000 & 255) << 8) ))"
+	assert_equal "$(jq '.[0].formatted.value.packets[0]' <<<"$live")" 1
+}
+
+@test "guest attach is idempotent and refuses a second set of tables" {
+	run "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
+	assert_success
+	assert_output --partial "nothing to do"
+	guest_init "$BATS_TEST_TMPDIR/other.mem" conn:ctx=256,block=4096,services=100
+	run "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$BATS_TEST_TMPDIR/other.mem" --bat-gpa "$BAT"
+	assert_equal "$status" 1
+	assert_output --partial "already has tables"
+	run "$CLAT_LOAD" guest attach "$PF" --fn 9 --mem "$MEM" --bat-gpa "$BAT"
+	assert_equal "$status" 1
+	assert_output --partial "fn 9 is not in use"
+}
+
+@test "hostile or corrupt guest tables are refused, each with its own message, nothing installed" {
+	local kind mem msg
+	declare -A expect=(
+		[gpa-out-of-range]="outside guest memory"
+		[misaligned]="misaligned"
+		[cycle]="cycle"
+		[shared-page]="shared"
+		[too-many-levels]="levels"
+		[ctx-not-dividing]="does not divide"
+		[bad-magic]="magic"
+		[bad-version]="version"
+		[truncated]="truncated"
+		[capacity-mismatch]="capacity"
+		[bad-ctx-state]="state"
+		[ctx-selfcheck]="claims svc"
+	)
+	for kind in "${!expect[@]}"; do
+		mem=$BATS_TEST_TMPDIR/$kind.mem
+		guest_init "$mem" conn:ctx=256,block=4096,services=20000,levels=3,entries=64
+		"$ROOT/.output/clat-guest" corrupt --mem "$mem" --bat-gpa "$BAT" --kind "$kind" 2>/dev/null
+		run "$CLAT_LOAD" guest attach "$PF" --fn 2 --mem "$mem" --bat-gpa "$BAT"
+		echo "# $kind: $output" >&3
+		assert_equal "$status" 1
+		assert_output --partial "${expect[$kind]}"
+		assert_equal "$(bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/vct" | jq '.[2].formatted.value.bat_gpa')" 0
+		[ -z "$(ls "/sys/fs/bpf/clat/$PF" | grep '_fn2_')" ]
+	done
+}

@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The offset arithmetic (clat_locate) against the patent's worked examples,
+ * and against a brute-force walk of real tables built by gbuild.
+ *
+ * The brute force shares nothing with the code under test: it follows the
+ * raw GPAs in the file depth-first in entry order and numbers contexts as it
+ * meets them, which is what "service number" means in the patent.  Output is
+ * TAP; selftests/run.sh adds up the results.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clat_abi.h"
+#include "gbuild.h"
+#include "gtables.h"
+
+static int tests_run, tests_failed;
+
+__attribute__((format(printf, 2, 3)))
+static void ok(bool cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	tests_run++;
+	if (!cond)
+		tests_failed++;
+	printf("%sok %d - ", cond ? "" : "not ", tests_run);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* Diagnostics for the first failures of a group only. */
+static int diag_left;
+
+__attribute__((format(printf, 1, 2)))
+static void diag(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (diag_left <= 0)
+		return;
+	diag_left--;
+	printf("# ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+/* ---- The patent's worked examples (EP3211530, step 406) ------------------ */
+
+static void test_patent_examples(void)
+{
+	struct clat_loc loc;
+	int r;
+
+	/* 1 KiB contexts, 4 KiB blocks, one level: svc 100 -> 100*1K/4K = 25
+	 * remainder 0, so entry offset 24 and the last element of the block. */
+	r = clat_locate(100, 4096 / 1024, 512, 1, &loc);
+	ok(r == 0 && loc.offset[0] == 24, "svc 100, A=1K B=4K N=1: L1 offset 24 (got %u)",
+	   loc.offset[0]);
+	ok(r == 0 && loc.element + 1 == 4, "svc 100: element m=4, the last of 4 (got %u)",
+	   loc.element + 1);
+
+	/* Two levels, C=512: svc 2054 -> L1 offset 1, L2 offset 1, 2nd element. */
+	r = clat_locate(2054, 4096 / 1024, 512, 2, &loc);
+	ok(r == 0 && loc.offset[0] == 1 && loc.offset[1] == 1,
+	   "svc 2054, A=1K B=4K N=2 C=512: L1 offset 1, L2 offset 1 (got %u, %u)",
+	   loc.offset[0], loc.offset[1]);
+	ok(r == 0 && loc.element + 1 == 2, "svc 2054: element m=2 (got %u)", loc.element + 1);
+}
+
+/* The patent's single-level rule, literally: svc*A/B gives quotient q and
+ * remainder r; offset q, or q-1 when r is 0; m = r/A, or the last element
+ * when r is 0.  It is exact for one level, so it must agree everywhere. */
+static void test_patent_single_level_rule(void)
+{
+	const uint32_t a = 1024, b = 4096, c = 512, p = b / a;
+	uint32_t svc, bad = 0;
+	struct clat_loc loc;
+
+	diag_left = 3;
+	for (svc = 1; svc <= p * c; svc++) {
+		uint64_t q = (uint64_t)svc * a / b, r = (uint64_t)svc * a % b;
+		uint64_t off = r ? q : q - 1, m = r ? r / a : p;
+
+		if (clat_locate(svc, p, c, 1, &loc) || loc.offset[0] != off ||
+		    loc.element + 1 != m) {
+			bad++;
+			diag("svc %u: patent offset %" PRIu64 " m %" PRIu64 ", clat_locate %u m %u",
+			     svc, off, m, loc.offset[0], loc.element + 1);
+		}
+	}
+	ok(!bad, "patent's one-level quotient/remainder rule agrees for svc 1..%u", p * c);
+}
+
+static void test_bounds(void)
+{
+	static const struct { uint32_t p, c, n; } g[] = {
+		{ 4, 512, 1 }, { 4, 512, 2 }, { 1, 2, 3 }, { 16, 7, 3 }, { 1, 512, 4 }, { 30, 3, 4 },
+	};
+	struct clat_loc loc;
+	unsigned int i;
+
+	for (i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
+		uint64_t max = g[i].p, x;
+
+		for (x = 0; x < g[i].n; x++)
+			max *= g[i].c;
+		ok(clat_locate(0, g[i].p, g[i].c, g[i].n, &loc) == -1,
+		   "P=%u C=%u N=%u: svc 0 refused", g[i].p, g[i].c, g[i].n);
+		ok(clat_locate(max, g[i].p, g[i].c, g[i].n, &loc) == 0,
+		   "P=%u C=%u N=%u: svc %" PRIu64 " = P*C^N accepted", g[i].p, g[i].c, g[i].n, max);
+		ok(clat_locate(max + 1, g[i].p, g[i].c, g[i].n, &loc) == -1,
+		   "P=%u C=%u N=%u: svc %" PRIu64 " = P*C^N+1 refused", g[i].p, g[i].c, g[i].n,
+		   max + 1);
+	}
+	ok(clat_locate(1, 0, 512, 1, &loc) == -1 && clat_locate(1, 4, 0, 1, &loc) == -1 &&
+	   clat_locate(1, 4, 512, 0, &loc) == -1 && clat_locate(1, 4, 512, 5, &loc) == -1,
+	   "P=0, C=0, N=0 and N=5 refused");
+}
+
+/* ---- Brute force over real tables ---------------------------------------- */
+
+struct brute {
+	const struct gmem *g;
+	const struct gtype *t;
+	uint32_t a, p, c, n, cap;
+	uint32_t next_svc;           /* numbering as met, depth-first */
+	uint32_t path[CLAT_MAX_LEVELS];
+	uint64_t bad;
+};
+
+static uint64_t raw_u64(const struct gmem *g, uint64_t gpa)
+{
+	const uint64_t *p = gmem_ptr(g, gpa, sizeof(*p));
+
+	return p ? *p : UINT64_MAX;
+}
+
+static void brute_block(struct brute *bf, uint64_t block)
+{
+	uint32_t e, x, blk, el;
+	struct clat_loc loc;
+
+	for (e = 0; e < bf->p && bf->next_svc <= bf->cap; e++) {
+		uint32_t svc = bf->next_svc++;
+		uint64_t want = block + (uint64_t)e * bf->a;
+		uint64_t by_table = bf->t->block_gpa[(svc - 1) / bf->p] +
+				    (uint64_t)((svc - 1) % bf->p) * bf->a;
+		bool same = !clat_locate(svc, bf->p, bf->c, bf->n, &loc) && loc.element == e;
+
+		for (x = 0; x < bf->n; x++)
+			same = same && loc.offset[x] == bf->path[x];
+		same = same && gtype_ctx_gpa(bf->t, svc) == want && by_table == want;
+		same = same && !gtype_walk(bf->t, svc, &blk, &el) && blk == (svc - 1) / bf->p &&
+		       el == e;
+		if (!same) {
+			bf->bad++;
+			diag("svc %u: brute GPA 0x%" PRIx64 " element %u; gtype_ctx_gpa 0x%" PRIx64
+			     ", block_gpa[(svc-1)/P] gives 0x%" PRIx64, svc, want, e,
+			     gtype_ctx_gpa(bf->t, svc), by_table);
+		}
+	}
+}
+
+static void brute_page(struct brute *bf, uint64_t page, uint32_t level)
+{
+	uint32_t o;
+
+	for (o = 0; o < bf->c; o++) {
+		uint64_t v = raw_u64(bf->g, page + 8ULL * o);
+
+		if (v == CLAT_GPA_NONE)
+			continue;
+		bf->path[level - 1] = o;
+		if (level < bf->n)
+			brute_page(bf, v, level + 1);
+		else
+			brute_block(bf, v);
+	}
+}
+
+struct geo {
+	uint32_t a, b;
+};
+
+static char tmpdir[256];
+
+static int build(const char *path, struct gbuild_type *ty, uint64_t extra_pages, uint64_t seed,
+		 uint64_t *bat)
+{
+	struct gbuild_opts o = { .layout_seed_set = true, .layout_seed = seed };
+	char err[512];
+	int ret;
+
+	ret = gbuild_resolve(ty, err, sizeof(err));
+	if (!ret) {
+		o.size = (gbuild_pages_needed(ty, 1) + 1 + extra_pages) * CLAT_PAGE_SIZE;
+		unlink(path);
+		ret = gbuild_create(path, &o, ty, 1, bat, err, sizeof(err));
+	}
+	if (ret)
+		printf("# build %s: %s\n", ty->name, err);
+	return ret;
+}
+
+/* One geometry, one capacity: every svc through clat_locate, gtype_walk and
+ * the raw GPAs must agree.  Returns the number of disagreements. */
+static uint64_t brute_one(uint32_t n, uint32_t c, const struct geo *geo, uint32_t cap,
+			  bool *scattered)
+{
+	struct gbuild_type ty = { .ctx_size = geo->a, .block_size = geo->b, .services = cap,
+				  .levels = n, .clat_entries = c, .seed_set = true };
+	struct brute bf = { .a = geo->a, .p = geo->b / geo->a, .c = c, .n = n, .cap = cap,
+			    .next_svc = 1 };
+	char path[300], err[512];
+	struct gtables t;
+	struct gmem g;
+	uint64_t bat, bad = 0;
+	uint32_t i;
+
+	snprintf(ty.name, sizeof(ty.name), "t%u", n);
+	snprintf(path, sizeof(path), "%s/mem", tmpdir);
+	if (build(path, &ty, cap % 5 + 3, cap * 31 + c, &bat) || gmem_open(path, false, &g))
+		return 1;
+	if (gtables_load(&g, bat, &t, err, sizeof(err))) {
+		printf("# load: %s\n", err);
+		gmem_close(&g);
+		return 1;
+	}
+	bf.g = &g;
+	bf.t = &t.types[0];
+	brute_page(&bf, raw_u64(&g, bat + sizeof(struct clat_bat_hdr)), 1);
+	bad += bf.bad;
+	if (bf.next_svc != cap + 1) {
+		diag("walk met %u services, capacity %u", bf.next_svc - 1, cap);
+		bad++;
+	}
+	if (gtype_ctx_gpa(bf.t, 0) || gtype_ctx_gpa(bf.t, cap + 1)) {
+		diag("svc 0 or svc capacity+1 got a GPA");
+		bad++;
+	}
+	for (i = 0; i + 1 < bf.t->nblocks; i++)
+		if (bf.t->block_gpa[i + 1] != bf.t->block_gpa[i] + geo->b)
+			*scattered = true;
+	gtables_free(&t);
+	gmem_close(&g);
+	return bad;
+}
+
+/* Capacities around every block and page boundary. */
+static unsigned int capacities(uint32_t p, uint32_t c, uint32_t n, uint32_t *out)
+{
+	uint64_t full = p, cand[12];
+	unsigned int i, j, k = 0, m = 0;
+
+	for (i = 0; i < n; i++)
+		full *= c;
+	cand[k++] = 1;
+	cand[k++] = p;
+	cand[k++] = p + 1;
+	cand[k++] = (uint64_t)p * c;
+	cand[k++] = (uint64_t)p * c + 1;
+	cand[k++] = full / c;
+	cand[k++] = full / c + 1;
+	cand[k++] = full - p;
+	cand[k++] = full - 1;
+	cand[k++] = full;
+	for (i = 0; i < k; i++) {
+		if (cand[i] < 1 || cand[i] > full)
+			continue;
+		for (j = 0; j < m && out[j] != cand[i]; j++)
+			;
+		if (j == m)
+			out[m++] = (uint32_t)cand[i];
+	}
+	return m;
+}
+
+static void test_brute_force(void)
+{
+	static const struct geo geos[] = {
+		{ 1024, 4096 }, { 256, 4096 }, { 4096, 4096 }, { 512, 8192 }, { 136, 69632 },
+	};
+	static const uint32_t cs[] = { 2, 3, 4, 7 };
+	bool scattered = false;
+	uint32_t n, ci, gi, caps[12], k, m;
+
+	for (n = 1; n <= 3; n++) {
+		for (ci = 0; ci < sizeof(cs) / sizeof(cs[0]); ci++) {
+			for (gi = 0; gi < sizeof(geos) / sizeof(geos[0]); gi++) {
+				uint32_t p = geos[gi].b / geos[gi].a;
+				uint32_t top = 0;
+				uint64_t bad = 0;
+
+				diag_left = 3;
+				m = capacities(p, cs[ci], n, caps);
+				for (k = 0; k < m; k++) {
+					bad += brute_one(n, cs[ci], &geos[gi], caps[k], &scattered);
+					top = caps[k] > top ? caps[k] : top;
+				}
+				ok(!bad, "N=%u C=%u A=%u B=%u (P=%u), %u capacities up to %u: "
+				   "clat_locate, gtype_walk and the raw GPAs agree for every svc", n,
+				   cs[ci], geos[gi].a, geos[gi].b, p, m, top);
+			}
+		}
+	}
+	ok(scattered, "gbuild scatters blocks (not one contiguous run)");
+}
+
+/* The patent's geometries at full size, through real tables. */
+static void test_patent_tables(void)
+{
+	static const struct geo g = { 1024, 4096 };
+	bool scattered = false;
+
+	diag_left = 3;
+	ok(!brute_one(1, 512, &g, 2048, &scattered),
+	   "patent one-level table (2K services, 512 blocks) agrees with brute force");
+	ok(!brute_one(2, 512, &g, 16384, &scattered),
+	   "patent two-level table (16K services, 8 level-2 pages) agrees with brute force");
+}
+
+static void test_too_small(void)
+{
+	struct gbuild_type ty = { .name = "x", .ctx_size = 1024, .block_size = 4096,
+				  .services = 4096, .seed_set = true };
+	struct gbuild_opts o = { .size = 16 * CLAT_PAGE_SIZE };
+	char path[300], err[512];
+	uint64_t bat;
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/small", tmpdir);
+	ret = gbuild_create(path, &o, &ty, 1, &bat, err, sizeof(err));
+	ok(ret == -ENOSPC && strstr(err, "too small") && access(path, F_OK) != 0,
+	   "a file too small for the tables is refused and not left behind (%s)", err);
+}
+
+int main(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/test_arith.XXXXXX", base ? base : "/tmp");
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_patent_examples();
+	test_patent_single_level_rule();
+	test_bounds();
+	test_patent_tables();
+	test_brute_force();
+	test_too_small();
+	{
+		char path[300];
+
+		snprintf(path, sizeof(path), "%s/mem", tmpdir);
+		unlink(path);
+		rmdir(tmpdir);
+	}
+	printf("1..%d\n", tests_run);
+	return tests_failed ? 1 : 0;
+}

@@ -1,0 +1,701 @@
+// SPDX-License-Identifier: GPL-2.0
+/* clat-guest: plays the VM driver.  It builds the guest tables (BAT, CLAT,
+ * context blocks) in a guest memory file, shows and walks them, and for
+ * tests damages them the way a buggy or hostile guest would. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "ctxfmt.h"
+#include "gbuild.h"
+#include "gtables.h"
+#include "json.h"
+
+#define gerr(fmt, ...) fprintf(stderr, "clat-guest: " fmt "\n", ##__VA_ARGS__)
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAIL = 1,
+	EXIT_USAGE = 2,
+};
+
+enum gopt {
+	G_NONE = 0,
+	G_MEM,
+	G_SIZE,
+	G_TYPE_SPEC,  /* --type NAME:ctx=..., repeatable (init) */
+	G_TYPE,       /* --type T, an index or a name */
+	G_LAYOUT_SEED,
+	G_FORCE,
+	G_BAT_GPA,
+	G_SVC,
+	G_KIND,
+	G_JSON,
+	G__MAX,
+};
+
+struct gopt_def {
+	const char *name;
+	const char *arg; /* NULL for a flag */
+	const char *help;
+};
+
+static const struct gopt_def opt_defs[G__MAX] = {
+	[G_MEM] = { "mem", "FILE", "guest memory file (file offset = GPA)" },
+	[G_SIZE] = { "size", "SIZE", "guest memory size, K/M/G suffixes allowed" },
+	[G_TYPE_SPEC] = { "type", "NAME:ctx=A,block=B,services=S[,...]",
+			  "a service type; repeat for more (up to 4). Optional keys: levels=N "
+			  "(default: smallest that fits), entries=C (512), window=W (16), "
+			  "proto=tcp|udp|any (any), seed=X (random)" },
+	[G_TYPE] = { "type", "T", "service type, by index or name (default 0)" },
+	[G_LAYOUT_SEED] = { "layout-seed", "N", "seed of the page/block placement "
+			    "(default: from the hash seeds)" },
+	[G_FORCE] = { "force", NULL, "reuse an existing file of another size (resized)" },
+	[G_BAT_GPA] = { "bat-gpa", "GPA", "guest physical address of the BAT" },
+	[G_SVC] = { "svc", "S", "service number, 1..capacity" },
+	[G_KIND] = { "kind", "KIND", "what to damage (see below)" },
+	[G_JSON] = { "json", NULL, "print JSON on stdout" },
+};
+
+#define MAX_OPTS 8
+
+struct ginv {
+	const struct gcmd *cmd;
+	const char *opt[G__MAX];
+	const char *types[CLAT_MAX_TYPES];
+	unsigned int ntypes;
+};
+
+struct gcmd {
+	const char *name;
+	int (*handler)(const struct ginv *inv);
+	enum gopt opts[MAX_OPTS];
+	const char *help;
+};
+
+static int cmd_init(const struct ginv *inv);
+static int cmd_show(const struct ginv *inv);
+static int cmd_locate(const struct ginv *inv);
+static int cmd_corrupt(const struct ginv *inv);
+
+static const struct gcmd commands[] = {
+	{ "init", cmd_init,
+	  { G_MEM, G_SIZE, G_TYPE_SPEC, G_LAYOUT_SEED, G_FORCE, G_JSON },
+	  "build a BAT, CLAT pages and context blocks scattered over guest memory" },
+	{ "show", cmd_show, { G_MEM, G_BAT_GPA, G_JSON },
+	  "validate the tables, then show each type and its live contexts" },
+	{ "locate", cmd_locate, { G_MEM, G_BAT_GPA, G_TYPE, G_SVC, G_JSON },
+	  "walk BAT -> CLAT levels -> block for one service, printing every GPA visited" },
+	{ "corrupt", cmd_corrupt, { G_MEM, G_BAT_GPA, G_KIND, G_TYPE },
+	  "testing aid: damage valid tables in place like a buggy or hostile guest" },
+};
+
+static bool has(const struct ginv *inv, enum gopt o)
+{
+	return inv->opt[o] != NULL;
+}
+
+/* ---- Usage and option parsing (same shape as clat-load) ------------------ */
+
+static void opt_synopsis(char *buf, size_t len, enum gopt o)
+{
+	snprintf(buf, len, "--%s%s%s", opt_defs[o].name, opt_defs[o].arg ? " " : "",
+		 opt_defs[o].arg ? opt_defs[o].arg : "");
+}
+
+static void print_cmd_usage(FILE *out, const struct gcmd *c, bool full)
+{
+	const enum gopt *o;
+	char left[64];
+	unsigned int i;
+
+	fprintf(out, "  clat-guest %s", c->name);
+	for (o = c->opts; *o != G_NONE; o++) {
+		opt_synopsis(left, sizeof(left), *o);
+		fprintf(out, " [%s]", left);
+	}
+	fprintf(out, "\n      %s\n", c->help);
+	if (!full)
+		return;
+	for (o = c->opts; *o != G_NONE; o++) {
+		opt_synopsis(left, sizeof(left), *o);
+		fprintf(out, "    %-28s %s\n", left, opt_defs[*o].help);
+	}
+	fprintf(out, "    %-28s %s\n", "-h, --help", "show this help");
+	if (c->handler == cmd_corrupt) {
+		fprintf(out, "  Kinds:");
+		for (i = 0; gbuild_corrupt_kinds[i]; i++)
+			fprintf(out, " %s", gbuild_corrupt_kinds[i]);
+		fputc('\n', out);
+	}
+}
+
+static void usage(FILE *out)
+{
+	size_t i;
+
+	fprintf(out, "Usage: clat-guest <command> [options]\n\nCommands:\n");
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		print_cmd_usage(out, &commands[i], false);
+	fprintf(out, "\nRun 'clat-guest <command> --help' for the options of a command.\n");
+}
+
+/* Returns 0, 1 after --help, or -EUSAGE. */
+static int parse_invocation(const struct gcmd *c, int argc, char **argv, struct ginv *inv)
+{
+	struct option longopts[MAX_OPTS + 2];
+	const enum gopt *o;
+	int n = 0, opt;
+
+	for (o = c->opts; *o != G_NONE; o++)
+		longopts[n++] = (struct option){ opt_defs[*o].name,
+						 opt_defs[*o].arg ? required_argument : no_argument,
+						 NULL, *o + 256 };
+	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[n] = (struct option){ 0 };
+
+	memset(inv, 0, sizeof(*inv));
+	inv->cmd = c;
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			fprintf(stdout, "Usage:\n");
+			print_cmd_usage(stdout, c, true);
+			return 1;
+		}
+		if (opt == '?') {
+			gerr("%s: unknown option or missing value '%s'", c->name, argv[optind - 1]);
+			return -EUSAGE;
+		}
+		if (opt - 256 == G_TYPE_SPEC) {
+			if (inv->ntypes == CLAT_MAX_TYPES) {
+				gerr("%s: at most %u --type options", c->name, CLAT_MAX_TYPES);
+				return -EUSAGE;
+			}
+			inv->types[inv->ntypes++] = optarg;
+		}
+		inv->opt[opt - 256] = optarg ? optarg : "";
+	}
+	if (optind < argc) {
+		gerr("%s: unexpected argument '%s'", c->name, argv[optind]);
+		return -EUSAGE;
+	}
+	return 0;
+}
+
+static int require(const struct ginv *inv, enum gopt o)
+{
+	if (has(inv, o))
+		return 0;
+	gerr("%s: --%s is required", inv->cmd->name, opt_defs[o].name);
+	return -EUSAGE;
+}
+
+static int parse_u64_opt(const char *s, const char *what, uint64_t min, uint64_t max,
+			 uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+		gerr("invalid --%s '%s': expected an integer %" PRIu64 "..%" PRIu64, what, s, min,
+		     max);
+		return -EUSAGE;
+	}
+	*out = v;
+	return 0;
+}
+
+/* ---- Shared pieces ------------------------------------------------------- */
+
+static const char *proto_mask_name(uint16_t mask)
+{
+	switch (mask) {
+	case CLAT_PROTO_TCP: return "tcp";
+	case CLAT_PROTO_UDP: return "udp";
+	case CLAT_PROTO_TCP | CLAT_PROTO_UDP: return "any";
+	default: return "invalid";
+	}
+}
+
+static void type_json_fields(struct json *j, const struct gtype *t)
+{
+	json_u64(j, "type", t->index);
+	json_str(j, "name", t->e.name);
+	json_u64(j, "ctx_size", t->e.ctx_size);
+	json_u64(j, "block_size", t->e.block_size);
+	json_u64(j, "levels", t->e.levels);
+	json_u64(j, "clat_entries", t->e.clat_entries);
+	json_u64(j, "capacity", t->e.capacity);
+	json_u64(j, "per_block", t->per_block);
+	json_u64(j, "blocks", t->nblocks);
+	json_u64(j, "pages", t->npages);
+	json_u64(j, "clat_gpa", t->e.clat_gpa);
+	json_u64(j, "probe_window", t->e.probe_window);
+	json_str(j, "proto", proto_mask_name(t->e.proto_mask));
+	json_u64(j, "hash_seed", t->e.hash_seed);
+}
+
+static void type_print(const struct gtype *t)
+{
+	printf("type %u %s: ctx_size %u block_size %u per_block %u levels %u clat_entries %u "
+	       "capacity %u blocks %u pages %u clat_gpa 0x%" PRIx64 " probe_window %u proto %s "
+	       "hash_seed 0x%08x\n", t->index, t->e.name, t->e.ctx_size, t->e.block_size,
+	       t->per_block, t->e.levels, t->e.clat_entries, t->e.capacity, t->nblocks,
+	       t->npages, (uint64_t)t->e.clat_gpa, t->e.probe_window,
+	       proto_mask_name(t->e.proto_mask), t->e.hash_seed);
+}
+
+/* Opens guest memory and validates the tables at --bat-gpa. */
+static int open_tables(const struct ginv *inv, bool writable, struct gmem *g,
+		       struct gtables *t)
+{
+	uint64_t bat;
+	char err[512];
+	int ret;
+
+	ret = require(inv, G_MEM);
+	if (!ret)
+		ret = require(inv, G_BAT_GPA);
+	if (!ret)
+		ret = parse_u64_opt(inv->opt[G_BAT_GPA], "bat-gpa", 0, UINT64_MAX, &bat);
+	if (ret)
+		return ret;
+	ret = gmem_open(inv->opt[G_MEM], writable, g);
+	if (ret)
+		return ret;
+	ret = gtables_load(g, bat, t, err, sizeof(err));
+	if (ret) {
+		gerr("failed to validate guest tables in %s (BAT at GPA 0x%" PRIx64 "): %s",
+		     inv->opt[G_MEM], bat, err);
+		gmem_close(g);
+	}
+	return ret;
+}
+
+/* --type T: an index, or else a name. */
+static int pick_type(const struct ginv *inv, const struct gtables *t, const struct gtype **out)
+{
+	const char *s = inv->opt[G_TYPE];
+	char *end;
+	unsigned long v;
+	uint32_t i;
+
+	if (!s) {
+		*out = &t->types[0];
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (!errno && end != s && !*end && s[0] != '-') {
+		if (v < t->ntypes) {
+			*out = &t->types[v];
+			return 0;
+		}
+		gerr("invalid --type '%s': the BAT has %u types (0..%u)", s, t->ntypes,
+		     t->ntypes - 1);
+		return -EUSAGE;
+	}
+	for (i = 0; i < t->ntypes; i++) {
+		if (!strcmp(t->types[i].e.name, s)) {
+			*out = &t->types[i];
+			return 0;
+		}
+	}
+	gerr("invalid --type '%s': no type of that name or index in the BAT", s);
+	return -EUSAGE;
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+static int init_args(const struct ginv *inv, struct gbuild_opts *o, struct gbuild_type *types)
+{
+	char err[256];
+	unsigned int i;
+	int ret;
+
+	memset(o, 0, sizeof(*o));
+	ret = require(inv, G_MEM);
+	if (!ret)
+		ret = require(inv, G_SIZE);
+	if (!ret && !inv->ntypes) {
+		gerr("init: at least one --type is required");
+		ret = -EUSAGE;
+	}
+	if (ret)
+		return ret;
+	if (gbuild_parse_size(inv->opt[G_SIZE], &o->size) || !o->size ||
+	    o->size % CLAT_PAGE_SIZE) {
+		gerr("invalid --size '%s': expected a non-zero multiple of %u (K/M/G suffixes)",
+		     inv->opt[G_SIZE], CLAT_PAGE_SIZE);
+		return -EUSAGE;
+	}
+	if (has(inv, G_LAYOUT_SEED)) {
+		ret = parse_u64_opt(inv->opt[G_LAYOUT_SEED], "layout-seed", 0, UINT64_MAX,
+				    &o->layout_seed);
+		if (ret)
+			return ret;
+		o->layout_seed_set = true;
+	}
+	o->force = has(inv, G_FORCE);
+	for (i = 0; i < inv->ntypes; i++) {
+		if (gbuild_parse_type(inv->types[i], &types[i], err, sizeof(err)) ||
+		    gbuild_resolve(&types[i], err, sizeof(err))) {
+			gerr("invalid --type '%s': %s", inv->types[i], err);
+			return -EUSAGE;
+		}
+	}
+	return 0;
+}
+
+static void init_report(const struct ginv *inv, const struct gtables *t, uint64_t size)
+{
+	struct json j;
+	uint32_t i;
+
+	if (!has(inv, G_JSON)) {
+		printf("bat_gpa 0x%" PRIx64 "\n", t->bat_gpa);
+		for (i = 0; i < t->ntypes; i++)
+			type_print(&t->types[i]);
+		return;
+	}
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "mem", inv->opt[G_MEM]);
+	json_u64(&j, "size", size);
+	json_u64(&j, "bat_gpa", t->bat_gpa);
+	json_u64(&j, "generation", t->hdr.generation);
+	json_arr_open(&j, "types");
+	for (i = 0; i < t->ntypes; i++) {
+		json_obj_open(&j, NULL);
+		type_json_fields(&j, &t->types[i]);
+		json_obj_close(&j);
+	}
+	json_arr_close(&j);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+static int cmd_init(const struct ginv *inv)
+{
+	struct gbuild_type types[CLAT_MAX_TYPES];
+	struct gbuild_opts o;
+	struct gtables t;
+	struct gmem g;
+	uint64_t bat;
+	char err[512];
+	int ret;
+
+	ret = init_args(inv, &o, types);
+	if (ret)
+		return ret;
+	ret = gbuild_create(inv->opt[G_MEM], &o, types, inv->ntypes, &bat, err, sizeof(err));
+	if (ret) {
+		gerr("failed to build guest tables in %s: %s", inv->opt[G_MEM], err);
+		return ret == -EINVAL ? -EUSAGE : ret;
+	}
+	/* Read back through the validator: what we print is what a host sees. */
+	ret = gmem_open(inv->opt[G_MEM], false, &g);
+	if (ret)
+		return ret;
+	ret = gtables_load(&g, bat, &t, err, sizeof(err));
+	if (ret) {
+		gerr("failed to validate the tables just built in %s: %s", inv->opt[G_MEM], err);
+	} else {
+		init_report(inv, &t, g.size);
+		gtables_free(&t);
+	}
+	gmem_close(&g);
+	return ret;
+}
+
+/* ---- show ---------------------------------------------------------------- */
+
+/* Calls fn for every LIVE context of t, counting tombstones on the way.
+ * Blocks in file holes are all EMPTY and are not read.  Each record is
+ * copied out once: the guest may be changing it. */
+struct ctx_walk {
+	const struct gmem *g;
+	const struct gtype *t;
+	struct gmem_data data;
+	uint64_t live, tombstones;
+};
+
+static void ctx_walk(struct ctx_walk *w, void (*fn)(void *arg, const struct clat_ctx *c,
+						   uint32_t svc, uint64_t gpa), void *arg)
+{
+	const struct gtype *t = w->t;
+	uint32_t b, e, svc;
+	struct clat_ctx c;
+
+	w->live = w->tombstones = 0;
+	for (b = 0; b < t->nblocks; b++) {
+		if (gmem_data_hole(&w->data, t->block_gpa[b], t->e.block_size))
+			continue;
+		for (e = 0; e < t->per_block; e++) {
+			uint64_t gpa = t->block_gpa[b] + (uint64_t)e * t->e.ctx_size;
+			const void *p = gmem_ptr(w->g, gpa, sizeof(c));
+			uint64_t state;
+
+			svc = b * t->per_block + e + 1;
+			if (svc > t->e.capacity || !p)
+				break;
+			memcpy(&c, p, sizeof(c));
+			state = c.state_word & CLAT_SLOT_STATE_MASK;
+			w->tombstones += state == CLAT_SLOT_TOMBSTONE;
+			if (state != CLAT_SLOT_LIVE)
+				continue;
+			w->live++;
+			if (fn)
+				fn(arg, &c, svc, gpa);
+		}
+	}
+}
+
+static void ctx_emit_json(void *arg, const struct clat_ctx *c, uint32_t svc, uint64_t gpa)
+{
+	struct json *j = arg;
+
+	json_obj_open(j, NULL);
+	json_u64(j, "svc", svc);
+	json_u64(j, "gpa", gpa);
+	ctx_json_fields(j, c);
+	json_obj_close(j);
+}
+
+static void ctx_emit_text(void *arg, const struct clat_ctx *c, uint32_t svc, uint64_t gpa)
+{
+	(void)arg;
+	printf("  gpa 0x%" PRIx64 " ", gpa);
+	ctx_print(stdout, c, svc);
+}
+
+static void show_type_json(struct json *j, struct ctx_walk *w)
+{
+	json_obj_open(j, NULL);
+	type_json_fields(j, w->t);
+	json_arr_open(j, "contexts");
+	ctx_walk(w, ctx_emit_json, j);
+	json_arr_close(j);
+	/* Counted on the way: after the list, a reader keys by name anyway. */
+	json_u64(j, "live", w->live);
+	json_u64(j, "tombstones", w->tombstones);
+	json_obj_close(j);
+}
+
+static void show_type_text(struct ctx_walk *w)
+{
+	type_print(w->t);
+	ctx_walk(w, NULL, NULL);
+	printf("  live %" PRIu64 " tombstones %" PRIu64 "\n", w->live, w->tombstones);
+	if (w->live)
+		ctx_walk(w, ctx_emit_text, NULL);
+}
+
+static int cmd_show(const struct ginv *inv)
+{
+	struct ctx_walk w = { 0 };
+	struct gtables t;
+	struct gmem g;
+	struct json j;
+	uint32_t i;
+	int ret;
+
+	ret = open_tables(inv, false, &g, &t);
+	if (ret)
+		return ret;
+	w.g = &g;
+	gmem_data_scan(&g, &w.data);
+	if (has(inv, G_JSON)) {
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_str(&j, "mem", inv->opt[G_MEM]);
+		json_u64(&j, "size", g.size);
+		json_u64(&j, "bat_gpa", t.bat_gpa);
+		json_u64(&j, "generation", t.hdr.generation);
+		json_arr_open(&j, "types");
+		for (i = 0; i < t.ntypes; i++) {
+			w.t = &t.types[i];
+			show_type_json(&j, &w);
+		}
+		json_arr_close(&j);
+		json_obj_close(&j);
+		json_end(&j);
+	} else {
+		printf("bat_gpa 0x%" PRIx64 " generation %u ntypes %u mem %s size %" PRIu64 "\n",
+		       t.bat_gpa, t.hdr.generation, t.ntypes, inv->opt[G_MEM], g.size);
+		for (i = 0; i < t.ntypes; i++) {
+			w.t = &t.types[i];
+			show_type_text(&w);
+		}
+	}
+	gmem_data_free(&w.data);
+	gtables_free(&t);
+	gmem_close(&g);
+	return 0;
+}
+
+/* ---- locate -------------------------------------------------------------- */
+
+static void locate_print(const struct ginv *inv, const struct gtype *t, uint32_t svc,
+			 const struct gtype_path *p)
+{
+	struct json j;
+	uint32_t x;
+
+	if (!has(inv, G_JSON)) {
+		printf("svc %u type %u (%s)\n", svc, t->index, t->e.name);
+		printf("bat_entry_gpa 0x%" PRIx64 "\n", t->entry_gpa);
+		for (x = 0; x < t->e.levels; x++)
+			printf("level %u page_gpa 0x%" PRIx64 " offset %u entry_gpa 0x%" PRIx64
+			       " value 0x%" PRIx64 "\n", x + 1, p->page_gpa[x], p->offset[x],
+			       p->entry_gpa[x], p->value[x]);
+		printf("block %u block_gpa 0x%" PRIx64 " element %u ctx_gpa 0x%" PRIx64 "\n",
+		       p->block, p->block_gpa, p->element + 1, p->ctx_gpa);
+		return;
+	}
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_u64(&j, "svc", svc);
+	json_u64(&j, "type", t->index);
+	json_u64(&j, "bat_entry_gpa", t->entry_gpa);
+	json_arr_open(&j, "levels");
+	for (x = 0; x < t->e.levels; x++) {
+		json_obj_open(&j, NULL);
+		json_u64(&j, "level", x + 1);
+		json_u64(&j, "page_gpa", p->page_gpa[x]);
+		json_u64(&j, "offset", p->offset[x]);
+		json_u64(&j, "entry_gpa", p->entry_gpa[x]);
+		json_u64(&j, "value", p->value[x]);
+		json_obj_close(&j);
+	}
+	json_arr_close(&j);
+	json_u64(&j, "block", p->block);
+	json_u64(&j, "block_gpa", p->block_gpa);
+	json_u64(&j, "element", p->element + 1);
+	json_u64(&j, "ctx_gpa", p->ctx_gpa);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+static int cmd_locate(const struct ginv *inv)
+{
+	const struct gtype *gt;
+	struct gtype_path path;
+	struct gtables t;
+	struct gmem g;
+	uint64_t svc;
+	int ret;
+
+	ret = require(inv, G_SVC);
+	if (!ret)
+		ret = parse_u64_opt(inv->opt[G_SVC], "svc", 1, UINT32_MAX, &svc);
+	if (!ret)
+		ret = open_tables(inv, false, &g, &t);
+	if (ret)
+		return ret;
+	ret = pick_type(inv, &t, &gt);
+	if (!ret && svc > gt->e.capacity) {
+		gerr("invalid --svc %" PRIu64 ": type %u (%s) holds services 1..%u", svc, gt->index,
+		     gt->e.name, gt->e.capacity);
+		ret = -EUSAGE;
+	}
+	if (!ret && gtype_path(gt, (uint32_t)svc, &path)) {
+		gerr("failed to locate svc %" PRIu64 ": the walk found no block", svc);
+		ret = -EIO;
+	}
+	if (!ret)
+		locate_print(inv, gt, (uint32_t)svc, &path);
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret;
+}
+
+/* ---- corrupt ------------------------------------------------------------- */
+
+static int corrupt_args(const struct ginv *inv)
+{
+	unsigned int i;
+	int ret = require(inv, G_KIND);
+
+	if (ret)
+		return ret;
+	for (i = 0; gbuild_corrupt_kinds[i]; i++)
+		if (!strcmp(gbuild_corrupt_kinds[i], inv->opt[G_KIND]))
+			return 0;
+	gerr("invalid --kind '%s': expected one of:", inv->opt[G_KIND]);
+	for (i = 0; gbuild_corrupt_kinds[i]; i++)
+		fprintf(stderr, " %s", gbuild_corrupt_kinds[i]);
+	fputc('\n', stderr);
+	return -EUSAGE;
+}
+
+static int cmd_corrupt(const struct ginv *inv)
+{
+	const struct gtype *gt;
+	struct gtables t;
+	struct gmem g;
+	char msg[512];
+	int ret;
+
+	ret = corrupt_args(inv);
+	if (!ret)
+		ret = open_tables(inv, true, &g, &t);
+	if (ret)
+		return ret;
+	ret = pick_type(inv, &t, &gt);
+	if (!ret) {
+		ret = gbuild_corrupt(&g, t.bat_gpa, inv->opt[G_KIND],
+				     has(inv, G_TYPE) ? (int)gt->index : -1, msg, sizeof(msg));
+		if (ret)
+			gerr("failed to corrupt (%s): %s", inv->opt[G_KIND], msg);
+		else
+			gerr("corrupted (%s): %s", inv->opt[G_KIND], msg);
+	}
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static int exit_code(int err)
+{
+	if (err >= 0)
+		return EXIT_OK;
+	return err == -EUSAGE ? EXIT_USAGE : EXIT_FAIL;
+}
+
+int main(int argc, char **argv)
+{
+	const struct gcmd *c = NULL;
+	struct ginv inv;
+	size_t i;
+	int err;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			c = &commands[i];
+	if (!c) {
+		gerr("unknown command '%s'", argv[1]);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	/* getopt sees the command word as argv[0]. */
+	err = parse_invocation(c, argc - 1, argv + 1, &inv);
+	if (err)
+		return err > 0 ? EXIT_OK : EXIT_USAGE;
+	return exit_code(c->handler(&inv));
+}

@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: GPL-2.0
+/* guest attach/sync/detach, ctx list and gc: the device side of the guest's
+ * context tables. */
+#include "cli.h"
+#include "common.h"
+#include "ctxfmt.h"
+#include "json.h"
+#include "shadow.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int parse_u64(const char *s, const char *what, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-') {
+		pr_err("invalid %s '%s': expected an integer (0x for hex)", what, s);
+		return -EUSAGE;
+	}
+	return 0;
+}
+
+static int need_opt(const struct invocation *inv, enum opt_id id, const char *name)
+{
+	if (has_opt(inv, id))
+		return 0;
+	pr_err("%s: missing %s", inv->cmd->name, name);
+	return -EUSAGE;
+}
+
+static int parse_fn_opt(const struct invocation *inv, uint32_t *fn)
+{
+	int err = need_opt(inv, OPT_FN, "--fn");
+
+	return err ? err : parse_u32(inv->opt[OPT_FN], "--fn", CLAT_MAX_FN - 1, fn);
+}
+
+/* Opens the PF's pinned state for a command that changes fn. */
+static int open_fn(const struct invocation *inv, uint32_t *fn, char *dir, size_t len,
+		   struct clat_maps *m)
+{
+	int err = parse_fn_opt(inv, fn);
+
+	if (!err)
+		err = require_root();
+	if (!err)
+		err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, len, m);
+	return err;
+}
+
+int cmd_guest_attach(const struct invocation *inv)
+{
+	char dir[PATH_MAX], path[PATH_MAX], msg[512];
+	struct clat_guest_info gi = {};
+	struct clat_vct_entry v = {};
+	struct shadow_btf btf = { .fd = -1 };
+	struct clat_maps m;
+	struct gtables t;
+	struct gmem g;
+	uint64_t bat_gpa, live, t0 = now_ns(CLOCK_MONOTONIC);
+	uint32_t fn;
+	int err;
+
+	err = need_opt(inv, OPT_MEM, "--mem");
+	if (!err)
+		err = need_opt(inv, OPT_BAT_GPA, "--bat-gpa");
+	if (!err)
+		err = parse_u64(inv->opt[OPT_BAT_GPA], "--bat-gpa", &bat_gpa);
+	if (!err)
+		err = open_fn(inv, &fn, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	if (!realpath(inv->opt[OPT_MEM], path)) {
+		err = -errno;
+		pr_err("failed to open guest memory %s: %s", inv->opt[OPT_MEM], strerror(-err));
+		goto out;
+	}
+	bpf_map_lookup_elem(m.vct, &fn, &v);
+	if (v.state == CLAT_FN_FREE) {
+		pr_err("failed to attach guest tables: fn %u is not in use on %s (add it with 'clat-load vf add')",
+		       fn, inv->arg[0]);
+		err = -ENODEV;
+		goto out;
+	}
+	bpf_map_lookup_elem(m.guests, &fn, &gi);
+	if (gi.bat_gpa) {
+		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path)) {
+			pr_info("fn %u already has these guest tables attached; nothing to do", fn);
+			goto out;
+		}
+		pr_err("failed to attach guest tables: fn %u already has tables (%s, BAT 0x%llx); detach them first",
+		       fn, gi.mem_path, (unsigned long long)gi.bat_gpa);
+		err = -EBUSY;
+		goto out;
+	}
+	err = gmem_open(path, false, &g);
+	if (err)
+		goto out;
+	err = gtables_load(&g, bat_gpa, &t, msg, sizeof(msg));
+	if (err) {
+		pr_err("failed to attach guest tables of fn %u: %s", fn, msg);
+		gmem_close(&g);
+		goto out;
+	}
+	err = shadow_btf_from_prog(dir, &btf);
+	if (!err)
+		err = shadow_install(&m, dir, fn, path, &g, &t, &btf, &live);
+	shadow_btf_close(&btf);
+	if (!err) {
+		uint64_t dt = now_ns(CLOCK_MONOTONIC) - t0;
+
+		if (has_opt(inv, OPT_JSON)) {
+			struct json j;
+			uint32_t i;
+
+			json_init(&j, stdout);
+			json_obj_open(&j, NULL);
+			json_u64(&j, "fn", fn);
+			json_str(&j, "mem", path);
+			json_u64(&j, "bat_gpa", bat_gpa);
+			json_u64(&j, "generation", t.hdr.generation);
+			json_u64(&j, "live_contexts", live);
+			json_u64(&j, "elapsed_ns", dt);
+			json_arr_open(&j, "types");
+			for (i = 0; i < t.ntypes; i++) {
+				json_obj_open(&j, NULL);
+				json_u64(&j, "type", t.types[i].index);
+				json_str(&j, "name", t.types[i].e.name);
+				json_u64(&j, "capacity", t.types[i].e.capacity);
+				json_u64(&j, "blocks", t.types[i].nblocks);
+				json_u64(&j, "pages", t.types[i].npages);
+				json_obj_close(&j);
+			}
+			json_arr_close(&j);
+			json_obj_close(&j);
+			json_end(&j);
+		}
+		pr_info("fn %u: guest tables at BAT 0x%llx attached, %u types, %llu live contexts (%.3f ms)",
+			fn, (unsigned long long)bat_gpa, t.ntypes, (unsigned long long)live, dt / 1e6);
+	}
+	gtables_free(&t);
+	gmem_close(&g);
+out:
+	maps_close(&m);
+	return err;
+}
+
+static void print_sync(const struct invocation *inv, uint32_t fn, uint64_t written,
+		       uint64_t bytes, const char *verb)
+{
+	if (has_opt(inv, OPT_JSON)) {
+		struct json j;
+
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_u64(&j, "fn", fn);
+		json_u64(&j, "contexts", written);
+		json_u64(&j, "bytes", bytes);
+		json_obj_close(&j);
+		json_end(&j);
+	}
+	pr_info("fn %u: %s %llu contexts (%llu bytes) to guest memory", fn, verb,
+		(unsigned long long)written, (unsigned long long)bytes);
+}
+
+int cmd_guest_sync(const struct invocation *inv)
+{
+	char dir[PATH_MAX];
+	uint64_t written, bytes;
+	struct clat_maps m;
+	uint32_t fn;
+	int err;
+
+	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	err = shadow_sync(&m, fn, false, &written, &bytes);
+	if (!err)
+		print_sync(inv, fn, written, bytes, "synced");
+	maps_close(&m);
+	return err;
+}
+
+int cmd_guest_detach(const struct invocation *inv)
+{
+	struct clat_guest_info gi = {};
+	char dir[PATH_MAX];
+	uint64_t written, bytes;
+	struct clat_maps m;
+	uint32_t fn;
+	int err;
+
+	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	bpf_map_lookup_elem(m.guests, &fn, &gi);
+	if (!gi.bat_gpa) {
+		pr_info("fn %u has no guest tables attached; nothing to do", fn);
+		goto out;
+	}
+	/* Contexts go back to the guest first; nothing is freed if that fails. */
+	err = shadow_sync(&m, fn, false, &written, &bytes);
+	if (!err)
+		err = shadow_remove(&m, dir, fn);
+	if (!err)
+		print_sync(inv, fn, written, bytes, "detached after writing back");
+	else
+		pr_err("failed to detach guest tables of fn %u: %s", fn, strerror(-err));
+out:
+	maps_close(&m);
+	return err;
+}
+
+int cmd_ctx_list(const struct invocation *inv)
+{
+	bool as_json = has_opt(inv, OPT_JSON);
+	char dir[PATH_MAX];
+	struct shadow_view v;
+	struct clat_maps m;
+	struct json j;
+	uint32_t fn, t, i;
+	int err;
+
+	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	if (as_json) {
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_str(&j, "pf", inv->arg[0]);
+		json_u64(&j, "fn", fn);
+		json_arr_open(&j, "contexts");
+	}
+	for (t = 0; t < CLAT_MAX_TYPES; t++) {
+		if (shadow_view_open(&m, fn, t, &v))
+			continue;
+		for (i = 0; i < v.nctx && i < v.bc.capacity; i++) {
+			const struct clat_ctx *c = &v.ctx[i];
+
+			if ((c->state_word & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE)
+				continue;
+			if (as_json)
+				ctx_json(&j, c, i + 1);
+			else
+				ctx_print(stdout, c, i + 1);
+		}
+		shadow_view_close(&v);
+	}
+	if (as_json) {
+		json_arr_close(&j);
+		json_obj_close(&j);
+		json_end(&j);
+	}
+	maps_close(&m);
+	return 0;
+}
+
+/* Idle timeouts by state, like conntrack's; --timeout overrides them all. */
+static uint64_t idle_limit_ns(const struct clat_ctx *c, int64_t override_s)
+{
+	if (override_s >= 0)
+		return (uint64_t)override_s * 1000000000ULL;
+	if (c->key.proto == 17 /* UDP */)
+		return 120ULL * 1000000000ULL;
+	if (c->tcp_state == CLAT_TCP_ESTABLISHED)
+		return 7200ULL * 1000000000ULL;
+	return 120ULL * 1000000000ULL;
+}
+
+static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s, uint64_t now)
+{
+	struct shadow_view v;
+	uint64_t swept = 0;
+	uint32_t t, i;
+
+	for (t = 0; t < CLAT_MAX_TYPES; t++) {
+		if (shadow_view_open(m, fn, t, &v))
+			continue;
+		for (i = 0; i < v.nctx && i < v.bc.capacity; i++) {
+			struct clat_ctx *c = &v.ctx[i];
+			uint64_t sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
+			uint64_t tomb = (sw & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE;
+			uint64_t last = __atomic_load_n(&c->last_seen_ns, __ATOMIC_RELAXED);
+
+			if ((sw & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE || now < last ||
+			    now - last < idle_limit_ns(c, timeout_s))
+				continue;
+			/* Loses cleanly to a packet that claims or closes it meanwhile. */
+			if (__atomic_compare_exchange_n(&c->state_word, &sw, tomb, false,
+							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+				((uint64_t *)v.dirty)[i / v.bc.per_block] = 1;
+				swept++;
+			}
+		}
+		shadow_view_close(&v);
+	}
+	return swept;
+}
+
+int cmd_gc(const struct invocation *inv)
+{
+	uint64_t now = now_ns(CLOCK_TAI), swept, total = 0;
+	int64_t timeout_s = -1;
+	char dir[PATH_MAX];
+	struct clat_maps m;
+	uint32_t fn, first = 0, last = CLAT_MAX_FN - 1, t;
+	struct json j;
+	int err = 0;
+
+	if (has_opt(inv, OPT_FN))
+		err = parse_fn_opt(inv, &first);
+	last = has_opt(inv, OPT_FN) ? first : last;
+	if (!err && has_opt(inv, OPT_TIMEOUT)) {
+		err = parse_u32(inv->opt[OPT_TIMEOUT], "--timeout", UINT32_MAX, &t);
+		timeout_s = t;
+	}
+	if (!err)
+		err = require_root();
+	if (!err)
+		err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	if (has_opt(inv, OPT_JSON)) {
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_arr_open(&j, "fns");
+	}
+	for (fn = first; fn <= last; fn++) {
+		struct clat_guest_info gi = {};
+
+		if (bpf_map_lookup_elem(m.guests, &fn, &gi) || !gi.bat_gpa)
+			continue;
+		swept = gc_fn(&m, fn, timeout_s, now);
+		total += swept;
+		if (has_opt(inv, OPT_JSON)) {
+			json_obj_open(&j, NULL);
+			json_u64(&j, "fn", fn);
+			json_u64(&j, "swept", swept);
+			json_obj_close(&j);
+		}
+	}
+	if (has_opt(inv, OPT_JSON)) {
+		json_arr_close(&j);
+		json_u64(&j, "swept", total);
+		json_obj_close(&j);
+		json_end(&j);
+	}
+	pr_info("gc: %llu idle contexts released on %s", (unsigned long long)total, inv->arg[0]);
+	maps_close(&m);
+	return 0;
+}

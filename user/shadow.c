@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Device-side shadow of guest tables: build, install, remove, view, sync. */
+#include "shadow.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+static const char *const inner_kinds[] = { "tiers", "ctx", "dirty" };
+enum { INNER_TIERS, INNER_CTX, INNER_DIRTY, INNER__MAX };
+
+static uint32_t type_key(uint32_t fn, uint32_t t)
+{
+	return fn * CLAT_MAX_TYPES + t;
+}
+
+static size_t page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + pg - 1) / pg * pg;
+}
+
+int shadow_btf_from_prog(const char *dir, struct shadow_btf *b)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	struct btf *btf = NULL;
+	int fd, err = 0;
+	__s32 id;
+
+	b->fd = -1;
+	if (pin_path(path, sizeof(path), dir, PIN_PROG_RX))
+		return -ENAMETOOLONG;
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		err = -errno;
+	close(fd);
+	if (!err && !info.btf_id)
+		err = -ENOENT;
+	if (!err) {
+		btf = btf__load_from_kernel_by_id(info.btf_id);
+		err = btf ? 0 : -errno;
+	}
+	if (!err) {
+		b->fd = bpf_btf_get_fd_by_id(info.btf_id);
+		err = b->fd < 0 ? -errno : 0;
+	}
+	if (!err) {
+		id = btf__find_by_name_kind(btf, "__u32", BTF_KIND_TYPEDEF);
+		b->u32_id = id > 0 ? (__u32)id : 0;
+		id = btf__find_by_name_kind(btf, "__u64", BTF_KIND_TYPEDEF);
+		b->u64_id = id > 0 ? (__u32)id : 0;
+		id = btf__find_by_name_kind(btf, "clat_ctx", BTF_KIND_STRUCT);
+		b->ctx_id = id > 0 ? (__u32)id : 0;
+		if (!b->u32_id || !b->u64_id || !b->ctx_id)
+			err = -ENOENT;
+	}
+	btf__free(btf);
+	if (err) {
+		shadow_btf_close(b);
+		pr_err("failed to read BTF of the loaded programs: %s", strerror(-err));
+	}
+	return err;
+}
+
+void shadow_btf_close(struct shadow_btf *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	b->fd = -1;
+}
+
+struct inner {
+	int fd[INNER__MAX];
+	void *map[INNER__MAX];
+	size_t len[INNER__MAX];
+};
+
+static int create_inner(const struct shadow_btf *btf, int kind, uint32_t fn, uint32_t t,
+			uint32_t n, struct inner *in)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__u32 vsize = kind == INNER_CTX ? sizeof(struct clat_ctx) : sizeof(__u64);
+	char name[BPF_OBJ_NAME_LEN];
+
+	if (btf) {
+		o.btf_fd = btf->fd;
+		o.btf_key_type_id = btf->u32_id;
+		o.btf_value_type_id = kind == INNER_CTX ? btf->ctx_id : btf->u64_id;
+	}
+	snprintf(name, sizeof(name), "%s%u_%u", inner_kinds[kind], fn, t);
+	in->fd[kind] = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), vsize, n ? n : 1, &o);
+	if (in->fd[kind] < 0)
+		return -errno;
+	in->len[kind] = page_round((size_t)(n ? n : 1) * vsize);
+	in->map[kind] = mmap(NULL, in->len[kind], PROT_READ | PROT_WRITE, MAP_SHARED,
+			     in->fd[kind], 0);
+	if (in->map[kind] == MAP_FAILED) {
+		in->map[kind] = NULL;
+		return -errno;
+	}
+	return 0;
+}
+
+static void inner_release(struct inner *in)
+{
+	int k;
+
+	for (k = 0; k < INNER__MAX; k++) {
+		if (in->map[k])
+			munmap(in->map[k], in->len[k]);
+		if (in->fd[k] >= 0)
+			close(in->fd[k]);
+		in->map[k] = NULL;
+		in->fd[k] = -1;
+	}
+}
+
+/* Copies the guest's in-use contexts into the device map; they are live
+ * at once because every key is inside its context.  Blocks in holes of a
+ * sparse file hold only EMPTY contexts and are skipped unread. */
+static int load_contexts(const struct gmem *g, const struct gmem_data *data,
+			 const struct gtype *gt, uint32_t fn, struct clat_ctx *dst, uint64_t *live)
+{
+	uint32_t b, e, svc;
+
+	for (b = 0; b < gt->nblocks; b++) {
+		if (gmem_data_hole(data, gt->block_gpa[b], gt->e.block_size))
+			continue;
+		for (e = 0; e < gt->per_block; e++) {
+			const struct clat_ctx *src;
+
+			svc = b * gt->per_block + e + 1;
+			if (svc > gt->e.capacity)
+				return 0;
+			src = gmem_ptr(g, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
+				       sizeof(*src));
+			if (!src)
+				return -EFAULT; /* validated before: the file shrank */
+			if ((src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY)
+				continue;
+			dst[svc - 1] = *src;
+			dst[svc - 1].fn = (__u16)fn;
+			*live += (src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE;
+		}
+	}
+	return 0;
+}
+
+static int pin_inner(const char *dir, const struct inner *in, uint32_t fn, uint32_t t, bool pin)
+{
+	char name[64], path[PATH_MAX];
+	int k, err = 0;
+
+	for (k = 0; k < INNER__MAX; k++) {
+		snprintf(name, sizeof(name), PIN_INNER_FMT, inner_kinds[k], fn, t);
+		if (pin_path(path, sizeof(path), dir, name))
+			return -ENAMETOOLONG;
+		if (!pin) {
+			if (unlink(path) < 0 && errno != ENOENT && !err)
+				err = -errno;
+		} else if (bpf_obj_pin(in->fd[k], path)) {
+			return -errno;
+		}
+	}
+	return err;
+}
+
+static void fill_bat_cache(const struct gtype *gt, struct clat_bat_cache *bc)
+{
+	*bc = (struct clat_bat_cache){
+		.valid = 1,
+		.ctx_size = gt->e.ctx_size,
+		.per_block = gt->per_block,
+		.levels = gt->e.levels,
+		.clat_entries = gt->e.clat_entries,
+		.capacity = gt->e.capacity,
+		.hash_seed = gt->e.hash_seed,
+		.probe_window = gt->e.probe_window,
+		.proto_mask = gt->e.proto_mask,
+		.nblocks = gt->nblocks,
+		.npages = gt->npages,
+	};
+}
+
+/* Plugs one type's inner maps into fn's slots. */
+static int install_type(const struct clat_maps *m, const char *dir, uint32_t fn,
+			const struct gmem *g, const struct gmem_data *data, const struct gtype *gt,
+			const struct shadow_btf *btf, uint64_t *live)
+{
+	uint32_t key = type_key(fn, gt->index), ntiers = gt->npages * gt->e.clat_entries, i;
+	struct inner in = { .fd = { -1, -1, -1 } };
+	struct clat_bat_cache bc;
+	uint64_t *tiers;
+	int err;
+
+	err = create_inner(btf, INNER_TIERS, fn, gt->index, ntiers, &in);
+	if (!err)
+		err = create_inner(btf, INNER_CTX, fn, gt->index, gt->nblocks * gt->per_block, &in);
+	if (!err)
+		err = create_inner(btf, INNER_DIRTY, fn, gt->index, gt->nblocks, &in);
+	if (err) {
+		pr_err("failed to create device maps for fn %u type %u: %s", fn, gt->index,
+		       strerror(-err));
+		goto out;
+	}
+	tiers = in.map[INNER_TIERS];
+	for (i = 0; i < ntiers; i++)
+		tiers[i] = gt->tiers[i];
+	err = load_contexts(g, data, gt, fn, in.map[INNER_CTX], live);
+	if (!err && dir)
+		err = pin_inner(dir, &in, fn, gt->index, true);
+	if (!err && (bpf_map_update_elem(m->tiers, &key, &in.fd[INNER_TIERS], BPF_ANY) ||
+		     bpf_map_update_elem(m->ctxs, &key, &in.fd[INNER_CTX], BPF_ANY) ||
+		     bpf_map_update_elem(m->dirty, &key, &in.fd[INNER_DIRTY], BPF_ANY)))
+		err = -errno;
+	fill_bat_cache(gt, &bc);
+	if (!err && bpf_map_update_elem(m->bat_cache, &key, &bc, BPF_ANY))
+		err = -errno;
+	if (err)
+		pr_err("failed to install device maps for fn %u type %u: %s", fn, gt->index,
+		       strerror(-err));
+out:
+	inner_release(&in);
+	return err;
+}
+
+static void remove_type(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t)
+{
+	struct clat_bat_cache zero = {};
+	uint32_t key = type_key(fn, t);
+	struct inner none = {};
+
+	bpf_map_update_elem(m->bat_cache, &key, &zero, BPF_ANY);
+	bpf_map_delete_elem(m->tiers, &key);
+	bpf_map_delete_elem(m->ctxs, &key);
+	bpf_map_delete_elem(m->dirty, &key);
+	if (dir)
+		pin_inner(dir, &none, fn, t, false);
+}
+
+int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
+		   const char *mem_path, const struct gmem *g, const struct gtables *t,
+		   const struct shadow_btf *btf, uint64_t *live)
+{
+	struct clat_guest_info gi = {
+		.bat_gpa = t->bat_gpa,
+		.mem_size = g->size,
+		.generation = t->hdr.generation,
+		.ntypes = t->ntypes,
+	};
+	struct clat_vct_entry v = {};
+	struct gmem_data data;
+	uint32_t i;
+	int err = 0;
+
+	*live = 0;
+	if (fn >= CLAT_MAX_FN)
+		return -ERANGE;
+	if (strlen(mem_path) >= sizeof(gi.mem_path)) {
+		pr_err("guest memory path too long (max %zu): %s", sizeof(gi.mem_path) - 1, mem_path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(gi.mem_path, mem_path, strlen(mem_path));
+	err = gmem_data_scan(g, &data);
+	for (i = 0; !err && i < t->ntypes; i++)
+		err = install_type(m, dir, fn, g, &data, &t->types[i], btf, live);
+	gmem_data_free(&data);
+	if (!err && bpf_map_update_elem(m->guests, &fn, &gi, BPF_ANY))
+		err = -errno;
+	/* The switch: once VCT[fn] names the BAT, the datapath tracks flows. */
+	if (!err && bpf_map_lookup_elem(m->vct, &fn, &v))
+		err = -errno;
+	if (!err) {
+		v.bat_gpa = t->bat_gpa;
+		v.generation = t->hdr.generation;
+		if (bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY))
+			err = -errno;
+	}
+	if (err) {
+		while (i-- > 0)
+			remove_type(m, dir, fn, t->types[i].index);
+		bpf_map_update_elem(m->guests, &fn, &(struct clat_guest_info){}, BPF_ANY);
+	}
+	return err;
+}
+
+int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
+{
+	struct clat_vct_entry v = {};
+	uint32_t t;
+
+	if (fn >= CLAT_MAX_FN)
+		return -ERANGE;
+	if (bpf_map_lookup_elem(m->vct, &fn, &v) == 0 && v.bat_gpa) {
+		v.bat_gpa = 0;
+		v.generation = 0;
+		if (bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY))
+			return -errno;
+	}
+	for (t = 0; t < CLAT_MAX_TYPES; t++)
+		remove_type(m, dir, fn, t);
+	if (bpf_map_update_elem(m->guests, &fn, &(struct clat_guest_info){}, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static int inner_fd(int outer, uint32_t key)
+{
+	__u32 id;
+
+	int fd;
+
+	if (bpf_map_lookup_elem(outer, &key, &id))
+		return -errno;
+	fd = bpf_map_get_fd_by_id(id);
+	return fd < 0 ? -errno : fd;
+}
+
+static void *map_inner(int outer, uint32_t key, size_t elem, uint32_t *n, size_t *len)
+{
+	struct bpf_map_info info = {};
+	__u32 ilen = sizeof(info);
+	void *p = NULL;
+	int fd = inner_fd(outer, key);
+
+	if (fd < 0)
+		return NULL;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &ilen)) {
+		*n = info.max_entries;
+		*len = page_round((size_t)info.max_entries * elem);
+		p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			p = NULL;
+	}
+	close(fd);
+	return p;
+}
+
+int shadow_view_open(const struct clat_maps *m, uint32_t fn, uint32_t type, struct shadow_view *v)
+{
+	uint32_t key = type_key(fn, type), ndirty;
+
+	memset(v, 0, sizeof(*v));
+	if (fn >= CLAT_MAX_FN || type >= CLAT_MAX_TYPES ||
+	    bpf_map_lookup_elem(m->bat_cache, &key, &v->bc) || !v->bc.valid)
+		return -ENOENT;
+	v->ctx = map_inner(m->ctxs, key, sizeof(struct clat_ctx), &v->nctx, &v->ctx_len);
+	v->dirty = map_inner(m->dirty, key, sizeof(__u64), &ndirty, &v->dirty_len);
+	if (!v->ctx || !v->dirty) {
+		shadow_view_close(v);
+		return -ENOENT;
+	}
+	return 0;
+}
+
+void shadow_view_close(struct shadow_view *v)
+{
+	if (v->ctx)
+		munmap(v->ctx, v->ctx_len);
+	if (v->dirty)
+		munmap(v->dirty, v->dirty_len);
+	v->ctx = NULL;
+	v->dirty = NULL;
+}
+
+/* A CLAIMING slot settles within a few stores of another CPU. */
+static uint64_t settled_state(const struct clat_ctx *c)
+{
+	uint64_t sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
+	int i;
+
+	for (i = 0; i < 100000 && (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_CLAIMING; i++)
+		sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
+	return sw;
+}
+
+static int sync_type(const struct gmem *g, const struct gtype *gt, struct shadow_view *v,
+		     bool only_dirty, uint64_t *written, uint64_t *bytes)
+{
+	uint64_t *dirty = (uint64_t *)v->dirty;
+	uint32_t b, e;
+
+	for (b = 0; b < gt->nblocks; b++) {
+		if (only_dirty) {
+			/* Clear first: a write racing with the copy dirties it again. */
+			if (!__atomic_exchange_n(&dirty[b], 0, __ATOMIC_ACQ_REL))
+				continue;
+		}
+		for (e = 0; e < gt->per_block; e++) {
+			uint32_t i = b * gt->per_block + e;
+			struct clat_ctx *dst;
+			uint64_t sw;
+
+			if (i >= gt->e.capacity || i >= v->nctx)
+				break;
+			sw = settled_state(&v->ctx[i]);
+			if ((sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY ||
+			    (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_CLAIMING)
+				continue;
+			dst = gmem_ptr(g, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
+				       sizeof(*dst));
+			if (!dst)
+				return -EFAULT;
+			memcpy(dst, &v->ctx[i], sizeof(*dst));
+			(*written)++;
+			*bytes += sizeof(*dst);
+		}
+	}
+	return 0;
+}
+
+int shadow_sync(const struct clat_maps *m, uint32_t fn, bool only_dirty, uint64_t *written,
+		uint64_t *bytes)
+{
+	struct clat_guest_info gi = {};
+	struct gtables t;
+	struct gmem g;
+	char err_msg[256];
+	uint32_t i;
+	int err;
+
+	*written = *bytes = 0;
+	if (fn >= CLAT_MAX_FN || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa) {
+		pr_err("fn %u has no guest tables attached", fn);
+		return -ENOENT;
+	}
+	err = gmem_open(gi.mem_path, true, &g);
+	if (err)
+		return err;
+	err = gtables_load(&g, gi.bat_gpa, &t, err_msg, sizeof(err_msg));
+	if (err) {
+		pr_err("failed to sync fn %u: guest tables in %s are no longer valid: %s", fn,
+		       gi.mem_path, err_msg);
+		gmem_close(&g);
+		return err;
+	}
+	if (t.hdr.generation != gi.generation) {
+		pr_err("failed to sync fn %u: guest tables changed (generation %u, attached %u)",
+		       fn, t.hdr.generation, gi.generation);
+		err = -ESTALE;
+	}
+	for (i = 0; !err && i < t.ntypes; i++) {
+		struct shadow_view v;
+
+		err = shadow_view_open(m, fn, t.types[i].index, &v);
+		if (!err && (v.bc.capacity != t.types[i].e.capacity ||
+			     v.bc.per_block != t.types[i].per_block))
+			err = -ESTALE;
+		if (!err)
+			err = sync_type(&g, &t.types[i], &v, only_dirty, written, bytes);
+		shadow_view_close(&v);
+		if (err)
+			pr_err("failed to sync fn %u type %u: %s", fn, t.types[i].index,
+			       strerror(-err));
+	}
+	gtables_free(&t);
+	gmem_close(&g);
+	return err;
+}
