@@ -16,6 +16,9 @@ ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -Iuser -Ivf-emu -I$(OUTPUT) -MMD -MP
 LDLIBS    := -lbpf -lelf -lz -lmnl
+# libvirt and libxml2 are linked into clat-load only.
+LIBVIRT_CFLAGS := $(shell pkg-config --cflags libvirt libxml-2.0)
+LIBVIRT_LIBS   := $(shell pkg-config --libs libvirt libxml-2.0)
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Iinclude -I$(OUTPUT) -MMD -MP
 
 ifeq ($(SANITIZE),1)
@@ -36,7 +39,7 @@ SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,common json maps gmem gtables gbuild shadow ctxfmt)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
@@ -49,7 +52,7 @@ help:
 	@echo '  all        build clat-load, clat-guest, vf-emu, the BPF object and test programs (default)'
 	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts + BATS netns selftests)'
 	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
-	@echo '  install    install clat-load, clat-guest and vf-emu into $$(DESTDIR)$$(PREFIX)'
+	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(OUTPUT)/'
 	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), PREFIX, DESTDIR'
@@ -74,6 +77,8 @@ $(OUTPUT)/user/%.o: user/%.c $(SKELS) | $(OUTPUT)/user
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+$(OUTPUT)/user/libvirt.o: CFLAGS += $(LIBVIRT_CFLAGS)
+
 $(OUTPUT)/vfemu-obj/%.o: vf-emu/%.c | $(OUTPUT)/vfemu-obj
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
@@ -84,7 +89,7 @@ $(OUTPUT)/selftests/%.o: selftests/%.c $(SKELS) | $(OUTPUT)/selftests
 
 $(OUTPUT)/clat-load: $(LOAD_OBJS) $(LIB_OBJS) $(VFEMU_LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) $(LIBVIRT_LIBS) -o $@
 
 $(OUTPUT)/clat-guest: $(GUEST_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
@@ -110,9 +115,11 @@ deps:
 install: $(BINS)
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -D -m 0755 scripts/libvirt-qemu-hook $(DESTDIR)$(PREFIX)/share/clat/libvirt-qemu-hook
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
+	rm -f $(DESTDIR)$(PREFIX)/share/clat/libvirt-qemu-hook
 
 clean:
 	rm -rf $(OUTPUT)

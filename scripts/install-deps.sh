@@ -12,7 +12,7 @@ packages=(
 	# build
 	make gcc clang llvm pkg-config libc6-dev linux-libc-dev
 	libbpf-dev libelf-dev zlib1g-dev libmnl-dev libxdp-dev bpftool
-	libvirt-dev libvirt-clients
+	libvirt-dev libvirt-clients libxml2-dev
 	# tests and demo
 	bats bats-assert bats-support jq iproute2 iputils-ping socat ethtool util-linux procps
 	coreutils

@@ -5,6 +5,7 @@
 #define CLAT_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum opt_id {
 	OPT_NONE = 0, /* terminates a command's option list */
@@ -25,11 +26,24 @@ enum opt_id {
 	OPT_BLOCK_SIZE,
 	OPT_LEVELS,
 	OPT_CLAT_ENTRIES,
+	OPT_CONNECT,
+	OPT_INTERVAL,
+	OPT_TEST_ACTIONS,
+	OPT_TO_FN,
+	OPT_VM_NETNS,
+	OPT_SRC_NETNS,
+	OPT_DST_NETNS,
+	OPT_DST_MEM,
+	OPT_SRC_PIN_DIR,
+	OPT_DST_PIN_DIR,
+	OPT_ROUNDS,
+	OPT_DELTA,
+	OPT_ABORT,
 	OPT__MAX,
 };
 
 #define CMD_MAX_ARGS 4
-#define CMD_MAX_OPTS 10
+#define CMD_MAX_OPTS 14
 
 struct invocation {
 	const struct command *cmd;
@@ -63,5 +77,22 @@ int cmd_guest_sync(const struct invocation *inv);
 int cmd_guest_detach(const struct invocation *inv);
 int cmd_ctx_list(const struct invocation *inv);
 int cmd_gc(const struct invocation *inv);
+int cmd_migrate_out(const struct invocation *inv);
+int cmd_migrate_in(const struct invocation *inv);
+int cmd_migrate(const struct invocation *inv);
+int cmd_libvirt_reconcile(const struct invocation *inv);
+int cmd_libvirt_watch(const struct invocation *inv);
+int cmd_libvirt_hook_parse(const struct invocation *inv);
+
+/* guest attach/detach as functions (guest.c), for the CLI and libvirt.c.
+ * They print errors; GUEST_F_QUIET drops the informational lines and
+ * GUEST_F_JSON prints the command's JSON on stdout. */
+enum {
+	GUEST_F_JSON = 1 << 0,
+	GUEST_F_QUIET = 1 << 1,
+};
+int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
+		    uint64_t bat_gpa, unsigned int flags);
+int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsigned int flags);
 
 #endif

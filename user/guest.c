@@ -62,16 +62,122 @@ static int open_fn(const struct invocation *inv, uint32_t *fn, char *dir, size_t
 	return err;
 }
 
-int cmd_guest_attach(const struct invocation *inv)
+static void print_attach_json(uint32_t fn, const char *path, uint64_t bat_gpa,
+			      const struct gtables *t, uint64_t live, uint64_t dt)
 {
-	char dir[PATH_MAX], path[PATH_MAX], msg[512];
-	struct clat_guest_info gi = {};
-	struct clat_vct_entry v = {};
+	struct json j;
+	uint32_t i;
+
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_u64(&j, "fn", fn);
+	json_str(&j, "mem", path);
+	json_u64(&j, "bat_gpa", bat_gpa);
+	json_u64(&j, "generation", t->hdr.generation);
+	json_u64(&j, "live_contexts", live);
+	json_u64(&j, "elapsed_ns", dt);
+	json_arr_open(&j, "types");
+	for (i = 0; i < t->ntypes; i++) {
+		json_obj_open(&j, NULL);
+		json_u64(&j, "type", t->types[i].index);
+		json_str(&j, "name", t->types[i].e.name);
+		json_u64(&j, "capacity", t->types[i].e.capacity);
+		json_u64(&j, "blocks", t->types[i].nblocks);
+		json_u64(&j, "pages", t->types[i].npages);
+		json_obj_close(&j);
+	}
+	json_arr_close(&j);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+/* Validates the tables in path and installs the shadow of fn. */
+static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn,
+			 const char *path, uint64_t bat_gpa, unsigned int flags)
+{
+	uint64_t live, t0 = now_ns(CLOCK_MONOTONIC);
 	struct shadow_btf btf = { .fd = -1 };
-	struct clat_maps m;
 	struct gtables t;
 	struct gmem g;
-	uint64_t bat_gpa, live, t0 = now_ns(CLOCK_MONOTONIC);
+	char msg[512];
+	int err;
+
+	err = gmem_open(path, false, &g);
+	if (err)
+		return err;
+	err = gtables_load(&g, bat_gpa, &t, msg, sizeof(msg));
+	if (err) {
+		pr_err("failed to attach guest tables of fn %u: %s", fn, msg);
+		gmem_close(&g);
+		return err;
+	}
+	err = shadow_btf_from_prog(dir, &btf);
+	if (!err)
+		err = shadow_install(m, dir, fn, path, &g, &t, &btf, &live);
+	shadow_btf_close(&btf);
+	if (!err) {
+		uint64_t dt = now_ns(CLOCK_MONOTONIC) - t0;
+
+		if (flags & GUEST_F_JSON)
+			print_attach_json(fn, path, bat_gpa, &t, live, dt);
+		if (!(flags & GUEST_F_QUIET))
+			pr_info("fn %u: guest tables at BAT 0x%llx attached, %u types, %llu live contexts (%.3f ms)",
+				fn, (unsigned long long)bat_gpa, t.ntypes,
+				(unsigned long long)live, dt / 1e6);
+	}
+	gtables_free(&t);
+	gmem_close(&g);
+	return err;
+}
+
+int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
+		    uint64_t bat_gpa, unsigned int flags)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct clat_guest_info gi = {};
+	struct clat_vct_entry v = {};
+	struct clat_maps m;
+	int err;
+
+	err = require_root();
+	if (!err)
+		err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	if (!realpath(mem, path)) {
+		err = -errno;
+		pr_err("failed to open guest memory %s: %s", mem, strerror(-err));
+		goto out;
+	}
+	bpf_map_lookup_elem(m.vct, &fn, &v);
+	if (v.state == CLAT_FN_FREE) {
+		pr_err("failed to attach guest tables: fn %u is not in use on %s (add it with 'clat-load vf add')",
+		       fn, pf);
+		err = -ENODEV;
+		goto out;
+	}
+	bpf_map_lookup_elem(m.guests, &fn, &gi);
+	if (gi.bat_gpa) {
+		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path)) {
+			if (!(flags & GUEST_F_QUIET))
+				pr_info("fn %u already has these guest tables attached; nothing to do",
+					fn);
+			goto out;
+		}
+		pr_err("failed to attach guest tables: fn %u already has tables (%s, BAT 0x%llx); detach them first",
+		       fn, gi.mem_path, (unsigned long long)gi.bat_gpa);
+		err = -EBUSY;
+		goto out;
+	}
+	err = attach_tables(&m, dir, fn, path, bat_gpa, flags);
+out:
+	maps_close(&m);
+	return err;
+}
+
+int cmd_guest_attach(const struct invocation *inv)
+{
+	uint64_t bat_gpa;
 	uint32_t fn;
 	int err;
 
@@ -81,88 +187,17 @@ int cmd_guest_attach(const struct invocation *inv)
 	if (!err)
 		err = parse_u64(inv->opt[OPT_BAT_GPA], "--bat-gpa", &bat_gpa);
 	if (!err)
-		err = open_fn(inv, &fn, dir, sizeof(dir), &m);
+		err = parse_fn_opt(inv, &fn);
 	if (err)
 		return err;
-	if (!realpath(inv->opt[OPT_MEM], path)) {
-		err = -errno;
-		pr_err("failed to open guest memory %s: %s", inv->opt[OPT_MEM], strerror(-err));
-		goto out;
-	}
-	bpf_map_lookup_elem(m.vct, &fn, &v);
-	if (v.state == CLAT_FN_FREE) {
-		pr_err("failed to attach guest tables: fn %u is not in use on %s (add it with 'clat-load vf add')",
-		       fn, inv->arg[0]);
-		err = -ENODEV;
-		goto out;
-	}
-	bpf_map_lookup_elem(m.guests, &fn, &gi);
-	if (gi.bat_gpa) {
-		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path)) {
-			pr_info("fn %u already has these guest tables attached; nothing to do", fn);
-			goto out;
-		}
-		pr_err("failed to attach guest tables: fn %u already has tables (%s, BAT 0x%llx); detach them first",
-		       fn, gi.mem_path, (unsigned long long)gi.bat_gpa);
-		err = -EBUSY;
-		goto out;
-	}
-	err = gmem_open(path, false, &g);
-	if (err)
-		goto out;
-	err = gtables_load(&g, bat_gpa, &t, msg, sizeof(msg));
-	if (err) {
-		pr_err("failed to attach guest tables of fn %u: %s", fn, msg);
-		gmem_close(&g);
-		goto out;
-	}
-	err = shadow_btf_from_prog(dir, &btf);
-	if (!err)
-		err = shadow_install(&m, dir, fn, path, &g, &t, &btf, &live);
-	shadow_btf_close(&btf);
-	if (!err) {
-		uint64_t dt = now_ns(CLOCK_MONOTONIC) - t0;
-
-		if (has_opt(inv, OPT_JSON)) {
-			struct json j;
-			uint32_t i;
-
-			json_init(&j, stdout);
-			json_obj_open(&j, NULL);
-			json_u64(&j, "fn", fn);
-			json_str(&j, "mem", path);
-			json_u64(&j, "bat_gpa", bat_gpa);
-			json_u64(&j, "generation", t.hdr.generation);
-			json_u64(&j, "live_contexts", live);
-			json_u64(&j, "elapsed_ns", dt);
-			json_arr_open(&j, "types");
-			for (i = 0; i < t.ntypes; i++) {
-				json_obj_open(&j, NULL);
-				json_u64(&j, "type", t.types[i].index);
-				json_str(&j, "name", t.types[i].e.name);
-				json_u64(&j, "capacity", t.types[i].e.capacity);
-				json_u64(&j, "blocks", t.types[i].nblocks);
-				json_u64(&j, "pages", t.types[i].npages);
-				json_obj_close(&j);
-			}
-			json_arr_close(&j);
-			json_obj_close(&j);
-			json_end(&j);
-		}
-		pr_info("fn %u: guest tables at BAT 0x%llx attached, %u types, %llu live contexts (%.3f ms)",
-			fn, (unsigned long long)bat_gpa, t.ntypes, (unsigned long long)live, dt / 1e6);
-	}
-	gtables_free(&t);
-	gmem_close(&g);
-out:
-	maps_close(&m);
-	return err;
+	return guest_attach_fn(inv->arg[0], inv->opt[OPT_PIN_DIR], fn, inv->opt[OPT_MEM], bat_gpa,
+			       has_opt(inv, OPT_JSON) ? GUEST_F_JSON : 0);
 }
 
-static void print_sync(const struct invocation *inv, uint32_t fn, uint64_t written,
-		       uint64_t bytes, const char *verb)
+static void print_sync(unsigned int flags, uint32_t fn, uint64_t written, uint64_t bytes,
+		       const char *verb)
 {
-	if (has_opt(inv, OPT_JSON)) {
+	if (flags & GUEST_F_JSON) {
 		struct json j;
 
 		json_init(&j, stdout);
@@ -173,8 +208,14 @@ static void print_sync(const struct invocation *inv, uint32_t fn, uint64_t writt
 		json_obj_close(&j);
 		json_end(&j);
 	}
-	pr_info("fn %u: %s %llu contexts (%llu bytes) to guest memory", fn, verb,
-		(unsigned long long)written, (unsigned long long)bytes);
+	if (!(flags & GUEST_F_QUIET))
+		pr_info("fn %u: %s %llu contexts (%llu bytes) to guest memory", fn, verb,
+			(unsigned long long)written, (unsigned long long)bytes);
+}
+
+static unsigned int json_flag(const struct invocation *inv)
+{
+	return has_opt(inv, OPT_JSON) ? GUEST_F_JSON : 0;
 }
 
 int cmd_guest_sync(const struct invocation *inv)
@@ -188,41 +229,53 @@ int cmd_guest_sync(const struct invocation *inv)
 	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
 	if (err)
 		return err;
-	err = shadow_sync(&m, fn, false, &written, &bytes);
+	err = shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
 	if (!err)
-		print_sync(inv, fn, written, bytes, "synced");
+		print_sync(json_flag(inv), fn, written, bytes, "synced");
+	maps_close(&m);
+	return err;
+}
+
+int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsigned int flags)
+{
+	struct clat_guest_info gi = {};
+	char dir[PATH_MAX];
+	uint64_t written, bytes;
+	struct clat_maps m;
+	int err;
+
+	err = require_root();
+	if (!err)
+		err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	bpf_map_lookup_elem(m.guests, &fn, &gi);
+	if (!gi.bat_gpa) {
+		if (!(flags & GUEST_F_QUIET))
+			pr_info("fn %u has no guest tables attached; nothing to do", fn);
+		goto out;
+	}
+	/* Contexts go back to the guest first; nothing is freed if that fails. */
+	err = shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
+	if (!err)
+		err = shadow_remove(&m, dir, fn);
+	if (!err)
+		print_sync(flags, fn, written, bytes, "detached after writing back");
+	else
+		pr_err("failed to detach guest tables of fn %u: %s", fn, strerror(-err));
+out:
 	maps_close(&m);
 	return err;
 }
 
 int cmd_guest_detach(const struct invocation *inv)
 {
-	struct clat_guest_info gi = {};
-	char dir[PATH_MAX];
-	uint64_t written, bytes;
-	struct clat_maps m;
 	uint32_t fn;
-	int err;
+	int err = parse_fn_opt(inv, &fn);
 
-	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
 	if (err)
 		return err;
-	bpf_map_lookup_elem(m.guests, &fn, &gi);
-	if (!gi.bat_gpa) {
-		pr_info("fn %u has no guest tables attached; nothing to do", fn);
-		goto out;
-	}
-	/* Contexts go back to the guest first; nothing is freed if that fails. */
-	err = shadow_sync(&m, fn, false, &written, &bytes);
-	if (!err)
-		err = shadow_remove(&m, dir, fn);
-	if (!err)
-		print_sync(inv, fn, written, bytes, "detached after writing back");
-	else
-		pr_err("failed to detach guest tables of fn %u: %s", fn, strerror(-err));
-out:
-	maps_close(&m);
-	return err;
+	return guest_detach_fn(inv->arg[0], inv->opt[OPT_PIN_DIR], fn, json_flag(inv));
 }
 
 int cmd_ctx_list(const struct invocation *inv)

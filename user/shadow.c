@@ -78,14 +78,8 @@ void shadow_btf_close(struct shadow_btf *b)
 	b->fd = -1;
 }
 
-struct inner {
-	int fd[INNER__MAX];
-	void *map[INNER__MAX];
-	size_t len[INNER__MAX];
-};
-
 static int create_inner(const struct shadow_btf *btf, int kind, uint32_t fn, uint32_t t,
-			uint32_t n, struct inner *in)
+			uint32_t n, struct shadow_inner *in)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_MMAPABLE | BPF_F_INNER_MAP);
 	__u32 vsize = kind == INNER_CTX ? sizeof(struct clat_ctx) : sizeof(__u64);
@@ -110,7 +104,7 @@ static int create_inner(const struct shadow_btf *btf, int kind, uint32_t fn, uin
 	return 0;
 }
 
-static void inner_release(struct inner *in)
+static void inner_release(struct shadow_inner *in)
 {
 	int k;
 
@@ -155,7 +149,7 @@ static int load_contexts(const struct gmem *g, const struct gmem_data *data,
 	return 0;
 }
 
-static int pin_inner(const char *dir, const struct inner *in, uint32_t fn, uint32_t t, bool pin)
+static int pin_inner(const char *dir, const struct shadow_inner *in, uint32_t fn, uint32_t t, bool pin)
 {
 	char name[64], path[PATH_MAX];
 	int k, err = 0;
@@ -164,12 +158,11 @@ static int pin_inner(const char *dir, const struct inner *in, uint32_t fn, uint3
 		snprintf(name, sizeof(name), PIN_INNER_FMT, inner_kinds[k], fn, t);
 		if (pin_path(path, sizeof(path), dir, name))
 			return -ENAMETOOLONG;
-		if (!pin) {
-			if (unlink(path) < 0 && errno != ENOENT && !err)
-				err = -errno;
-		} else if (bpf_obj_pin(in->fd[k], path)) {
+		/* A pin left by an interrupted attach is replaced, not an error. */
+		if (unlink(path) < 0 && errno != ENOENT && !err)
+			err = -errno;
+		if (pin && bpf_obj_pin(in->fd[k], path))
 			return -errno;
-		}
 	}
 	return err;
 }
@@ -191,45 +184,45 @@ static void fill_bat_cache(const struct gtype *gt, struct clat_bat_cache *bc)
 	};
 }
 
-/* Plugs one type's inner maps into fn's slots. */
-static int install_type(const struct clat_maps *m, const char *dir, uint32_t fn,
-			const struct gmem *g, const struct gmem_data *data, const struct gtype *gt,
-			const struct shadow_btf *btf, uint64_t *live)
+/* Creates and fills one type's inner maps, not yet visible to the datapath. */
+static int build_type(uint32_t fn, const struct gmem *g, const struct gmem_data *data,
+		      const struct gtype *gt, const struct shadow_btf *btf, struct shadow_inner *in,
+		      uint64_t *live)
 {
-	uint32_t key = type_key(fn, gt->index), ntiers = gt->npages * gt->e.clat_entries, i;
-	struct inner in = { .fd = { -1, -1, -1 } };
-	struct clat_bat_cache bc;
+	uint32_t ntiers = gt->npages * gt->e.clat_entries, i;
 	uint64_t *tiers;
 	int err;
 
-	err = create_inner(btf, INNER_TIERS, fn, gt->index, ntiers, &in);
+	err = create_inner(btf, INNER_TIERS, fn, gt->index, ntiers, in);
 	if (!err)
-		err = create_inner(btf, INNER_CTX, fn, gt->index, gt->nblocks * gt->per_block, &in);
+		err = create_inner(btf, INNER_CTX, fn, gt->index, gt->nblocks * gt->per_block, in);
 	if (!err)
-		err = create_inner(btf, INNER_DIRTY, fn, gt->index, gt->nblocks, &in);
+		err = create_inner(btf, INNER_DIRTY, fn, gt->index, gt->nblocks, in);
 	if (err) {
 		pr_err("failed to create device maps for fn %u type %u: %s", fn, gt->index,
 		       strerror(-err));
-		goto out;
+		return err;
 	}
-	tiers = in.map[INNER_TIERS];
+	tiers = in->map[INNER_TIERS];
 	for (i = 0; i < ntiers; i++)
 		tiers[i] = gt->tiers[i];
-	err = load_contexts(g, data, gt, fn, in.map[INNER_CTX], live);
-	if (!err && dir)
-		err = pin_inner(dir, &in, fn, gt->index, true);
-	if (!err && (bpf_map_update_elem(m->tiers, &key, &in.fd[INNER_TIERS], BPF_ANY) ||
-		     bpf_map_update_elem(m->ctxs, &key, &in.fd[INNER_CTX], BPF_ANY) ||
-		     bpf_map_update_elem(m->dirty, &key, &in.fd[INNER_DIRTY], BPF_ANY)))
-		err = -errno;
-	fill_bat_cache(gt, &bc);
-	if (!err && bpf_map_update_elem(m->bat_cache, &key, &bc, BPF_ANY))
+	return load_contexts(g, data, gt, fn, in->map[INNER_CTX], live);
+}
+
+/* Plugs one type's inner maps into fn's slots. */
+static int plug_type(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
+		     const struct clat_bat_cache *bc, const struct shadow_inner *in)
+{
+	uint32_t key = type_key(fn, t);
+	int err = dir ? pin_inner(dir, in, fn, t, true) : 0;
+
+	if (!err && (bpf_map_update_elem(m->tiers, &key, &in->fd[INNER_TIERS], BPF_ANY) ||
+		     bpf_map_update_elem(m->ctxs, &key, &in->fd[INNER_CTX], BPF_ANY) ||
+		     bpf_map_update_elem(m->dirty, &key, &in->fd[INNER_DIRTY], BPF_ANY) ||
+		     bpf_map_update_elem(m->bat_cache, &key, bc, BPF_ANY)))
 		err = -errno;
 	if (err)
-		pr_err("failed to install device maps for fn %u type %u: %s", fn, gt->index,
-		       strerror(-err));
-out:
-	inner_release(&in);
+		pr_err("failed to install device maps for fn %u type %u: %s", fn, t, strerror(-err));
 	return err;
 }
 
@@ -237,7 +230,7 @@ static void remove_type(const struct clat_maps *m, const char *dir, uint32_t fn,
 {
 	struct clat_bat_cache zero = {};
 	uint32_t key = type_key(fn, t);
-	struct inner none = {};
+	struct shadow_inner none = {};
 
 	bpf_map_update_elem(m->bat_cache, &key, &zero, BPF_ANY);
 	bpf_map_delete_elem(m->tiers, &key);
@@ -247,49 +240,127 @@ static void remove_type(const struct clat_maps *m, const char *dir, uint32_t fn,
 		pin_inner(dir, &none, fn, t, false);
 }
 
-int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
-		   const char *mem_path, const struct gmem *g, const struct gtables *t,
-		   const struct shadow_btf *btf, uint64_t *live)
+int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_path,
+		       const struct gmem *g, const struct gtables *t, const struct shadow_btf *btf)
 {
-	struct clat_guest_info gi = {
+	struct gmem_data data;
+	uint32_t i;
+	int err = 0;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		st->in[i] = (struct shadow_inner){ .fd = { -1, -1, -1 } };
+	if (fn >= CLAT_MAX_FN)
+		return -ERANGE;
+	if (strlen(mem_path) >= sizeof(st->gi.mem_path)) {
+		pr_err("guest memory path too long (max %zu): %s", sizeof(st->gi.mem_path) - 1,
+		       mem_path);
+		return -ENAMETOOLONG;
+	}
+	st->fn = fn;
+	st->ntypes = t->ntypes;
+	st->gi = (struct clat_guest_info){
 		.bat_gpa = t->bat_gpa,
 		.mem_size = g->size,
 		.generation = t->hdr.generation,
 		.ntypes = t->ntypes,
 	};
+	memcpy(st->gi.mem_path, mem_path, strlen(mem_path));
+	err = gmem_data_scan(g, &data);
+	for (i = 0; !err && i < t->ntypes; i++) {
+		st->type_index[i] = t->types[i].index;
+		fill_bat_cache(&t->types[i], &st->bc[i]);
+		err = build_type(fn, g, &data, &t->types[i], btf, &st->in[i], &st->live);
+	}
+	gmem_data_free(&data);
+	if (err)
+		shadow_stage_free(st);
+	return err;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const struct gtables *t,
+			uint64_t *blocks, size_t n, uint64_t *reloaded)
+{
+	uint32_t i, b, e;
+
+	*reloaded = 0;
+	qsort(blocks, n, sizeof(*blocks), cmp_u64);
+	for (i = 0; i < t->ntypes && i < st->ntypes; i++) {
+		const struct gtype *gt = &t->types[i];
+		struct clat_ctx *dst = st->in[i].map[INNER_CTX];
+
+		for (b = 0; b < gt->nblocks; b++) {
+			if (!bsearch(&gt->block_gpa[b], blocks, n, sizeof(*blocks), cmp_u64))
+				continue;
+			for (e = 0; e < gt->per_block; e++) {
+				uint32_t idx = b * gt->per_block + e;
+				const struct clat_ctx *src;
+
+				if (idx >= gt->e.capacity)
+					break;
+				src = gmem_ptr(g, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
+					       sizeof(*src));
+				if (!src)
+					return -EFAULT;
+				dst[idx] = *src;
+				dst[idx].fn = (__u16)st->fn;
+			}
+			(*reloaded)++;
+		}
+	}
+	return 0;
+}
+
+int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, const char *dir)
+{
 	struct clat_vct_entry v = {};
-	struct gmem_data data;
-	uint32_t i;
+	uint32_t i, fn = st->fn;
 	int err = 0;
 
-	*live = 0;
-	if (fn >= CLAT_MAX_FN)
-		return -ERANGE;
-	if (strlen(mem_path) >= sizeof(gi.mem_path)) {
-		pr_err("guest memory path too long (max %zu): %s", sizeof(gi.mem_path) - 1, mem_path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(gi.mem_path, mem_path, strlen(mem_path));
-	err = gmem_data_scan(g, &data);
-	for (i = 0; !err && i < t->ntypes; i++)
-		err = install_type(m, dir, fn, g, &data, &t->types[i], btf, live);
-	gmem_data_free(&data);
-	if (!err && bpf_map_update_elem(m->guests, &fn, &gi, BPF_ANY))
+	for (i = 0; !err && i < st->ntypes; i++)
+		err = plug_type(m, dir, fn, st->type_index[i], &st->bc[i], &st->in[i]);
+	if (!err && bpf_map_update_elem(m->guests, &fn, &st->gi, BPF_ANY))
 		err = -errno;
 	/* The switch: once VCT[fn] names the BAT, the datapath tracks flows. */
 	if (!err && bpf_map_lookup_elem(m->vct, &fn, &v))
 		err = -errno;
 	if (!err) {
-		v.bat_gpa = t->bat_gpa;
-		v.generation = t->hdr.generation;
+		v.bat_gpa = st->gi.bat_gpa;
+		v.generation = st->gi.generation;
 		if (bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY))
 			err = -errno;
 	}
-	if (err) {
-		while (i-- > 0)
-			remove_type(m, dir, fn, t->types[i].index);
-		bpf_map_update_elem(m->guests, &fn, &(struct clat_guest_info){}, BPF_ANY);
-	}
+	if (err)
+		shadow_remove(m, dir, fn);
+	return err;
+}
+
+void shadow_stage_free(struct shadow_stage *st)
+{
+	uint32_t i;
+
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		inner_release(&st->in[i]);
+}
+
+int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
+		   const char *mem_path, const struct gmem *g, const struct gtables *t,
+		   const struct shadow_btf *btf, uint64_t *live)
+{
+	struct shadow_stage st;
+	int err = shadow_stage_build(&st, fn, mem_path, g, t, btf);
+
+	*live = st.live;
+	if (!err)
+		err = shadow_stage_commit(&st, m, dir);
+	shadow_stage_free(&st);
 	return err;
 }
 
@@ -383,18 +454,38 @@ static uint64_t settled_state(const struct clat_ctx *c)
 	return sw;
 }
 
+static int add_block(struct gpa_list *l, uint64_t gpa)
+{
+	if (!l)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		uint64_t *v = realloc(l->gpa, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->gpa = v;
+		l->cap = cap;
+	}
+	l->gpa[l->n++] = gpa;
+	return 0;
+}
+
 static int sync_type(const struct gmem *g, const struct gtype *gt, struct shadow_view *v,
-		     bool only_dirty, uint64_t *written, uint64_t *bytes)
+		     enum sync_mode mode, uint64_t *written, uint64_t *bytes,
+		     struct gpa_list *blocks)
 {
 	uint64_t *dirty = (uint64_t *)v->dirty;
 	uint32_t b, e;
 
 	for (b = 0; b < gt->nblocks; b++) {
-		if (only_dirty) {
-			/* Clear first: a write racing with the copy dirties it again. */
-			if (!__atomic_exchange_n(&dirty[b], 0, __ATOMIC_ACQ_REL))
-				continue;
-		}
+		/* Clear first: a write racing with the copy dirties it again. */
+		bool was_dirty = mode != SYNC_ALL && __atomic_exchange_n(&dirty[b], 0, __ATOMIC_ACQ_REL);
+
+		if (mode == SYNC_DIRTY && !was_dirty)
+			continue;
+		if (mode == SYNC_DIRTY && add_block(blocks, gt->block_gpa[b]))
+			return -ENOMEM;
 		for (e = 0; e < gt->per_block; e++) {
 			uint32_t i = b * gt->per_block + e;
 			struct clat_ctx *dst;
@@ -418,8 +509,8 @@ static int sync_type(const struct gmem *g, const struct gtype *gt, struct shadow
 	return 0;
 }
 
-int shadow_sync(const struct clat_maps *m, uint32_t fn, bool only_dirty, uint64_t *written,
-		uint64_t *bytes)
+int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uint64_t *written,
+		uint64_t *bytes, struct gpa_list *blocks)
 {
 	struct clat_guest_info gi = {};
 	struct gtables t;
@@ -456,7 +547,7 @@ int shadow_sync(const struct clat_maps *m, uint32_t fn, bool only_dirty, uint64_
 			     v.bc.per_block != t.types[i].per_block))
 			err = -ESTALE;
 		if (!err)
-			err = sync_type(&g, &t.types[i], &v, only_dirty, written, bytes);
+			err = sync_type(&g, &t.types[i], &v, mode, written, bytes, blocks);
 		shadow_view_close(&v);
 		if (err)
 			pr_err("failed to sync fn %u type %u: %s", fn, t.types[i].index,

@@ -25,6 +25,34 @@ void shadow_btf_close(struct shadow_btf *b);
 int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 		   const char *mem_path, const struct gmem *g, const struct gtables *t,
 		   const struct shadow_btf *btf, uint64_t *live);
+/* One type's inner maps: tiers, contexts, dirty words. */
+struct shadow_inner {
+	int fd[3];
+	void *map[3];
+	size_t len[3];
+};
+
+/* The same in two steps, so that the slow build can run before a
+ * migration's switchover and the switch itself is a few map updates. */
+struct shadow_stage {
+	uint32_t fn;
+	uint32_t ntypes;
+	uint32_t type_index[CLAT_MAX_TYPES];
+	struct clat_bat_cache bc[CLAT_MAX_TYPES];
+	struct shadow_inner in[CLAT_MAX_TYPES];
+	struct clat_guest_info gi;
+	uint64_t live;
+};
+
+int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_path,
+		       const struct gmem *g, const struct gtables *t, const struct shadow_btf *btf);
+/* Re-reads the contexts of the listed blocks (GPAs; the array is sorted). */
+int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const struct gtables *t,
+			uint64_t *blocks, size_t n, uint64_t *reloaded);
+/* Plugs the staged maps into fn's slots and flips VCT[fn].bat_gpa. */
+int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, const char *dir);
+void shadow_stage_free(struct shadow_stage *st);
+
 /* Turns tracking off for fn and frees its shadow (no sync). */
 int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn);
 
@@ -41,10 +69,21 @@ struct shadow_view {
 int shadow_view_open(const struct clat_maps *m, uint32_t fn, uint32_t type, struct shadow_view *v);
 void shadow_view_close(struct shadow_view *v);
 
+enum sync_mode {
+	SYNC_ALL,       /* every block; dirty marks untouched */
+	SYNC_ALL_CLEAR, /* every block, clearing dirty marks: a pre-copy's first round */
+	SYNC_DIRTY,     /* only blocks marked dirty, clearing the marks */
+};
+
+struct gpa_list {
+	uint64_t *gpa;
+	size_t n, cap;
+};
+
 /* Writes fn's contexts back to their GPAs in the guest memory file; counts
- * the contexts written.  only_dirty limits it to blocks marked dirty, and
- * clears those marks. */
-int shadow_sync(const struct clat_maps *m, uint32_t fn, bool only_dirty, uint64_t *written,
-		uint64_t *bytes);
+ * the contexts written; blocks (may be NULL) collects the GPAs of the blocks
+ * a SYNC_DIRTY pass copied. */
+int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uint64_t *written,
+		uint64_t *bytes, struct gpa_list *blocks);
 
 #endif

@@ -65,7 +65,8 @@ static int nl_talk(struct nl *nl, struct nlmsghdr *nlh, mnl_cb_t cb, void *data)
 	nlh->nlmsg_seq = ++nl->seq;
 	/* Careful: NLM_F_DUMP's bits overlap NLM_F_EXCL/NLM_F_REPLACE, which
 	 * mean something else on RTM_NEW*; only GET requests can be dumps. */
-	if (nlh->nlmsg_type != RTM_GETLINK || (nlh->nlmsg_flags & NLM_F_DUMP) != NLM_F_DUMP)
+	if ((nlh->nlmsg_type != RTM_GETLINK && nlh->nlmsg_type != RTM_GETADDR) ||
+	    (nlh->nlmsg_flags & NLM_F_DUMP) != NLM_F_DUMP)
 		nlh->nlmsg_flags |= NLM_F_ACK;
 	if (mnl_socket_sendto(nl->sk, nlh, nlh->nlmsg_len) < 0)
 		return -errno;
@@ -289,6 +290,17 @@ int nl_link_set_mac(struct nl *nl, int ifindex, const uint8_t mac[6])
 	return nl_talk(nl, nlh, NULL, NULL);
 }
 
+int nl_link_set_netns(struct nl *nl, int ifindex, int nsfd, const char *newname)
+{
+	char buf[NL_SEND_BUF];
+	struct nlmsghdr *nlh = link_msg(buf, RTM_NEWLINK, 0, ifindex);
+
+	mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)nsfd);
+	if (newname)
+		mnl_attr_put_strz(nlh, IFLA_IFNAME, newname);
+	return nl_talk(nl, nlh, NULL, NULL);
+}
+
 int nl_link_set_alias(struct nl *nl, int ifindex, const char *alias)
 {
 	char buf[NL_SEND_BUF];
@@ -309,5 +321,88 @@ int nl_link_set_xdp(struct nl *nl, int ifindex, int prog_fd, uint32_t flags)
 	mnl_attr_put_u32(nlh, IFLA_XDP_FD, (uint32_t)prog_fd);
 	mnl_attr_put_u32(nlh, IFLA_XDP_FLAGS, flags);
 	mnl_attr_nest_end(nlh, xdp);
+	return nl_talk(nl, nlh, NULL, NULL);
+}
+
+/* ---- addresses ---------------------------------------------------------- */
+
+struct addr_dump {
+	int ifindex;
+	int (*cb)(const struct nl_addr *a, void *data);
+	void *data;
+	int ret;
+};
+
+static int addr_attr_cb(const struct nlattr *attr, void *data)
+{
+	const struct nlattr **tb = data;
+	int type = mnl_attr_get_type(attr);
+
+	if (type <= IFA_MAX)
+		tb[type] = attr;
+	return MNL_CB_OK;
+}
+
+static int addr_dump_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+	const struct nlattr *tb[IFA_MAX + 1] = { 0 };
+	struct addr_dump *d = data;
+	struct nl_addr a = { 0 };
+	const struct nlattr *at;
+	size_t len;
+
+	if ((int)ifa->ifa_index != d->ifindex || ifa->ifa_scope == RT_SCOPE_LINK)
+		return MNL_CB_OK; /* link-local addresses are the kernel's own */
+	mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, tb);
+	at = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+	if (!at)
+		return MNL_CB_OK;
+	len = mnl_attr_get_payload_len(at);
+	if (len != 4 && len != 16)
+		return MNL_CB_OK;
+	a.family = ifa->ifa_family;
+	a.prefixlen = ifa->ifa_prefixlen;
+	memcpy(a.addr, mnl_attr_get_payload(at), len);
+	d->ret = d->cb(&a, d->data);
+	return d->ret ? MNL_CB_STOP : MNL_CB_OK;
+}
+
+int nl_addr_dump(struct nl *nl, int ifindex, int (*cb)(const struct nl_addr *a, void *data),
+		 void *data)
+{
+	char buf[NL_SEND_BUF];
+	struct nlmsghdr *nlh;
+	struct ifaddrmsg *ifa;
+	struct addr_dump d = { ifindex, cb, data, 0 };
+	int ret;
+
+	memset(buf, 0, sizeof(buf));
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_GETADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = AF_UNSPEC;
+	ret = nl_talk(nl, nlh, addr_dump_cb, &d);
+	return ret ? ret : d.ret;
+}
+
+int nl_addr_add(struct nl *nl, int ifindex, const struct nl_addr *a)
+{
+	char buf[NL_SEND_BUF];
+	struct nlmsghdr *nlh;
+	struct ifaddrmsg *ifa;
+	size_t len = a->family == AF_INET ? 4 : 16;
+
+	memset(buf, 0, sizeof(buf));
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = RTM_NEWADDR;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE;
+	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+	ifa->ifa_family = a->family;
+	ifa->ifa_prefixlen = a->prefixlen;
+	ifa->ifa_index = ifindex;
+	mnl_attr_put(nlh, IFA_LOCAL, len, a->addr);
+	mnl_attr_put(nlh, IFA_ADDRESS, len, a->addr);
 	return nl_talk(nl, nlh, NULL, NULL);
 }

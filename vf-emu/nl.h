@@ -50,7 +50,20 @@ int nl_link_del_name(struct nl *nl, const char *name);
 int nl_link_set_up(struct nl *nl, int ifindex);
 int nl_link_set_mac(struct nl *nl, int ifindex, const uint8_t mac[6]);
 int nl_link_set_alias(struct nl *nl, int ifindex, const char *alias);
+/* Moves a link into the netns nsfd, renamed to newname (NULL keeps it). */
+int nl_link_set_netns(struct nl *nl, int ifindex, int nsfd, const char *newname);
 /* prog_fd < 0 detaches. flags: XDP_FLAGS_* (e.g. XDP_FLAGS_DRV_MODE). */
 int nl_link_set_xdp(struct nl *nl, int ifindex, int prog_fd, uint32_t flags);
+
+/* Interface addresses, so a VM's configuration can follow it to a new VF. */
+struct nl_addr {
+	int family;          /* AF_INET or AF_INET6 */
+	int prefixlen;
+	uint8_t addr[16];
+};
+
+int nl_addr_dump(struct nl *nl, int ifindex, int (*cb)(const struct nl_addr *a, void *data),
+		 void *data);
+int nl_addr_add(struct nl *nl, int ifindex, const struct nl_addr *a);
 
 #endif

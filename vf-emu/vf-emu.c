@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,10 @@ static const char usage_text[] =
 	"        show the VFs of <pf> (MACs read live from the VM namespaces)\n"
 	"  vf-emu set <pf> vf <i> mac <MAC>\n"
 	"        set the MAC address of VF <i> (unicast, non-zero)\n"
+	"  vf-emu assign <pf> vf <i> netns <NS>\n"
+	"        move VF <i>'s end (eth0) into an existing namespace: a VM moves in\n"
+	"  vf-emu release <pf> vf <i>\n"
+	"        move VF <i>'s end back into its own namespace <pf>-vm<i>\n"
 	"  vf-emu destroy <pf>\n"
 	"        remove everything create built; a no-op if <pf> does not exist\n"
 	"Defaults: wire netns <pf>-wire (created if missing), wire port <pf>,\n"
@@ -218,6 +223,34 @@ static int cmd_set(int argc, char **argv)
 	return vfemu_set_mac(a[0], vf, mac) ? 1 : 0;
 }
 
+/* assign <pf> vf <i> netns <NS> | release <pf> vf <i> */
+static int cmd_move(int argc, char **argv, bool assign)
+{
+	char **a;
+	int vf;
+
+	if (only_positionals(argc, argv))
+		return usage_error("invalid option", NULL);
+	a = argv + optind;
+	if (argc - optind != (assign ? 5 : 3) || strcmp(a[1], "vf") ||
+	    (assign && strcmp(a[3], "netns")))
+		return usage_error(assign ? "usage: assign <pf> vf <i> netns <NS>"
+					  : "usage: release <pf> vf <i>", NULL);
+	if (parse_int(a[2], 0, VFEMU_MAX_VFS - 1, &vf))
+		return usage_error("VF index must be an integer in 0..63", a[2]);
+	return (assign ? vfemu_assign(a[0], vf, a[4]) : vfemu_release(a[0], vf)) ? 1 : 0;
+}
+
+static int cmd_assign(int argc, char **argv)
+{
+	return cmd_move(argc, argv, true);
+}
+
+static int cmd_release(int argc, char **argv)
+{
+	return cmd_move(argc, argv, false);
+}
+
 /* ---- destroy ---------------------------------------------------------- */
 
 static int cmd_destroy(int argc, char **argv)
@@ -265,6 +298,8 @@ int main(int argc, char **argv)
 		{ "create", cmd_create },
 		{ "list", cmd_list },
 		{ "set", cmd_set },
+		{ "assign", cmd_assign },
+		{ "release", cmd_release },
 		{ "destroy", cmd_destroy },
 	};
 

@@ -956,3 +956,109 @@ void vfemu_format_mac(const uint8_t mac[6], char buf[18])
 	snprintf(buf, 18, "%02x:%02x:%02x:%02x:%02x:%02x",
 		 mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 }
+
+/* ---- assign / release --------------------------------------------------- */
+
+/* Moves VF vf's end from its current netns into target as eth0, re-arms its
+ * XDP_PASS program (a netns move detaches it) and records the new home in
+ * the representor's alias. */
+static int do_move(struct nl *host, const char *pf, int vf, const char *target,
+		   struct errctx *e)
+{
+	char alias[NL_ALIAS_MAX];
+	struct nl from, to;
+	struct nl_link rep, l;
+	struct pf_state st;
+	struct vfemu_vf v;
+	int ret, nsfd, prog_fd;
+
+	ret = load_pf_err(host, "move a VF of", pf, &l, &st, e);
+	if (ret)
+		return ret;
+	if (vf < 0 || vf >= st.numvfs)
+		return fail_reason(e, -EINVAL, "no such VF", "move VF %d of %s", vf, pf);
+	ret = query_vf(host, pf, vf, &v, e);
+	if (ret)
+		return ret;
+	if (!v.netns[0])
+		return fail_reason(e, -ENODEV, "its namespace is gone", "move VF %d", vf);
+	if (!strcmp(v.netns, target))
+		return 0; /* already there */
+	if (!netns_valid_name(target) || !netns_exists(target))
+		return fail_reason(e, -ENOENT, "no such network namespace", "move VF %d to %s",
+				   vf, target);
+	ret = nl_open(&to, target);
+	if (ret)
+		return fail(e, ret, "enter netns %s", target);
+	if (nl_link_get(&to, "eth0", &l) == 0) {
+		nl_close(&to);
+		return fail_reason(e, -EEXIST, "it already has an eth0", "move VF %d to %s", vf,
+				   target);
+	}
+	ret = nl_open(&from, v.netns);
+	if (ret) {
+		nl_close(&to);
+		return fail(e, ret, "enter netns %s", v.netns);
+	}
+	nsfd = netns_open(target);
+	ret = nsfd < 0 ? nsfd : nl_link_get(&from, "eth0", &l);
+	if (!ret)
+		ret = nl_link_set_netns(&from, l.ifindex, nsfd, "eth0");
+	if (nsfd >= 0)
+		close(nsfd);
+	nl_close(&from);
+	if (ret) {
+		nl_close(&to);
+		return fail(e, ret, "move VF %d's end from %s to %s", vf, v.netns, target);
+	}
+	prog_fd = load_xdp_pass();
+	ret = prog_fd < 0 ? prog_fd : nl_link_get(&to, "eth0", &l);
+	if (!ret)
+		ret = nl_link_set_xdp(&to, l.ifindex, prog_fd, XDP_FLAGS_DRV_MODE);
+	if (!ret)
+		ret = nl_link_set_up(&to, l.ifindex);
+	if (prog_fd >= 0)
+		close(prog_fd);
+	nl_close(&to);
+	if (ret)
+		return fail(e, ret, "bring up VF %d's end in %s", vf, target);
+	snprintf(alias, sizeof(alias), ALIAS_TAG " vf pf=%s vf=%d netns=%s pci=%s", pf, vf,
+		 target, v.pci);
+	ret = nl_link_get(host, v.rep, &rep);
+	if (!ret)
+		ret = nl_link_set_alias(host, rep.ifindex, alias);
+	return ret ? fail(e, ret, "record VF %d's namespace", vf) : 0;
+}
+
+static int move_vf(const char *pf, int vf, const char *target)
+{
+	struct errctx e = { 0 };
+	char home[VFEMU_NETNS_MAX];
+	struct nl_link l;
+	struct pf_state st;
+	struct nl host;
+	int ret;
+
+	ret = nl_open(&host, NULL);
+	if (ret)
+		return report(&e, fail(&e, ret, "open rtnetlink socket"));
+	if (!target) {
+		ret = load_pf_err(&host, "release a VF of", pf, &l, &st, &e);
+		vm_ns_name(st.vm_prefix, vf, home);
+		target = home;
+	}
+	if (!ret)
+		ret = do_move(&host, pf, vf, target, &e);
+	nl_close(&host);
+	return report(&e, ret);
+}
+
+int vfemu_assign(const char *pf, int vf, const char *netns)
+{
+	return move_vf(pf, vf, netns);
+}
+
+int vfemu_release(const char *pf, int vf)
+{
+	return move_vf(pf, vf, NULL);
+}

@@ -64,4 +64,11 @@ int vfemu_parse_mac(const char *s, uint8_t mac[6]); /* -EINVAL unless unicast, n
 int vfemu_exists(const char *pf);  /* 1: an interface named pf exists, 0: none, or -errno */
 void vfemu_format_mac(const uint8_t mac[6], char buf[18]); /* "xx:xx:xx:xx:xx:xx" */
 
+/* Live migration of the emulated VM: move VF i's end (named eth0) out of
+ * whatever namespace holds it into netns (assign), or back into the VF's
+ * own namespace (release).  The VF end keeps its MAC and XDP_PASS program;
+ * IP configuration belongs to the VM and is not carried. */
+int vfemu_assign(const char *pf, int vf, const char *netns);
+int vfemu_release(const char *pf, int vf);
+
 #endif

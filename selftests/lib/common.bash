@@ -127,3 +127,61 @@ wait_listen() {
 	done
 	return 1
 }
+
+# ---- two emulated hosts joined by a bridge (a top-of-rack switch) ----------
+
+# in_host NS CMD...: runs CMD in host netns NS without hiding /sys/fs/bpf
+# (ip netns exec remounts /sys).
+in_host() {
+	local ns=$1
+	shift
+	nsenter --net="/run/netns/$ns" "$@"
+}
+
+# two_hosts_create NUMVFS: sets TAG, HOST_A, HOST_B, WIRE_NS, PF_A, PF_B, NET,
+# WIRE_IP, VM (the VM's netns, holding VF 0 of host A), VM_IP, VM_MAC.
+two_hosts_create() {
+	local n=$1 ns
+	TAG=m$(printf '%x%03x' $(($$ % 256)) $((RANDOM % 4096)))
+	HOST_A=$TAG-ha HOST_B=$TAG-hb WIRE_NS=$TAG-w
+	PF_A=${TAG}a PF_B=${TAG}b
+	NET=198.18.$((RANDOM % 250 + 1))
+	WIRE_IP=$NET.1 VM_IP=$NET.10
+	VM=$TAG-vm
+	for ns in "$HOST_A" "$HOST_B" "$WIRE_NS" "$VM"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+	done
+	ip -n "$WIRE_NS" link add tor type bridge
+	ip -n "$WIRE_NS" link set tor up
+	in_host "$HOST_A" "$VF_EMU" create "$PF_A" --numvfs "$n" --wire-netns "$WIRE_NS" \
+		--wire-port "${TAG}wa" --vm-netns-prefix "$TAG-a-vm" >/dev/null
+	in_host "$HOST_B" "$VF_EMU" create "$PF_B" --numvfs "$n" --wire-netns "$WIRE_NS" \
+		--wire-port "${TAG}wb" --vm-netns-prefix "$TAG-b-vm" >/dev/null
+	ip -n "$WIRE_NS" link set "${TAG}wa" master tor
+	ip -n "$WIRE_NS" link set "${TAG}wb" master tor
+	ip netns exec "$WIRE_NS" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6'
+	ip -n "$WIRE_NS" addr add "$WIRE_IP/24" dev tor
+	ip netns exec "$VM" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6'
+	in_host "$HOST_A" "$VF_EMU" assign "$PF_A" vf 0 netns "$VM"
+	ip -n "$VM" addr add "$VM_IP/24" dev eth0
+	VM_MAC=$(in_host "$HOST_A" "$VF_EMU" list "$PF_A" --json | jq -r '.vfs[0].mac')
+	in_host "$HOST_A" "$CLAT_LOAD" attach "$PF_A" 2>/dev/null
+	in_host "$HOST_B" "$CLAT_LOAD" attach "$PF_B" 2>/dev/null
+}
+
+two_hosts_destroy() {
+	[ -n "${TAG:-}" ] || return 0
+	in_host "$HOST_A" "$CLAT_LOAD" detach "$PF_A" >/dev/null 2>&1 || true
+	in_host "$HOST_B" "$CLAT_LOAD" detach "$PF_B" >/dev/null 2>&1 || true
+	in_host "$HOST_A" "$VF_EMU" destroy "$PF_A" >/dev/null 2>&1 || true
+	in_host "$HOST_B" "$VF_EMU" destroy "$PF_B" >/dev/null 2>&1 || true
+	local ns
+	for ns in "$HOST_A" "$HOST_B" "$WIRE_NS" "$VM"; do ip netns del "$ns" 2>/dev/null || true; done
+	TAG=
+}
+
+# ctx_on HOST PF FN: `ctx list --json` on one host.
+ctx_on() {
+	in_host "$1" "$CLAT_LOAD" ctx list "$2" --fn "$3" --json
+}

@@ -1,0 +1,304 @@
+#!/usr/bin/env bats
+# libvirt integration through libvirt's test driver (test:///abs/node.xml, no
+# daemon): reconcile, watch with lifecycle events, and the qemu hook script.
+# The test driver cannot migrate, so a migration is modelled by two node
+# files, one per host state.
+
+load lib/common
+
+HOOK=$ROOT/scripts/libvirt-qemu-hook
+DATA=$ROOT/selftests/data
+
+setup() {
+	topo_create 2
+	attach
+	MEM1=$BATS_TEST_TMPDIR/vm1.mem
+	MEM2=$BATS_TEST_TMPDIR/vm2.mem
+	guest_init "$MEM1" conn:ctx=256,block=4096,services=2000
+	BAT1=$BAT
+	guest_init "$MEM2" conn:ctx=256,block=4096,services=1000
+	BAT2=$BAT
+	PCI=()
+	local json i
+	json=$("$VF_EMU" list "$PF" --json)
+	for i in 0 1; do PCI[i]=$(jq -r ".vfs[$i].pci" <<<"$json"); done
+	# A MAC that is not VF 0's own, so that setting it is visible.
+	VMMAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+	PIN=/sys/fs/bpf/clat/$PF
+}
+
+teardown() {
+	reap
+	topo_destroy
+}
+
+# domain_xml NAME RUNSTATE MAC PCI MEM BAT [nometa]: one domain of the template
+# (RUNSTATE 1 = running, 5 = shut off).
+domain_xml() {
+	local name=$1 state=$2 mac=$3 pci=$4 mem=$5 bat=$6 meta=${7:-}
+	local d=${pci%%:*} rest=${pci#*:}
+	local bus=${rest%%:*} slotfn=${rest#*:}
+	local slot=${slotfn%.*} func=${slotfn#*.}
+	sed -e "s|@NAME@|$name|" -e "s|@RUNSTATE@|$state|" -e "s|@MAC@|$mac|" \
+		-e "s|@MEM@|$mem|" -e "s|@BAT@|$bat|" -e "s|@PCI_DOMAIN@|$d|" \
+		-e "s|@PCI_BUS@|$bus|" -e "s|@PCI_SLOT@|$slot|" -e "s|@PCI_FUNC@|$func|" \
+		"$DATA/libvirt-domain.xml.in" |
+		if [ "$meta" = nometa ]; then sed '/<metadata>/,/<\/metadata>/d'; else cat; fi
+}
+
+# node_xml FILE [DOMAIN_XML_FILE...]: a test-driver node holding those domains.
+node_xml() {
+	local out=$1 domains
+	shift
+	domains=$(cat "$@" </dev/null)
+	awk -v doms="$domains" '{ if ($0 == "@DOMAINS@") print doms; else print }' \
+		"$DATA/libvirt-node.xml.in" >"$out"
+}
+
+# node NAME DOMAIN-ARGS...: test:/// URI of a node with one domain; "none" = no domain.
+node() {
+	local file=$BATS_TEST_TMPDIR/$1.xml
+	shift
+	if [ "$1" = none ]; then
+		node_xml "$file"
+	else
+		domain_xml "$@" >"$file.dom"
+		node_xml "$file" "$file.dom"
+	fi
+	echo "test://$file"
+}
+
+reconcile() {
+	"$CLAT_LOAD" libvirt reconcile "$PF" "$@"
+}
+
+# fn_field FN JQ: a field of fn in `clat-load status --json`.
+fn_field() {
+	"$CLAT_LOAD" status "$PF" --json | jq -r --argjson fn "$1" ".fns[] | select(.fn == \$fn) | $2"
+}
+
+# The guest-tables record of fn, straight from the pinned map.
+guests_bat() {
+	bpftool -j map lookup pinned "$PIN/guests" key "$1" 0 0 0 | jq -r '.formatted.value.bat_gpa // .value.bat_gpa'
+}
+
+@test "reconcile: attaches the guest tables and sets the MAC of the domain's VF; a second run changes nothing" {
+	local uri
+	uri=$(node before vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	run reconcile --connect "$uri" --json
+	assert_success
+	assert_equal "$(jq -r '.pf' <<<"$output")" "$PF"
+	assert_equal "$(jq '.domains' <<<"$output")" 1
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .domain, .ok]]' <<<"$output")" \
+		'[["set-mac",1,"vm1",true],["attach",1,"vm1",true]]'
+	assert_equal "$(jq -r '.actions[0].mac' <<<"$output")" "$VMMAC"
+	assert_equal "$(jq '.actions[1].bat_gpa' <<<"$output")" "$BAT1"
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+	assert_equal "$(guests_bat 1)" "$BAT1"
+	run ctx_json 1
+	assert_success
+	assert_equal "$(jq '.contexts | length' <<<"$output")" 0
+
+	run reconcile --connect "$uri"
+	assert_success
+	assert_output "reconcile $PF: 1 running domain, nothing to do"
+	run reconcile --connect "$uri" --json
+	assert_success
+	assert_equal "$(jq -c '.actions' <<<"$output")" '[]'
+	assert_equal "$(jq '.changes' <<<"$output")" 0
+}
+
+@test "reconcile: the two host states of a migration move the tables from fn 1 to fn 2" {
+	local before after gone
+	before=$(node before vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	after=$(node after vm1 1 "$VMMAC" "${PCI[1]}" "$MEM1" "$BAT1")
+	gone=$(node gone none)
+	reconcile --connect "$before" >/dev/null
+	assert_equal "$(guests_bat 1)" "$BAT1"
+
+	run reconcile --connect "$after" --json
+	assert_success
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .ok]]' <<<"$output")" \
+		'[["detach",1,true],["set-mac",2,true],["attach",2,true]]'
+	assert_equal "$(jq -r '.actions[0].reason' <<<"$output")" "no running domain uses it"
+	assert_equal "$(jq -r '.actions[1].domain' <<<"$output")" vm1
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	assert_equal "$(fn_field 2 .bat_gpa)" "$BAT1"
+	assert_equal "$(fn_field 2 '.macs[0].mac')" "$VMMAC"
+	# The MAC is one key of mac_fn: it now selects fn 2 only.
+	assert_equal "$(fn_field 1 '.macs | length')" 0
+	run bpftool map show pinned "$PIN/ctx_fn1_t0"
+	assert_failure
+	bpftool map show pinned "$PIN/ctx_fn2_t0" >/dev/null
+
+	run reconcile --connect "$after"
+	assert_output --partial "nothing to do"
+
+	# The domain left this host: its tables go, fn 0 and the MACs stay.
+	run reconcile --connect "$gone"
+	assert_success
+	assert_line --partial "detach  fn 2: $MEM1 BAT $(printf '0x%x' "$BAT1") (no running domain uses it)"
+	assert_line "reconcile $PF: 0 running domains, 1 change"
+	assert_equal "$(fn_field 2 .bat_gpa)" 0
+	assert_equal "$(fn_field 0 .state)" active
+}
+
+@test "reconcile: changed metadata re-attaches; no metadata sets the MAC only and says so" {
+	local uri
+	uri=$(node a vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	reconcile --connect "$uri" >/dev/null
+	uri=$(node b vm1 1 "$VMMAC" "${PCI[0]}" "$MEM2" "$BAT2")
+	run reconcile --connect "$uri" --json
+	assert_success
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .mem]]' <<<"$output")" \
+		"[[\"detach\",1,\"$MEM1\"],[\"attach\",1,\"$MEM2\"]]"
+	assert_equal "$(jq -r '.actions[0].reason' <<<"$output")" "the domain's guest tables changed"
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT2"
+
+	uri=$(node c vm1 1 "$VMMAC" "${PCI[1]}" "$MEM2" "$BAT2" nometa)
+	run reconcile --connect "$uri"
+	assert_success
+	assert_line --partial "domain vm1: no <clat:guest> metadata (namespace https://clat.dev/xmlns/guest/1)"
+	assert_line --regexp "^set-mac fn 2 \(vm1\): $VMMAC vlan 0"
+	assert_line --regexp "^detach  fn 1: "
+	assert_equal "$(fn_field 2 .bat_gpa)" 0
+}
+
+@test "reconcile: a bad URI, bad metadata and a detached PF fail with clear errors" {
+	run reconcile --connect "test:///nonexistent/node.xml"
+	assert_failure 1
+	assert_output --partial "clat-load: failed to connect to libvirt at 'test:///nonexistent/node.xml':"
+
+	local uri
+	uri=$(node bad vm1 1 "$VMMAC" "${PCI[0]}" "relative.mem" "$BAT1")
+	run reconcile --connect "$uri"
+	assert_failure 1
+	assert_output --partial 'domain vm1: <clat:guest> needs mem="/absolute/path"'
+	# The MAC is still set; the tables are left alone.
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+
+	uri=$(node badbat vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "zero")
+	run reconcile --connect "$uri"
+	assert_failure 1
+	assert_output --partial 'needs bat-gpa="0x..."'
+
+	uri=$(node ok vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	"$CLAT_LOAD" detach "$PF"
+	run reconcile --connect "$uri"
+	assert_failure 1
+	assert_output --partial "clat is not attached to $PF"
+}
+
+@test "watch: lifecycle events from test actions reconcile after each one" {
+	local dom1=$BATS_TEST_TMPDIR/vm1.dom dom2=$BATS_TEST_TMPDIR/vm2.dom file=$BATS_TEST_TMPDIR/node.xml
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$dom1"
+	domain_xml vm2 5 52:54:00:00:00:22 "${PCI[1]}" "$MEM2" "$BAT2" >"$dom2"
+	node_xml "$file" "$dom1" "$dom2"
+	run timeout 30 "$CLAT_LOAD" libvirt watch "$PF" --connect "test://$file" --interval 0 \
+		--test-actions destroy:vm1,create:vm2,suspend:vm2,resume:vm2
+	assert_success
+	assert_line --partial "attach  fn 1 (vm1)"
+	assert_line "watch: domain vm1: STOPPED_DESTROYED"
+	assert_line --partial "detach  fn 1: $MEM1"
+	assert_line "watch: domain vm2: STARTED_BOOTED"
+	assert_line --partial "attach  fn 2 (vm2): $MEM2"
+	assert_line "watch: domain vm2: SUSPENDED_PAUSED"
+	assert_line "watch: domain vm2: RESUMED_UNPAUSED"
+	# Suspend and resume change nothing: a paused domain keeps its tables.
+	assert_equal "$(grep -c 'nothing to do' <<<"$output")" 2
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	assert_equal "$(fn_field 2 .bat_gpa)" "$BAT2"
+	assert_equal "$(fn_field 2 '.macs[0].mac')" 52:54:00:00:00:22
+}
+
+@test "watch: exits cleanly on SIGTERM; a failing test action fails the watch" {
+	local uri log=$BATS_TEST_TMPDIR/watch.log rc=$BATS_TEST_TMPDIR/watch.rc pidf=$BATS_TEST_TMPDIR/watch.pid
+	uri=$(node w vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	spawn bash -c "'$CLAT_LOAD' libvirt watch '$PF' --connect '$uri' --interval 1 2>'$log' & echo \$! >'$pidf'; wait \$!; echo \$? >'$rc'"
+	local _
+	for _ in $(seq 50); do grep -q "attach  fn 1" "$log" 2>/dev/null && break; sleep 0.1; done
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	sleep 1.2 # one tick: quiet when nothing changes
+	kill -TERM "$(cat "$pidf")"
+	for _ in $(seq 50); do [ -s "$rc" ] && break; sleep 0.1; done
+	assert_equal "$(cat "$rc")" 0
+	run cat "$log"
+	assert_line --partial "watch: Terminated, exiting"
+	assert_equal "$(grep -c '^reconcile ' "$log")" 1
+
+	run timeout 30 "$CLAT_LOAD" libvirt watch "$PF" --connect "$uri" --test-actions create:nosuch
+	assert_failure 1
+	assert_output --partial "failed to run test action create:nosuch"
+	run "$CLAT_LOAD" libvirt watch "$PF" --connect "$uri" --test-actions explode:vm1
+	assert_failure 2
+	assert_output --partial "invalid --test-actions item 'explode:vm1'"
+}
+
+@test "hook: started attaches and sets the MAC, stopped detaches, migrate prints nothing" {
+	local xml=$BATS_TEST_TMPDIR/vm1.dom
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml"
+	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
+
+	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml"
+	assert_success
+	assert_output "1 $VMMAC 0 $(fn_field 1 .ifindex) $(printf '0x%x' "$BAT1") $MEM1"
+
+	run "$HOOK" vm1 prepare begin - <"$xml"
+	assert_success
+	run "$HOOK" vm1 started begin - <"$xml"
+	assert_success
+	assert_output --partial "already has these guest tables attached; nothing to do"
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+	bpftool map show pinned "$PIN/ctx_fn1_t0" >/dev/null
+	run ctx_json 1
+	assert_success
+
+	run "$HOOK" vm1 migrate begin - <"$xml"
+	assert_success
+	assert_output ""
+
+	run "$HOOK" vm1 stopped end - <"$xml"
+	assert_success
+	run "$HOOK" vm1 release end - <"$xml"
+	assert_success
+	assert_output --partial "no guest tables attached; nothing to do"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	run bpftool map show pinned "$PIN/ctx_fn1_t0"
+	assert_failure
+	# A reconcile would now find the MAC as the hook left it.
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+}
+
+@test "hook: no metadata, foreign VFs and bad XML" {
+	local xml=$BATS_TEST_TMPDIR/vm1.dom
+	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
+
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" nometa >"$xml"
+	run "$HOOK" vm1 started begin - <"$xml"
+	assert_success
+	assert_output --partial "fn 1: no clat metadata in the domain; no guest tables"
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+
+	domain_xml vm1 1 "$VMMAC" 0000:99:1f.7 "$MEM1" "$BAT1" >"$xml"
+	run "$HOOK" vm1 started begin - <"$xml"
+	assert_success
+	assert_output --partial "nothing to do"
+
+	run "$HOOK" vm1 started begin - <<<"<domain><name>x</name"
+	assert_failure 1
+	assert_output --partial "clat-load: failed to parse domain XML"
+	assert_output --partial "clat-hook: vm1 started begin: failed to read the domain XML"
+
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" 0x0 >"$xml"
+	run "$HOOK" vm1 prepare begin - <"$xml"
+	assert_failure 1
+	assert_output --partial 'needs bat-gpa="0x..."'
+
+	CLAT_PF= run "$HOOK" vm1 started begin - <"$xml"
+	assert_success
+	assert_output --partial "CLAT_PF is not set"
+}

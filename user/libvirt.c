@@ -1,0 +1,1272 @@
+// SPDX-License-Identifier: GPL-2.0
+/* libvirt reconcile / watch / hook-parse: the function table and the guest
+ * tables of a PF follow libvirt's running domains.
+ *
+ * The inventory is the domain XML: every <interface type='hostdev'> gives a
+ * MAC (and an optional VLAN tag) and the VF's PCI address, and one element
+ * in the domain's <metadata>, in the namespace CLAT_XMLNS, names the guest
+ * memory file and the BAT GPA:
+ *
+ *   <metadata>
+ *     <clat:guest xmlns:clat="https://clat.dev/xmlns/guest/1"
+ *                 mem="/abs/path/vm.mem" bat-gpa="0x..."/>
+ *   </metadata>
+ *
+ * The metadata travels with the domain when libvirt migrates it. */
+#define _GNU_SOURCE /* pipe2 */
+#include "cli.h"
+#include "common.h"
+#include "json.h"
+#include "vfemu.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#define CLAT_XMLNS "https://clat.dev/xmlns/guest/1"
+#define LV_MAX_IFACES 32
+#define LV_MAX_XML (16 << 20)
+#define LV_ACTION_TIMEOUT_MS 10000
+#define LV_DEFAULT_INTERVAL 60
+
+/* ---- Domain XML ------------------------------------------------------- */
+
+enum meta_state {
+	META_NONE, /* no <clat:guest>: the domain's fns get no guest tables */
+	META_OK,
+	META_BAD,  /* present but unusable: its fns' tables are left alone */
+};
+
+struct lv_iface {
+	char pci[16]; /* "0000:bb:dd.f", as vf-emu and sysfs spell it */
+	uint8_t mac[6];
+	uint16_t vlan;
+};
+
+struct lv_domain {
+	char name[256];
+	enum meta_state meta;
+	char mem[PATH_MAX];
+	uint64_t bat_gpa;
+	int nif;
+	int nerr; /* interfaces or metadata that could not be used */
+	struct lv_iface ifs[LV_MAX_IFACES];
+};
+
+static bool is_elem(const xmlNode *n, const char *name)
+{
+	return n->type == XML_ELEMENT_NODE && !xmlStrcmp(n->name, BAD_CAST name);
+}
+
+static const xmlNode *child_elem(const xmlNode *n, const char *name)
+{
+	for (n = n->children; n; n = n->next)
+		if (is_elem(n, name))
+			return n;
+	return NULL;
+}
+
+/* Copies attribute name of n into buf; -ENOENT if absent, -E2BIG if long. */
+static int attr_get(const xmlNode *n, const char *name, char *buf, size_t len)
+{
+	xmlChar *v = n ? xmlGetNoNsProp(n, BAD_CAST name) : NULL;
+	int ret = 0;
+
+	if (!v)
+		return -ENOENT;
+	if ((size_t)snprintf(buf, len, "%s", (const char *)v) >= len)
+		ret = -E2BIG;
+	xmlFree(v);
+	return ret;
+}
+
+static int attr_u64(const xmlNode *n, const char *name, uint64_t max, uint64_t *out)
+{
+	char buf[32], *end;
+
+	if (attr_get(n, name, buf, sizeof(buf)))
+		return -EINVAL;
+	errno = 0;
+	*out = strtoull(buf, &end, 0);
+	if (errno || end == buf || *end || buf[0] == '-' || *out > max)
+		return -EINVAL;
+	return 0;
+}
+
+/* <source><address type='pci' domain= bus= slot= function=/></source> */
+static int parse_pci(const xmlNode *ifc, char pci[16])
+{
+	const xmlNode *src = child_elem(ifc, "source");
+	const xmlNode *a = src ? child_elem(src, "address") : NULL;
+	uint64_t dom, bus, slot, fn;
+	char type[16];
+
+	if (!a || attr_get(a, "type", type, sizeof(type)) || strcmp(type, "pci"))
+		return -ENOENT;
+	if (attr_u64(a, "domain", 0xffff, &dom) || attr_u64(a, "bus", 0xff, &bus) ||
+	    attr_u64(a, "slot", 0x1f, &slot) || attr_u64(a, "function", 7, &fn))
+		return -EINVAL;
+	snprintf(pci, 16, "%04x:%02x:%02x.%x", (unsigned int)dom, (unsigned int)bus,
+		 (unsigned int)slot, (unsigned int)fn);
+	return 0;
+}
+
+static int parse_iface(const struct lv_domain *d, const xmlNode *ifc, struct lv_iface *out)
+{
+	const xmlNode *vlan = child_elem(ifc, "vlan");
+	char mac[32];
+	uint64_t vid = 0;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	err = parse_pci(ifc, out->pci);
+	if (err) {
+		pr_err("domain %s: hostdev interface without a valid PCI <source><address type='pci' .../>; skipped",
+		       d->name);
+		return err;
+	}
+	if (attr_get(child_elem(ifc, "mac"), "address", mac, sizeof(mac)) ||
+	    parse_mac(mac, out->mac)) {
+		pr_err("domain %s: hostdev interface %s has no valid <mac address=.../>; skipped",
+		       d->name, out->pci);
+		return -EINVAL;
+	}
+	if (vlan && attr_u64(child_elem(vlan, "tag"), "id", 4094, &vid)) {
+		pr_err("domain %s: hostdev interface %s: invalid <vlan><tag id=.../>; skipped",
+		       d->name, out->pci);
+		return -EINVAL;
+	}
+	out->vlan = (uint16_t)vid;
+	return 0;
+}
+
+static const xmlNode *find_clat_meta(const xmlNode *root)
+{
+	const xmlNode *md = child_elem(root, "metadata"), *n;
+
+	for (n = md ? md->children : NULL; n; n = n->next)
+		if (is_elem(n, "guest") && n->ns && n->ns->href &&
+		    !xmlStrcmp(n->ns->href, BAD_CAST CLAT_XMLNS))
+			return n;
+	return NULL;
+}
+
+static void parse_meta(const xmlNode *root, struct lv_domain *d)
+{
+	const xmlNode *g = find_clat_meta(root);
+
+	d->meta = META_NONE;
+	if (!g)
+		return;
+	d->meta = META_BAD;
+	d->nerr++;
+	if (attr_get(g, "mem", d->mem, sizeof(d->mem)) || d->mem[0] != '/') {
+		pr_err("domain %s: <clat:guest> needs mem=\"/absolute/path\" of the guest memory file",
+		       d->name);
+		return;
+	}
+	if (attr_u64(g, "bat-gpa", UINT64_MAX, &d->bat_gpa) || !d->bat_gpa) {
+		pr_err("domain %s: <clat:guest> needs bat-gpa=\"0x...\", the non-zero GPA of the BAT",
+		       d->name);
+		return;
+	}
+	d->meta = META_OK;
+	d->nerr--;
+}
+
+static void parse_devices(const xmlNode *root, struct lv_domain *d)
+{
+	const xmlNode *devs = child_elem(root, "devices"), *n;
+	char type[16];
+
+	for (n = devs ? devs->children : NULL; n; n = n->next) {
+		if (!is_elem(n, "interface") || attr_get(n, "type", type, sizeof(type)) ||
+		    strcmp(type, "hostdev"))
+			continue;
+		if (d->nif == LV_MAX_IFACES) {
+			pr_err("domain %s: more than %d hostdev interfaces; the rest are ignored",
+			       d->name, LV_MAX_IFACES);
+			d->nerr++;
+			return;
+		}
+		if (parse_iface(d, n, &d->ifs[d->nif]))
+			d->nerr++;
+		else
+			d->nif++;
+	}
+}
+
+/* Fills d from a domain XML; -EINVAL if it is not one. */
+static int lv_parse_domain(const char *xml, size_t len, struct lv_domain *d)
+{
+	const xmlNode *root, *name;
+	xmlChar *txt;
+	xmlDoc *doc;
+
+	memset(d, 0, sizeof(*d));
+	doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
+			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	if (!doc) {
+		const xmlError *e = xmlGetLastError();
+
+		pr_err("failed to parse domain XML: %s",
+		       e && e->message ? e->message : "not well-formed");
+		return -EINVAL;
+	}
+	root = xmlDocGetRootElement(doc);
+	if (!root || !is_elem(root, "domain")) {
+		pr_err("failed to parse domain XML: the root element is not <domain>");
+		xmlFreeDoc(doc);
+		return -EINVAL;
+	}
+	name = child_elem(root, "name");
+	txt = name ? xmlNodeGetContent(name) : NULL;
+	snprintf(d->name, sizeof(d->name), "%s", txt ? (const char *)txt : "?");
+	xmlFree(txt);
+	parse_meta(root, d);
+	parse_devices(root, d);
+	xmlFreeDoc(doc);
+	return 0;
+}
+
+/* ---- PCI address -> fn ------------------------------------------------ */
+
+struct fn_entry {
+	char pci[16];
+	uint32_t fn;
+	unsigned int rep_ifindex; /* vf-emu only; 0 when unknown */
+};
+
+struct fn_table {
+	int n;
+	struct fn_entry e[CLAT_MAX_FN];
+};
+
+/* /sys/class/net/<pf>/device/virtfnN -> ../0000:bb:dd.f, fn = N + 1. */
+static int fn_table_sysfs(const char *pf, struct fn_table *t)
+{
+	char dir[PATH_MAX], link[PATH_MAX], target[PATH_MAX];
+	struct dirent *de;
+	unsigned int n;
+	ssize_t len;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "/sys/class/net/%s/device", pf);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) && t->n < CLAT_MAX_FN) {
+		const char *base;
+
+		if (sscanf(de->d_name, "virtfn%u", &n) != 1 || n + 1 >= CLAT_MAX_FN)
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		len = readlink(link, target, sizeof(target) - 1);
+		if (len < 0)
+			continue;
+		target[len] = '\0';
+		base = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
+		snprintf(t->e[t->n].pci, sizeof(t->e[t->n].pci), "%s", base);
+		t->e[t->n].fn = n + 1;
+		t->e[t->n].rep_ifindex = 0;
+		t->n++;
+	}
+	closedir(d);
+	return 0;
+}
+
+static int fn_table_vfemu(const char *pf, struct fn_table *t)
+{
+	struct vfemu_pf *emu = calloc(1, sizeof(*emu));
+	int i, err;
+
+	if (!emu)
+		return -ENOMEM;
+	err = vfemu_query(pf, emu);
+	for (i = 0; !err && i < emu->numvfs && t->n < CLAT_MAX_FN; i++) {
+		snprintf(t->e[t->n].pci, sizeof(t->e[t->n].pci), "%s", emu->vfs[i].pci);
+		t->e[t->n].fn = (uint32_t)emu->vfs[i].fn;
+		t->e[t->n].rep_ifindex = (unsigned int)emu->vfs[i].rep_ifindex;
+		t->n++;
+	}
+	free(emu);
+	return err;
+}
+
+/* A real NIC has a PCI device in sysfs; a vf-emu PF (a veth) has none. */
+static int fn_table_load(const char *pf, struct fn_table *t)
+{
+	int err;
+
+	t->n = 0;
+	err = fn_table_sysfs(pf, t);
+	if (err != -ENOENT)
+		goto done;
+	err = fn_table_vfemu(pf, t);
+done:
+	if (err)
+		pr_err("failed to map VF PCI addresses of %s: %s", pf,
+		       err == -ENODEV ? "neither an SR-IOV PF in sysfs nor a vf-emu PF"
+				      : strerror(-err));
+	return err;
+}
+
+static const struct fn_entry *fn_lookup(const struct fn_table *t, const char *pci)
+{
+	int i;
+
+	for (i = 0; i < t->n; i++)
+		if (!strcasecmp(t->e[i].pci, pci))
+			return &t->e[i];
+	return NULL;
+}
+
+/* ---- libvirt connection ------------------------------------------------ */
+
+/* libvirt prints every error to stderr by default; clat reports its own. */
+static void lv_quiet(void *opaque, virErrorPtr err)
+{
+	(void)opaque;
+	(void)err;
+}
+
+static const char *lv_errmsg(void)
+{
+	const char *m = virGetLastErrorMessage();
+
+	return m ? m : "unknown libvirt error";
+}
+
+static virConnectPtr lv_open(const char *uri, bool rw)
+{
+	virConnectPtr c;
+
+	virSetErrorFunc(NULL, lv_quiet);
+	c = rw ? virConnectOpen(uri) : virConnectOpenReadOnly(uri);
+	if (!c)
+		pr_err("failed to connect to libvirt at '%s': %s", uri ? uri : "(default URI)",
+		       lv_errmsg());
+	return c;
+}
+
+static int lv_domain_load(virDomainPtr dom, struct lv_domain *d)
+{
+	char *xml = virDomainGetXMLDesc(dom, 0);
+	int err;
+
+	if (!xml) {
+		pr_err("failed to read the XML of domain %s: %s", virDomainGetName(dom),
+		       lv_errmsg());
+		return -EIO;
+	}
+	err = lv_parse_domain(xml, strlen(xml), d);
+	free(xml);
+	return err;
+}
+
+/* Every running (or paused) domain, parsed; *out is freed by the caller. */
+static int lv_list(virConnectPtr conn, struct lv_domain **out, int *n, int *nerr)
+{
+	virDomainPtr *doms = NULL;
+	struct lv_domain *d = NULL;
+	int nd, i, k = 0;
+
+	nd = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	if (nd < 0) {
+		pr_err("failed to list running domains: %s", lv_errmsg());
+		return -EIO;
+	}
+	d = calloc(nd ? nd : 1, sizeof(*d));
+	for (i = 0; i < nd; i++) {
+		if (d && lv_domain_load(doms[i], &d[k]) == 0)
+			*nerr += d[k++].nerr;
+		else
+			*nerr += 1;
+		virDomainFree(doms[i]);
+	}
+	free(doms);
+	if (!d)
+		return -ENOMEM;
+	*out = d;
+	*n = k;
+	return 0;
+}
+
+/* ---- Reconcile --------------------------------------------------------- */
+
+struct want {
+	const struct lv_domain *dom; /* NULL: no running domain uses the fn */
+	const struct lv_iface *ifc;
+	bool conflict;               /* two domains claim it: leave it alone */
+	bool skip_attach;
+	char mem[PATH_MAX];          /* the metadata's mem, resolved like guest attach does */
+};
+
+struct recon {
+	const char *pf;
+	const char *pin_dir;
+	FILE *out;        /* text lines; NULL when j is set */
+	struct json *j;
+	int ndomains;
+	int changes;
+	int errors;
+	int first_err;
+};
+
+static void recon_fail(struct recon *r, int err)
+{
+	r->errors++;
+	if (!r->first_err)
+		r->first_err = err ? err : -EINVAL;
+}
+
+static void build_wants(struct recon *r, const struct lv_domain *d, int nd,
+			const struct fn_table *t, struct want *w)
+{
+	const struct fn_entry *fe;
+	int i, k;
+
+	for (i = 0; i < nd; i++) {
+		for (k = 0; k < d[i].nif; k++) {
+			const struct lv_iface *ifc = &d[i].ifs[k];
+			struct want *x;
+
+			fe = fn_lookup(t, ifc->pci);
+			if (!fe || fe->fn == 0 || fe->fn >= CLAT_MAX_FN) {
+				if (verbose)
+					pr_info("domain %s: %s is not a VF of %s; ignored",
+						d[i].name, ifc->pci, r->pf);
+				continue;
+			}
+			x = &w[fe->fn];
+			if (x->dom) {
+				pr_err("fn %u (%s) is claimed by domains %s and %s; leaving it alone",
+				       fe->fn, ifc->pci, x->dom->name, d[i].name);
+				x->conflict = true;
+				recon_fail(r, -EEXIST);
+				continue;
+			}
+			x->dom = &d[i];
+			x->ifc = ifc;
+			if (d[i].meta == META_OK && !realpath(d[i].mem, x->mem))
+				snprintf(x->mem, sizeof(x->mem), "%s", d[i].mem);
+		}
+	}
+	for (i = 0; i < nd; i++)
+		if (d[i].meta == META_NONE && d[i].nif)
+			pr_info("domain %s: no <clat:guest> metadata (namespace %s); its functions get no guest tables",
+				d[i].name, CLAT_XMLNS);
+}
+
+static void action_open(struct recon *r, const char *act, uint32_t fn, const struct want *w)
+{
+	if (r->j) {
+		json_obj_open(r->j, NULL);
+		json_str(r->j, "action", act);
+		json_u64(r->j, "fn", fn);
+		if (w && w->dom)
+			json_str(r->j, "domain", w->dom->name);
+		if (w && w->ifc)
+			json_str(r->j, "pci", w->ifc->pci);
+		return;
+	}
+	fprintf(r->out, "%-7s fn %u", act, fn);
+	if (w && w->dom)
+		fprintf(r->out, " (%s)", w->dom->name);
+	fprintf(r->out, ":");
+}
+
+static void action_close(struct recon *r, int err)
+{
+	if (err)
+		recon_fail(r, err);
+	else
+		r->changes++;
+	if (r->j) {
+		json_bool(r->j, "ok", !err);
+		if (err)
+			json_str(r->j, "error", strerror(-err));
+		json_obj_close(r->j);
+		return;
+	}
+	if (err)
+		fprintf(r->out, " FAILED: %s", strerror(-err));
+	fprintf(r->out, "\n");
+}
+
+static void report_tables(struct recon *r, const char *mem, uint64_t bat)
+{
+	if (r->j) {
+		json_str(r->j, "mem", mem);
+		json_u64(r->j, "bat_gpa", bat);
+	} else {
+		fprintf(r->out, " %s BAT 0x%llx", mem, (unsigned long long)bat);
+	}
+}
+
+/* Why fn's attached tables must go, or NULL when they stay. */
+static const char *detach_reason(const struct want *w, const struct clat_guest_info *gi)
+{
+	if (w->conflict)
+		return NULL;
+	if (!w->dom)
+		return "no running domain uses it";
+	if (w->dom->meta == META_NONE)
+		return "its domain has no clat metadata";
+	if (w->dom->meta == META_BAD)
+		return NULL;
+	if (gi->bat_gpa != w->dom->bat_gpa || strcmp(gi->mem_path, w->mem))
+		return "the domain's guest tables changed";
+	return NULL;
+}
+
+static void phase_detach(struct recon *r, const struct clat_maps *m, struct want *w)
+{
+	uint32_t fn;
+
+	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
+		struct clat_guest_info gi = {};
+		const char *why;
+		int err;
+
+		if (bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa)
+			continue;
+		why = detach_reason(&w[fn], &gi);
+		if (!why)
+			continue;
+		err = guest_detach_fn(r->pf, r->pin_dir, fn, GUEST_F_QUIET);
+		action_open(r, "detach", fn, &w[fn]);
+		report_tables(r, gi.mem_path, gi.bat_gpa);
+		if (r->j)
+			json_str(r->j, "reason", why);
+		else
+			fprintf(r->out, " (%s)", why);
+		action_close(r, err);
+		if (err)
+			w[fn].skip_attach = true;
+	}
+}
+
+static bool macs_match(const struct clat_mac_key *k, int n, const struct lv_iface *ifc)
+{
+	return n == 1 && !memcmp(k[0].mac, ifc->mac, 6) && k[0].vlan == ifc->vlan;
+}
+
+static void phase_mac(struct recon *r, const struct clat_maps *m, struct want *w)
+{
+	struct clat_mac_key keys[8];
+	char old[18], mac[18];
+	uint32_t fn;
+	int n, err;
+
+	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
+		struct clat_vct_entry e = {};
+
+		if (!w[fn].dom || w[fn].conflict)
+			continue;
+		bpf_map_lookup_elem(m->vct, &fn, &e);
+		if (e.state == CLAT_FN_FREE) {
+			pr_err("fn %u (%s, domain %s) is not in use on %s; add it with 'clat-load vf add' (or attach on vf-emu)",
+			       fn, w[fn].ifc->pci, w[fn].dom->name, r->pf);
+			recon_fail(r, -ENODEV);
+			w[fn].skip_attach = true;
+			continue;
+		}
+		n = fn_macs(m, fn, keys, ARRAY_SIZE(keys));
+		if (macs_match(keys, n, w[fn].ifc))
+			continue;
+		err = fn_install(m, fn, w[fn].ifc->mac, w[fn].ifc->vlan, e.ifindex);
+		if (err)
+			pr_err("failed to set the MAC of fn %u: %s", fn, strerror(-err));
+		format_mac(w[fn].ifc->mac, mac);
+		if (n > 0)
+			format_mac(keys[0].mac, old);
+		action_open(r, "set-mac", fn, &w[fn]);
+		if (r->j) {
+			json_str(r->j, "mac", mac);
+			json_u64(r->j, "vlan", w[fn].ifc->vlan);
+			if (n > 0)
+				json_str(r->j, "old_mac", old);
+		} else {
+			fprintf(r->out, " %s vlan %u (was %s)", mac, w[fn].ifc->vlan,
+				n > 0 ? old : "none");
+		}
+		action_close(r, err);
+	}
+}
+
+static void phase_attach(struct recon *r, const struct clat_maps *m, struct want *w)
+{
+	uint32_t fn;
+
+	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
+		struct clat_guest_info gi = {};
+		int err;
+
+		if (!w[fn].dom || w[fn].conflict || w[fn].skip_attach || w[fn].dom->meta != META_OK)
+			continue;
+		bpf_map_lookup_elem(m->guests, &fn, &gi);
+		if (gi.bat_gpa)
+			continue; /* the same tables, or a detach that failed */
+		err = guest_attach_fn(r->pf, r->pin_dir, fn, w[fn].mem, w[fn].dom->bat_gpa,
+				      GUEST_F_QUIET);
+		action_open(r, "attach", fn, &w[fn]);
+		report_tables(r, w[fn].mem, w[fn].dom->bat_gpa);
+		action_close(r, err);
+	}
+}
+
+/* Detach first (fns released or changed), then MACs, then attach. */
+static int reconcile_apply(struct recon *r, struct want *w)
+{
+	char dir[PATH_MAX];
+	struct clat_maps m;
+	int err;
+
+	err = open_attached(r->pf, r->pin_dir, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	phase_detach(r, &m, w);
+	phase_mac(r, &m, w);
+	phase_attach(r, &m, w);
+	maps_close(&m);
+	return 0;
+}
+
+static void recon_summary(const struct recon *r, FILE *out)
+{
+	fprintf(out, "reconcile %s: %d running domain%s, ", r->pf, r->ndomains,
+		r->ndomains == 1 ? "" : "s");
+	if (r->changes)
+		fprintf(out, "%d change%s", r->changes, r->changes == 1 ? "" : "s");
+	else
+		fprintf(out, "nothing to do");
+	if (r->errors)
+		fprintf(out, ", %d error%s", r->errors, r->errors == 1 ? "" : "s");
+	fprintf(out, "\n");
+}
+
+/* One reconcile pass over conn.  Text lines go to out (NULL with as_json);
+ * quiet_noop drops the summary line when nothing changed. */
+static int reconcile_once(virConnectPtr conn, const char *pf, const char *pin_dir, FILE *out,
+			  bool as_json, bool quiet_noop)
+{
+	struct recon r = { .pf = pf, .pin_dir = pin_dir, .out = out };
+	struct lv_domain *d = NULL;
+	struct fn_table *t;
+	struct want *w;
+	struct json j;
+	int nd = 0, err;
+
+	t = calloc(1, sizeof(*t));
+	w = calloc(CLAT_MAX_FN, sizeof(*w));
+	err = (t && w) ? 0 : -ENOMEM;
+	if (!err)
+		err = lv_list(conn, &d, &nd, &r.errors);
+	if (!err)
+		err = fn_table_load(pf, t);
+	if (err)
+		goto out;
+	if (r.errors)
+		r.first_err = -EINVAL;
+	r.ndomains = nd;
+	build_wants(&r, d, nd, t, w);
+	if (as_json) {
+		r.j = &j;
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_str(&j, "pf", pf);
+		json_u64(&j, "domains", (uint64_t)nd);
+		json_arr_open(&j, "actions");
+	}
+	err = reconcile_apply(&r, w);
+	if (as_json) {
+		json_arr_close(&j);
+		json_u64(&j, "changes", (uint64_t)r.changes);
+		json_u64(&j, "errors", (uint64_t)r.errors);
+		json_obj_close(&j);
+		json_end(&j);
+	}
+	if (!err && (r.changes || r.errors || !quiet_noop))
+		recon_summary(&r, as_json ? stderr : out);
+	if (!err)
+		err = r.first_err;
+	fflush(stdout);
+out:
+	free(d);
+	free(w);
+	free(t);
+	return err;
+}
+
+int cmd_libvirt_reconcile(const struct invocation *inv)
+{
+	virConnectPtr conn;
+	int err;
+
+	err = require_root();
+	if (err)
+		return err;
+	conn = lv_open(inv->opt[OPT_CONNECT], false);
+	if (!conn)
+		return -EIO;
+	err = reconcile_once(conn, inv->arg[0], inv->opt[OPT_PIN_DIR], stdout,
+			     has_opt(inv, OPT_JSON), false);
+	virConnectClose(conn);
+	return err;
+}
+
+/* ---- Watch ------------------------------------------------------------- */
+
+#define NAMES(...) ((const char *const[]){ __VA_ARGS__ })
+
+static const struct {
+	const char *event;
+	const char *const *detail;
+	int ndetail;
+} event_names[] = {
+	[VIR_DOMAIN_EVENT_DEFINED] = { "DEFINED", NAMES("ADDED", "UPDATED", "RENAMED", "FROM_SNAPSHOT"), 4 },
+	[VIR_DOMAIN_EVENT_UNDEFINED] = { "UNDEFINED", NAMES("REMOVED", "RENAMED"), 2 },
+	[VIR_DOMAIN_EVENT_STARTED] = { "STARTED", NAMES("BOOTED", "MIGRATED", "RESTORED", "FROM_SNAPSHOT", "WAKEUP"), 5 },
+	[VIR_DOMAIN_EVENT_SUSPENDED] = { "SUSPENDED",
+		NAMES("PAUSED", "MIGRATED", "IOERROR", "WATCHDOG", "RESTORED", "FROM_SNAPSHOT",
+		      "API_ERROR", "POSTCOPY", "POSTCOPY_FAILED"), 9 },
+	[VIR_DOMAIN_EVENT_RESUMED] = { "RESUMED",
+		NAMES("UNPAUSED", "MIGRATED", "FROM_SNAPSHOT", "POSTCOPY", "POSTCOPY_FAILED"), 5 },
+	[VIR_DOMAIN_EVENT_STOPPED] = { "STOPPED",
+		NAMES("SHUTDOWN", "DESTROYED", "CRASHED", "MIGRATED", "SAVED", "FAILED",
+		      "FROM_SNAPSHOT"), 7 },
+	[VIR_DOMAIN_EVENT_SHUTDOWN] = { "SHUTDOWN", NAMES("FINISHED", "GUEST", "HOST"), 3 },
+	[VIR_DOMAIN_EVENT_PMSUSPENDED] = { "PMSUSPENDED", NAMES("MEMORY", "DISK"), 2 },
+	[VIR_DOMAIN_EVENT_CRASHED] = { "CRASHED", NAMES("PANICKED", "CRASHLOADED"), 2 },
+};
+
+_Static_assert(VIR_DOMAIN_EVENT_STARTED_WAKEUP == 4 && VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT == 6 &&
+		       VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED == 8 &&
+		       VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED == 4,
+	       "libvirt event detail numbering changed");
+
+static void event_name(int event, int detail, char *buf, size_t len)
+{
+	if (event < 0 || (size_t)event >= ARRAY_SIZE(event_names) || !event_names[event].event)
+		snprintf(buf, len, "EVENT_%d_%d", event, detail);
+	else if (detail < 0 || detail >= event_names[event].ndetail)
+		snprintf(buf, len, "%s_%d", event_names[event].event, detail);
+	else
+		snprintf(buf, len, "%s_%s", event_names[event].event,
+			 event_names[event].detail[detail]);
+}
+
+/* What an event means for clat, for the log. */
+static const char *event_note(virDomainPtr dom, int event, int detail)
+{
+	int state, reason;
+
+	if (event == VIR_DOMAIN_EVENT_STARTED && detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED)
+		return "incoming migration: this host is the destination";
+	if (event == VIR_DOMAIN_EVENT_SUSPENDED && detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
+		return "outgoing migration: paused for the switchover";
+	if (event == VIR_DOMAIN_EVENT_STOPPED && detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
+		return "outgoing migration done: the domain runs on the destination";
+	if (event != VIR_DOMAIN_EVENT_RESUMED || detail != VIR_DOMAIN_EVENT_RESUMED_MIGRATED)
+		return NULL;
+	if (virDomainGetState(dom, &state, &reason, 0) == 0 &&
+	    state == VIR_DOMAIN_RUNNING && reason == VIR_DOMAIN_RUNNING_MIGRATION_CANCELED)
+		return "migration cancelled or failed: the domain runs here again";
+	return "migration done: running on this host (or back here after a cancelled migration)";
+}
+
+struct test_action {
+	char op[16];
+	char dom[256];
+};
+
+struct watch {
+	const char *pf;
+	const char *pin_dir;
+	virConnectPtr conn;
+	int cb_id;
+	bool close_cb;
+	int tick, kick, act_timer, guard, sig_watch;
+	int sigpipe[2];
+	bool quit;
+	int status;
+	struct test_action *acts;
+	int nacts, next_act;
+	bool awaiting_event; /* a test action ran; reconcile after its event, then go on */
+};
+
+static int sigpipe_wr = -1;
+
+static void on_signal(int sig)
+{
+	unsigned char c = (unsigned char)sig;
+	int saved = errno;
+
+	if (sigpipe_wr >= 0 && write(sigpipe_wr, &c, 1) < 0) {
+		/* nothing to do: the loop is woken by the EINTR anyway */
+	}
+	errno = saved;
+}
+
+static void watch_stop(struct watch *w, int status)
+{
+	w->quit = true;
+	if (status && !w->status)
+		w->status = status;
+}
+
+static void on_sigpipe(int watch_id, int fd, int events, void *opaque)
+{
+	struct watch *w = opaque;
+	unsigned char c = 0;
+
+	(void)watch_id;
+	(void)events;
+	if (read(fd, &c, 1) == 1)
+		pr_info("watch: %s, exiting", strsignal(c));
+	watch_stop(w, 0);
+}
+
+static void watch_reconcile(struct watch *w, bool quiet_noop)
+{
+	int err = reconcile_once(w->conn, w->pf, w->pin_dir, stderr, false, quiet_noop);
+
+	/* Errors are logged and retried at the next event or tick; only a
+	 * scripted test run reports them in its exit status. */
+	if (err && w->nacts && !w->status)
+		w->status = err;
+}
+
+static void on_tick(int timer, void *opaque)
+{
+	(void)timer;
+	watch_reconcile(opaque, true);
+}
+
+static void arm(int timer, int ms)
+{
+	if (timer >= 0)
+		virEventUpdateTimeout(timer, ms);
+}
+
+/* Runs after the lifecycle callback returns: reconcile, then the next action. */
+static void on_kick(int timer, void *opaque)
+{
+	struct watch *w = opaque;
+
+	arm(timer, -1);
+	watch_reconcile(w, false);
+	if (!w->awaiting_event)
+		return;
+	w->awaiting_event = false;
+	arm(w->guard, -1);
+	if (w->next_act < w->nacts)
+		arm(w->act_timer, 0);
+	else
+		watch_stop(w, 0);
+}
+
+static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+			void *opaque)
+{
+	struct watch *w = opaque;
+	const char *note = event_note(dom, event, detail);
+	char name[64];
+
+	(void)conn;
+	event_name(event, detail, name, sizeof(name));
+	pr_info("watch: domain %s: %s%s%s", virDomainGetName(dom), name, note ? " - " : "",
+		note ? note : "");
+	arm(w->kick, 0);
+	return 0;
+}
+
+/* libvirtd went away: exit non-zero so that a service manager restarts us. */
+static void on_conn_close(virConnectPtr conn, int reason, void *opaque)
+{
+	static const char *const why[] = { "error", "end of file", "keepalive timeout",
+					   "client closed it" };
+
+	(void)conn;
+	pr_err("libvirt connection closed (%s); exiting",
+	       reason >= 0 && (size_t)reason < ARRAY_SIZE(why) ? why[reason] : "unknown reason");
+	watch_stop(opaque, -ECONNRESET);
+}
+
+static int run_test_action(virConnectPtr conn, const struct test_action *a)
+{
+	virDomainPtr dom = virDomainLookupByName(conn, a->dom);
+	int ret = -1;
+
+	if (!dom) {
+		pr_err("failed to run test action %s:%s: %s", a->op, a->dom, lv_errmsg());
+		return -ENOENT;
+	}
+	if (!strcmp(a->op, "create"))
+		ret = virDomainCreate(dom);
+	else if (!strcmp(a->op, "destroy"))
+		ret = virDomainDestroy(dom);
+	else if (!strcmp(a->op, "shutdown"))
+		ret = virDomainShutdown(dom);
+	else if (!strcmp(a->op, "suspend"))
+		ret = virDomainSuspend(dom);
+	else if (!strcmp(a->op, "resume"))
+		ret = virDomainResume(dom);
+	if (ret < 0)
+		pr_err("failed to run test action %s:%s: %s", a->op, a->dom, lv_errmsg());
+	virDomainFree(dom);
+	return ret < 0 ? -EIO : 0;
+}
+
+static void on_act(int timer, void *opaque)
+{
+	struct watch *w = opaque;
+	const struct test_action *a = &w->acts[w->next_act++];
+	int err;
+
+	arm(timer, -1);
+	pr_info("watch: test action %s:%s", a->op, a->dom);
+	err = run_test_action(w->conn, a);
+	if (err) {
+		watch_stop(w, err);
+		return;
+	}
+	w->awaiting_event = true;
+	arm(w->guard, LV_ACTION_TIMEOUT_MS);
+}
+
+static void on_guard(int timer, void *opaque)
+{
+	struct watch *w = opaque;
+
+	arm(timer, -1);
+	pr_err("failed to run test actions: no lifecycle event within %d ms of %s:%s",
+	       LV_ACTION_TIMEOUT_MS, w->acts[w->next_act - 1].op, w->acts[w->next_act - 1].dom);
+	watch_stop(w, -ETIMEDOUT);
+}
+
+static int parse_test_actions(const char *s, struct test_action **out, int *n)
+{
+	static const char *const ops[] = { "create", "destroy", "shutdown", "suspend", "resume" };
+	char *copy = strdup(s), *tok, *save = NULL;
+	struct test_action *a;
+	int cap = 1, k = 0;
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		cap += s[i] == ',';
+	a = calloc(cap, sizeof(*a));
+	if (!copy || !a) {
+		free(copy);
+		free(a);
+		return -ENOMEM;
+	}
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(tok, ':');
+		bool known = false;
+
+		for (i = 0; colon && i < ARRAY_SIZE(ops); i++)
+			known |= (size_t)(colon - tok) == strlen(ops[i]) &&
+				 !strncmp(tok, ops[i], colon - tok);
+		if (!known || !colon[1] || strlen(colon + 1) >= sizeof(a[k].dom)) {
+			pr_err("invalid --test-actions item '%s': expected OP:DOMAIN with OP one of create, destroy, shutdown, suspend, resume",
+			       tok);
+			free(copy);
+			free(a);
+			return -EUSAGE;
+		}
+		*colon = '\0';
+		snprintf(a[k].op, sizeof(a[k].op), "%s", tok);
+		snprintf(a[k].dom, sizeof(a[k].dom), "%s", colon + 1);
+		k++;
+	}
+	free(copy);
+	if (!k) {
+		free(a);
+		pr_err("invalid --test-actions '%s': no actions", s);
+		return -EUSAGE;
+	}
+	*out = a;
+	*n = k;
+	return 0;
+}
+
+static int watch_parse(const struct invocation *inv, struct watch *w, uint32_t *interval)
+{
+	int err = 0;
+
+	*interval = LV_DEFAULT_INTERVAL;
+	if (has_opt(inv, OPT_INTERVAL))
+		err = parse_u32(inv->opt[OPT_INTERVAL], "--interval", INT32_MAX / 1000, interval);
+	if (!err && has_opt(inv, OPT_TEST_ACTIONS))
+		err = parse_test_actions(inv->opt[OPT_TEST_ACTIONS], &w->acts, &w->nacts);
+	if (!err)
+		err = require_root();
+	return err;
+}
+
+static int add_timer(struct watch *w, int ms, virEventTimeoutCallback cb, int *id)
+{
+	*id = virEventAddTimeout(ms, cb, w, NULL);
+	if (*id < 0) {
+		pr_err("failed to add a libvirt event timer");
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Event handles, timers and the lifecycle callback, all on w->conn. */
+static int watch_register(struct watch *w, uint32_t interval)
+{
+	int err = 0;
+
+	if (pipe2(w->sigpipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	w->sig_watch = virEventAddHandle(w->sigpipe[0], VIR_EVENT_HANDLE_READABLE, on_sigpipe, w,
+					 NULL);
+	if (w->sig_watch < 0)
+		err = -EIO;
+	if (!err && interval)
+		err = add_timer(w, (int)interval * 1000, on_tick, &w->tick);
+	if (!err)
+		err = add_timer(w, -1, on_kick, &w->kick);
+	if (!err && w->nacts)
+		err = add_timer(w, -1, on_act, &w->act_timer);
+	if (!err && w->nacts)
+		err = add_timer(w, -1, on_guard, &w->guard);
+	if (err)
+		return err;
+	/* Both fail harmlessly on drivers without keepalive (test:///). */
+	virConnectSetKeepAlive(w->conn, 5, 3);
+	if (virConnectRegisterCloseCallback(w->conn, on_conn_close, w, NULL) == 0)
+		w->close_cb = true;
+	w->cb_id = virConnectDomainEventRegisterAny(w->conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+						    VIR_DOMAIN_EVENT_CALLBACK(lifecycle_cb), w,
+						    NULL);
+	if (w->cb_id < 0) {
+		pr_err("failed to register for domain lifecycle events: %s", lv_errmsg());
+		return -EIO;
+	}
+	return 0;
+}
+
+static void drop_timer(int *id)
+{
+	if (*id >= 0)
+		virEventRemoveTimeout(*id);
+	*id = -1;
+}
+
+static void on_flush(int timer, void *opaque)
+{
+	(void)opaque;
+	virEventRemoveTimeout(timer);
+}
+
+/* Removes everything; one more loop turn lets libvirt free what it holds. */
+static void watch_unregister(struct watch *w)
+{
+	int flush;
+
+	if (w->cb_id >= 0)
+		virConnectDomainEventDeregisterAny(w->conn, w->cb_id);
+	if (w->close_cb)
+		virConnectUnregisterCloseCallback(w->conn, on_conn_close);
+	if (w->sig_watch >= 0)
+		virEventRemoveHandle(w->sig_watch);
+	drop_timer(&w->tick);
+	drop_timer(&w->kick);
+	drop_timer(&w->act_timer);
+	drop_timer(&w->guard);
+	flush = virEventAddTimeout(0, on_flush, NULL, NULL);
+	if (flush >= 0)
+		virEventRunDefaultImpl();
+	if (w->sigpipe[0] >= 0)
+		close(w->sigpipe[0]);
+	if (w->sigpipe[1] >= 0)
+		close(w->sigpipe[1]);
+}
+
+static void set_signals(void (*handler)(int))
+{
+	struct sigaction sa = { .sa_handler = handler };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int cmd_libvirt_watch(const struct invocation *inv)
+{
+	struct watch w = { .pf = inv->arg[0], .pin_dir = inv->opt[OPT_PIN_DIR], .cb_id = -1,
+			   .tick = -1, .kick = -1, .act_timer = -1, .guard = -1, .sig_watch = -1,
+			   .sigpipe = { -1, -1 } };
+	uint32_t interval;
+	int err;
+
+	err = watch_parse(inv, &w, &interval);
+	if (err)
+		goto out;
+	if (virEventRegisterDefaultImpl() < 0) {
+		pr_err("failed to set up libvirt's event loop: %s", lv_errmsg());
+		err = -EIO;
+		goto out;
+	}
+	/* Test actions change domains, so they need a read-write connection. */
+	w.conn = lv_open(inv->opt[OPT_CONNECT], w.nacts > 0);
+	if (!w.conn) {
+		err = -EIO;
+		goto out;
+	}
+	err = watch_register(&w, interval);
+	if (!err) {
+		sigpipe_wr = w.sigpipe[1];
+		set_signals(on_signal);
+		char *uri = virConnectGetURI(w.conn);
+
+		pr_info("watch: %s on %s: reconciling on lifecycle events%s", w.pf,
+			uri ? uri : "libvirt", interval ? " and every interval" : "");
+		free(uri);
+		watch_reconcile(&w, false);
+		if (w.nacts)
+			arm(w.act_timer, 0);
+	}
+	while (!err && !w.quit)
+		if (virEventRunDefaultImpl() < 0 && errno != EINTR) {
+			pr_err("libvirt event loop failed: %s", lv_errmsg());
+			err = -EIO;
+		}
+	set_signals(SIG_DFL);
+	sigpipe_wr = -1;
+	watch_unregister(&w);
+	virConnectClose(w.conn);
+	if (!err)
+		err = w.status;
+out:
+	free(w.acts);
+	return err;
+}
+
+/* ---- hook-parse ---------------------------------------------------------- */
+
+static int read_all(int fd, char **out, size_t *len)
+{
+	size_t cap = 65536, n = 0;
+	char *buf = malloc(cap), *p;
+	ssize_t r;
+
+	if (!buf)
+		return -ENOMEM;
+	while ((r = read(fd, buf + n, cap - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 || n + (size_t)r >= LV_MAX_XML) {
+			int err = r < 0 ? -errno : -EFBIG;
+
+			free(buf);
+			return err;
+		}
+		n += (size_t)r;
+		if (n == cap) {
+			p = realloc(buf, cap * 2);
+			if (!p) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = p;
+			cap *= 2;
+		}
+	}
+	*out = buf;
+	*len = n;
+	return 0;
+}
+
+/* The port ifindex of fn: the pinned VCT when clat is attached and the fn is
+ * in use, else the vf-emu representor, else 0. */
+static unsigned int port_ifindex(const struct clat_maps *m, bool have_maps,
+				 const struct fn_entry *fe)
+{
+	struct clat_vct_entry e = {};
+
+	if (have_maps && bpf_map_lookup_elem(m->vct, &fe->fn, &e) == 0 &&
+	    e.state != CLAT_FN_FREE && e.ifindex)
+		return e.ifindex;
+	return fe->rep_ifindex;
+}
+
+static void print_hook_line(const struct lv_domain *d, const struct lv_iface *ifc,
+			    const struct fn_entry *fe, unsigned int ifindex)
+{
+	char mac[18];
+
+	format_mac(ifc->mac, mac);
+	printf("%u %s %u ", fe->fn, mac, ifc->vlan);
+	if (ifindex)
+		printf("%u ", ifindex);
+	else
+		printf("- ");
+	if (d->meta == META_OK)
+		printf("0x%llx %s\n", (unsigned long long)d->bat_gpa, d->mem);
+	else
+		printf("- -\n");
+}
+
+int cmd_libvirt_hook_parse(const struct invocation *inv)
+{
+	const char *pf = inv->arg[0];
+	char *xml = NULL, dir[PATH_MAX];
+	struct lv_domain *d = NULL;
+	struct fn_table *t = NULL;
+	bool have_maps = false;
+	struct clat_maps m;
+	size_t len = 0;
+	int err, i;
+
+	err = read_all(STDIN_FILENO, &xml, &len);
+	if (err) {
+		pr_err("failed to read the domain XML on stdin: %s", strerror(-err));
+		return err;
+	}
+	d = calloc(1, sizeof(*d));
+	t = calloc(1, sizeof(*t));
+	err = (d && t) ? lv_parse_domain(xml, len, d) : -ENOMEM;
+	if (!err)
+		err = fn_table_load(pf, t);
+	if (err)
+		goto out;
+	if (d->meta == META_NONE)
+		pr_info("domain %s: no <clat:guest> metadata (namespace %s); no guest tables", d->name,
+			CLAT_XMLNS);
+	if (geteuid() == 0 && !pin_dir_for(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir)))
+		have_maps = maps_open_pinned(dir, &m) == 0;
+	for (i = 0; i < d->nif; i++) {
+		const struct fn_entry *fe = fn_lookup(t, d->ifs[i].pci);
+
+		if (!fe) {
+			pr_info("domain %s: %s is not a VF of %s; ignored", d->name, d->ifs[i].pci,
+				pf);
+			continue;
+		}
+		print_hook_line(d, &d->ifs[i], fe, port_ifindex(&m, have_maps, fe));
+	}
+	if (have_maps)
+		maps_close(&m);
+	if (d->nerr)
+		err = -EINVAL;
+out:
+	free(t);
+	free(d);
+	free(xml);
+	return err;
+}
