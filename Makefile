@@ -41,7 +41,7 @@ VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,common json maps gmem gtables gbuild shadow ctxfmt)
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
-TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 
 .PHONY: all check demo install uninstall clean help deps
@@ -102,6 +102,11 @@ $(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
 $(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lpthread -o $@
+
+# flowgen: drives a pinned, live program with named frames (selftests).
+$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 check: all
 	$(Q)selftests/run.sh

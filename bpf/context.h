@@ -9,7 +9,7 @@
 #define PROBE_NONE 0xffffffffU
 /* Bound on re-reads while another CPU finishes claiming a slot.  It has
  * only a few stores left, but a vCPU can be descheduled between them. */
-#define CLAIM_SETTLE_READS (1 << 14)
+#define CLAIM_SETTLE_READS (1 << 16)
 
 struct guest_view {
 	const struct clat_bat_cache *b;

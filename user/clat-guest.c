@@ -5,6 +5,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "common.h"
 #include "ctxfmt.h"
@@ -31,6 +34,12 @@ enum gopt {
 	G_BAT_GPA,
 	G_SVC,
 	G_KIND,
+	G_COUNT,
+	G_VM_ADDR,
+	G_VM_PORT,
+	G_REMOTE_ADDR,
+	G_FIRST_PORT,
+	G_PROTO,
 	G_JSON,
 	G__MAX,
 };
@@ -55,10 +64,16 @@ static const struct gopt_def opt_defs[G__MAX] = {
 	[G_BAT_GPA] = { "bat-gpa", "GPA", "guest physical address of the BAT" },
 	[G_SVC] = { "svc", "S", "service number, 1..capacity" },
 	[G_KIND] = { "kind", "KIND", "what to damage (see below)" },
+	[G_COUNT] = { "count", "N", "number of flows" },
+	[G_VM_ADDR] = { "vm-addr", "IPv4", "the VM's address" },
+	[G_VM_PORT] = { "vm-port", "P", "the VM's port" },
+	[G_REMOTE_ADDR] = { "remote-addr", "IPv4", "the remote peer's address" },
+	[G_FIRST_PORT] = { "first-port", "X", "remote port of the first flow; flow i uses X+i" },
+	[G_PROTO] = { "proto", "udp|tcp", "protocol of the flows (default udp)" },
 	[G_JSON] = { "json", NULL, "print JSON on stdout" },
 };
 
-#define MAX_OPTS 8
+#define MAX_OPTS 12
 
 struct ginv {
 	const struct gcmd *cmd;
@@ -78,6 +93,7 @@ static int cmd_init(const struct ginv *inv);
 static int cmd_show(const struct ginv *inv);
 static int cmd_locate(const struct ginv *inv);
 static int cmd_corrupt(const struct ginv *inv);
+static int cmd_seed(const struct ginv *inv);
 
 static const struct gcmd commands[] = {
 	{ "init", cmd_init,
@@ -89,6 +105,11 @@ static const struct gcmd commands[] = {
 	  "walk BAT -> CLAT levels -> block for one service, printing every GPA visited" },
 	{ "corrupt", cmd_corrupt, { G_MEM, G_BAT_GPA, G_KIND, G_TYPE },
 	  "testing aid: damage valid tables in place like a buggy or hostile guest" },
+	{ "seed", cmd_seed,
+	  { G_MEM, G_BAT_GPA, G_TYPE, G_COUNT, G_VM_ADDR, G_VM_PORT, G_REMOTE_ADDR, G_FIRST_PORT,
+	    G_PROTO, G_JSON },
+	  "testing aid: pre-populate LIVE contexts for N flows at the slots the datapath "
+	  "would pick" },
 };
 
 static bool has(const struct ginv *inv, enum gopt o)
@@ -655,6 +676,179 @@ static int cmd_corrupt(const struct ginv *inv)
 			gerr("failed to corrupt (%s): %s", inv->opt[G_KIND], msg);
 		else
 			gerr("corrupted (%s): %s", inv->opt[G_KIND], msg);
+	}
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret;
+}
+
+/* ---- seed ---------------------------------------------------------------- */
+
+struct seed_args {
+	uint64_t count, vm_port, first_port;
+	uint8_t vm_addr[16], remote_addr[16];
+	uint8_t proto;
+};
+
+/* IPv4 as the datapath keys it: IPv4-mapped (::ffff:a.b.c.d). */
+static int parse_v4_mapped(const char *s, const char *what, uint8_t out[16])
+{
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, s, &a) != 1) {
+		gerr("invalid --%s '%s': expected an IPv4 address", what, s);
+		return -EUSAGE;
+	}
+	memset(out, 0, 16);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, &a, 4);
+	return 0;
+}
+
+static int seed_args(const struct ginv *inv, struct seed_args *a)
+{
+	static const enum gopt req[] = { G_COUNT, G_VM_ADDR, G_VM_PORT, G_REMOTE_ADDR,
+					 G_FIRST_PORT };
+	const char *proto = has(inv, G_PROTO) ? inv->opt[G_PROTO] : "udp";
+	size_t i;
+	int ret = 0;
+
+	for (i = 0; i < ARRAY_SIZE(req) && !ret; i++)
+		ret = require(inv, req[i]);
+	if (!ret)
+		ret = parse_u64_opt(inv->opt[G_COUNT], "count", 1, 65535, &a->count);
+	if (!ret)
+		ret = parse_u64_opt(inv->opt[G_VM_PORT], "vm-port", 1, 65535, &a->vm_port);
+	if (!ret)
+		ret = parse_u64_opt(inv->opt[G_FIRST_PORT], "first-port", 1, 65535, &a->first_port);
+	if (!ret)
+		ret = parse_v4_mapped(inv->opt[G_VM_ADDR], "vm-addr", a->vm_addr);
+	if (!ret)
+		ret = parse_v4_mapped(inv->opt[G_REMOTE_ADDR], "remote-addr", a->remote_addr);
+	if (ret)
+		return ret;
+	if (a->first_port + a->count - 1 > 65535) {
+		gerr("invalid --count %" PRIu64 ": remote ports %" PRIu64 "..%" PRIu64
+		     " go past 65535", a->count, a->first_port, a->first_port + a->count - 1);
+		return -EUSAGE;
+	}
+	if (!strcmp(proto, "udp")) {
+		a->proto = IPPROTO_UDP;
+	} else if (!strcmp(proto, "tcp")) {
+		a->proto = IPPROTO_TCP;
+	} else {
+		gerr("invalid --proto '%s': expected udp or tcp", proto);
+		return -EUSAGE;
+	}
+	return 0;
+}
+
+/* Places one flow like the datapath's find-then-claim: the lookup stops at
+ * the first EMPTY slot, the insert takes the first EMPTY or TOMBSTONE. */
+static int seed_one(const struct gmem *g, const struct gtype *gt, const struct clat_flow_key *key,
+		    uint64_t now)
+{
+	uint32_t hash = clat_flow_hash(gt->e.hash_seed, key), p, svc, free_svc = 0;
+	struct clat_ctx *c, *dst = NULL;
+	char vm[INET_ADDRSTRLEN], rem[INET_ADDRSTRLEN];
+	bool found = false;
+
+	for (p = 0; p < gt->e.probe_window; p++) {
+		uint64_t sw, state;
+
+		svc = clat_probe_svc(hash, p, gt->e.capacity);
+		c = gmem_ptr(g, gtype_ctx_gpa(gt, svc), sizeof(*c));
+		if (!c) {
+			gerr("failed to seed: svc %u of type %u has no context in guest memory", svc,
+			     gt->index);
+			return -EIO;
+		}
+		sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
+		state = sw & CLAT_SLOT_STATE_MASK;
+		if (state == CLAT_SLOT_EMPTY || state == CLAT_SLOT_TOMBSTONE) {
+			if (!dst) {
+				dst = c;
+				free_svc = svc;
+			}
+			if (state == CLAT_SLOT_EMPTY)
+				break;
+			continue;
+		}
+		if (state == CLAT_SLOT_LIVE && (uint32_t)(sw >> CLAT_SLOT_HASH_SHIFT) == hash &&
+		    !memcmp(&c->key, key, sizeof(*key))) {
+			found = true;
+			break;
+		}
+	}
+	inet_ntop(AF_INET, key->vm_addr + 12, vm, sizeof(vm));
+	inet_ntop(AF_INET, key->remote_addr + 12, rem, sizeof(rem));
+	if (found) {
+		gerr("failed to seed flow %s:%u <-> %s:%u: already present at svc %u", vm,
+		     ntohs(key->vm_port), rem, ntohs(key->remote_port), svc);
+		return -EEXIST;
+	}
+	if (!dst) {
+		gerr("failed to seed flow %s:%u <-> %s:%u: probe window of %u slots from svc %u "
+		     "is full", vm, ntohs(key->vm_port), rem, ntohs(key->remote_port),
+		     gt->e.probe_window, clat_probe_svc(hash, 0, gt->e.capacity));
+		return -ENOSPC;
+	}
+	/* Everything but the state word, then LIVE|hash last. */
+	memset((uint8_t *)dst + sizeof(dst->state_word), 0, sizeof(*dst) - sizeof(dst->state_word));
+	dst->key = *key;
+	dst->tcp_state = key->proto == IPPROTO_TCP ? CLAT_TCP_ESTABLISHED : CLAT_TCP_NONE;
+	dst->type = (uint16_t)gt->index;
+	dst->svc = free_svc;
+	dst->first_seen_ns = dst->last_seen_ns = now;
+	__atomic_store_n(&dst->state_word,
+			 ((uint64_t)hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE, __ATOMIC_RELEASE);
+	return 0;
+}
+
+static int cmd_seed(const struct ginv *inv)
+{
+	const struct gtype *gt;
+	struct seed_args a = { 0 };
+	struct clat_flow_key key;
+	struct timespec ts;
+	struct gtables t;
+	struct json j;
+	struct gmem g;
+	uint64_t i, n = 0;
+	int ret;
+
+	ret = seed_args(inv, &a);
+	if (!ret)
+		ret = open_tables(inv, true, &g, &t);
+	if (ret)
+		return ret;
+	ret = pick_type(inv, &t, &gt);
+	if (!ret && !(gt->e.proto_mask & (a.proto == IPPROTO_TCP ? CLAT_PROTO_TCP : CLAT_PROTO_UDP))) {
+		gerr("failed to seed: type %u (%s) does not track %s flows", gt->index, gt->e.name,
+		     a.proto == IPPROTO_TCP ? "tcp" : "udp");
+		ret = -EUSAGE;
+	}
+	clock_gettime(CLOCK_TAI, &ts);
+	memset(&key, 0, sizeof(key));
+	memcpy(key.vm_addr, a.vm_addr, 16);
+	memcpy(key.remote_addr, a.remote_addr, 16);
+	key.vm_port = htons((uint16_t)a.vm_port);
+	key.proto = a.proto;
+	for (i = 0; !ret && i < a.count; i++) {
+		key.remote_port = htons((uint16_t)(a.first_port + i));
+		ret = seed_one(&g, gt, &key, (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec);
+		n += !ret;
+	}
+	if (ret && n)
+		gerr("seeded %" PRIu64 " of %" PRIu64 " flows before the failure", n, a.count);
+	if (!ret && has(inv, G_JSON)) {
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_u64(&j, "seeded", n);
+		json_obj_close(&j);
+		json_end(&j);
+	} else if (!ret) {
+		printf("seeded %" PRIu64 " contexts in type %u (%s)\n", n, gt->index, gt->e.name);
 	}
 	gtables_free(&t);
 	gmem_close(&g);

@@ -345,8 +345,8 @@ static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s,
 			continue;
 		for (i = 0; i < v.nctx && i < v.bc.capacity; i++) {
 			struct clat_ctx *c = &v.ctx[i];
-			uint64_t sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
-			uint64_t tomb = (sw & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE;
+			__u64 sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
+			__u64 tomb = (sw & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE;
 			uint64_t last = __atomic_load_n(&c->last_seen_ns, __ATOMIC_RELAXED);
 
 			if ((sw & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE || now < last ||
@@ -355,7 +355,7 @@ static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s,
 			/* Loses cleanly to a packet that claims or closes it meanwhile. */
 			if (__atomic_compare_exchange_n(&c->state_word, &sw, tomb, false,
 							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-				((uint64_t *)v.dirty)[i / v.bc.per_block] = 1;
+				v.dirty[i / v.bc.per_block] = 1;
 				swept++;
 			}
 		}

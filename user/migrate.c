@@ -366,6 +366,8 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 	err = shadow_btf_from_prog(d->dir, &btf);
 	if (!err)
 		err = shadow_stage_build(&d->st, fn, d->mem, &d->g, &d->t, &btf);
+	if (!err)
+		err = shadow_stage_plug(&d->st, &d->m);
 	shadow_btf_close(&btf);
 	if (err) {
 		gtables_free(&d->t);

@@ -209,14 +209,16 @@ static int build_type(uint32_t fn, const struct gmem *g, const struct gmem_data 
 	return load_contexts(g, data, gt, fn, in->map[INNER_CTX], live);
 }
 
-/* Plugs one type's inner maps into fn's slots. */
-static int plug_type(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
+/* Plugs one type's inner maps into fn's slots.  Each map-in-map update waits
+ * for an RCU grace period, so this runs before a migration's pause; the
+ * datapath ignores the slots until VCT[fn].bat_gpa is set. */
+static int plug_type(const struct clat_maps *m, uint32_t fn, uint32_t t,
 		     const struct clat_bat_cache *bc, const struct shadow_inner *in)
 {
 	uint32_t key = type_key(fn, t);
-	int err = dir ? pin_inner(dir, in, fn, t, true) : 0;
+	int err = 0;
 
-	if (!err && (bpf_map_update_elem(m->tiers, &key, &in->fd[INNER_TIERS], BPF_ANY) ||
+	if ((bpf_map_update_elem(m->tiers, &key, &in->fd[INNER_TIERS], BPF_ANY) ||
 		     bpf_map_update_elem(m->ctxs, &key, &in->fd[INNER_CTX], BPF_ANY) ||
 		     bpf_map_update_elem(m->dirty, &key, &in->fd[INNER_DIRTY], BPF_ANY) ||
 		     bpf_map_update_elem(m->bat_cache, &key, bc, BPF_ANY)))
@@ -318,14 +320,27 @@ int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const str
 	return 0;
 }
 
+int shadow_stage_plug(struct shadow_stage *st, const struct clat_maps *m)
+{
+	uint32_t i;
+	int err = 0;
+
+	for (i = 0; !err && i < st->ntypes; i++)
+		err = plug_type(m, st->fn, st->type_index[i], &st->bc[i], &st->in[i]);
+	if (err)
+		shadow_remove(m, NULL, st->fn);
+	st->plugged = !err;
+	return err;
+}
+
 int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, const char *dir)
 {
 	struct clat_vct_entry v = {};
 	uint32_t i, fn = st->fn;
-	int err = 0;
+	int err = st->plugged ? 0 : shadow_stage_plug(st, m);
 
-	for (i = 0; !err && i < st->ntypes; i++)
-		err = plug_type(m, dir, fn, st->type_index[i], &st->bc[i], &st->in[i]);
+	for (i = 0; !err && dir && i < st->ntypes; i++)
+		err = pin_inner(dir, &st->in[i], fn, st->type_index[i], true);
 	if (!err && bpf_map_update_elem(m->guests, &fn, &st->gi, BPF_ANY))
 		err = -errno;
 	/* The switch: once VCT[fn] names the BAT, the datapath tracks flows. */
@@ -475,7 +490,7 @@ static int sync_type(const struct gmem *g, const struct gtype *gt, struct shadow
 		     enum sync_mode mode, uint64_t *written, uint64_t *bytes,
 		     struct gpa_list *blocks)
 {
-	uint64_t *dirty = (uint64_t *)v->dirty;
+	uint64_t *dirty = v->dirty;
 	uint32_t b, e;
 
 	for (b = 0; b < gt->nblocks; b++) {

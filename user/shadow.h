@@ -42,6 +42,7 @@ struct shadow_stage {
 	struct shadow_inner in[CLAT_MAX_TYPES];
 	struct clat_guest_info gi;
 	uint64_t live;
+	bool plugged;
 };
 
 int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_path,
@@ -49,7 +50,10 @@ int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_pat
 /* Re-reads the contexts of the listed blocks (GPAs; the array is sorted). */
 int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const struct gtables *t,
 			uint64_t *blocks, size_t n, uint64_t *reloaded);
-/* Plugs the staged maps into fn's slots and flips VCT[fn].bat_gpa. */
+/* Plugs the staged maps into fn's ARRAY_OF_MAPS slots (slow: RCU grace
+ * periods), still invisible to the datapath. */
+int shadow_stage_plug(struct shadow_stage *st, const struct clat_maps *m);
+/* Plugs if not yet done, pins, and flips VCT[fn].bat_gpa. */
 int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, const char *dir);
 void shadow_stage_free(struct shadow_stage *st);
 
@@ -61,7 +65,7 @@ struct shadow_view {
 	struct clat_bat_cache bc;
 	struct clat_ctx *ctx;   /* [nctx]; index i holds svc i + 1 */
 	uint32_t nctx;
-	uint8_t *dirty;         /* [nblocks] */
+	uint64_t *dirty;        /* [nblocks]: non-zero once the datapath wrote the block */
 	size_t ctx_len, dirty_len;
 };
 
