@@ -248,13 +248,25 @@ static __always_inline void update_found(struct slot_probe *pr, struct slot *s)
 	pr->released = update_ctx(&pr->g, s, pr->fi, pr->dir, pr->len, pr->rx_queue, pr->now);
 }
 
+/* An occupied slot ends the pass if it holds our flow (which is then
+ * updated) or never settled; otherwise the pass goes on. */
+static __always_inline long join_occupant(struct slot_probe *pr, __u64 sw)
+{
+	int r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
+
+	if (r > 0)
+		update_found(pr, &pr->s);
+	if (r)
+		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
+	return r != 0;
+}
+
 /* find: scan for the key; stop at the first EMPTY slot, beyond which no
  * key lies because inserts take the first free position. */
 static long find_cb(__u32 p, struct slot_probe *pr)
 {
 	__u64 sw;
 	__u32 st;
-	int r;
 
 	if (probe_slot(&pr->g, p, &pr->s)) {
 		pr->result = TRACK_SKIP; /* the tables do not back this svc */
@@ -267,14 +279,7 @@ static long find_cb(__u32 p, struct slot_probe *pr)
 			pr->free_p = p;
 		return st == CLAT_SLOT_EMPTY;
 	}
-	r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
-	if (r > 0)
-		update_found(pr, &pr->s);
-	if (r) {
-		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
-		return 1;
-	}
-	return 0;
+	return join_occupant(pr, sw);
 }
 
 /* claim: take the first free slot from pr->from on, or join the flow if a
@@ -285,7 +290,6 @@ static long claim_cb(__u32 i, struct slot_probe *pr)
 	__u32 p = pr->from + i;
 	__u64 sw;
 	__u32 st;
-	int r;
 
 	if (p >= pr->g.b->probe_window)
 		return 1;
@@ -308,14 +312,7 @@ static long claim_cb(__u32 i, struct slot_probe *pr)
 		}
 		sw = read_state(pr->s.ctx); /* lost the race: who won? */
 	}
-	r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
-	if (r > 0)
-		update_found(pr, &pr->s);
-	if (r) {
-		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
-		return 1;
-	}
-	return 0;
+	return join_occupant(pr, sw);
 }
 
 /* yield: a racing claimer of the same flow may hold an earlier slot (one
@@ -324,9 +321,7 @@ static long claim_cb(__u32 i, struct slot_probe *pr)
 static long yield_cb(__u32 p, struct slot_probe *pr)
 {
 	__u64 mine = ((__u64)pr->g.hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
-	struct slot o;
-
-	struct slot ours;
+	struct slot o, ours;
 
 	if (p >= pr->won || probe_slot(&pr->g, p, &o))
 		return 1;

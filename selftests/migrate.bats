@@ -17,12 +17,6 @@ teardown() {
 	two_hosts_destroy
 }
 
-migrate() {
-	"$CLAT_LOAD" migrate "$PF_A" "$PF_B" --fn 1 --to-fn 2 --vm-netns "$VM" \
-		--src-netns "$HOST_A" --dst-netns "$HOST_B" --dst-mem "$MEM_B" --json \
-		2>>"$BATS_TEST_TMPDIR/migrate.log"
-}
-
 @test "a live TCP stream keeps flowing across a migration, with its context" {
 	spawn ip netns exec "$VM" socat -u TCP-LISTEN:7000,reuseaddr "CREATE:$BATS_TEST_TMPDIR/recv"
 	wait_listen "$VM" 7000
@@ -142,4 +136,23 @@ migrate() {
 	assert_success
 	assert_equal "$(jq .live_contexts <<<"$output")" 1
 	assert_equal "$(ctx_on "$HOST_B" "$PF_B" 2 | jq '[.contexts[] | select(.remote_port == 9501)] | length')" 1
+}
+
+@test "migrate-out killed during pre-copy: the source never stopped serving" {
+	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9600,sourceport=9601" <<<"x"
+	CLAT_TEST_STALL=pre_copy in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1 &
+	local pid=$!
+	sleep 1.5
+	kill -9 "$pid"
+	wait "$pid" || true
+	assert_equal "$(in_host "$HOST_A" "$CLAT_LOAD" status "$PF_A" --json | jq -r '.fns[] | select(.fn == 1) | .state')" active
+	run ip netns exec "$WIRE_NS" ping -c 1 -W 2 "$VM_IP"
+	assert_success
+	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9600,sourceport=9601" <<<"y"
+	assert_equal "$(ctx_on "$HOST_A" "$PF_A" 1 | jq '.contexts[] | select(.remote_port == 9601) | .packets_in')" 2
+	# A rerun completes.
+	run in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1
+	assert_success
+	run "$ROOT/.output/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
+	assert_equal "$(jq '.types[0].contexts[] | select(.remote_port == 9601) | .packets_in' <<<"$output")" 2
 }

@@ -21,12 +21,6 @@ teardown() {
 	two_hosts_destroy
 }
 
-migrate() {
-	"$CLAT_LOAD" migrate "$PF_A" "$PF_B" --fn 1 --to-fn 2 --vm-netns "$VM" \
-		--src-netns "$HOST_A" --dst-netns "$HOST_B" --dst-mem "$MEM_B" --json \
-		2>>"$BATS_TEST_TMPDIR/migrate.log"
-}
-
 # fn_counter HOST PF FN NAME
 fn_counter() {
 	in_host "$1" "$CLAT_LOAD" stats "$2" --json |

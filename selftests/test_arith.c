@@ -19,24 +19,8 @@
 #include "clat_abi.h"
 #include "gbuild.h"
 #include "gtables.h"
+#include "tap.h"
 
-static int tests_run, tests_failed;
-
-__attribute__((format(printf, 2, 3)))
-static void ok(bool cond, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	if (!cond)
-		tests_failed++;
-	printf("%sok %d - ", cond ? "" : "not ", tests_run);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	fflush(stdout);
-}
 
 /* Diagnostics for the first failures of a group only. */
 static int diag_left;
@@ -66,17 +50,17 @@ static void test_patent_examples(void)
 	/* 1 KiB contexts, 4 KiB blocks, one level: svc 100 -> 100*1K/4K = 25
 	 * remainder 0, so entry offset 24 and the last element of the block. */
 	r = clat_locate(100, 4096 / 1024, 512, 1, &loc);
-	ok(r == 0 && loc.offset[0] == 24, "svc 100, A=1K B=4K N=1: L1 offset 24 (got %u)",
+	check(r == 0 && loc.offset[0] == 24, "svc 100, A=1K B=4K N=1: L1 offset 24 (got %u)",
 	   loc.offset[0]);
-	ok(r == 0 && loc.element + 1 == 4, "svc 100: element m=4, the last of 4 (got %u)",
+	check(r == 0 && loc.element + 1 == 4, "svc 100: element m=4, the last of 4 (got %u)",
 	   loc.element + 1);
 
 	/* Two levels, C=512: svc 2054 -> L1 offset 1, L2 offset 1, 2nd element. */
 	r = clat_locate(2054, 4096 / 1024, 512, 2, &loc);
-	ok(r == 0 && loc.offset[0] == 1 && loc.offset[1] == 1,
+	check(r == 0 && loc.offset[0] == 1 && loc.offset[1] == 1,
 	   "svc 2054, A=1K B=4K N=2 C=512: L1 offset 1, L2 offset 1 (got %u, %u)",
 	   loc.offset[0], loc.offset[1]);
-	ok(r == 0 && loc.element + 1 == 2, "svc 2054: element m=2 (got %u)", loc.element + 1);
+	check(r == 0 && loc.element + 1 == 2, "svc 2054: element m=2 (got %u)", loc.element + 1);
 }
 
 /* The patent's single-level rule, literally: svc*A/B gives quotient q and
@@ -100,7 +84,7 @@ static void test_patent_single_level_rule(void)
 			     svc, off, m, loc.offset[0], loc.element + 1);
 		}
 	}
-	ok(!bad, "patent's one-level quotient/remainder rule agrees for svc 1..%u", p * c);
+	check(!bad, "patent's one-level quotient/remainder rule agrees for svc 1..%u", p * c);
 }
 
 static void test_bounds(void)
@@ -116,15 +100,15 @@ static void test_bounds(void)
 
 		for (x = 0; x < g[i].n; x++)
 			max *= g[i].c;
-		ok(clat_locate(0, g[i].p, g[i].c, g[i].n, &loc) == -1,
+		check(clat_locate(0, g[i].p, g[i].c, g[i].n, &loc) == -1,
 		   "P=%u C=%u N=%u: svc 0 refused", g[i].p, g[i].c, g[i].n);
-		ok(clat_locate(max, g[i].p, g[i].c, g[i].n, &loc) == 0,
+		check(clat_locate(max, g[i].p, g[i].c, g[i].n, &loc) == 0,
 		   "P=%u C=%u N=%u: svc %" PRIu64 " = P*C^N accepted", g[i].p, g[i].c, g[i].n, max);
-		ok(clat_locate(max + 1, g[i].p, g[i].c, g[i].n, &loc) == -1,
+		check(clat_locate(max + 1, g[i].p, g[i].c, g[i].n, &loc) == -1,
 		   "P=%u C=%u N=%u: svc %" PRIu64 " = P*C^N+1 refused", g[i].p, g[i].c, g[i].n,
 		   max + 1);
 	}
-	ok(clat_locate(1, 0, 512, 1, &loc) == -1 && clat_locate(1, 4, 0, 1, &loc) == -1 &&
+	check(clat_locate(1, 0, 512, 1, &loc) == -1 && clat_locate(1, 4, 0, 1, &loc) == -1 &&
 	   clat_locate(1, 4, 512, 0, &loc) == -1 && clat_locate(1, 4, 512, 5, &loc) == -1,
 	   "P=0, C=0, N=0 and N=5 refused");
 }
@@ -309,13 +293,13 @@ static void test_brute_force(void)
 					bad += brute_one(n, cs[ci], &geos[gi], caps[k], &scattered);
 					top = caps[k] > top ? caps[k] : top;
 				}
-				ok(!bad, "N=%u C=%u A=%u B=%u (P=%u), %u capacities up to %u: "
+				check(!bad, "N=%u C=%u A=%u B=%u (P=%u), %u capacities up to %u: "
 				   "clat_locate, gtype_walk and the raw GPAs agree for every svc", n,
 				   cs[ci], geos[gi].a, geos[gi].b, p, m, top);
 			}
 		}
 	}
-	ok(scattered, "gbuild scatters blocks (not one contiguous run)");
+	check(scattered, "gbuild scatters blocks (not one contiguous run)");
 }
 
 /* The patent's geometries at full size, through real tables. */
@@ -325,9 +309,9 @@ static void test_patent_tables(void)
 	bool scattered = false;
 
 	diag_left = 3;
-	ok(!brute_one(1, 512, &g, 2048, &scattered),
+	check(!brute_one(1, 512, &g, 2048, &scattered),
 	   "patent one-level table (2K services, 512 blocks) agrees with brute force");
-	ok(!brute_one(2, 512, &g, 16384, &scattered),
+	check(!brute_one(2, 512, &g, 16384, &scattered),
 	   "patent two-level table (16K services, 8 level-2 pages) agrees with brute force");
 }
 
@@ -342,7 +326,7 @@ static void test_too_small(void)
 
 	snprintf(path, sizeof(path), "%s/small", tmpdir);
 	ret = gbuild_create(path, &o, &ty, 1, &bat, err, sizeof(err));
-	ok(ret == -ENOSPC && strstr(err, "too small") && access(path, F_OK) != 0,
+	check(ret == -ENOSPC && strstr(err, "too small") && access(path, F_OK) != 0,
 	   "a file too small for the tables is refused and not left behind (%s)", err);
 }
 
@@ -368,6 +352,5 @@ int main(void)
 		unlink(path);
 		rmdir(tmpdir);
 	}
-	printf("1..%d\n", tests_run);
-	return tests_failed ? 1 : 0;
+	return tap_done();
 }

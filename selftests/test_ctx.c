@@ -25,29 +25,15 @@
 #include "gbuild.h"
 #include "gtables.h"
 #include "shadow.h"
+#include "tap.h"
 
 #define LO 1
 #define FN 1
 #define WINDOW 4
 #define CAPACITY 4096
 
-static int tests_run, tests_failed;
 static const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
 static const uint8_t WIRE_MAC[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
-
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	tests_failed += !ok;
-	printf("%s %d - ", ok ? "ok" : "not ok", tests_run);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
 
 /* ---- frames -------------------------------------------------------------- */
 
@@ -185,27 +171,12 @@ static int run(struct env *e, const struct frame *fr, int dir, uint32_t *verdict
 
 static uint64_t stat_of(struct env *e, enum clat_stat slot)
 {
-	int ncpu = libbpf_num_possible_cpus(), c;
-	struct clat_stats *v = calloc(ncpu, sizeof(*v));
-	uint32_t fn = FN;
-	uint64_t sum = 0;
-
-	if (v && !bpf_map_lookup_elem(e->m.stats, &fn, v))
-		for (c = 0; c < ncpu; c++)
-			sum += v[c].slot[slot];
-	free(v);
-	return sum;
+	return stat_sum(e->m.stats, FN, slot);
 }
 
 static void reset_stats(struct env *e)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	struct clat_stats *zero = calloc(ncpu, sizeof(*zero));
-	uint32_t fn = FN;
-
-	if (zero)
-		bpf_map_update_elem(e->m.stats, &fn, zero, BPF_ANY);
-	free(zero);
+	stats_reset(e->m.stats, FN);
 }
 
 static int env_open(struct env *e, uint32_t window)
@@ -524,6 +495,5 @@ int main(void)
 		stress(&e, tcp);
 		env_close(&e);
 	}
-	printf("1..%d\n", tests_run);
-	return tests_failed ? 1 : 0;
+	return tap_done();
 }

@@ -20,10 +20,10 @@
 
 #include "clat_abi.h"
 #include "clat.skel.h"
+#include "tap.h"
 
 #define LO_IFINDEX 1
 
-static int tests_run, tests_failed;
 
 static const uint8_t MAC_VF1[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
 static const uint8_t MAC_VF2[6] = { 0x02, 0xc1, 0, 0, 0, 2 };
@@ -75,21 +75,6 @@ static struct frame fixture_ipv4_udp(const uint8_t dst[6]) { return eth(dst, 0, 
 static struct frame fixture_ipv6_udp(const uint8_t dst[6]) { return eth(dst, 0, NULL, 0x86dd, 48 + 16); }
 static struct frame fixture_arp_request(void) { return eth(MAC_BCAST, 0, NULL, 0x0806, 28); }
 
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	if (!ok)
-		tests_failed++;
-	printf("%s %d - ", ok ? "ok" : "not ok", tests_run);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-}
-
 struct env {
 	struct clat *skel;
 	int rx, tx;
@@ -116,26 +101,15 @@ static int run(int prog_fd, struct frame *f, uint32_t ingress_ifindex, uint32_t 
 
 static uint64_t stat(struct env *e, uint32_t fn, enum clat_stat slot)
 {
-	int ncpu = libbpf_num_possible_cpus(), c;
-	struct clat_stats *v = calloc(ncpu, sizeof(*v));
-	uint64_t sum = 0;
-
-	if (v && !bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.stats), &fn, v))
-		for (c = 0; c < ncpu; c++)
-			sum += v[c].slot[slot];
-	free(v);
-	return sum;
+	return stat_sum(bpf_map__fd(e->skel->maps.stats), fn, slot);
 }
 
 static void reset_stats(struct env *e)
 {
-	int ncpu = libbpf_num_possible_cpus();
-	struct clat_stats *zero = calloc(ncpu, sizeof(*zero));
 	uint32_t fn;
 
-	for (fn = 0; zero && fn <= CLAT_FN_NONE; fn++)
-		bpf_map_update_elem(bpf_map__fd(e->skel->maps.stats), &fn, zero, BPF_ANY);
-	free(zero);
+	for (fn = 0; fn <= CLAT_FN_NONE; fn++)
+		stats_reset(bpf_map__fd(e->skel->maps.stats), fn);
 }
 
 static void add_fn(struct env *e, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
@@ -325,6 +299,5 @@ int main(void)
 	tx_tests(&e);
 	clat__destroy(e.skel);
 	policy_tests();
-	printf("1..%d\n", tests_run);
-	return tests_failed ? 1 : 0;
+	return tap_done();
 }

@@ -2,7 +2,6 @@
 /* clat-guest: plays the VM driver.  It builds the guest tables (BAT, CLAT,
  * context blocks) in a guest memory file, shows and walks them, and for
  * tests damages them the way a buggy or hostile guest would. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <time.h>
@@ -16,12 +15,6 @@
 #include "json.h"
 
 #define gerr(fmt, ...) fprintf(stderr, "clat-guest: " fmt "\n", ##__VA_ARGS__)
-
-enum {
-	EXIT_OK = 0,
-	EXIT_FAIL = 1,
-	EXIT_USAGE = 2,
-};
 
 enum gopt {
 	G_NONE = 0,
@@ -44,13 +37,7 @@ enum gopt {
 	G__MAX,
 };
 
-struct gopt_def {
-	const char *name;
-	const char *arg; /* NULL for a flag */
-	const char *help;
-};
-
-static const struct gopt_def opt_defs[G__MAX] = {
+static const struct opt_def opt_defs[G__MAX] = {
 	[G_MEM] = { "mem", "FILE", "guest memory file (file offset = GPA)" },
 	[G_SIZE] = { "size", "SIZE", "guest memory size, K/M/G suffixes allowed" },
 	[G_TYPE_SPEC] = { "type", "NAME:ctx=A,block=B,services=S[,...]",
@@ -73,142 +60,55 @@ static const struct gopt_def opt_defs[G__MAX] = {
 	[G_JSON] = { "json", NULL, "print JSON on stdout" },
 };
 
-#define MAX_OPTS 12
+_Static_assert(G__MAX <= CMD_MAX_OPT_IDS, "too many option ids");
 
-struct ginv {
-	const struct gcmd *cmd;
-	const char *opt[G__MAX];
-	const char *types[CLAT_MAX_TYPES];
-	unsigned int ntypes;
-};
+static int cmd_init(const struct invocation *inv);
+static int cmd_show(const struct invocation *inv);
+static int cmd_locate(const struct invocation *inv);
+static int cmd_corrupt(const struct invocation *inv);
+static int cmd_seed(const struct invocation *inv);
 
-struct gcmd {
-	const char *name;
-	int (*handler)(const struct ginv *inv);
-	enum gopt opts[MAX_OPTS];
-	const char *help;
-};
-
-static int cmd_init(const struct ginv *inv);
-static int cmd_show(const struct ginv *inv);
-static int cmd_locate(const struct ginv *inv);
-static int cmd_corrupt(const struct ginv *inv);
-static int cmd_seed(const struct ginv *inv);
-
-static const struct gcmd commands[] = {
-	{ "init", cmd_init,
+static const struct command commands[] = {
+	{ "init", cmd_init, NULL, 0,
 	  { G_MEM, G_SIZE, G_TYPE_SPEC, G_LAYOUT_SEED, G_FORCE, G_JSON },
 	  "build a BAT, CLAT pages and context blocks scattered over guest memory" },
-	{ "show", cmd_show, { G_MEM, G_BAT_GPA, G_JSON },
+	{ "show", cmd_show, NULL, 0, { G_MEM, G_BAT_GPA, G_JSON },
 	  "validate the tables, then show each type and its live contexts" },
-	{ "locate", cmd_locate, { G_MEM, G_BAT_GPA, G_TYPE, G_SVC, G_JSON },
+	{ "locate", cmd_locate, NULL, 0, { G_MEM, G_BAT_GPA, G_TYPE, G_SVC, G_JSON },
 	  "walk BAT -> CLAT levels -> block for one service, printing every GPA visited" },
-	{ "corrupt", cmd_corrupt, { G_MEM, G_BAT_GPA, G_KIND, G_TYPE },
+	{ "corrupt", cmd_corrupt, NULL, 0, { G_MEM, G_BAT_GPA, G_KIND, G_TYPE },
 	  "testing aid: damage valid tables in place like a buggy or hostile guest" },
-	{ "seed", cmd_seed,
+	{ "seed", cmd_seed, NULL, 0,
 	  { G_MEM, G_BAT_GPA, G_TYPE, G_COUNT, G_VM_ADDR, G_VM_PORT, G_REMOTE_ADDR, G_FIRST_PORT,
 	    G_PROTO, G_JSON },
 	  "testing aid: pre-populate LIVE contexts for N flows at the slots the datapath "
 	  "would pick" },
 };
 
-static bool has(const struct ginv *inv, enum gopt o)
+static void corrupt_notes(FILE *out, const struct command *c)
 {
-	return inv->opt[o] != NULL;
-}
-
-/* ---- Usage and option parsing (same shape as clat-load) ------------------ */
-
-static void opt_synopsis(char *buf, size_t len, enum gopt o)
-{
-	snprintf(buf, len, "--%s%s%s", opt_defs[o].name, opt_defs[o].arg ? " " : "",
-		 opt_defs[o].arg ? opt_defs[o].arg : "");
-}
-
-static void print_cmd_usage(FILE *out, const struct gcmd *c, bool full)
-{
-	const enum gopt *o;
-	char left[64];
 	unsigned int i;
 
-	fprintf(out, "  clat-guest %s", c->name);
-	for (o = c->opts; *o != G_NONE; o++) {
-		opt_synopsis(left, sizeof(left), *o);
-		fprintf(out, " [%s]", left);
-	}
-	fprintf(out, "\n      %s\n", c->help);
-	if (!full)
+	if (strcmp(c->name, "corrupt"))
 		return;
-	for (o = c->opts; *o != G_NONE; o++) {
-		opt_synopsis(left, sizeof(left), *o);
-		fprintf(out, "    %-28s %s\n", left, opt_defs[*o].help);
-	}
-	fprintf(out, "    %-28s %s\n", "-h, --help", "show this help");
-	if (c->handler == cmd_corrupt) {
-		fprintf(out, "  Kinds:");
-		for (i = 0; gbuild_corrupt_kinds[i]; i++)
-			fprintf(out, " %s", gbuild_corrupt_kinds[i]);
-		fputc('\n', out);
-	}
+	fprintf(out, "  Kinds:");
+	for (i = 0; gbuild_corrupt_kinds[i]; i++)
+		fprintf(out, " %s", gbuild_corrupt_kinds[i]);
+	fputc('\n', out);
 }
 
-static void usage(FILE *out)
+static const struct tool clat_guest = {
+	.prog = "clat-guest",
+	.opts = opt_defs,
+	.cmds = commands,
+	.ncmds = ARRAY_SIZE(commands),
+	.repeat_id = G_TYPE_SPEC,
+	.notes = corrupt_notes,
+};
+
+static int require(const struct invocation *inv, enum gopt o)
 {
-	size_t i;
-
-	fprintf(out, "Usage: clat-guest <command> [options]\n\nCommands:\n");
-	for (i = 0; i < ARRAY_SIZE(commands); i++)
-		print_cmd_usage(out, &commands[i], false);
-	fprintf(out, "\nRun 'clat-guest <command> --help' for the options of a command.\n");
-}
-
-/* Returns 0, 1 after --help, or -EUSAGE. */
-static int parse_invocation(const struct gcmd *c, int argc, char **argv, struct ginv *inv)
-{
-	struct option longopts[MAX_OPTS + 2];
-	const enum gopt *o;
-	int n = 0, opt;
-
-	for (o = c->opts; *o != G_NONE; o++)
-		longopts[n++] = (struct option){ opt_defs[*o].name,
-						 opt_defs[*o].arg ? required_argument : no_argument,
-						 NULL, *o + 256 };
-	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-	longopts[n] = (struct option){ 0 };
-
-	memset(inv, 0, sizeof(*inv));
-	inv->cmd = c;
-	optind = 1;
-	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		if (opt == 'h') {
-			fprintf(stdout, "Usage:\n");
-			print_cmd_usage(stdout, c, true);
-			return 1;
-		}
-		if (opt == '?') {
-			gerr("%s: unknown option or missing value '%s'", c->name, argv[optind - 1]);
-			return -EUSAGE;
-		}
-		if (opt - 256 == G_TYPE_SPEC) {
-			if (inv->ntypes == CLAT_MAX_TYPES) {
-				gerr("%s: at most %u --type options", c->name, CLAT_MAX_TYPES);
-				return -EUSAGE;
-			}
-			inv->types[inv->ntypes++] = optarg;
-		}
-		inv->opt[opt - 256] = optarg ? optarg : "";
-	}
-	if (optind < argc) {
-		gerr("%s: unexpected argument '%s'", c->name, argv[optind]);
-		return -EUSAGE;
-	}
-	return 0;
-}
-
-static int require(const struct ginv *inv, enum gopt o)
-{
-	if (has(inv, o))
+	if (has_opt(inv, o))
 		return 0;
 	gerr("%s: --%s is required", inv->cmd->name, opt_defs[o].name);
 	return -EUSAGE;
@@ -272,7 +172,7 @@ static void type_print(const struct gtype *t)
 }
 
 /* Opens guest memory and validates the tables at --bat-gpa. */
-static int open_tables(const struct ginv *inv, bool writable, struct gmem *g,
+static int open_tables(const struct invocation *inv, bool writable, struct gmem *g,
 		       struct gtables *t)
 {
 	uint64_t bat;
@@ -299,7 +199,7 @@ static int open_tables(const struct ginv *inv, bool writable, struct gmem *g,
 }
 
 /* --type T: an index, or else a name. */
-static int pick_type(const struct ginv *inv, const struct gtables *t, const struct gtype **out)
+static int pick_type(const struct invocation *inv, const struct gtables *t, const struct gtype **out)
 {
 	const char *s = inv->opt[G_TYPE];
 	char *end;
@@ -333,7 +233,7 @@ static int pick_type(const struct ginv *inv, const struct gtables *t, const stru
 
 /* ---- init ---------------------------------------------------------------- */
 
-static int init_args(const struct ginv *inv, struct gbuild_opts *o, struct gbuild_type *types)
+static int init_args(const struct invocation *inv, struct gbuild_opts *o, struct gbuild_type *types)
 {
 	char err[256];
 	unsigned int i;
@@ -343,7 +243,7 @@ static int init_args(const struct ginv *inv, struct gbuild_opts *o, struct gbuil
 	ret = require(inv, G_MEM);
 	if (!ret)
 		ret = require(inv, G_SIZE);
-	if (!ret && !inv->ntypes) {
+	if (!ret && !inv->nrep) {
 		gerr("init: at least one --type is required");
 		ret = -EUSAGE;
 	}
@@ -355,30 +255,30 @@ static int init_args(const struct ginv *inv, struct gbuild_opts *o, struct gbuil
 		     inv->opt[G_SIZE], CLAT_PAGE_SIZE);
 		return -EUSAGE;
 	}
-	if (has(inv, G_LAYOUT_SEED)) {
+	if (has_opt(inv, G_LAYOUT_SEED)) {
 		ret = parse_u64_opt(inv->opt[G_LAYOUT_SEED], "layout-seed", 0, UINT64_MAX,
 				    &o->layout_seed);
 		if (ret)
 			return ret;
 		o->layout_seed_set = true;
 	}
-	o->force = has(inv, G_FORCE);
-	for (i = 0; i < inv->ntypes; i++) {
-		if (gbuild_parse_type(inv->types[i], &types[i], err, sizeof(err)) ||
+	o->force = has_opt(inv, G_FORCE);
+	for (i = 0; i < inv->nrep; i++) {
+		if (gbuild_parse_type(inv->rep[i], &types[i], err, sizeof(err)) ||
 		    gbuild_resolve(&types[i], err, sizeof(err))) {
-			gerr("invalid --type '%s': %s", inv->types[i], err);
+			gerr("invalid --type '%s': %s", inv->rep[i], err);
 			return -EUSAGE;
 		}
 	}
 	return 0;
 }
 
-static void init_report(const struct ginv *inv, const struct gtables *t, uint64_t size)
+static void init_report(const struct invocation *inv, const struct gtables *t, uint64_t size)
 {
 	struct json j;
 	uint32_t i;
 
-	if (!has(inv, G_JSON)) {
+	if (!has_opt(inv, G_JSON)) {
 		printf("bat_gpa 0x%" PRIx64 "\n", t->bat_gpa);
 		for (i = 0; i < t->ntypes; i++)
 			type_print(&t->types[i]);
@@ -401,7 +301,7 @@ static void init_report(const struct ginv *inv, const struct gtables *t, uint64_
 	json_end(&j);
 }
 
-static int cmd_init(const struct ginv *inv)
+static int cmd_init(const struct invocation *inv)
 {
 	struct gbuild_type types[CLAT_MAX_TYPES];
 	struct gbuild_opts o;
@@ -414,7 +314,7 @@ static int cmd_init(const struct ginv *inv)
 	ret = init_args(inv, &o, types);
 	if (ret)
 		return ret;
-	ret = gbuild_create(inv->opt[G_MEM], &o, types, inv->ntypes, &bat, err, sizeof(err));
+	ret = gbuild_create(inv->opt[G_MEM], &o, types, inv->nrep, &bat, err, sizeof(err));
 	if (ret) {
 		gerr("failed to build guest tables in %s: %s", inv->opt[G_MEM], err);
 		return ret == -EINVAL ? -EUSAGE : ret;
@@ -517,7 +417,7 @@ static void show_type_text(struct ctx_walk *w)
 		ctx_walk(w, ctx_emit_text, NULL);
 }
 
-static int cmd_show(const struct ginv *inv)
+static int cmd_show(const struct invocation *inv)
 {
 	struct ctx_walk w = { 0 };
 	struct gtables t;
@@ -531,7 +431,7 @@ static int cmd_show(const struct ginv *inv)
 		return ret;
 	w.g = &g;
 	gmem_data_scan(&g, &w.data);
-	if (has(inv, G_JSON)) {
+	if (has_opt(inv, G_JSON)) {
 		json_init(&j, stdout);
 		json_obj_open(&j, NULL);
 		json_str(&j, "mem", inv->opt[G_MEM]);
@@ -562,13 +462,13 @@ static int cmd_show(const struct ginv *inv)
 
 /* ---- locate -------------------------------------------------------------- */
 
-static void locate_print(const struct ginv *inv, const struct gtype *t, uint32_t svc,
+static void locate_print(const struct invocation *inv, const struct gtype *t, uint32_t svc,
 			 const struct gtype_path *p)
 {
 	struct json j;
 	uint32_t x;
 
-	if (!has(inv, G_JSON)) {
+	if (!has_opt(inv, G_JSON)) {
 		printf("svc %u type %u (%s)\n", svc, t->index, t->e.name);
 		printf("bat_entry_gpa 0x%" PRIx64 "\n", t->entry_gpa);
 		for (x = 0; x < t->e.levels; x++)
@@ -603,7 +503,7 @@ static void locate_print(const struct ginv *inv, const struct gtype *t, uint32_t
 	json_end(&j);
 }
 
-static int cmd_locate(const struct ginv *inv)
+static int cmd_locate(const struct invocation *inv)
 {
 	const struct gtype *gt;
 	struct gtype_path path;
@@ -638,7 +538,7 @@ static int cmd_locate(const struct ginv *inv)
 
 /* ---- corrupt ------------------------------------------------------------- */
 
-static int corrupt_args(const struct ginv *inv)
+static int corrupt_args(const struct invocation *inv)
 {
 	unsigned int i;
 	int ret = require(inv, G_KIND);
@@ -655,7 +555,7 @@ static int corrupt_args(const struct ginv *inv)
 	return -EUSAGE;
 }
 
-static int cmd_corrupt(const struct ginv *inv)
+static int cmd_corrupt(const struct invocation *inv)
 {
 	const struct gtype *gt;
 	struct gtables t;
@@ -671,7 +571,7 @@ static int cmd_corrupt(const struct ginv *inv)
 	ret = pick_type(inv, &t, &gt);
 	if (!ret) {
 		ret = gbuild_corrupt(&g, t.bat_gpa, inv->opt[G_KIND],
-				     has(inv, G_TYPE) ? (int)gt->index : -1, msg, sizeof(msg));
+				     has_opt(inv, G_TYPE) ? (int)gt->index : -1, msg, sizeof(msg));
 		if (ret)
 			gerr("failed to corrupt (%s): %s", inv->opt[G_KIND], msg);
 		else
@@ -705,11 +605,11 @@ static int parse_v4_mapped(const char *s, const char *what, uint8_t out[16])
 	return 0;
 }
 
-static int seed_args(const struct ginv *inv, struct seed_args *a)
+static int seed_args(const struct invocation *inv, struct seed_args *a)
 {
 	static const enum gopt req[] = { G_COUNT, G_VM_ADDR, G_VM_PORT, G_REMOTE_ADDR,
 					 G_FIRST_PORT };
-	const char *proto = has(inv, G_PROTO) ? inv->opt[G_PROTO] : "udp";
+	const char *proto = has_opt(inv, G_PROTO) ? inv->opt[G_PROTO] : "udp";
 	size_t i;
 	int ret = 0;
 
@@ -805,7 +705,7 @@ static int seed_one(const struct gmem *g, const struct gtype *gt, const struct c
 	return 0;
 }
 
-static int cmd_seed(const struct ginv *inv)
+static int cmd_seed(const struct invocation *inv)
 {
 	const struct gtype *gt;
 	struct seed_args a = { 0 };
@@ -841,7 +741,7 @@ static int cmd_seed(const struct ginv *inv)
 	}
 	if (ret && n)
 		gerr("seeded %" PRIu64 " of %" PRIu64 " flows before the failure", n, a.count);
-	if (!ret && has(inv, G_JSON)) {
+	if (!ret && has_opt(inv, G_JSON)) {
 		json_init(&j, stdout);
 		json_obj_open(&j, NULL);
 		json_u64(&j, "seeded", n);
@@ -857,39 +757,7 @@ static int cmd_seed(const struct ginv *inv)
 
 /* ---- main ---------------------------------------------------------------- */
 
-static int exit_code(int err)
-{
-	if (err >= 0)
-		return EXIT_OK;
-	return err == -EUSAGE ? EXIT_USAGE : EXIT_FAIL;
-}
-
 int main(int argc, char **argv)
 {
-	const struct gcmd *c = NULL;
-	struct ginv inv;
-	size_t i;
-	int err;
-
-	if (argc < 2) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-		usage(stdout);
-		return EXIT_OK;
-	}
-	for (i = 0; i < ARRAY_SIZE(commands); i++)
-		if (!strcmp(argv[1], commands[i].name))
-			c = &commands[i];
-	if (!c) {
-		gerr("unknown command '%s'", argv[1]);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	/* getopt sees the command word as argv[0]. */
-	err = parse_invocation(c, argc - 1, argv + 1, &inv);
-	if (err)
-		return err > 0 ? EXIT_OK : EXIT_USAGE;
-	return exit_code(c->handler(&inv));
+	return tool_main(&clat_guest, argc - 1, argv + 1);
 }

@@ -1,24 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* clat-load: loader and control tool for the clat XDP dispatcher. */
-#include <getopt.h>
 #include <stdlib.h>
 #include <bpf/libbpf.h>
 
 #include "cli.h"
 #include "common.h"
-
-/* Exit codes, mapped from -errno in one place. */
-enum {
-	EXIT_OK = 0,
-	EXIT_FAIL = 1,
-	EXIT_USAGE = 2,
-};
-
-struct opt_def {
-	const char *name;
-	const char *arg; /* NULL for a flag */
-	const char *help;
-};
 
 static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_JSON] = { "json", NULL, "print JSON on stdout" },
@@ -106,114 +92,6 @@ static const struct command commands[] = {
 	  "move a VM and its contexts between two emulated hosts, reporting downtime by phase" },
 };
 
-static void print_cmd_usage(FILE *out, const struct command *c, bool full)
-{
-	const enum opt_id *o;
-
-	fprintf(out, "  clat-load %s %s", c->name, c->args);
-	for (o = c->opts; *o != OPT_NONE; o++)
-		fprintf(out, " [--%s%s%s]", opt_defs[*o].name, opt_defs[*o].arg ? " " : "",
-			opt_defs[*o].arg ? opt_defs[*o].arg : "");
-	fprintf(out, "\n      %s\n", c->help);
-	if (!full)
-		return;
-	for (o = c->opts; *o != OPT_NONE; o++) {
-		char left[48];
-
-		snprintf(left, sizeof(left), "--%s%s%s", opt_defs[*o].name,
-			 opt_defs[*o].arg ? " " : "", opt_defs[*o].arg ? opt_defs[*o].arg : "");
-		fprintf(out, "    %-28s %s\n", left, opt_defs[*o].help);
-	}
-	fprintf(out, "    %-28s %s\n", "-h, --help", "show this help");
-}
-
-static void usage(FILE *out)
-{
-	size_t i;
-
-	fprintf(out, "Usage: clat-load [-v] <command> [args] [options]\n\nCommands:\n");
-	for (i = 0; i < ARRAY_SIZE(commands); i++)
-		print_cmd_usage(out, &commands[i], false);
-	fprintf(out, "\nRun 'clat-load <command> --help' for the options of a command.\n");
-}
-
-/* Matches one- or two-word command names; returns words consumed or 0. */
-static int match_command(int argc, char **argv, const struct command **out)
-{
-	size_t i;
-
-	for (i = 0; i < ARRAY_SIZE(commands); i++) {
-		const char *name = commands[i].name, *sp = strchr(name, ' ');
-
-		if (!sp && !strcmp(argv[0], name)) {
-			*out = &commands[i];
-			return 1;
-		}
-		if (sp && argc > 1 && !strncmp(argv[0], name, sp - name) &&
-		    argv[0][sp - name] == '\0' && !strcmp(argv[1], sp + 1)) {
-			*out = &commands[i];
-			return 2;
-		}
-	}
-	return 0;
-}
-
-static int parse_invocation(const struct command *c, int argc, char **argv,
-			    struct invocation *inv)
-{
-	struct option longopts[CMD_MAX_OPTS + 2];
-	int n = 0, opt, npos = 0;
-	const enum opt_id *o;
-
-	for (o = c->opts; *o != OPT_NONE; o++)
-		longopts[n++] = (struct option){ opt_defs[*o].name,
-						 opt_defs[*o].arg ? required_argument : no_argument,
-						 NULL, *o + 256 };
-	longopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
-	longopts[n] = (struct option){ 0 };
-
-	memset(inv, 0, sizeof(*inv));
-	inv->cmd = c;
-	optind = 1;
-	opterr = 0;
-	/* Options and positional arguments may mix, as in ip(8). */
-	while (optind < argc) {
-		if (argv[optind][0] != '-' || !argv[optind][1]) {
-			if (npos >= c->nargs) {
-				pr_err("%s: unexpected argument '%s'", c->name, argv[optind]);
-				return -EUSAGE;
-			}
-			inv->arg[npos++] = argv[optind++];
-			continue;
-		}
-		opt = getopt_long(argc, argv, "+h", longopts, NULL);
-		if (opt == -1)
-			break; /* "--": the rest is positional */
-		if (opt == 'h') {
-			fprintf(stdout, "Usage:\n");
-			print_cmd_usage(stdout, c, true);
-			return 1;
-		}
-		if (opt == '?') {
-			pr_err("%s: unknown option or missing value '%s'", c->name, argv[optind - 1]);
-			return -EUSAGE;
-		}
-		inv->opt[opt - 256] = optarg ? optarg : "";
-	}
-	for (; optind < argc; optind++) {
-		if (npos >= c->nargs) {
-			pr_err("%s: unexpected argument '%s'", c->name, argv[optind]);
-			return -EUSAGE;
-		}
-		inv->arg[npos++] = argv[optind];
-	}
-	if (npos < c->nargs) {
-		pr_err("%s: missing argument %s", c->name, c->args);
-		return -EUSAGE;
-	}
-	return 0;
-}
-
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	if (level == LIBBPF_DEBUG && !verbose)
@@ -221,44 +99,21 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	return vfprintf(stderr, fmt, ap);
 }
 
-static int exit_code(int err)
-{
-	if (err >= 0)
-		return EXIT_OK;
-	if (err == -EUSAGE)
-		return EXIT_USAGE;
-	return EXIT_FAIL;
-}
+static const struct tool clat_load = {
+	.prog = "clat-load",
+	.opts = opt_defs,
+	.cmds = commands,
+	.ncmds = ARRAY_SIZE(commands),
+	.global_flags = "[-v] ",
+};
 
 int main(int argc, char **argv)
 {
-	const struct command *c = NULL;
-	struct invocation inv;
-	int words, err;
-
 	argv++, argc--;
 	while (argc > 0 && (!strcmp(argv[0], "-v") || !strcmp(argv[0], "--verbose"))) {
 		verbose = true;
 		argv++, argc--;
 	}
-	if (argc == 0) {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	if (!strcmp(argv[0], "-h") || !strcmp(argv[0], "--help") || !strcmp(argv[0], "help")) {
-		usage(stdout);
-		return EXIT_OK;
-	}
-	words = match_command(argc, argv, &c);
-	if (!words) {
-		pr_err("unknown command '%s'", argv[0]);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	/* getopt sees the last command word as argv[0]. */
-	err = parse_invocation(c, argc - words + 1, argv + words - 1, &inv);
-	if (err)
-		return err > 0 ? EXIT_OK : EXIT_USAGE;
 	libbpf_set_print(libbpf_log);
-	return exit_code(c->handler(&inv));
+	return tool_main(&clat_load, argc, argv);
 }

@@ -5,6 +5,8 @@
 #define CLAT_CLI_H
 
 #include <stdbool.h>
+
+#include "cmdline.h"
 #include <stdint.h>
 
 enum opt_id {
@@ -42,28 +44,7 @@ enum opt_id {
 	OPT__MAX,
 };
 
-#define CMD_MAX_ARGS 4
-#define CMD_MAX_OPTS 14
-
-struct invocation {
-	const struct command *cmd;
-	const char *arg[CMD_MAX_ARGS];   /* positional arguments */
-	const char *opt[OPT__MAX];       /* option values; "" for flags that are set */
-};
-
-struct command {
-	const char *name;                /* may be two words: "vf add" */
-	int (*handler)(const struct invocation *inv);
-	const char *args;                /* positional synopsis, e.g. "<pf>" */
-	int nargs;
-	enum opt_id opts[CMD_MAX_OPTS];
-	const char *help;
-};
-
-static inline bool has_opt(const struct invocation *inv, enum opt_id id)
-{
-	return inv->opt[id] != 0;
-}
+_Static_assert(OPT__MAX <= CMD_MAX_OPT_IDS, "too many option ids");
 
 int cmd_attach(const struct invocation *inv);
 int cmd_detach(const struct invocation *inv);

@@ -20,9 +20,7 @@
 
 extern bool verbose;
 
-/* Returned (negated) for bad command-line input; maps to exit code 2.
- * Never passed to strerror(). */
-#define EUSAGE 4096
+#include "cmdline.h" /* EUSAGE */
 
 /* Pin names inside a PF's pin dir; one place so every command agrees. */
 #define PIN_MAP_MAC_FN   "mac_fn"

@@ -185,3 +185,11 @@ two_hosts_destroy() {
 ctx_on() {
 	in_host "$1" "$CLAT_LOAD" ctx list "$2" --fn "$3" --json
 }
+
+# migrate: `clat-load migrate` of the VM from host A fn 1 to host B fn 2,
+# JSON report on stdout, logs appended to the test's migrate.log.
+migrate() {
+	"$CLAT_LOAD" migrate "$PF_A" "$PF_B" --fn 1 --to-fn 2 --vm-netns "$VM" \
+		--src-netns "$HOST_A" --dst-netns "$HOST_B" --dst-mem "$MEM_B" --json \
+		2>>"$BATS_TEST_TMPDIR/migrate.log"
+}
