@@ -44,7 +44,7 @@ GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 
-.PHONY: all check demo install uninstall clean help deps
+.PHONY: all check demo install uninstall clean help deps fuzz
 all: $(BINS) $(TEST_PROGS)
 
 help:
@@ -55,7 +55,9 @@ help:
 	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(OUTPUT)/'
-	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), PREFIX, DESTDIR'
+	@echo '  fuzz       libFuzzer over gtables_load for $$(FUZZ_SECONDS) s (default 60): corpus in'
+	@echo '             $(OUTPUT)/fuzz-corpus, crashes in $(OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
+	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, PREFIX, DESTDIR'
 
 $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
 	$(Q)mkdir -p $@
@@ -107,6 +109,30 @@ $(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
 $(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Fuzzing the guest-table validator: clang + libFuzzer, ASan and UBSan.  Only
+# the skeleton-free guest-table code is linked in.
+FUZZ_SECONDS ?= 60
+comma        := ,
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser
+FUZZ_LIB     := user/gtables.c user/gmem.c user/gbuild.c
+
+$(OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(OUTPUT)
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) selftests/fuzz_gtables.c $(FUZZ_LIB) -o $@
+
+$(OUTPUT)/fuzz_seeds: selftests/fuzz_seeds.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(OUTPUT)
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) $(subst fuzzer$(comma),,$(FUZZ_CFLAGS)) selftests/fuzz_seeds.c $(FUZZ_LIB) -o $@
+
+fuzz: $(OUTPUT)/fuzz_gtables $(OUTPUT)/fuzz_seeds
+	$(Q)mkdir -p $(OUTPUT)/fuzz-corpus $(OUTPUT)/fuzz-artifacts
+	$(Q)$(OUTPUT)/fuzz_seeds $(OUTPUT)/fuzz-corpus
+	$(Q)if ls selftests/fuzz-regressions/* >/dev/null 2>&1; then \
+		$(OUTPUT)/fuzz_gtables -runs=0 selftests/fuzz-regressions/*; fi
+	$(Q)$(OUTPUT)/fuzz_gtables -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix=$(OUTPUT)/fuzz-artifacts/ $(OUTPUT)/fuzz-corpus
 
 check: all
 	$(Q)selftests/run.sh

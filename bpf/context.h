@@ -180,13 +180,24 @@ static __always_inline int tcp_update(struct clat_ctx *c, const struct flow_info
 	return st == CLAT_TCP_CLOSED;
 }
 
+/* Marks a block for the next write-back, after every store to it: the
+ * atomic OR orders those stores before the mark, so a sync that clears the
+ * mark and then copies the block cannot miss them. */
+static __always_inline void mark_dirty(const struct guest_view *g, __u32 block)
+{
+	__u64 *dirty = bpf_map_lookup_elem(g->dirty, &block);
+
+	if (dirty)
+		__sync_fetch_and_or(dirty, 1);
+}
+
 /* Updates the context; returns 1 if the flow closed and the slot was freed. */
 static __always_inline int update_ctx(const struct guest_view *g, struct slot *s,
 				      const struct flow_info *fi, __u32 dir, __u64 len,
 				      __u32 rx_queue, __u64 now)
 {
 	struct clat_ctx *c = s->ctx;
-	__u64 *dirty;
+	int released = 0;
 
 	/* Constant indexes per branch: a loaded dir carries no bound the
 	 * verifier could use. */
@@ -199,17 +210,15 @@ static __always_inline int update_ctx(const struct guest_view *g, struct slot *s
 	}
 	c->last_seen_ns = now;
 	c->rx_queue = rx_queue;
-	dirty = bpf_map_lookup_elem(g->dirty, &s->block);
-	if (dirty && !*dirty)
-		*dirty = 1;
 	if (fi->key.proto == IPPROTO_TCP && tcp_update(c, fi, dir, now)) {
 		__u64 live = ((__u64)g->hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
 
-		return __sync_val_compare_and_swap(&c->state_word, live,
-						   (live & ~CLAT_SLOT_STATE_MASK) |
-							   CLAT_SLOT_TOMBSTONE) == live;
+		released = __sync_val_compare_and_swap(&c->state_word, live,
+						       (live & ~CLAT_SLOT_STATE_MASK) |
+							       CLAT_SLOT_TOMBSTONE) == live;
 	}
-	return 0;
+	mark_dirty(g, s->block);
+	return released;
 }
 
 enum track_result {
@@ -315,22 +324,36 @@ static long claim_cb(__u32 i, struct slot_probe *pr)
 	return join_occupant(pr, sw);
 }
 
-/* yield: a racing claimer of the same flow may hold an earlier slot (one
- * that was still a tombstone when we scanned).  The earlier slot wins and
- * ours goes back to TOMBSTONE, so one flow never keeps two slots. */
+static __always_inline void release_slot(const struct guest_view *g, struct slot *s)
+{
+	__u64 live = ((__u64)g->hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
+
+	__sync_val_compare_and_swap(&s->ctx->state_word, live,
+				    (live & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE);
+	mark_dirty(g, s->block);
+}
+
+/* yield: racing claimers of one flow can win two slots when a tombstone
+ * appears between their scans.  Each winner scans the whole window after
+ * going LIVE; the lowest position keeps the flow and any higher copy goes
+ * back to TOMBSTONE, whoever sees it first. */
 static long yield_cb(__u32 p, struct slot_probe *pr)
 {
-	__u64 mine = ((__u64)pr->g.hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
 	struct slot o, ours;
 
-	if (p >= pr->won || probe_slot(&pr->g, p, &o))
-		return 1;
+	if (p == pr->won)
+		return 0;
+	if (probe_slot(&pr->g, p, &o) || slot_state(read_state(o.ctx)) == CLAT_SLOT_EMPTY)
+		return 1; /* no key lies beyond an EMPTY slot */
 	if (occupant_is(&o, read_state(o.ctx), &pr->g, &pr->fi->key) != 1)
 		return 0;
+	if (p > pr->won) {
+		release_slot(&pr->g, &o);
+		return 0;
+	}
 	ours.ctx = slot_at(&pr->g, pr->won_svc, &ours.block);
 	if (ours.ctx)
-		__sync_val_compare_and_swap(&ours.ctx->state_word, mine,
-					    (mine & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE);
+		release_slot(&pr->g, &ours);
 	update_found(pr, &o);
 	pr->result = TRACK_HIT;
 	return 1;
@@ -358,8 +381,7 @@ static __always_inline int find_or_claim(struct slot_probe *pr, bool may_claim)
 	bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
 	if (pr->result != TRACK_CLAIM)
 		return pr->result;
-	if (pr->won)
-		bpf_loop(pr->won, yield_cb, pr, 0);
+	bpf_loop(window_of(&pr->g), yield_cb, pr, 0);
 	if (pr->result == TRACK_CLAIM) {
 		/* Walk again to the slot we won: see update_found(). */
 		struct slot won = { .svc = pr->won_svc };

@@ -26,6 +26,7 @@ enum clat_limits {
 	CLAT_MAX_LEVELS = 4,           /* CLAT levels N */
 	CLAT_MAX_PROBE = 32,           /* longest probe window */
 	CLAT_MAX_CLAT_ENTRIES = 512,   /* C: 4 KiB page / 8-byte GPA */
+	CLAT_MAX_CAPACITY = 1 << 28,   /* services per type: 32-bit device indexes stay far from overflow */
 };
 
 /* VCT entry state, as in a paused/running VF. */

@@ -330,9 +330,14 @@ static int check_entry(struct loader *l, struct gtype *gt)
 	cap_max = gt->per_block;
 	for (x = 0; x < e->levels; x++)
 		cap_max *= e->clat_entries;
+	/* The device indexes contexts, tiers and blocks with 32 bits: keep
+	 * blocks * P (and the tier count) far below 2^32. */
+	if (cap_max > CLAT_MAX_CAPACITY)
+		cap_max = CLAT_MAX_CAPACITY;
 	if (e->capacity < 1 || e->capacity > cap_max)
-		return fail(l, gt, "capacity %u out of range 1..%" PRIu64 " (P=%u x C=%u ^ N=%u)",
-			    e->capacity, cap_max, gt->per_block, e->clat_entries, e->levels);
+		return fail(l, gt, "capacity %u out of range 1..%" PRIu64 " (P=%u x C=%u ^ N=%u, "
+			    "at most %u)", e->capacity, cap_max, gt->per_block, e->clat_entries,
+			    e->levels, CLAT_MAX_CAPACITY);
 	if (!e->proto_mask || e->proto_mask & ~(CLAT_PROTO_TCP | CLAT_PROTO_UDP))
 		return fail(l, gt, "proto_mask 0x%x: must be a non-empty set of tcp (0x%x) and "
 			    "udp (0x%x)", e->proto_mask, CLAT_PROTO_TCP, CLAT_PROTO_UDP);

@@ -183,6 +183,20 @@ static int release_fn(struct src *s)
 	return err;
 }
 
+/* --json goes to stdout; without it the report is discarded. */
+static FILE *report_stream(const struct invocation *inv)
+{
+	FILE *f = has_opt(inv, OPT_JSON) ? stdout : fopen("/dev/null", "w");
+
+	return f ? f : stdout;
+}
+
+static void report_close(const struct invocation *inv, FILE *f)
+{
+	if (!has_opt(inv, OPT_JSON) && f != stdout)
+		fclose(f);
+}
+
 static int parse_fn_req(const struct invocation *inv, enum opt_id id, const char *name,
 			uint32_t *fn)
 {
@@ -275,7 +289,7 @@ int cmd_migrate_out(const struct invocation *inv)
 		pr_info("fn %u has no guest tables on %s: nothing to migrate out", fn, inv->arg[0]);
 		goto out;
 	}
-	json_init(&j, has_opt(inv, OPT_JSON) ? stdout : fopen("/dev/null", "w"));
+	json_init(&j, report_stream(inv));
 	json_obj_open(&j, NULL);
 	json_u64(&j, "fn", fn);
 	json_str(&j, "mem", s.gi.mem_path);
@@ -285,8 +299,7 @@ int cmd_migrate_out(const struct invocation *inv)
 	json_u64(&j, "total_ns", mono_ns() - t0);
 	json_obj_close(&j);
 	json_end(&j);
-	if (!has_opt(inv, OPT_JSON))
-		fclose(j.out);
+	report_close(inv, j.out);
 	if (!err && has_opt(inv, OPT_DELTA))
 		err = write_delta(inv->opt[OPT_DELTA], &delta);
 	if (err)
@@ -349,9 +362,10 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		pr_err("failed to open guest memory %s: %s", mem, strerror(errno));
 		return -errno;
 	}
-	if (gi.bat_gpa && (gi.bat_gpa != bat_gpa || strcmp(gi.mem_path, d->mem))) {
-		pr_err("failed to migrate in: fn %u already serves other guest tables (%s)", fn,
-		       gi.mem_path);
+	if (gi.bat_gpa || d->vct.bat_gpa) {
+		/* Re-plugging under live traffic would roll contexts back to the file. */
+		pr_err("failed to migrate in: fn %u already serves guest tables (%s); detach them first",
+		       fn, gi.mem_path);
 		return -EBUSY;
 	}
 	err = gmem_open(d->mem, false, &d->g);
@@ -366,8 +380,11 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 	err = shadow_btf_from_prog(d->dir, &btf);
 	if (!err)
 		err = shadow_stage_build(&d->st, fn, d->mem, &d->g, &d->t, &btf);
-	if (!err)
+	if (!err) {
 		err = shadow_stage_plug(&d->st, &d->m);
+		if (err)
+			shadow_stage_free(&d->st);
+	}
 	shadow_btf_close(&btf);
 	if (err) {
 		gtables_free(&d->t);
@@ -391,8 +408,11 @@ static int dst_commit(struct dst *d, const uint8_t mac[6], struct gpa_list *delt
 	test_stall("commit");
 	if (!err)
 		err = shadow_stage_commit(&d->st, &d->m, d->dir);
-	if (!err)
+	if (!err) {
 		err = fn_install(&d->m, d->fn, mac, 0, d->vct.ifindex);
+		if (err) /* all or nothing: take the tables back off */
+			shadow_remove(&d->m, d->dir, d->fn);
+	}
 	return err;
 }
 
@@ -589,6 +609,18 @@ static int move_vm(struct move *mv, const char *src_ns, const char *dst_ns)
 	return err;
 }
 
+/* Undoes move_vm after a failed switch, so the resumed source reaches it. */
+static int move_vm_back(struct move *mv, const char *src_ns, const char *dst_ns)
+{
+	struct move back = *mv;
+
+	back.src_pf = mv->dst_pf;
+	back.src_vf = mv->dst_vf;
+	back.dst_pf = mv->src_pf;
+	back.dst_vf = mv->src_vf;
+	return move_vm(&back, dst_ns, src_ns);
+}
+
 /* The VMM moving guest RAM: a full copy during pre-copy, then only the
  * blocks dirtied since. */
 static int copy_file(const char *from, const char *to, const struct gpa_list *only,
@@ -614,9 +646,18 @@ static int copy_file(const char *from, const char *to, const struct gpa_list *on
 			err = -errno;
 			goto out;
 		}
-		for (off_t pos = lseek(in, 0, SEEK_DATA); pos >= 0 && pos < size;) {
-			off_t hole = lseek(in, pos, SEEK_HOLE);
+		for (off_t pos = lseek(in, 0, SEEK_DATA); pos < size;) {
+			off_t hole;
 
+			if (pos < 0) {
+				err = errno == ENXIO ? 0 : -errno; /* ENXIO: only a hole is left */
+				break;
+			}
+			hole = lseek(in, pos, SEEK_HOLE);
+			if (hole < 0) {
+				err = -errno;
+				break;
+			}
 			for (; pos < hole; pos += n) {
 				n = pread(in, buf, (size_t)(hole - pos) < sizeof(buf) ? (size_t)(hole - pos) : sizeof(buf), pos);
 				if (n <= 0 || pwrite(out, buf, (size_t)n, pos) != n) {
@@ -667,6 +708,7 @@ int cmd_migrate(const struct invocation *inv)
 {
 	const char *src_ns = inv->opt[OPT_SRC_NETNS], *dst_ns = inv->opt[OPT_DST_NETNS];
 	struct gpa_list delta = {};
+	bool moved = false, switched = false;
 	struct move mv = {};
 	uint64_t t0 = mono_ns(), down = 0, t, reloaded = 0, block_size;
 	unsigned int rounds;
@@ -700,7 +742,7 @@ int cmd_migrate(const struct invocation *inv)
 		err = -ENOENT;
 		goto out;
 	}
-	json_init(&j, has_opt(inv, OPT_JSON) ? stdout : fopen("/dev/null", "w"));
+	json_init(&j, report_stream(inv));
 	json_obj_open(&j, NULL);
 	json_str(&j, "src_pf", inv->arg[0]);
 	json_str(&j, "dst_pf", inv->arg[1]);
@@ -740,7 +782,12 @@ int cmd_migrate(const struct invocation *inv)
 		err = stop_copy(&s, false, &delta, &cs);
 		json_copy(&j, "stop_copy", &cs);
 	}
-	block_size = d.t.types[0].e.block_size;
+	/* Delta entries are block GPAs of any type: copying the largest block
+	 * size is safe, the source file is the newer copy of all of it. */
+	block_size = 0;
+	for (unsigned int i = 0; i < d.t.ntypes; i++)
+		if (d.t.types[i].e.block_size > block_size)
+			block_size = d.t.types[i].e.block_size;
 	t = mono_ns();
 	if (!err)
 		err = copy_file(s.gi.mem_path, inv->opt[OPT_DST_MEM], &delta, block_size);
@@ -756,8 +803,10 @@ int cmd_migrate(const struct invocation *inv)
 			    .dst_vf = (int)to_fn - 1 };
 	memcpy(mv.mac, s.mac.mac, 6);
 	t = mono_ns();
-	if (!err)
+	if (!err) {
 		err = move_vm(&mv, src_ns, dst_ns);
+		moved = !err;
+	}
 	json_obj_open(&j, "vm_move");
 	json_u64(&j, "ns", mono_ns() - t);
 	json_obj_close(&j);
@@ -776,25 +825,32 @@ int cmd_migrate(const struct invocation *inv)
 
 	/* A lets go of the fn: its maps are gone. */
 	t = mono_ns();
-	if (!err)
+	if (!err) {
+		switched = true;
 		err = release_fn(&s);
+	}
 	json_obj_open(&j, "release");
 	json_u64(&j, "ns", mono_ns() - t);
 	json_obj_close(&j);
 	json_u64(&j, "total_ns", mono_ns() - t0);
 	json_obj_close(&j);
 	json_end(&j);
-	if (err) {
+	if (err && switched) {
+		/* B serves the VM; only A's cleanup failed: never resume A. */
+		pr_err("migrated fn %u, but failed to release it on %s: %s (run 'clat-load vf del')",
+		       fn, inv->arg[0], strerror(-err));
+	} else if (err) {
 		pr_err("failed to migrate fn %u: %s; resuming it on %s", fn, strerror(-err),
 		       inv->arg[0]);
+		if (moved && move_vm_back(&mv, src_ns, dst_ns))
+			pr_err("the VM could not be moved back to %s VF %d", mv.src_pf, mv.src_vf);
 		in_netns(src_ns, resume_cb, &s);
 	} else {
 		pr_info("migrated fn %u on %s to fn %u on %s: %llu live contexts, downtime %.3f ms",
 			fn, inv->arg[0], to_fn, inv->arg[1], (unsigned long long)d.st.live,
 			(double)(mono_ns() - down) / 1e6);
 	}
-	if (!has_opt(inv, OPT_JSON))
-		fclose(j.out);
+	report_close(inv, j.out);
 out:
 	free(delta.gpa);
 	dst_close(&d);

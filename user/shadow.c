@@ -118,6 +118,27 @@ static void inner_release(struct shadow_inner *in)
 	}
 }
 
+/* Copies one context record out of guest memory once, then checks the copy:
+ * the guest may rewrite its memory after gtables_load validated it, and a
+ * planted CLAIMING slot would make every probe over it wait.  Anything but a
+ * self-consistent LIVE or TOMBSTONE record becomes EMPTY on the device. */
+static bool take_ctx(struct clat_ctx *dst, const struct clat_ctx *src, uint32_t svc,
+		     uint32_t type, uint32_t fn)
+{
+	struct clat_ctx c;
+	uint64_t st;
+
+	memcpy(&c, src, sizeof(c));
+	st = c.state_word & CLAT_SLOT_STATE_MASK;
+	if ((st != CLAT_SLOT_LIVE && st != CLAT_SLOT_TOMBSTONE) || c.svc != svc || c.type != type) {
+		memset(dst, 0, sizeof(*dst));
+		return false;
+	}
+	c.fn = (__u16)fn;
+	*dst = c;
+	return true;
+}
+
 /* Copies the guest's in-use contexts into the device map; they are live
  * at once because every key is inside its context.  Blocks in holes of a
  * sparse file hold only EMPTY contexts and are skipped unread. */
@@ -141,9 +162,9 @@ static int load_contexts(const struct gmem *g, const struct gmem_data *data,
 				return -EFAULT; /* validated before: the file shrank */
 			if ((src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY)
 				continue;
-			dst[svc - 1] = *src;
-			dst[svc - 1].fn = (__u16)fn;
-			*live += (src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE;
+			if (take_ctx(&dst[svc - 1], src, svc, gt->index, fn))
+				*live += (dst[svc - 1].state_word & CLAT_SLOT_STATE_MASK) ==
+					 CLAT_SLOT_LIVE;
 		}
 	}
 	return 0;
@@ -311,8 +332,7 @@ int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const str
 					       sizeof(*src));
 				if (!src)
 					return -EFAULT;
-				dst[idx] = *src;
-				dst[idx].fn = (__u16)st->fn;
+				take_ctx(&dst[idx], src, idx + 1, gt->index, st->fn);
 			}
 			(*reloaded)++;
 		}
