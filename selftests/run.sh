@@ -37,6 +37,7 @@ suite() {
 suite verdicts .output/test_verdicts
 suite arithmetic .output/test_arith
 suite contexts .output/test_ctx
+suite fuzz selftests/fuzz.sh "${CLAT_FUZZ_SECONDS:-30}"
 suite selftests bats --formatter tap selftests/${CLAT_TEST_FILTER:-*}.bats
 
 echo "$passed passed, $failed failed, $skipped skipped"
