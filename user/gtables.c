@@ -649,38 +649,6 @@ void gtables_free(struct gtables *t)
 
 /* ---- Lookups through the flattened tiers --------------------------------- */
 
-int gtype_walk(const struct gtype *t, uint32_t svc, uint32_t *block, uint32_t *element)
-{
-	struct clat_loc loc;
-	uint32_t p = 0, v = CLAT_TIER_NONE, x;
-
-	if (!t->tiers || svc == 0 || svc > t->e.capacity ||
-	    clat_locate(svc, t->per_block, t->e.clat_entries, t->e.levels, &loc))
-		return -1;
-	for (x = 0; x < t->e.levels; x++) {
-		if (p >= t->npages)
-			return -1;
-		v = t->tiers[(uint64_t)p * t->e.clat_entries + loc.offset[x]];
-		if (v == CLAT_TIER_NONE)
-			return -1;
-		p = v;
-	}
-	if (v >= t->nblocks)
-		return -1;
-	*block = v;
-	*element = loc.element;
-	return 0;
-}
-
-uint64_t gtype_ctx_gpa(const struct gtype *t, uint32_t svc)
-{
-	uint32_t block, element;
-
-	if (gtype_walk(t, svc, &block, &element))
-		return 0;
-	return t->block_gpa[block] + (uint64_t)element * t->e.ctx_size;
-}
-
 int gtype_path(const struct gtype *t, uint32_t svc, struct gtype_path *path)
 {
 	struct clat_loc loc;
@@ -714,4 +682,23 @@ int gtype_path(const struct gtype *t, uint32_t svc, struct gtype_path *path)
 	path->element = loc.element;
 	path->ctx_gpa = path->block_gpa + (uint64_t)loc.element * t->e.ctx_size;
 	return 0;
+}
+
+/* The short forms of gtype_path: one walk, in one place. */
+int gtype_walk(const struct gtype *t, uint32_t svc, uint32_t *block, uint32_t *element)
+{
+	struct gtype_path path;
+
+	if (gtype_path(t, svc, &path))
+		return -1;
+	*block = path.block;
+	*element = path.element;
+	return 0;
+}
+
+uint64_t gtype_ctx_gpa(const struct gtype *t, uint32_t svc)
+{
+	struct gtype_path path;
+
+	return gtype_path(t, svc, &path) ? 0 : path.ctx_gpa;
 }
