@@ -26,7 +26,8 @@ static __always_inline __u64 frame_len(struct xdp_md *ctx)
 	return ctx->data_end - ctx->data;
 }
 
-/* The service type that tracks this protocol, and its device-side shadow. */
+/* The service type that tracks this protocol; its segments are looked up
+ * per probe pass (see find_or_claim). */
 static __always_inline int guest_view_of(__u32 fn, __u8 proto, struct guest_view *g)
 {
 	__u16 mask = proto == IPPROTO_TCP ? CLAT_PROTO_TCP : CLAT_PROTO_UDP;
@@ -40,13 +41,11 @@ static __always_inline int guest_view_of(__u32 fn, __u8 proto, struct guest_view
 			break;
 		g->b = NULL;
 	}
-	if (!g->b || !g->b->capacity)
+	if (!g->b || !(g->b->seg_state & CLAT_SEG_LIVE_MASK) || !g->b->per_block)
 		return -1;
 	g->type = t;
-	g->tiers = bpf_map_lookup_elem(&clat_tiers, &key);
-	g->ctxs = bpf_map_lookup_elem(&clat_ctxs, &key);
-	g->dirty = bpf_map_lookup_elem(&clat_dirty, &key);
-	return g->tiers && g->ctxs && g->dirty ? 0 : -1;
+	g->fn = fn;
+	return 0;
 }
 
 /* Finds or claims the context of this frame's flow in fn's guest tables and

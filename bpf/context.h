@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Per-connection contexts in guest-owned tables, reached through the slot
- * design: svc = 1 + (hash(seed, key) + p) mod capacity for p in the probe
- * window, each candidate found by walking the CLAT tiers, the stored key
- * compared.  The device keeps no per-flow state of its own. */
+ * design: in a capacity segment [base + 1, base + size],
+ * svc = base + 1 + (hash(seed, key) + p) mod size for p in the probe window,
+ * each candidate found by walking the segment's CLAT tiers, the stored key
+ * compared.  Lookups probe every live segment, newest first; new flows go to
+ * the newest.  The device keeps no per-flow state of its own. */
 #ifndef CLAT_CONTEXT_H
 #define CLAT_CONTEXT_H
 
@@ -13,11 +15,15 @@
 
 struct guest_view {
 	const struct clat_bat_cache *b;
-	void *tiers;
+	void *tiers;     /* of the segment being probed */
 	void *ctxs;
 	void *dirty;
+	__u32 base;      /* the segment: services base + 1 .. base + size */
+	__u32 size;
+	__u32 levels;
 	__u32 hash;
 	__u32 type;
+	__u32 fn;
 };
 
 struct slot {
@@ -37,11 +43,11 @@ static __always_inline struct clat_ctx *slot_at(const struct guest_view *g, __u3
 	__u64 *ent;
 	int l;
 
-	if (clat_locate(svc, b->per_block, b->clat_entries, b->levels, &loc))
+	if (clat_locate(svc, b->per_block, b->clat_entries, g->levels, &loc))
 		return NULL;
 #pragma unroll
 	for (l = 0; l < CLAT_MAX_LEVELS; l++) {
-		if (l >= b->levels)
+		if (l >= g->levels)
 			break;
 		idx = page * b->clat_entries + loc.offset[l];
 		ent = bpf_map_lookup_elem(g->tiers, &idx);
@@ -49,7 +55,7 @@ static __always_inline struct clat_ctx *slot_at(const struct guest_view *g, __u3
 			return NULL;
 		page = (__u32)*ent;
 	}
-	*block = page;
+	*block = page; /* the segment's own block index */
 	idx = page * b->per_block + loc.element;
 	return bpf_map_lookup_elem(g->ctxs, &idx);
 }
@@ -57,7 +63,7 @@ static __always_inline struct clat_ctx *slot_at(const struct guest_view *g, __u3
 static __always_inline int probe_slot(const struct guest_view *g, __u32 p, struct slot *s)
 {
 	s->p = p;
-	s->svc = clat_probe_svc(g->hash, p, g->b->capacity);
+	s->svc = clat_probe_svc(g->hash, p, g->base, g->size);
 	s->ctx = slot_at(g, s->svc, &s->block);
 	return s->ctx ? 0 : -1;
 }
@@ -238,12 +244,15 @@ struct slot_probe {
 	__u64 now;
 	__u32 fn;
 	__u32 dir;
-	__u32 free_p;  /* first EMPTY or TOMBSTONE position seen by find */
+	__u32 free_p;  /* first EMPTY or TOMBSTONE position of the newest segment */
 	__u32 from;    /* claim: first position to try */
 	__u32 won;     /* yield: the position we claimed */
 	__u32 won_svc;
 	__u64 len;     /* frame length, for the byte counters */
 	__u32 rx_queue;
+	__u32 seg_state;   /* bat_cache seg_state, read once per frame */
+	__u32 newest;
+	__u32 done_seg;    /* find: the segment whose scan met an EMPTY slot */
 	int result;
 	int released;  /* the update closed the flow and freed the slot */
 	struct slot s;
@@ -268,27 +277,6 @@ static __always_inline long join_occupant(struct slot_probe *pr, __u64 sw)
 	if (r)
 		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
 	return r != 0;
-}
-
-/* find: scan for the key; stop at the first EMPTY slot, beyond which no
- * key lies because inserts take the first free position. */
-static long find_cb(__u32 p, struct slot_probe *pr)
-{
-	__u64 sw;
-	__u32 st;
-
-	if (probe_slot(&pr->g, p, &pr->s)) {
-		pr->result = TRACK_SKIP; /* the tables do not back this svc */
-		return 1;
-	}
-	sw = read_state(pr->s.ctx);
-	st = slot_state(sw);
-	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
-		if (pr->free_p == PROBE_NONE)
-			pr->free_p = p;
-		return st == CLAT_SLOT_EMPTY;
-	}
-	return join_occupant(pr, sw);
 }
 
 /* claim: take the first free slot from pr->from on, or join the flow if a
@@ -366,14 +354,71 @@ static __always_inline __u32 window_of(const struct guest_view *g)
 	return w > CLAT_MAX_PROBE ? CLAT_MAX_PROBE : w;
 }
 
-/* Finds the flow's context, claiming a slot if this frame may open the flow. */
+/* Points the view at device segment k; -1 if its maps are missing. */
+static __always_inline int view_segment(struct guest_view *g, __u32 k)
+{
+	__u32 key = clat_shadow_key(g->fn, g->type, k);
+	const struct clat_dev_seg *sg = bpf_map_lookup_elem(&clat_segs, &key);
+
+	if (!sg)
+		return -1;
+
+	g->base = sg->base;
+	g->size = sg->size;
+	g->levels = sg->levels;
+	g->tiers = bpf_map_lookup_elem(&clat_tiers, &key);
+	g->ctxs = bpf_map_lookup_elem(&clat_ctxs, &key);
+	g->dirty = bpf_map_lookup_elem(&clat_dirty, &key);
+	return g->size && g->tiers && g->ctxs && g->dirty ? 0 : -1;
+}
+
+/* find: scan every live segment for the key, newest first.  Position j is
+ * probe p of the i-th newest segment.  A segment's scan ends at its first
+ * EMPTY slot, beyond which no key lies because inserts take the first free
+ * position.  One flat loop rather than one per segment: the verifier checks
+ * every bpf_loop call site on its own, and four of them overflow its budget. */
+static long find_cb(__u32 j, struct slot_probe *pr)
+{
+	__u32 w = window_of(&pr->g), i = j / w, p = j - i * w, k;
+	__u64 sw;
+	__u32 st;
+
+	if (i == pr->done_seg)
+		return 0;
+	k = (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
+	if (!(pr->seg_state & (1U << k)) || view_segment(&pr->g, k))
+		return 0;
+	if (probe_slot(&pr->g, p, &pr->s)) {
+		pr->result = TRACK_SKIP; /* the tables do not back this svc */
+		return 1;
+	}
+	sw = read_state(pr->s.ctx);
+	st = slot_state(sw);
+	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
+		if (i == 0 && pr->free_p == PROBE_NONE)
+			pr->free_p = p;
+		if (st == CLAT_SLOT_EMPTY)
+			pr->done_seg = i;
+		return 0;
+	}
+	return join_occupant(pr, sw);
+}
+
+/* Finds the flow's context in every live segment, newest first, and
+ * claims a slot in the newest if this frame may open the flow. */
 static __always_inline int find_or_claim(struct slot_probe *pr, bool may_claim)
 {
+	/* One load: resync publishes a segment with a single store. */
+	pr->seg_state = *(volatile __u32 *)&pr->g.b->seg_state;
+	pr->newest = (pr->seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
 	pr->free_p = PROBE_NONE;
+	pr->done_seg = PROBE_NONE;
 	pr->result = TRACK_MISS;
-	bpf_loop(window_of(&pr->g), find_cb, pr, 0);
+	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS, find_cb, pr, 0);
 	if (pr->result != TRACK_MISS || !may_claim)
 		return pr->result;
+	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
+		return TRACK_SKIP;
 	if (pr->free_p == PROBE_NONE)
 		return TRACK_FULL;
 	pr->from = pr->free_p;

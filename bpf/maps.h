@@ -53,6 +53,14 @@ struct {
 	__type(value, struct clat_bat_cache);
 } bat_cache SEC(".maps");
 
+/* Capacity segments, as the datapath reads them; key clat_shadow_key(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_SHADOWS);
+	__type(key, __u32);
+	__type(value, struct clat_dev_seg);
+} clat_segs SEC(".maps");
+
 /* Per-CPU scratch record: a fresh context is built here, off the 512-byte
  * BPF stack, then copied into the claimed slot. */
 struct {
@@ -94,21 +102,21 @@ struct dirty_array {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__uint(max_entries, CLAT_MAX_SHADOWS);
 	__type(key, __u32);
 	__array(values, struct tier_array);
 } clat_tiers SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__uint(max_entries, CLAT_MAX_SHADOWS);
 	__type(key, __u32);
 	__array(values, struct ctx_array);
 } clat_ctxs SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__uint(max_entries, CLAT_MAX_SHADOWS);
 	__type(key, __u32);
 	__array(values, struct dirty_array);
 } clat_dirty SEC(".maps");

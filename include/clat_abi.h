@@ -14,7 +14,7 @@
 #endif
 
 /* Bumped whenever a pinned map's key or value layout changes. */
-#define CLAT_MAP_LAYOUT_VERSION 2
+#define CLAT_MAP_LAYOUT_VERSION 3
 
 enum clat_limits {
 	CLAT_MAX_FN = 256,             /* function numbers 0..255; fn 0 is the PF's own host port */
@@ -27,6 +27,9 @@ enum clat_limits {
 	CLAT_MAX_PROBE = 32,           /* longest probe window */
 	CLAT_MAX_CLAT_ENTRIES = 512,   /* C: 4 KiB page / 8-byte GPA */
 	CLAT_MAX_CAPACITY = 1 << 28,   /* services per type: 32-bit device indexes stay far from overflow */
+	CLAT_MAX_SEGMENTS = 4,         /* capacity segments per type (a power of two) */
+	/* ARRAY_OF_MAPS slots: one per fn, type and segment */
+	CLAT_MAX_SHADOWS = CLAT_MAX_FN * CLAT_MAX_TYPES * CLAT_MAX_SEGMENTS,
 };
 
 /* VCT entry state, as in a paused/running VF. */
@@ -104,7 +107,7 @@ struct clat_stats {
 /* ---- Guest table ABI: lives in guest memory, little-endian ---------------- */
 
 #define CLAT_BAT_MAGIC 0x5441424cU /* "LBAT" */
-#define CLAT_BAT_VERSION 1
+#define CLAT_BAT_VERSION 2
 #define CLAT_PAGE_SIZE 4096        /* CLAT pages, blocks and the BAT are page aligned */
 #define CLAT_GPA_NONE 0            /* an empty CLAT entry; GPA 0 is never a table */
 
@@ -122,6 +125,15 @@ struct clat_bat_hdr {
 	__u32 pad;
 };
 
+/* A capacity segment: services base+1 .. base+size, probed with their own
+ * modulus.  Growing the capacity appends a segment, so a live context never
+ * moves and never changes its service number.  base is a multiple of P:
+ * a block belongs to one segment at most. */
+struct clat_seg {
+	__u32 base;
+	__u32 size;
+};
+
 struct clat_bat_entry {
 	__u64 clat_gpa;      /* first-level CLAT page */
 	__u32 ctx_size;      /* A: bytes per context */
@@ -133,7 +145,10 @@ struct clat_bat_entry {
 	__u16 probe_window;  /* 1..CLAT_MAX_PROBE */
 	__u16 proto_mask;    /* enum clat_proto_mask: flows this type tracks */
 	char name[16];       /* NUL-padded */
-	__u32 pad[3];
+	__u16 nsegs;         /* 1..CLAT_MAX_SEGMENTS; seg[nsegs - 1] takes new flows */
+	__u16 pad0;
+	struct clat_seg seg[CLAT_MAX_SEGMENTS]; /* ascending, disjoint, within capacity */
+	__u32 pad[2];
 };
 
 /* A CLAT page is CLAT_PAGE_SIZE bytes of __u64 GPAs, of which the first C
@@ -204,19 +219,38 @@ struct clat_ctx {
 	__u64 drops;
 };
 
-/* Device-side cache of one BAT entry; key fn * CLAT_MAX_TYPES + type. */
+/* One segment as the device holds it (map clat_segs), key
+ * clat_shadow_key().  Its inner maps are its own: growing the capacity
+ * never touches a live segment. */
+struct clat_dev_seg {
+	__u32 base;
+	__u32 size;
+	__u32 levels;        /* N when the segment was added: its tiers' depth */
+	__u32 npages;        /* pages in its flattened tiers */
+	__u32 nblocks;       /* blocks, so contexts = nblocks * P */
+	__u32 pad;
+};
+
+/* seg_state: bit k set = device segment k is live; bits 8..15 = the newest,
+ * which takes new flows.  One aligned store publishes a new segment after
+ * its maps and its clat_segs entry are in place. */
+#define CLAT_SEG_LIVE_MASK ((1U << CLAT_MAX_SEGMENTS) - 1)
+#define CLAT_SEG_NEWEST_SHIFT 8
+
+/* Device-side copy of one validated BAT entry; key fn * CLAT_MAX_TYPES + type. */
 struct clat_bat_cache {
 	__u32 valid;
 	__u32 ctx_size;
 	__u32 per_block;     /* P = B / A */
-	__u32 levels;
 	__u32 clat_entries;
-	__u32 capacity;
 	__u32 hash_seed;
 	__u16 probe_window;
 	__u16 proto_mask;
-	__u32 nblocks;
-	__u32 npages;
+	__u32 seg_state;
+	__u32 capacity;      /* what the guest's tables back, for resync */
+	__u64 clat_gpa;      /* the root the segments' tiers were built from */
+	__u32 levels;
+	__u32 pad;
 };
 
 /* Flattened CLAT tiers (inner map of __u64): page p's entries live at
@@ -234,10 +268,13 @@ struct clat_guest_info {
 };
 
 _Static_assert(sizeof(struct clat_bat_hdr) == 16, "clat_bat_hdr layout");
-_Static_assert(sizeof(struct clat_bat_entry) == 64, "clat_bat_entry layout");
+_Static_assert(sizeof(struct clat_seg) == 8, "clat_seg layout");
+_Static_assert(sizeof(struct clat_bat_entry) == 96, "clat_bat_entry layout");
+_Static_assert(sizeof(struct clat_dev_seg) == 24, "clat_dev_seg layout");
 _Static_assert(sizeof(struct clat_flow_key) == 40, "clat_flow_key layout");
 _Static_assert(sizeof(struct clat_ctx) == 136, "clat_ctx layout");
-_Static_assert(sizeof(struct clat_bat_cache) == 40, "clat_bat_cache layout");
+_Static_assert(sizeof(struct clat_bat_cache) == 48, "clat_bat_cache layout");
+_Static_assert((CLAT_MAX_SEGMENTS & (CLAT_MAX_SEGMENTS - 1)) == 0, "segments: power of two");
 _Static_assert(sizeof(struct clat_guest_info) == 264, "clat_guest_info layout");
 _Static_assert(sizeof(struct clat_mac_key) == 8, "clat_mac_key layout");
 _Static_assert(sizeof(struct clat_mac_val) == 4, "clat_mac_val layout");
@@ -297,10 +334,17 @@ static inline __u32 clat_flow_hash(__u32 seed, const struct clat_flow_key *key)
 	return (__u32)h;
 }
 
-/* Service number of probe p: 1 + ((hash + p) mod capacity). */
-static inline __u32 clat_probe_svc(__u32 hash, __u32 p, __u32 capacity)
+/* Service number of probe p in the segment [base + 1, base + size]:
+ * base + 1 + ((hash + p) mod size). */
+static inline __u32 clat_probe_svc(__u32 hash, __u32 p, __u32 base, __u32 size)
 {
-	return 1 + (__u32)(((__u64)hash + p) % capacity);
+	return base + 1 + (__u32)(((__u64)hash + p) % size);
+}
+
+/* Inner-map slot of fn's type t, device segment k. */
+static inline __u32 clat_shadow_key(__u32 fn, __u32 t, __u32 k)
+{
+	return (fn * CLAT_MAX_TYPES + t) * CLAT_MAX_SEGMENTS + k;
 }
 
 #endif /* CLAT_ABI_H */

@@ -125,7 +125,7 @@ udp_send() {
 	svc=$(jq .svc <<<"$before")
 	"$CLAT_LOAD" guest detach "$PF" --fn 1
 	assert_equal "$(bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/vct" | jq '.[1].formatted.value.bat_gpa')" 0
-	[ ! -e "/sys/fs/bpf/clat/$PF/ctx_fn1_t0" ]
+	[ ! -e "/sys/fs/bpf/clat/$PF/ctx_fn1_t0_s0" ]
 	sleep 1
 	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
 	sleep 2
@@ -140,7 +140,7 @@ udp_send() {
 @test "bpftool prints typed fields of the pinned context map" {
 	wire ping -c 1 -W 2 "${VM_IP[0]}" >/dev/null
 	udp_send 1 10 in
-	run bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/ctx_fn1_t0"
+	run bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/ctx_fn1_t0_s0"
 	assert_success
 	# state_word exceeds jq's 53-bit numbers; the typed key and svc do not.
 	local live

@@ -394,7 +394,7 @@ corrupt_case() {
 }
 
 @test "hostile tables: unsupported version" {
-	corrupt_case bad-version "unsupported version 2"
+	corrupt_case bad-version "unsupported version 3 (expected 2)"
 }
 
 @test "hostile tables: guest memory truncated under the BAT" {

@@ -128,9 +128,9 @@ guests_bat() {
 	assert_equal "$(fn_field 2 '.macs[0].mac')" "$VMMAC"
 	# The MAC is one key of mac_fn: it now selects fn 2 only.
 	assert_equal "$(fn_field 1 '.macs | length')" 0
-	run bpftool map show pinned "$PIN/ctx_fn1_t0"
+	run bpftool map show pinned "$PIN/ctx_fn1_t0_s0"
 	assert_failure
-	bpftool map show pinned "$PIN/ctx_fn2_t0" >/dev/null
+	bpftool map show pinned "$PIN/ctx_fn2_t0_s0" >/dev/null
 
 	run reconcile --connect "$after"
 	assert_output --partial "nothing to do"
@@ -252,7 +252,7 @@ guests_bat() {
 	assert_output --partial "already has these guest tables attached; nothing to do"
 	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
 	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
-	bpftool map show pinned "$PIN/ctx_fn1_t0" >/dev/null
+	bpftool map show pinned "$PIN/ctx_fn1_t0_s0" >/dev/null
 	run ctx_json 1
 	assert_success
 
@@ -266,7 +266,7 @@ guests_bat() {
 	assert_success
 	assert_output --partial "no guest tables attached; nothing to do"
 	assert_equal "$(fn_field 1 .bat_gpa)" 0
-	run bpftool map show pinned "$PIN/ctx_fn1_t0"
+	run bpftool map show pinned "$PIN/ctx_fn1_t0_s0"
 	assert_failure
 	# A reconcile would now find the MAC as the hook left it.
 	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"

@@ -243,12 +243,12 @@ static uint32_t svc_of(struct env *e, const struct flow *f, uint32_t p)
 	struct clat_flow_key k;
 
 	key_of(f, &k);
-	return clat_probe_svc(clat_flow_hash(e->seed, &k), p, CAPACITY);
+	return clat_probe_svc(clat_flow_hash(e->seed, &k), p, 0, CAPACITY);
 }
 
 static struct clat_ctx *ctx_at(struct env *e, uint32_t svc)
 {
-	return &e->v.ctx[svc - 1];
+	return shadow_view_ctx(&e->v, svc, NULL);
 }
 
 static uint32_t slot_state_of(struct env *e, uint32_t svc)
@@ -435,8 +435,8 @@ static void stress(struct env *e, bool tcp)
 	pthread_create(&b, NULL, race, &tx);
 	pthread_join(a, NULL);
 	pthread_join(b, NULL);
-	for (i = 0; i < e->v.nctx && i < CAPACITY; i++) {
-		struct clat_ctx *c = &e->v.ctx[i];
+	for (i = 0; i < e->v.seg[0].n; i++) {
+		struct clat_ctx *c = &e->v.seg[0].ctx[i];
 		uint16_t port = ntohs(c->key.remote_port);
 
 		if ((c->state_word & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE ||

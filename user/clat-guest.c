@@ -643,20 +643,27 @@ static int seed_args(const struct invocation *inv, struct seed_args *a)
 	return 0;
 }
 
-/* Places one flow like the datapath's find-then-claim: the lookup stops at
- * the first EMPTY slot, the insert takes the first EMPTY or TOMBSTONE. */
-static int seed_one(const struct gmem *g, const struct gtype *gt, const struct clat_flow_key *key,
-		    uint64_t now)
-{
-	uint32_t hash = clat_flow_hash(gt->e.hash_seed, key), p, svc, free_svc = 0;
-	struct clat_ctx *c, *dst = NULL;
-	char vm[INET_ADDRSTRLEN], rem[INET_ADDRSTRLEN];
-	bool found = false;
+/* One probe window in segment k: stops at our key or at the first EMPTY
+ * slot; remembers the first EMPTY or TOMBSTONE one. */
+struct probe_result {
+	bool found;
+	uint32_t svc;             /* where the key was found */
+	struct clat_ctx *free;
+	uint32_t free_svc;
+};
 
+static int probe_segment(const struct gmem *g, const struct gtype *gt, uint32_t k, uint32_t hash,
+			 const struct clat_flow_key *key, struct probe_result *r)
+{
+	const struct clat_seg *sg = &gt->e.seg[k];
+	uint32_t p, svc;
+
+	memset(r, 0, sizeof(*r));
 	for (p = 0; p < gt->e.probe_window; p++) {
+		struct clat_ctx *c;
 		uint64_t sw, state;
 
-		svc = clat_probe_svc(hash, p, gt->e.capacity);
+		svc = clat_probe_svc(hash, p, sg->base, sg->size);
 		c = gmem_ptr(g, gtype_ctx_gpa(gt, svc), sizeof(*c));
 		if (!c) {
 			gerr("failed to seed: svc %u of type %u has no context in guest memory", svc,
@@ -666,9 +673,9 @@ static int seed_one(const struct gmem *g, const struct gtype *gt, const struct c
 		sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
 		state = sw & CLAT_SLOT_STATE_MASK;
 		if (state == CLAT_SLOT_EMPTY || state == CLAT_SLOT_TOMBSTONE) {
-			if (!dst) {
-				dst = c;
-				free_svc = svc;
+			if (!r->free) {
+				r->free = c;
+				r->free_svc = svc;
 			}
 			if (state == CLAT_SLOT_EMPTY)
 				break;
@@ -676,21 +683,48 @@ static int seed_one(const struct gmem *g, const struct gtype *gt, const struct c
 		}
 		if (state == CLAT_SLOT_LIVE && (uint32_t)(sw >> CLAT_SLOT_HASH_SHIFT) == hash &&
 		    !memcmp(&c->key, key, sizeof(*key))) {
-			found = true;
+			r->found = true;
+			r->svc = svc;
 			break;
 		}
 	}
+	return 0;
+}
+
+/* Places one flow like the datapath's find-then-claim: the lookup searches
+ * every segment, newest first; the insert goes to the newest. */
+static int seed_one(const struct gmem *g, const struct gtype *gt, const struct clat_flow_key *key,
+		    uint64_t now)
+{
+	uint32_t hash = clat_flow_hash(gt->e.hash_seed, key), newest = gt->e.nsegs - 1, k;
+	char vm[INET_ADDRSTRLEN], rem[INET_ADDRSTRLEN];
+	struct probe_result r = { 0 }, in_newest = { 0 };
+	struct clat_ctx *dst;
+	int err;
+
+	for (k = gt->e.nsegs; k-- > 0;) {
+		err = probe_segment(g, gt, k, hash, key, &r);
+		if (err)
+			return err;
+		if (k == newest)
+			in_newest = r;
+		if (r.found)
+			break;
+	}
 	inet_ntop(AF_INET, key->vm_addr + 12, vm, sizeof(vm));
 	inet_ntop(AF_INET, key->remote_addr + 12, rem, sizeof(rem));
-	if (found) {
+	if (r.found) {
 		gerr("failed to seed flow %s:%u <-> %s:%u: already present at svc %u", vm,
-		     ntohs(key->vm_port), rem, ntohs(key->remote_port), svc);
+		     ntohs(key->vm_port), rem, ntohs(key->remote_port), r.svc);
 		return -EEXIST;
 	}
+	dst = in_newest.free;
 	if (!dst) {
+		const struct clat_seg *sg = &gt->e.seg[newest];
+
 		gerr("failed to seed flow %s:%u <-> %s:%u: probe window of %u slots from svc %u "
 		     "is full", vm, ntohs(key->vm_port), rem, ntohs(key->remote_port),
-		     gt->e.probe_window, clat_probe_svc(hash, 0, gt->e.capacity));
+		     gt->e.probe_window, clat_probe_svc(hash, 0, sg->base, sg->size));
 		return -ENOSPC;
 	}
 	/* Everything but the state word, then LIVE|hash last. */
@@ -698,7 +732,7 @@ static int seed_one(const struct gmem *g, const struct gtype *gt, const struct c
 	dst->key = *key;
 	dst->tcp_state = key->proto == IPPROTO_TCP ? CLAT_TCP_ESTABLISHED : CLAT_TCP_NONE;
 	dst->type = (uint16_t)gt->index;
-	dst->svc = free_svc;
+	dst->svc = in_newest.free_svc;
 	dst->first_seen_ns = dst->last_seen_ns = now;
 	__atomic_store_n(&dst->state_word,
 			 ((uint64_t)hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE, __ATOMIC_RELEASE);

@@ -29,12 +29,13 @@ extern bool verbose;
 #define PIN_MAP_PORT_FN  "port_fn"
 #define PIN_MAP_STATS    "stats"
 #define PIN_MAP_BAT      "bat_cache"
+#define PIN_MAP_SEGS     "clat_segs"
 #define PIN_MAP_TIERS    "clat_tiers"
 #define PIN_MAP_CTXS     "clat_ctxs"
 #define PIN_MAP_DIRTY    "clat_dirty"
 #define PIN_MAP_GUESTS   "guests"
 /* Per-guest inner maps, pinned so bpftool can read contexts typed. */
-#define PIN_INNER_FMT    "%s_fn%u_t%u" /* "ctx"|"tiers"|"dirty", fn, type */
+#define PIN_INNER_FMT    "%s_fn%u_t%u_s%u" /* "ctx"|"tiers"|"dirty", fn, type, segment */
 #define PIN_PROG_RX      "prog_rx"
 #define PIN_PROG_TX      "prog_tx"
 #define PIN_LINK_RX      "link_rx"
@@ -48,6 +49,7 @@ struct clat_maps {
 	int port_fn;
 	int stats;
 	int bat_cache;
+	int segs;
 	int tiers;   /* ARRAY_OF_MAPS, key fn * CLAT_MAX_TYPES + type */
 	int ctxs;
 	int dirty;

@@ -428,6 +428,8 @@ static void write_bat(struct gmem *g, const struct layout *ly, const struct gbui
 		e[t].probe_window = (uint16_t)types[t].probe_window;
 		e[t].proto_mask = (uint16_t)types[t].proto_mask;
 		memcpy(e[t].name, types[t].name, sizeof(e[t].name));
+		e[t].nsegs = 1;
+		e[t].seg[0] = (struct clat_seg){ .base = 0, .size = types[t].services };
 	}
 	/* Header last: a reader that races the build sees no valid magic yet. */
 	h->version = CLAT_BAT_VERSION;
@@ -696,9 +698,14 @@ static int corrupt_bat(struct corrupt *c, const char *kind)
 		 * one fewer (an entry is extra) when the tables are full. */
 		if (more <= lim && more <= UINT32_MAX)
 			e->capacity = (uint32_t)more;
-		else if (cap > c->gt->per_block)
+		else if (cap > c->gt->per_block) {
+			struct clat_seg *last = &e->seg[e->nsegs - 1];
+
 			e->capacity = cap - c->gt->per_block;
-		else
+			/* Keep the segments inside: the walk is what must fail. */
+			if (last->base + last->size > e->capacity && last->size > c->gt->per_block)
+				last->size -= c->gt->per_block;
+		} else
 			return say(c->msg, c->msglen, "capacity-mismatch needs a type with room "
 				   "for one more block or more than one block");
 		snprintf(c->msg, c->msglen, "type %u (%s): capacity %u -> %u", c->gt->index,

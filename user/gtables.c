@@ -11,6 +11,7 @@
  * of guest pages (one bit per 4 KiB page), not by comparing ranges pairwise.
  */
 #include "gtables.h"
+#include "flatten.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -341,6 +342,41 @@ static int check_entry(struct loader *l, struct gtype *gt)
 	if (!e->proto_mask || e->proto_mask & ~(CLAT_PROTO_TCP | CLAT_PROTO_UDP))
 		return fail(l, gt, "proto_mask 0x%x: must be a non-empty set of tcp (0x%x) and "
 			    "udp (0x%x)", e->proto_mask, CLAT_PROTO_TCP, CLAT_PROTO_UDP);
+	return gtype_check_segments(gt, l->err, l->errlen) ? -EINVAL : 0;
+}
+
+int gtype_check_segments(const struct gtype *gt, char *err, size_t errlen)
+{
+	const struct clat_bat_entry *e = &gt->e;
+	uint64_t end = 0;
+	uint32_t k;
+
+#define SEG_FAIL(...) (snprintf(err, errlen, "type %u (%s): " __VA_ARGS__), -EINVAL)
+	if (e->nsegs < 1 || e->nsegs > CLAT_MAX_SEGMENTS)
+		return SEG_FAIL("nsegs %u out of range 1..%u", gt->index, e->name, e->nsegs,
+				CLAT_MAX_SEGMENTS);
+	for (k = 0; k < e->nsegs; k++) {
+		const struct clat_seg *sg = &e->seg[k];
+
+		if (!sg->size)
+			return SEG_FAIL("segment %u is empty", gt->index, e->name, k);
+		if (sg->base % gt->per_block)
+			return SEG_FAIL("segment %u base %u is not a multiple of P=%u", gt->index,
+					e->name, k, sg->base, gt->per_block);
+		if (sg->base < end)
+			return SEG_FAIL("segment %u [%u, %" PRIu64 "] overlaps or precedes the "
+					"segment before it", gt->index, e->name, k, sg->base + 1,
+					(uint64_t)sg->base + sg->size);
+		end = (uint64_t)sg->base + sg->size;
+		if (end > e->capacity)
+			return SEG_FAIL("segment %u ends at service %" PRIu64 ", past capacity %u",
+					gt->index, e->name, k, end, e->capacity);
+	}
+	for (; k < CLAT_MAX_SEGMENTS; k++)
+		if (e->seg[k].base || e->seg[k].size)
+			return SEG_FAIL("segment %u is set but nsegs is %u", gt->index, e->name, k,
+					e->nsegs);
+#undef SEG_FAIL
 	return 0;
 }
 
@@ -701,4 +737,30 @@ uint64_t gtype_ctx_gpa(const struct gtype *t, uint32_t svc)
 	struct gtype_path path;
 
 	return gtype_path(t, svc, &path) ? 0 : path.ctx_gpa;
+}
+
+static int gtype_entry(void *ctx, uint64_t page, uint32_t level, uint32_t o, uint64_t *child)
+{
+	const struct gtype *t = ctx;
+	uint32_t v;
+
+	(void)level;
+	if (page >= t->npages)
+		return -EINVAL;
+	v = t->tiers[page * t->e.clat_entries + o];
+	if (v == CLAT_TIER_NONE)
+		return -EINVAL;
+	*child = v;
+	return 0;
+}
+
+int gtype_seg_flatten(const struct gtype *t, uint32_t k, struct seg_tiers *out)
+{
+	uint32_t first, end;
+
+	if (k >= t->e.nsegs)
+		return -EINVAL;
+	gseg_blocks(t->per_block, &t->e.seg[k], &first, &end);
+	return seg_flatten(gtype_entry, (void *)t, 0, t->e.levels, t->e.clat_entries, first, end,
+			   out);
 }

@@ -95,4 +95,19 @@ struct gtype_path {
 };
 int gtype_path(const struct gtype *t, uint32_t svc, struct gtype_path *path);
 
+/* Checks the entry's capacity segments; one message into err. */
+int gtype_check_segments(const struct gtype *t, char *err, size_t errlen);
+
+/* Blocks [*first, *end) that hold segment sg's services. */
+static inline void gseg_blocks(uint32_t per_block, const struct clat_seg *sg, uint32_t *first,
+			       uint32_t *end)
+{
+	*first = sg->base / per_block;
+	*end = (uint32_t)(((uint64_t)sg->base + sg->size + per_block - 1) / per_block);
+}
+
+struct seg_tiers;
+/* The flattened tiers of segment k (see flatten.h), from validated tables. */
+int gtype_seg_flatten(const struct gtype *t, uint32_t k, struct seg_tiers *out);
+
 #endif

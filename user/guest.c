@@ -285,7 +285,7 @@ int cmd_ctx_list(const struct invocation *inv)
 	struct shadow_view v;
 	struct clat_maps m;
 	struct json j;
-	uint32_t fn, t, i;
+	uint32_t fn, t, k, i;
 	int err;
 
 	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
@@ -301,15 +301,17 @@ int cmd_ctx_list(const struct invocation *inv)
 	for (t = 0; t < CLAT_MAX_TYPES; t++) {
 		if (shadow_view_open(&m, fn, t, &v))
 			continue;
-		for (i = 0; i < v.nctx && i < v.bc.capacity; i++) {
-			const struct clat_ctx *c = &v.ctx[i];
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+			for (i = 0; i < v.seg[k].n; i++) {
+				const struct clat_ctx *c = &v.seg[k].ctx[i];
 
-			if ((c->state_word & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE)
-				continue;
-			if (as_json)
-				ctx_json(&j, c, i + 1);
-			else
-				ctx_print(stdout, c, i + 1);
+				if ((c->state_word & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE)
+					continue;
+				if (as_json)
+					ctx_json(&j, c, shadow_seg_svc(&v, k, i));
+				else
+					ctx_print(stdout, c, shadow_seg_svc(&v, k, i));
+			}
 		}
 		shadow_view_close(&v);
 	}
@@ -334,31 +336,43 @@ static uint64_t idle_limit_ns(const struct clat_ctx *c, int64_t override_s)
 	return 120ULL * 1000000000ULL;
 }
 
+/* Sweeps one segment's idle contexts to TOMBSTONE. */
+static uint64_t gc_segment(struct shadow_view *v, uint32_t k, int64_t timeout_s, uint64_t now)
+{
+	struct shadow_seg_view *sv = &v->seg[k];
+	uint64_t swept = 0;
+	uint32_t i;
+
+	for (i = 0; i < sv->n; i++) {
+		struct clat_ctx *c = &sv->ctx[i];
+		__u64 sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
+		__u64 tomb = (sw & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE;
+		uint64_t last = __atomic_load_n(&c->last_seen_ns, __ATOMIC_RELAXED);
+
+		if ((sw & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE || now < last ||
+		    now - last < idle_limit_ns(c, timeout_s))
+			continue;
+		/* Loses cleanly to a packet that claims or closes it meanwhile. */
+		if (__atomic_compare_exchange_n(&c->state_word, &sw, tomb, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			sv->dirty[i / v->bc.per_block] = 1;
+			swept++;
+		}
+	}
+	return swept;
+}
+
 static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s, uint64_t now)
 {
 	struct shadow_view v;
 	uint64_t swept = 0;
-	uint32_t t, i;
+	uint32_t t, k;
 
 	for (t = 0; t < CLAT_MAX_TYPES; t++) {
 		if (shadow_view_open(m, fn, t, &v))
 			continue;
-		for (i = 0; i < v.nctx && i < v.bc.capacity; i++) {
-			struct clat_ctx *c = &v.ctx[i];
-			__u64 sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
-			__u64 tomb = (sw & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE;
-			uint64_t last = __atomic_load_n(&c->last_seen_ns, __ATOMIC_RELAXED);
-
-			if ((sw & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE || now < last ||
-			    now - last < idle_limit_ns(c, timeout_s))
-				continue;
-			/* Loses cleanly to a packet that claims or closes it meanwhile. */
-			if (__atomic_compare_exchange_n(&c->state_word, &sw, tomb, false,
-							__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-				v.dirty[i / v.bc.per_block] = 1;
-				swept++;
-			}
-		}
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+			swept += gc_segment(&v, k, timeout_s, now);
 		shadow_view_close(&v);
 	}
 	return swept;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Device-side shadow of guest tables: build, install, remove, view, sync. */
 #include "shadow.h"
+#include "flatten.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -16,6 +17,11 @@ enum { INNER_TIERS, INNER_CTX, INNER_DIRTY, INNER__MAX };
 static uint32_t type_key(uint32_t fn, uint32_t t)
 {
 	return fn * CLAT_MAX_TYPES + t;
+}
+
+static bool seg_live(const struct clat_bat_cache *bc, uint32_t k)
+{
+	return bc->valid && (bc->seg_state & (1U << k));
 }
 
 static size_t page_round(size_t n)
@@ -79,7 +85,7 @@ void shadow_btf_close(struct shadow_btf *b)
 }
 
 static int create_inner(const struct shadow_btf *btf, int kind, uint32_t fn, uint32_t t,
-			uint32_t n, struct shadow_inner *in)
+			uint32_t k, uint32_t n, struct shadow_inner *in)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_MMAPABLE | BPF_F_INNER_MAP);
 	__u32 vsize = kind == INNER_CTX ? sizeof(struct clat_ctx) : sizeof(__u64);
@@ -90,7 +96,7 @@ static int create_inner(const struct shadow_btf *btf, int kind, uint32_t fn, uin
 		o.btf_key_type_id = btf->u32_id;
 		o.btf_value_type_id = kind == INNER_CTX ? btf->ctx_id : btf->u64_id;
 	}
-	snprintf(name, sizeof(name), "%s%u_%u", inner_kinds[kind], fn, t);
+	snprintf(name, sizeof(name), "%s%u_%u_%u", inner_kinds[kind], fn, t, k);
 	in->fd[kind] = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), vsize, n ? n : 1, &o);
 	if (in->fd[kind] < 0)
 		return -errno;
@@ -104,7 +110,12 @@ static int create_inner(const struct shadow_btf *btf, int kind, uint32_t fn, uin
 	return 0;
 }
 
-static void inner_release(struct shadow_inner *in)
+void shadow_inner_init(struct shadow_inner *in)
+{
+	*in = (struct shadow_inner){ .fd = { -1, -1, -1 } };
+}
+
+void shadow_inner_release(struct shadow_inner *in)
 {
 	int k;
 
@@ -113,9 +124,8 @@ static void inner_release(struct shadow_inner *in)
 			munmap(in->map[k], in->len[k]);
 		if (in->fd[k] >= 0)
 			close(in->fd[k]);
-		in->map[k] = NULL;
-		in->fd[k] = -1;
 	}
+	shadow_inner_init(in);
 }
 
 /* Copies one context record out of guest memory once, then checks the copy:
@@ -139,44 +149,78 @@ static bool take_ctx(struct clat_ctx *dst, const struct clat_ctx *src, uint32_t 
 	return true;
 }
 
-/* Copies the guest's in-use contexts into the device map; they are live
- * at once because every key is inside its context.  Blocks in holes of a
- * sparse file hold only EMPTY contexts and are skipped unread. */
-static int load_contexts(const struct gmem *g, const struct gmem_data *data,
-			 const struct gtype *gt, uint32_t fn, struct clat_ctx *dst, uint64_t *live)
-{
-	uint32_t b, e, svc;
+/* Calls visit for every service of segment k in the guest blocks that pass
+ * want (NULL: all), with the context's guest address and its slot index. */
+typedef int (*seg_visit_fn)(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot);
 
-	for (b = 0; b < gt->nblocks; b++) {
-		if (gmem_data_hole(data, gt->block_gpa[b], gt->e.block_size))
+static int seg_for_each(const struct gtype *gt, uint32_t k, bool (*want)(void *, uint64_t, uint32_t),
+			void *arg, seg_visit_fn visit)
+{
+	const struct clat_seg *sg = &gt->e.seg[k];
+	uint32_t first, end, b, e;
+	int err;
+
+	gseg_blocks(gt->per_block, sg, &first, &end);
+	for (b = first; b < end && b < gt->nblocks; b++) {
+		if (want && !want(arg, gt->block_gpa[b], b - first))
 			continue;
 		for (e = 0; e < gt->per_block; e++) {
-			const struct clat_ctx *src;
+			uint32_t svc = b * gt->per_block + e + 1;
 
-			svc = b * gt->per_block + e + 1;
-			if (svc > gt->e.capacity)
-				return 0;
-			src = gmem_ptr(g, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
-				       sizeof(*src));
-			if (!src)
-				return -EFAULT; /* validated before: the file shrank */
-			if ((src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY)
-				continue;
-			if (take_ctx(&dst[svc - 1], src, svc, gt->index, fn))
-				*live += (dst[svc - 1].state_word & CLAT_SLOT_STATE_MASK) ==
-					 CLAT_SLOT_LIVE;
+			if (svc > sg->base + sg->size)
+				break;
+			err = visit(arg, svc, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
+				    svc - 1 - sg->base);
+			if (err)
+				return err;
 		}
 	}
 	return 0;
 }
 
-static int pin_inner(const char *dir, const struct shadow_inner *in, uint32_t fn, uint32_t t, bool pin)
+struct load_arg {
+	const struct gmem *g;
+	const struct gmem_data *data;
+	const struct gtype *gt;
+	uint32_t fn;
+	struct clat_ctx *dst;
+	uint64_t *live;
+	uint64_t *blocks;  /* reload: sorted GPAs of the blocks to re-read */
+	size_t nblocks;
+	uint64_t reloaded;
+};
+
+static int load_one(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot)
+{
+	struct load_arg *a = arg;
+	const struct clat_ctx *src = gmem_ptr(a->g, gpa, sizeof(*src));
+
+	if (!src)
+		return -EFAULT; /* validated before: the file shrank */
+	if (a->live && (src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY)
+		return 0;
+	if (take_ctx(&a->dst[slot], src, svc, a->gt->index, a->fn) && a->live)
+		*a->live += (a->dst[slot].state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE;
+	return 0;
+}
+
+/* Blocks in holes of a sparse file hold only EMPTY contexts: skipped unread. */
+static bool not_hole(void *arg, uint64_t gpa, uint32_t local)
+{
+	struct load_arg *a = arg;
+
+	(void)local;
+	return !gmem_data_hole(a->data, gpa, a->gt->e.block_size);
+}
+
+static int pin_inner(const char *dir, const struct shadow_inner *in, uint32_t fn, uint32_t t,
+		     uint32_t seg, bool pin)
 {
 	char name[64], path[PATH_MAX];
 	int k, err = 0;
 
 	for (k = 0; k < INNER__MAX; k++) {
-		snprintf(name, sizeof(name), PIN_INNER_FMT, inner_kinds[k], fn, t);
+		snprintf(name, sizeof(name), PIN_INNER_FMT, inner_kinds[k], fn, t, seg);
 		if (pin_path(path, sizeof(path), dir, name))
 			return -ENAMETOOLONG;
 		/* A pin left by an interrupted attach is replaced, not an error. */
@@ -188,91 +232,164 @@ static int pin_inner(const char *dir, const struct shadow_inner *in, uint32_t fn
 	return err;
 }
 
-static void fill_bat_cache(const struct gtype *gt, struct clat_bat_cache *bc)
+void shadow_fill_bat_cache(const struct gtype *gt, struct clat_bat_cache *bc,
+			   struct clat_dev_seg seg[CLAT_MAX_SEGMENTS])
 {
+	uint32_t k;
+
 	*bc = (struct clat_bat_cache){
 		.valid = 1,
 		.ctx_size = gt->e.ctx_size,
 		.per_block = gt->per_block,
-		.levels = gt->e.levels,
 		.clat_entries = gt->e.clat_entries,
-		.capacity = gt->e.capacity,
 		.hash_seed = gt->e.hash_seed,
 		.probe_window = gt->e.probe_window,
 		.proto_mask = gt->e.proto_mask,
-		.nblocks = gt->nblocks,
-		.npages = gt->npages,
+		.seg_state = ((1U << gt->e.nsegs) - 1) |
+			     ((uint32_t)(gt->e.nsegs - 1) << CLAT_SEG_NEWEST_SHIFT),
+		.capacity = gt->e.capacity,
+		.clat_gpa = gt->e.clat_gpa,
+		.levels = gt->e.levels,
 	};
+	for (k = 0; k < gt->e.nsegs; k++) {
+		uint32_t first, end;
+
+		gseg_blocks(gt->per_block, &gt->e.seg[k], &first, &end);
+		seg[k] = (struct clat_dev_seg){
+			.base = gt->e.seg[k].base,
+			.size = gt->e.seg[k].size,
+			.levels = gt->e.levels,
+			.nblocks = end - first,
+		};
+	}
 }
 
-/* Creates and fills one type's inner maps, not yet visible to the datapath. */
-static int build_type(uint32_t fn, const struct gmem *g, const struct gmem_data *data,
-		      const struct gtype *gt, const struct shadow_btf *btf, struct shadow_inner *in,
-		      uint64_t *live)
+/* Creates one segment's inner maps and fills its tiers. */
+static int seg_create(uint32_t fn, uint32_t t, uint32_t k, const struct seg_tiers *st,
+		      uint32_t c, uint32_t nblocks, uint32_t per_block, const struct shadow_btf *btf,
+		      struct shadow_inner *in)
 {
-	uint32_t ntiers = gt->npages * gt->e.clat_entries, i;
+	uint64_t ntiers = (uint64_t)st->npages * c, i;
 	uint64_t *tiers;
 	int err;
 
-	err = create_inner(btf, INNER_TIERS, fn, gt->index, ntiers, in);
+	err = create_inner(btf, INNER_TIERS, fn, t, k, (uint32_t)ntiers, in);
 	if (!err)
-		err = create_inner(btf, INNER_CTX, fn, gt->index, gt->nblocks * gt->per_block, in);
+		err = create_inner(btf, INNER_CTX, fn, t, k, nblocks * per_block, in);
 	if (!err)
-		err = create_inner(btf, INNER_DIRTY, fn, gt->index, gt->nblocks, in);
+		err = create_inner(btf, INNER_DIRTY, fn, t, k, nblocks, in);
 	if (err) {
-		pr_err("failed to create device maps for fn %u type %u: %s", fn, gt->index,
+		pr_err("failed to create device maps for fn %u type %u segment %u: %s", fn, t, k,
 		       strerror(-err));
 		return err;
 	}
 	tiers = in->map[INNER_TIERS];
 	for (i = 0; i < ntiers; i++)
-		tiers[i] = gt->tiers[i];
-	return load_contexts(g, data, gt, fn, in->map[INNER_CTX], live);
+		tiers[i] = st->tiers[i];
+	return 0;
+}
+
+int shadow_seg_build(uint32_t fn, const struct gmem *g, const struct gtype *gt, uint32_t k,
+		     const struct shadow_btf *btf, struct shadow_inner *in, uint64_t *live)
+{
+	struct gmem_data data;
+	struct seg_tiers st;
+	uint32_t first, end;
+	int err;
+
+	gseg_blocks(gt->per_block, &gt->e.seg[k], &first, &end);
+	err = gtype_seg_flatten(gt, k, &st);
+	if (err)
+		return err;
+	err = seg_create(fn, gt->index, k, &st, gt->e.clat_entries, end - first, gt->per_block,
+			 btf, in);
+	seg_tiers_free(&st);
+	if (!err)
+		err = gmem_data_scan(g, &data);
+	if (!err) {
+		struct load_arg a = { g, &data, gt, fn, in->map[INNER_CTX], live, NULL, 0, 0 };
+
+		err = seg_for_each(gt, k, not_hole, &a, load_one);
+		gmem_data_free(&data);
+	}
+	return err;
+}
+
+int shadow_seg_plug(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
+		    uint32_t k, const struct clat_dev_seg *sg, const struct shadow_inner *in)
+{
+	uint32_t key = clat_shadow_key(fn, t, k);
+	int err = 0;
+
+	if (bpf_map_update_elem(m->segs, &key, sg, BPF_ANY) ||
+	    bpf_map_update_elem(m->tiers, &key, &in->fd[INNER_TIERS], BPF_ANY) ||
+	    bpf_map_update_elem(m->ctxs, &key, &in->fd[INNER_CTX], BPF_ANY) ||
+	    bpf_map_update_elem(m->dirty, &key, &in->fd[INNER_DIRTY], BPF_ANY))
+		err = -errno;
+	if (!err && dir)
+		err = pin_inner(dir, in, fn, t, k, true);
+	if (err)
+		pr_err("failed to install device maps for fn %u type %u segment %u: %s", fn, t, k,
+		       strerror(-err));
+	return err;
 }
 
 /* Plugs one type's inner maps into fn's slots.  Each map-in-map update waits
  * for an RCU grace period, so this runs before a migration's pause; the
  * datapath ignores the slots until VCT[fn].bat_gpa is set. */
 static int plug_type(const struct clat_maps *m, uint32_t fn, uint32_t t,
-		     const struct clat_bat_cache *bc, const struct shadow_inner *in)
+		     const struct clat_bat_cache *bc, const struct clat_dev_seg *seg,
+		     const struct shadow_inner *in)
 {
-	uint32_t key = type_key(fn, t);
+	uint32_t key = type_key(fn, t), k;
 	int err = 0;
 
-	if ((bpf_map_update_elem(m->tiers, &key, &in->fd[INNER_TIERS], BPF_ANY) ||
-		     bpf_map_update_elem(m->ctxs, &key, &in->fd[INNER_CTX], BPF_ANY) ||
-		     bpf_map_update_elem(m->dirty, &key, &in->fd[INNER_DIRTY], BPF_ANY) ||
-		     bpf_map_update_elem(m->bat_cache, &key, bc, BPF_ANY)))
+	for (k = 0; !err && k < CLAT_MAX_SEGMENTS; k++)
+		if (seg_live(bc, k))
+			err = shadow_seg_plug(m, NULL, fn, t, k, &seg[k], &in[k]);
+	if (!err && bpf_map_update_elem(m->bat_cache, &key, bc, BPF_ANY)) {
 		err = -errno;
-	if (err)
-		pr_err("failed to install device maps for fn %u type %u: %s", fn, t, strerror(-err));
+		pr_err("failed to install the BAT cache of fn %u type %u: %s", fn, t,
+		       strerror(-err));
+	}
 	return err;
 }
 
 static void remove_type(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t)
 {
 	struct clat_bat_cache zero = {};
-	uint32_t key = type_key(fn, t);
+	uint32_t key = type_key(fn, t), k;
 	struct shadow_inner none = {};
 
 	bpf_map_update_elem(m->bat_cache, &key, &zero, BPF_ANY);
-	bpf_map_delete_elem(m->tiers, &key);
-	bpf_map_delete_elem(m->ctxs, &key);
-	bpf_map_delete_elem(m->dirty, &key);
-	if (dir)
-		pin_inner(dir, &none, fn, t, false);
+	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+		key = clat_shadow_key(fn, t, k);
+		bpf_map_update_elem(m->segs, &key, &(struct clat_dev_seg){}, BPF_ANY);
+		bpf_map_delete_elem(m->tiers, &key);
+		bpf_map_delete_elem(m->ctxs, &key);
+		bpf_map_delete_elem(m->dirty, &key);
+		if (dir)
+			pin_inner(dir, &none, fn, t, k, false);
+	}
+}
+
+static void stage_init(struct shadow_stage *st)
+{
+	uint32_t i, k;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+			shadow_inner_init(&st->in[i][k]);
 }
 
 int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_path,
 		       const struct gmem *g, const struct gtables *t, const struct shadow_btf *btf)
 {
-	struct gmem_data data;
-	uint32_t i;
+	uint32_t i, k;
 	int err = 0;
 
-	memset(st, 0, sizeof(*st));
-	for (i = 0; i < CLAT_MAX_TYPES; i++)
-		st->in[i] = (struct shadow_inner){ .fd = { -1, -1, -1 } };
+	stage_init(st);
 	if (fn >= CLAT_MAX_FN)
 		return -ERANGE;
 	if (strlen(mem_path) >= sizeof(st->gi.mem_path)) {
@@ -289,13 +406,13 @@ int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_pat
 		.ntypes = t->ntypes,
 	};
 	memcpy(st->gi.mem_path, mem_path, strlen(mem_path));
-	err = gmem_data_scan(g, &data);
 	for (i = 0; !err && i < t->ntypes; i++) {
 		st->type_index[i] = t->types[i].index;
-		fill_bat_cache(&t->types[i], &st->bc[i]);
-		err = build_type(fn, g, &data, &t->types[i], btf, &st->in[i], &st->live);
+		shadow_fill_bat_cache(&t->types[i], &st->bc[i], st->seg[i]);
+		for (k = 0; !err && k < t->types[i].e.nsegs; k++)
+			err = shadow_seg_build(fn, g, &t->types[i], k, btf, &st->in[i][k],
+					       &st->live);
 	}
-	gmem_data_free(&data);
 	if (err)
 		shadow_stage_free(st);
 	return err;
@@ -308,36 +425,34 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static bool listed(void *arg, uint64_t gpa, uint32_t local)
+{
+	struct load_arg *a = arg;
+	bool hit = bsearch(&gpa, a->blocks, a->nblocks, sizeof(gpa), cmp_u64) != NULL;
+
+	(void)local;
+	a->reloaded += hit;
+	return hit;
+}
+
 int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const struct gtables *t,
 			uint64_t *blocks, size_t n, uint64_t *reloaded)
 {
-	uint32_t i, b, e;
+	uint32_t i, k;
+	int err = 0;
 
 	*reloaded = 0;
 	qsort(blocks, n, sizeof(*blocks), cmp_u64);
-	for (i = 0; i < t->ntypes && i < st->ntypes; i++) {
-		const struct gtype *gt = &t->types[i];
-		struct clat_ctx *dst = st->in[i].map[INNER_CTX];
+	for (i = 0; !err && i < t->ntypes && i < st->ntypes; i++) {
+		for (k = 0; !err && k < t->types[i].e.nsegs; k++) {
+			struct load_arg a = { g, NULL, &t->types[i], st->fn,
+					      st->in[i][k].map[INNER_CTX], NULL, blocks, n, 0 };
 
-		for (b = 0; b < gt->nblocks; b++) {
-			if (!bsearch(&gt->block_gpa[b], blocks, n, sizeof(*blocks), cmp_u64))
-				continue;
-			for (e = 0; e < gt->per_block; e++) {
-				uint32_t idx = b * gt->per_block + e;
-				const struct clat_ctx *src;
-
-				if (idx >= gt->e.capacity)
-					break;
-				src = gmem_ptr(g, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
-					       sizeof(*src));
-				if (!src)
-					return -EFAULT;
-				take_ctx(&dst[idx], src, idx + 1, gt->index, st->fn);
-			}
-			(*reloaded)++;
+			err = seg_for_each(&t->types[i], k, listed, &a, load_one);
+			*reloaded += a.reloaded;
 		}
 	}
-	return 0;
+	return err;
 }
 
 int shadow_stage_plug(struct shadow_stage *st, const struct clat_maps *m)
@@ -346,7 +461,7 @@ int shadow_stage_plug(struct shadow_stage *st, const struct clat_maps *m)
 	int err = 0;
 
 	for (i = 0; !err && i < st->ntypes; i++)
-		err = plug_type(m, st->fn, st->type_index[i], &st->bc[i], &st->in[i]);
+		err = plug_type(m, st->fn, st->type_index[i], &st->bc[i], st->seg[i], st->in[i]);
 	if (err)
 		shadow_remove(m, NULL, st->fn);
 	st->plugged = !err;
@@ -356,11 +471,13 @@ int shadow_stage_plug(struct shadow_stage *st, const struct clat_maps *m)
 int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, const char *dir)
 {
 	struct clat_vct_entry v = {};
-	uint32_t i, fn = st->fn;
+	uint32_t i, k, fn = st->fn;
 	int err = st->plugged ? 0 : shadow_stage_plug(st, m);
 
 	for (i = 0; !err && dir && i < st->ntypes; i++)
-		err = pin_inner(dir, &st->in[i], fn, st->type_index[i], true);
+		for (k = 0; !err && k < CLAT_MAX_SEGMENTS; k++)
+			if (seg_live(&st->bc[i], k))
+				err = pin_inner(dir, &st->in[i][k], fn, st->type_index[i], k, true);
 	if (!err && bpf_map_update_elem(m->guests, &fn, &st->gi, BPF_ANY))
 		err = -errno;
 	/* The switch: once VCT[fn] names the BAT, the datapath tracks flows. */
@@ -379,10 +496,11 @@ int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, cons
 
 void shadow_stage_free(struct shadow_stage *st)
 {
-	uint32_t i;
+	uint32_t i, k;
 
 	for (i = 0; i < CLAT_MAX_TYPES; i++)
-		inner_release(&st->in[i]);
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+			shadow_inner_release(&st->in[i][k]);
 }
 
 int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
@@ -453,29 +571,63 @@ static void *map_inner(int outer, uint32_t key, size_t elem, uint32_t *n, size_t
 
 int shadow_view_open(const struct clat_maps *m, uint32_t fn, uint32_t type, struct shadow_view *v)
 {
-	uint32_t key = type_key(fn, type), ndirty;
+	uint32_t key = type_key(fn, type), k, nctx, ndirty;
 
 	memset(v, 0, sizeof(*v));
 	if (fn >= CLAT_MAX_FN || type >= CLAT_MAX_TYPES ||
-	    bpf_map_lookup_elem(m->bat_cache, &key, &v->bc) || !v->bc.valid)
+	    bpf_map_lookup_elem(m->bat_cache, &key, &v->bc) || !v->bc.valid || !v->bc.per_block)
 		return -ENOENT;
-	v->ctx = map_inner(m->ctxs, key, sizeof(struct clat_ctx), &v->nctx, &v->ctx_len);
-	v->dirty = map_inner(m->dirty, key, sizeof(__u64), &ndirty, &v->dirty_len);
-	if (!v->ctx || !v->dirty) {
-		shadow_view_close(v);
-		return -ENOENT;
+	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+		struct shadow_seg_view *sv = &v->seg[k];
+
+		if (!seg_live(&v->bc, k))
+			continue;
+		key = clat_shadow_key(fn, type, k);
+		if (bpf_map_lookup_elem(m->segs, &key, &v->dseg[k])) {
+			shadow_view_close(v);
+			return -ENOENT;
+		}
+		sv->ctx = map_inner(m->ctxs, key, sizeof(struct clat_ctx), &nctx, &sv->ctx_len);
+		sv->dirty = map_inner(m->dirty, key, sizeof(__u64), &ndirty, &sv->dirty_len);
+		if (!sv->ctx || !sv->dirty || nctx < v->dseg[k].size ||
+		    (uint64_t)ndirty * v->bc.per_block < v->dseg[k].size) {
+			shadow_view_close(v);
+			return -ENOENT;
+		}
+		sv->n = v->dseg[k].size;
+		v->live |= 1U << k;
 	}
 	return 0;
 }
 
 void shadow_view_close(struct shadow_view *v)
 {
-	if (v->ctx)
-		munmap(v->ctx, v->ctx_len);
-	if (v->dirty)
-		munmap(v->dirty, v->dirty_len);
-	v->ctx = NULL;
-	v->dirty = NULL;
+	uint32_t k;
+
+	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+		if (v->seg[k].ctx)
+			munmap(v->seg[k].ctx, v->seg[k].ctx_len);
+		if (v->seg[k].dirty)
+			munmap(v->seg[k].dirty, v->seg[k].dirty_len);
+		v->seg[k] = (struct shadow_seg_view){};
+	}
+	v->live = 0;
+}
+
+struct clat_ctx *shadow_view_ctx(const struct shadow_view *v, uint32_t svc, uint64_t **dirty)
+{
+	uint32_t k, i;
+
+	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+		if (!(v->live & (1U << k)) || svc <= v->dseg[k].base ||
+		    svc - v->dseg[k].base > v->seg[k].n)
+			continue;
+		i = svc - 1 - v->dseg[k].base;
+		if (dirty)
+			*dirty = &v->seg[k].dirty[i / v->bc.per_block];
+		return &v->seg[k].ctx[i];
+	}
+	return NULL;
 }
 
 /* A CLAIMING slot settles within a few stores of another CPU. */
@@ -506,42 +658,80 @@ static int add_block(struct gpa_list *l, uint64_t gpa)
 	return 0;
 }
 
+struct sync_arg {
+	const struct gmem *g;
+	struct shadow_seg_view *sv;
+	enum sync_mode mode;
+	uint64_t *written, *bytes;
+	struct gpa_list *blocks;
+	int err;
+};
+
+/* Clears the block's mark first: a write racing with the copy dirties it
+ * again.  SYNC_DIRTY copies only marked blocks. */
+static bool sync_want(void *arg, uint64_t gpa, uint32_t local)
+{
+	struct sync_arg *a = arg;
+	bool was_dirty = a->mode != SYNC_ALL &&
+			 __atomic_exchange_n(&a->sv->dirty[local], 0, __ATOMIC_ACQ_REL);
+
+	if (a->mode != SYNC_DIRTY)
+		return true;
+	if (was_dirty && add_block(a->blocks, gpa))
+		a->err = -ENOMEM;
+	return was_dirty && !a->err;
+}
+
+static int sync_one(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot)
+{
+	struct sync_arg *a = arg;
+	struct clat_ctx *dst;
+	uint64_t sw;
+
+	(void)svc;
+	if (slot >= a->sv->n)
+		return 0;
+	sw = settled_state(&a->sv->ctx[slot]);
+	if ((sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY ||
+	    (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_CLAIMING)
+		return 0;
+	dst = gmem_ptr(a->g, gpa, sizeof(*dst));
+	if (!dst)
+		return -EFAULT;
+	memcpy(dst, &a->sv->ctx[slot], sizeof(*dst));
+	(*a->written)++;
+	*a->bytes += sizeof(*dst);
+	return 0;
+}
+
 static int sync_type(const struct gmem *g, const struct gtype *gt, struct shadow_view *v,
 		     enum sync_mode mode, uint64_t *written, uint64_t *bytes,
 		     struct gpa_list *blocks)
 {
-	uint64_t *dirty = v->dirty;
-	uint32_t b, e;
+	uint32_t k;
+	int err = 0;
 
-	for (b = 0; b < gt->nblocks; b++) {
-		/* Clear first: a write racing with the copy dirties it again. */
-		bool was_dirty = mode != SYNC_ALL && __atomic_exchange_n(&dirty[b], 0, __ATOMIC_ACQ_REL);
+	for (k = 0; !err && k < gt->e.nsegs; k++) {
+		struct sync_arg a = { g, &v->seg[k], mode, written, bytes, blocks, 0 };
 
-		if (mode == SYNC_DIRTY && !was_dirty)
-			continue;
-		if (mode == SYNC_DIRTY && add_block(blocks, gt->block_gpa[b]))
-			return -ENOMEM;
-		for (e = 0; e < gt->per_block; e++) {
-			uint32_t i = b * gt->per_block + e;
-			struct clat_ctx *dst;
-			uint64_t sw;
-
-			if (i >= gt->e.capacity || i >= v->nctx)
-				break;
-			sw = settled_state(&v->ctx[i]);
-			if ((sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY ||
-			    (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_CLAIMING)
-				continue;
-			dst = gmem_ptr(g, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
-				       sizeof(*dst));
-			if (!dst)
-				return -EFAULT;
-			memcpy(dst, &v->ctx[i], sizeof(*dst));
-			(*written)++;
-			*bytes += sizeof(*dst);
-		}
+		err = seg_for_each(gt, k, sync_want, &a, sync_one);
+		if (!err)
+			err = a.err;
 	}
-	return 0;
+	return err;
+}
+
+/* The device's segments must be the guest's: same ranges, all live. */
+static bool view_matches(const struct shadow_view *v, const struct gtype *gt)
+{
+	uint32_t k;
+
+	if (v->bc.per_block != gt->per_block || v->live != (1U << gt->e.nsegs) - 1)
+		return false;
+	for (k = 0; k < gt->e.nsegs; k++)
+		if (v->dseg[k].base != gt->e.seg[k].base || v->dseg[k].size != gt->e.seg[k].size)
+			return false;
+	return true;
 }
 
 int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uint64_t *written,
@@ -570,16 +760,15 @@ int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uin
 		return err;
 	}
 	if (t.hdr.generation != gi.generation) {
-		pr_err("failed to sync fn %u: guest tables changed (generation %u, attached %u)",
-		       fn, t.hdr.generation, gi.generation);
+		pr_err("failed to sync fn %u: guest tables changed (generation %u, attached %u); "
+		       "run 'guest resync' first", fn, t.hdr.generation, gi.generation);
 		err = -ESTALE;
 	}
 	for (i = 0; !err && i < t.ntypes; i++) {
 		struct shadow_view v;
 
 		err = shadow_view_open(m, fn, t.types[i].index, &v);
-		if (!err && (v.bc.capacity != t.types[i].e.capacity ||
-			     v.bc.per_block != t.types[i].per_block))
+		if (!err && !view_matches(&v, &t.types[i]))
 			err = -ESTALE;
 		if (!err)
 			err = sync_type(&g, &t.types[i], &v, mode, written, bytes, blocks);

@@ -25,7 +25,7 @@ void shadow_btf_close(struct shadow_btf *b);
 int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 		   const char *mem_path, const struct gmem *g, const struct gtables *t,
 		   const struct shadow_btf *btf, uint64_t *live);
-/* One type's inner maps: tiers, contexts, dirty words. */
+/* One segment's inner maps: tiers, contexts, dirty words. */
 struct shadow_inner {
 	int fd[3];
 	void *map[3];
@@ -39,7 +39,8 @@ struct shadow_stage {
 	uint32_t ntypes;
 	uint32_t type_index[CLAT_MAX_TYPES];
 	struct clat_bat_cache bc[CLAT_MAX_TYPES];
-	struct shadow_inner in[CLAT_MAX_TYPES];
+	struct clat_dev_seg seg[CLAT_MAX_TYPES][CLAT_MAX_SEGMENTS];
+	struct shadow_inner in[CLAT_MAX_TYPES][CLAT_MAX_SEGMENTS];
 	struct clat_guest_info gi;
 	uint64_t live;
 	bool plugged;
@@ -60,18 +61,47 @@ void shadow_stage_free(struct shadow_stage *st);
 /* Turns tracking off for fn and frees its shadow (no sync). */
 int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn);
 
+/* Builds segment k of type gt into fresh inner maps (not yet visible). */
+int shadow_seg_build(uint32_t fn, const struct gmem *g, const struct gtype *gt, uint32_t k,
+		     const struct shadow_btf *btf, struct shadow_inner *in, uint64_t *live);
+/* Plugs one segment's maps into its slots, writes its clat_segs entry and
+ * pins the maps (dir may be NULL); the segment is live once seg_state says so. */
+int shadow_seg_plug(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
+		    uint32_t k, const struct clat_dev_seg *sg, const struct shadow_inner *in);
+void shadow_inner_init(struct shadow_inner *in);
+void shadow_inner_release(struct shadow_inner *in);
+/* The BAT cache and segments of a validated type: every segment live, the
+ * last the newest. */
+void shadow_fill_bat_cache(const struct gtype *gt, struct clat_bat_cache *bc,
+			   struct clat_dev_seg seg[CLAT_MAX_SEGMENTS]);
+
+/* One segment of a view: slot i holds service base + 1 + i. */
+struct shadow_seg_view {
+	struct clat_ctx *ctx;   /* [n] */
+	uint64_t *dirty;        /* [blocks]: non-zero once the datapath wrote the block */
+	uint32_t n;             /* the segment's size */
+	size_t ctx_len, dirty_len;
+};
+
 /* Mapped view of one type's contexts (read-write, shared with the datapath). */
 struct shadow_view {
 	struct clat_bat_cache bc;
-	struct clat_ctx *ctx;   /* [nctx]; index i holds svc i + 1 */
-	uint32_t nctx;
-	uint64_t *dirty;        /* [nblocks]: non-zero once the datapath wrote the block */
-	size_t ctx_len, dirty_len;
+	struct clat_dev_seg dseg[CLAT_MAX_SEGMENTS];
+	uint32_t live;          /* bit k: segment k is live */
+	struct shadow_seg_view seg[CLAT_MAX_SEGMENTS];
 };
 
 /* -ENOENT if fn has no guest of that type. */
 int shadow_view_open(const struct clat_maps *m, uint32_t fn, uint32_t type, struct shadow_view *v);
 void shadow_view_close(struct shadow_view *v);
+/* The context of svc and its block's dirty word, or NULL. */
+struct clat_ctx *shadow_view_ctx(const struct shadow_view *v, uint32_t svc, uint64_t **dirty);
+
+/* Service number of slot i of segment k. */
+static inline uint32_t shadow_seg_svc(const struct shadow_view *v, uint32_t k, uint32_t i)
+{
+	return v->dseg[k].base + 1 + i;
+}
 
 enum sync_mode {
 	SYNC_ALL,       /* every block; dirty marks untouched */
