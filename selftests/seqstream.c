@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* seqstream: paced UDP and TCP streams whose receivers prove what arrived.
  *
- *   seqstream udp-send DST PORT COUNT RATE TAG   COUNT datagrams at RATE/s
- *   seqstream udp-recv PORT COUNT TAG            until the last seq, 3 s idle or SIGTERM
- *   seqstream tcp-send DST PORT BYTES RATE       BYTES of a known pattern at RATE B/s
+ *   seqstream udp-send DST PORT COUNT RATE TAG   COUNT datagrams (0: until SIGTERM) at RATE/s
+ *   seqstream udp-recv PORT TAG                  until SIGTERM, or 3 s idle after traffic
+ *   seqstream tcp-send DST PORT BYTES RATE       BYTES (0: until SIGTERM) of a known pattern at RATE B/s
  *   seqstream tcp-recv PORT                      one connection, checks the pattern
  *   seqstream tap DEV MAC TAG                    every frame DEV receives, until SIGTERM
  *
@@ -97,14 +97,14 @@ static int udp_send(char **av)
 	if (fd < 0)
 		die("create socket");
 	start = now_ns();
-	for (i = 0; i < count && !stop; i++) {
+	for (i = 0; (!count || i < count) && !stop; i++) {
 		pace(start, i, rate);
 		d.seq = i;
 		memcpy(buf, &d, sizeof(d));
 		/* A full qdisc or a missing neighbour entry is the sender's
 		 * problem, not a loss on the path: retry until it is taken. */
 		while (sendto(fd, buf, sizeof(buf), 0, (struct sockaddr *)&dst, sizeof(dst)) < 0) {
-			if (errno != ENOBUFS && errno != EAGAIN)
+			if (errno != ENOBUFS && errno != EAGAIN && errno != EINTR)
 				die("send");
 			usleep(1000);
 		}
@@ -113,13 +113,14 @@ static int udp_send(char **av)
 	return 0;
 }
 
+#define MAX_SEQ (1u << 24)
+
 static int udp_recv(char **av)
 {
 	struct sockaddr_in me = addr_of(NULL, av[0]);
-	uint64_t count = strtoull(av[1], NULL, 0), got = 0, dup = 0, reorder = 0, bad = 0;
-	uint64_t last = 0, idle_since = 0;
-	uint32_t tag = atoi(av[2]);
-	unsigned char *seen = calloc(count ? count : 1, 1), buf[2048];
+	uint64_t got = 0, dup = 0, reorder = 0, bad = 0, last = 0, top = 0, idle_since = 0;
+	uint32_t tag = atoi(av[1]);
+	unsigned char *seen = calloc(MAX_SEQ, 1), buf[2048];
 	int fd = socket(AF_INET, SOCK_DGRAM, 0), big = 4 << 20;
 	bool any = false;
 
@@ -141,7 +142,7 @@ static int udp_recv(char **av)
 		}
 		idle_since = now_ns();
 		memcpy(&d, buf, sizeof(d));
-		if (n < (ssize_t)sizeof(d) || d.magic != MAGIC || d.tag != tag || d.seq >= count) {
+		if (n < (ssize_t)sizeof(d) || d.magic != MAGIC || d.tag != tag || d.seq >= MAX_SEQ) {
 			bad++;
 			continue;
 		}
@@ -153,13 +154,14 @@ static int udp_recv(char **av)
 			reorder++;
 		seen[d.seq] = 1;
 		last = d.seq;
+		top = d.seq + 1 > top ? d.seq + 1 : top;
 		any = true;
-		if (++got == count)
-			break;
+		got++;
 	}
-	printf("{\"received\":%llu,\"lost\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"foreign\":%llu}\n",
-	       (unsigned long long)got, (unsigned long long)(count - got), (unsigned long long)dup,
-	       (unsigned long long)reorder, (unsigned long long)bad);
+	/* gaps: seqs below the highest one seen that never arrived. */
+	printf("{\"received\":%llu,\"highest\":%llu,\"gaps\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"foreign\":%llu}\n",
+	       (unsigned long long)got, (unsigned long long)top, (unsigned long long)(top - got),
+	       (unsigned long long)dup, (unsigned long long)reorder, (unsigned long long)bad);
 	return 0;
 }
 
@@ -180,14 +182,16 @@ static int tcp_send(char **av)
 	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)))
 		die("connect");
 	start = now_ns();
-	while (off < total && !stop) {
-		size_t n = total - off < sizeof(buf) ? total - off : sizeof(buf), i;
+	while ((!total || off < total) && !stop) {
+		size_t n = total && total - off < sizeof(buf) ? total - off : sizeof(buf), i;
 		ssize_t w;
 
 		pace(start, off, rate);
 		for (i = 0; i < n; i++)
 			buf[i] = pattern(off + i);
 		w = write(fd, buf, n);
+		if (w < 0 && errno == EINTR)
+			continue; /* SIGTERM: the loop ends */
 		if (w <= 0)
 			die("write");
 		off += w;
@@ -290,7 +294,7 @@ int main(int argc, char **argv)
 		int nargs;
 		int (*run)(char **av);
 	} modes[] = {
-		{ "udp-send", 5, udp_send }, { "udp-recv", 3, udp_recv },
+		{ "udp-send", 5, udp_send }, { "udp-recv", 2, udp_recv },
 		{ "tcp-send", 4, tcp_send }, { "tcp-recv", 1, tcp_recv },
 		{ "tap", 3, tap },
 	};
