@@ -162,4 +162,8 @@ tcp_in() {
 	assert_equal "$(counter 256 pass_unknown)" 0
 	# and traffic to a VM still gets through.
 	wire ping -c 1 -W 2 "${VM_IP[1]}" >/dev/null
+	# Guest tables still attach on the upgraded datapath, and track flows.
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
+	wire socat -u - "UDP4-SENDTO:${VM_IP[0]}:5000,sourceport=6000" <<<hello
+	assert_equal "$(udp_in 1)" 1
 }

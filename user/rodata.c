@@ -62,7 +62,7 @@ int rodata_of_prog(int prog_fd, struct rodata *r)
 		if (!bpf_obj_get_info_by_fd(fd, &mi, &mlen) && is_rodata_name(mi.name) &&
 		    mi.btf_id && mi.btf_value_type_id) {
 			err = rodata_from_map(fd, &mi, r);
-			if (err && err != -ENOENT)
+			if (err)
 				rodata_free(r);
 		}
 		close(fd);

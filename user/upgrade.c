@@ -131,11 +131,13 @@ static int configure(struct upgrade *u)
 	err = rodata_of_prog(u->old_fd[0], &old);
 	if (!err)
 		err = rodata_u32(&old, "layout_version", &u->old_layout);
+	if (err == -ENOENT)
+		pr_err("the running program on %s records no layout version (attached by an older clat-load); detach and attach again",
+		       u->pf);
+	else if (err)
+		pr_err("failed to read the running config of %s: %s", u->pf, strerror(-err));
 	if (err) {
-		pr_err("failed to read the running layout version of %s: %s (attached by an older clat-load; detach and attach again)",
-		       u->pf, strerror(-err));
-		if (!err || err == -ENOENT)
-			rodata_free(&old);
+		rodata_free(&old);
 		return err == -ENOENT ? -EPROTO : err;
 	}
 	err = rodata_of_obj(u->obj, &new);
