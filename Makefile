@@ -39,13 +39,16 @@ SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gtables flatten gbuild shadow ctxfmt)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
+# Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
+TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
+TEST_PROGS  += $(OUTPUT)/seqstream
 
 .PHONY: all check demo install uninstall clean help deps fuzz
-all: $(BINS) $(TEST_PROGS)
+all: $(BINS) $(TEST_PROGS) $(TEST_BPF)
 
 help:
 	@echo 'Targets:'
@@ -73,6 +76,10 @@ $(OUTPUT)/%.bpf.o: bpf/%.bpf.c $(OUTPUT)/vmlinux.h | $(OUTPUT)
 $(OUTPUT)/%.skel.h: $(OUTPUT)/%.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(basename $(basename $(notdir $<))) > $@
+
+$(OUTPUT)/selftests/%.bpf.o: selftests/%.bpf.c $(OUTPUT)/vmlinux.h | $(OUTPUT)/selftests
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 # Objects that include a skeleton must wait for it to exist.
 $(OUTPUT)/user/%.o: user/%.c $(SKELS) | $(OUTPUT)/user
@@ -109,6 +116,10 @@ $(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
 $(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/seqstream: $(OUTPUT)/selftests/seqstream.o
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ -o $@
 
 # Fuzzing the guest-table validator: clang + libFuzzer, ASan and UBSan.  Only
 # the skeleton-free guest-table code is linked in.

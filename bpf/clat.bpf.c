@@ -18,6 +18,10 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by clat-load through the skeleton before load. */
 const volatile __u32 unknown_unicast = CLAT_UNKNOWN_HOST;
+/* The layout of the pinned maps this object expects; `clat-load upgrade`
+ * reads it from the object before load and from the running program's
+ * .rodata, and refuses a mismatch. */
+const volatile __u32 layout_version = CLAT_MAP_LAYOUT_VERSION;
 
 #define FLOOD_FLAGS (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS)
 

@@ -41,6 +41,7 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_ROUNDS] = { "rounds", "N", "most dirty-block pre-copy rounds (default 5)" },
 	[OPT_DELTA] = { "delta", "FILE", "write the GPAs of the blocks copied while stopped" },
 	[OPT_ABORT] = { "abort", NULL, "resume a paused fn instead of migrating it" },
+	[OPT_OBJ] = { "obj", "FILE", "BPF object to load (default: the one built into clat-load)" },
 };
 
 static const struct command commands[] = {
@@ -51,6 +52,8 @@ static const struct command commands[] = {
 	  "detach the programs and remove every pin; interfaces stay as they were" },
 	{ "status", cmd_status, "<pf>", 1, { OPT_PIN_DIR, OPT_JSON },
 	  "show attached programs and the function table" },
+	{ "upgrade", cmd_upgrade, "<pf>", 1, { OPT_OBJ, OPT_PIN_DIR, OPT_JSON },
+	  "load a new BPF object on the pinned maps and switch every attached program to it atomically" },
 	{ "stats", cmd_stats, "<pf>", 1, { OPT_PIN_DIR, OPT_JSON },
 	  "show per-function counters and per-reason drop/pass counters" },
 	{ "vf add", cmd_vf_add, "<pf>", 1,

@@ -41,6 +41,7 @@ enum opt_id {
 	OPT_ROUNDS,
 	OPT_DELTA,
 	OPT_ABORT,
+	OPT_OBJ,
 	OPT__MAX,
 };
 
@@ -61,6 +62,7 @@ int cmd_gc(const struct invocation *inv);
 int cmd_migrate_out(const struct invocation *inv);
 int cmd_migrate_in(const struct invocation *inv);
 int cmd_migrate(const struct invocation *inv);
+int cmd_upgrade(const struct invocation *inv);
 int cmd_libvirt_reconcile(const struct invocation *inv);
 int cmd_libvirt_watch(const struct invocation *inv);
 int cmd_libvirt_hook_parse(const struct invocation *inv);

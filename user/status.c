@@ -3,6 +3,7 @@
 #include "cli.h"
 #include "common.h"
 #include "json.h"
+#include "rodata.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -65,6 +66,7 @@ static const char *xdp_mode_name(unsigned int ifindex)
 struct port_link {
 	unsigned int ifindex;
 	__u32 link_id, prog_id;
+	char tag[17];
 };
 
 static int read_link(const char *path, struct port_link *pl)
@@ -81,6 +83,12 @@ static int read_link(const char *path, struct port_link *pl)
 	pl->ifindex = info.xdp.ifindex;
 	pl->link_id = info.id;
 	pl->prog_id = info.prog_id;
+	strcpy(pl->tag, "-");
+	fd = err ? -1 : bpf_prog_get_fd_by_id(info.prog_id);
+	if (fd >= 0) {
+		prog_ident(fd, &info.prog_id, pl->tag);
+		close(fd);
+	}
 	return err;
 }
 
@@ -107,11 +115,12 @@ static void print_links(const char *dir, struct json *j)
 			json_u64(j, "ifindex", pl.ifindex);
 			json_u64(j, "link_id", pl.link_id);
 			json_u64(j, "prog_id", pl.prog_id);
+			json_str(j, "tag", pl.tag);
 			json_obj_close(j);
 		} else {
-			printf("  %-8s on %-15s ifindex %-5u link %-5u prog %u\n",
+			printf("  %-8s on %-15s ifindex %-5u link %-5u prog %-6u tag %s\n",
 			       rx ? "clat_rx" : "clat_tx", ifname_or_dash(pl.ifindex, name), pl.ifindex,
-			       pl.link_id, pl.prog_id);
+			       pl.link_id, pl.prog_id, pl.tag);
 		}
 	}
 	closedir(d);
@@ -168,7 +177,8 @@ int cmd_status(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
 	bool as_json = has_opt(inv, OPT_JSON);
-	char dir[PATH_MAX];
+	char dir[PATH_MAX], path[PATH_MAX];
+	uint32_t layout = 0;
 	unsigned int pf_ifindex;
 	struct clat_maps m;
 	struct json j;
@@ -199,6 +209,9 @@ int cmd_status(const struct invocation *inv)
 		return err;
 	}
 	pf_ifindex = if_nametoindex(pf);
+	/* 0 when the running program predates recorded layout versions. */
+	if (!pin_path(path, sizeof(path), dir, PIN_PROG_RX))
+		pinned_layout_version(path, &layout);
 	if (as_json) {
 		json_init(&j, stdout);
 		json_obj_open(&j, NULL);
@@ -206,6 +219,7 @@ int cmd_status(const struct invocation *inv)
 		json_str(&j, "pin_dir", dir);
 		json_bool(&j, "attached", true);
 		json_str(&j, "mode", pf_ifindex ? xdp_mode_name(pf_ifindex) : "none");
+		json_u64(&j, "layout_version", layout);
 		json_arr_open(&j, "programs");
 		print_links(dir, &j);
 		json_arr_close(&j);
@@ -215,8 +229,8 @@ int cmd_status(const struct invocation *inv)
 		json_obj_close(&j);
 		json_end(&j);
 	} else {
-		printf("%s: clat attached, %s mode, pins in %s\nprograms:\n", pf,
-		       pf_ifindex ? xdp_mode_name(pf_ifindex) : "none", dir);
+		printf("%s: clat attached, %s mode, map layout %u, pins in %s\nprograms:\n", pf,
+		       pf_ifindex ? xdp_mode_name(pf_ifindex) : "none", layout, dir);
 		print_links(dir, NULL);
 		printf("functions:\n");
 		print_fns(&m, NULL);
