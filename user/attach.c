@@ -285,6 +285,7 @@ int cmd_attach(const struct invocation *inv)
 			   PIN_LINK_RX);
 	if (err)
 		goto fail;
+	test_stall("attach_staged"); /* everything attached, nothing published */
 	if (rename(staging, dir) < 0) {
 		err = -errno;
 		pr_err("failed to publish pin dir %s: %s", dir, strerror(-err));
@@ -305,7 +306,7 @@ fail:
 int cmd_detach(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
-	char dir[PATH_MAX], parent[PATH_MAX];
+	char dir[PATH_MAX], parent[PATH_MAX], base[NAME_MAX];
 	struct stat st;
 	int err;
 
@@ -314,6 +315,12 @@ int cmd_detach(const struct invocation *inv)
 		err = pin_dir_for(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir));
 	if (err)
 		return err;
+	/* An attach killed before its rename left links pinned in its staging
+	 * dir, still attached: detach must converge without an attach first. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	snprintf(base, sizeof(base), "%s", basename(parent));
+	snprintf(parent, sizeof(parent), "%s", dir);
+	reap_staging(dirname(parent), base);
 	if (stat(dir, &st) < 0 && errno == ENOENT) {
 		pr_info("clat is not attached to %s (no %s); nothing to do", pf, dir);
 		return 0;

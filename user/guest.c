@@ -157,6 +157,11 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 		goto out;
 	}
 	bpf_map_lookup_elem(m.guests, &fn, &gi);
+	/* guests[fn] is written just before VCT[fn].bat_gpa turns tracking on;
+	 * an attach killed in between is not attached, and is redone. */
+	if (gi.bat_gpa && v.bat_gpa != gi.bat_gpa && gi.bat_gpa == bat_gpa &&
+	    !strcmp(gi.mem_path, path))
+		gi.bat_gpa = 0;
 	if (gi.bat_gpa) {
 		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path)) {
 			if (!(flags & GUEST_F_QUIET))
@@ -239,6 +244,7 @@ int cmd_guest_sync(const struct invocation *inv)
 int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsigned int flags)
 {
 	struct clat_guest_info gi = {};
+	struct clat_vct_entry v = {};
 	char dir[PATH_MAX];
 	uint64_t written, bytes;
 	struct clat_maps m;
@@ -255,8 +261,13 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 			pr_info("fn %u has no guest tables attached; nothing to do", fn);
 		goto out;
 	}
-	/* Contexts go back to the guest first; nothing is freed if that fails. */
-	err = shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
+	/* Contexts go back to the guest first; nothing is freed if that fails.
+	 * With tracking already off (a detach killed after it turned it off,
+	 * or an attach killed before it turned it on), guest memory holds
+	 * every context and the device's copy may be half gone: just finish. */
+	bpf_map_lookup_elem(m.vct, &fn, &v);
+	written = bytes = 0;
+	err = v.bat_gpa != gi.bat_gpa ? 0 : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
 	if (!err)
 		err = shadow_remove(&m, dir, fn);
 	if (!err)
