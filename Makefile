@@ -54,7 +54,8 @@ all: $(BINS) $(TEST_PROGS)
 help:
 	@echo 'Targets:'
 	@echo '  all        build clat-load, clat-guest, vf-emu, the BPF object and test programs (default)'
-	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts + BATS netns selftests)'
+	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts, datapath and guest-table fuzzing,'
+	@echo '             BATS netns selftests); with SANITIZE=1 on the ASan/UBSan build, failing on any report'
 	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
 	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'

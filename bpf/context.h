@@ -10,6 +10,8 @@
 /* Bound on re-reads while another CPU finishes claiming a slot.  It has
  * only a few stores left, but a vCPU can be descheduled between them. */
 #define CLAIM_SETTLE_READS (1 << 16)
+/* How far a RST's sequence may be from the next expected one. */
+#define RST_SEQ_SLACK (1U << 20)
 
 struct guest_view {
 	const struct clat_bat_cache *b;
@@ -148,6 +150,14 @@ static __always_inline int tcp_update(struct clat_ctx *c, const struct flow_info
 	__u8 flags = fi->tcp_flags, st = c->tcp_state;
 
 	if (flags & TCPF_RST) {
+		/* Only a RST near where its sender's sequence is closes the flow,
+		 * so a blind spoofer must guess within 2 MiB of 4 GiB.  A sender
+		 * that has sent nothing yet (a port's RST to a SYN) has no
+		 * sequence here to check against. */
+		__u32 next = c->seq_next[dir & 1];
+
+		if (next && fi->seq - next + RST_SEQ_SLACK > 2 * RST_SEQ_SLACK)
+			return 0;
 		c->tcp_state = CLAT_TCP_CLOSED;
 		return 1;
 	}

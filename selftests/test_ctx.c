@@ -330,6 +330,12 @@ static void verdict_tests(struct env *e)
 	send_expect(e, "the colliding flow is found past the collision",
 		    build(&b, 0, TH_ACK, 0, false), 0, CLAT_STAT_CTX_HIT, 1);
 
+	fr = build(&a, 1, TH_RST, 0, false);
+	put_be(fr.buf + 14 + 20 + 4, htonl(1000 + 0x40000000), 4);
+	send_expect(e, "a RST far outside the sender's sequence is counted but releases nothing",
+		    fr, 1, CLAT_STAT_CTX_HIT, 1);
+	check(stat_of(e, CLAT_STAT_CTX_RELEASE) == 0 && slot_state_of(e, sa) == CLAT_SLOT_LIVE,
+	      "after a spoofed RST the slot is still LIVE");
 	send_expect(e, "RST releases", build(&a, 1, TH_RST, 0, false), 1, CLAT_STAT_CTX_RELEASE, 1);
 	check(slot_state_of(e, sa) == CLAT_SLOT_TOMBSTONE, "the released slot is a tombstone");
 	send_expect(e, "a lookup passes over the tombstone", build(&b, 1, TH_ACK, 0, false), 1,
