@@ -61,7 +61,7 @@ help:
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(BASE_OUTPUT)/ (with the sanitized build in $(BASE_OUTPUT)/san/)'
 	@echo '  fuzz       libFuzzer over gtables_load for $$(FUZZ_SECONDS) s (default 60): corpus in'
-	@echo '             $(OUTPUT)/fuzz-corpus, crashes in $(OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
+	@echo '             $(BASE_OUTPUT)/fuzz-corpus, crashes in $(BASE_OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
 	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, PREFIX, DESTDIR'
 
 $(sort $(BASE_OUTPUT) $(OUTPUT)) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
