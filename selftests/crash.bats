@@ -104,6 +104,19 @@ assert_clean() {
 	assert_clean
 }
 
+@test "staging dirs of dead PIDs, or of PIDs now used by other programs, go with the next attach" {
+	local other dead
+	spawn sleep 60
+	other=${SPAWNED[-1]}
+	dead=$(($(cat /proc/sys/kernel/pid_max) - 1))
+	mkdir -p /sys/fs/bpf/clat
+	mkdir "/sys/fs/bpf/clat/$PF:staging:$other" "/sys/fs/bpf/clat/$PF:staging:$dead"
+	run attach
+	assert_success
+	run ls -d /sys/fs/bpf/clat/"$PF":staging:*
+	assert_failure
+}
+
 @test "attach killed at random points: a rerun converges, detach leaves nothing" {
 	local ms i
 	ms=$(duration_ms "$CLAT_LOAD" attach "$PF")
