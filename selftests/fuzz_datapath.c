@@ -40,7 +40,7 @@
 #define LO 1
 #define GUEST_FN 1
 #define WINDOW 4
-#define CAPACITY 64 /* small, so windows fill, tombstones get reused */
+#define CAPACITY 512 /* about twice the flows the generator names: windows fill, slots get reused */
 #define FMAX 320
 #define NFN 6
 static const uint32_t FNS[NFN] = { 0, 1, 2, 3, 4, CLAT_FN_NONE };
