@@ -116,7 +116,7 @@ $(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # fuzz_datapath: random and mutated frames through BPF_PROG_TEST_RUN.
-$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(LIB_OBJS)
+$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 

@@ -14,7 +14,8 @@
  *
  * Deterministic: the seed is printed, and --seed S --iterations N replays a
  * run.  Any frame that broke a rule is printed in hex; such frames belong
- * in the named fixtures below (regressions), which run first.  TAP out. */
+ * in the named fixtures of dp_frames.c (regressions), which run first, each
+ * also cut at every length.  TAP out. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +32,7 @@
 
 #include "clat_abi.h"
 #include "clat.skel.h"
+#include "dp_frames.h"
 #include "common.h"
 #include "gbuild.h"
 #include "gtables.h"
@@ -41,19 +43,9 @@
 #define GUEST_FN 1
 #define WINDOW 4
 #define CAPACITY 512 /* about twice the flows the generator names: windows fill, slots get reused */
-#define FMAX 320
 #define NFN 6
 static const uint32_t FNS[NFN] = { 0, 1, 2, 3, 4, CLAT_FN_NONE };
 #define FI_NONE 5
-
-static const uint8_t MAC_HOST[6] = { 0x02, 0xc1, 0, 0, 0, 0 };
-static const uint8_t MAC_VF1[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t MAC_VF2[6] = { 0x02, 0xc1, 0, 0, 0, 2 }; /* on VLAN 100 */
-static const uint8_t MAC_VF3[6] = { 0x02, 0xc1, 0, 0, 0, 3 }; /* QUIESCED */
-static const uint8_t MAC_VF4[6] = { 0x02, 0xc1, 0, 0, 0, 4 }; /* ACTIVE, no port */
-static const uint8_t MAC_WIRE[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
-static const uint8_t MAC_BCAST[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-static const uint8_t MAC_MCAST[6] = { 0x33, 0x33, 0, 0, 0, 1 };
 
 /* The function table the maps are loaded with; the oracle reads this one. */
 static const struct {
@@ -66,219 +58,6 @@ static const struct {
 	{ MAC_VF2, 100, CLAT_FN_ACTIVE, true }, { MAC_VF3, 0, CLAT_FN_QUIESCED, true },
 	{ MAC_VF4, 0, CLAT_FN_ACTIVE, false },
 };
-
-struct frame {
-	uint8_t b[FMAX];
-	uint32_t len;
-	uint32_t cut[24]; /* header boundaries, for truncation */
-	int ncut;
-};
-
-/* ---- deterministic PRNG (xorshift64*) ------------------------------------- */
-
-static uint64_t rng;
-
-static uint32_t rnd(void)
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return (uint32_t)((rng * 0x2545f4914f6cdd1dULL) >> 32);
-}
-
-static uint32_t below(uint32_t n) { return n ? rnd() % n : 0; }
-static bool chance(uint32_t pct) { return below(100) < pct; }
-
-/* ---- frame building ------------------------------------------------------- */
-
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-static void put(struct frame *f, const void *p, uint32_t n)
-{
-	if (f->len + n > FMAX)
-		n = FMAX - f->len;
-	memcpy(f->b + f->len, p, n);
-	f->len += n;
-}
-
-static void put16(struct frame *f, uint16_t v) { put(f, (uint8_t[]){ v >> 8, v & 0xff }, 2); }
-static void mark(struct frame *f) { if (f->ncut < 24) f->cut[f->ncut++] = f->len; }
-
-static void put_rand(struct frame *f, uint32_t n)
-{
-	while (n-- && f->len < FMAX)
-		f->b[f->len++] = (uint8_t)rnd();
-}
-
-static const uint8_t *pick_dst(void)
-{
-	static const uint8_t *pool[] = { MAC_HOST, MAC_VF1, MAC_VF1, MAC_VF1, MAC_VF2, MAC_VF3,
-					 MAC_VF4, MAC_WIRE, MAC_BCAST, MAC_MCAST };
-	return pool[below(sizeof(pool) / sizeof(pool[0]))];
-}
-
-static void build_l4(struct frame *f, uint8_t proto, uint32_t payload)
-{
-	uint16_t sport = (uint16_t)(40000 + below(24)), dport = chance(50) ? 80 : 53;
-	static const uint8_t flags[] = { 0x02, 0x12, 0x10, 0x11, 0x04, 0x14, 0x18, 0x01 };
-
-	if (chance(50)) { /* either side may be the VM's */
-		uint16_t t = sport;
-		sport = dport;
-		dport = t;
-	}
-	put16(f, sport);
-	put16(f, dport);
-	if (proto == IPPROTO_TCP) {
-		uint8_t doff = chance(90) ? 5 : (uint8_t)below(16);
-
-		put16(f, (uint16_t)rnd());
-		put16(f, (uint16_t)rnd());
-		put16(f, (uint16_t)rnd());
-		put16(f, (uint16_t)rnd());
-		put(f, (uint8_t[]){ (uint8_t)(doff << 4),
-				    chance(80) ? flags[below(sizeof(flags))] : (uint8_t)rnd() }, 2);
-		put16(f, 65535);
-		put16(f, 0);
-		put16(f, 0);
-		if (doff > 5)
-			put_rand(f, below((doff - 5) * 4 + 1));
-	} else {
-		put16(f, (uint16_t)(8 + payload));
-		put16(f, 0);
-	}
-	mark(f);
-	put_rand(f, payload);
-}
-
-static uint8_t pick_proto(void)
-{
-	uint32_t r = below(10);
-
-	return r < 5 ? IPPROTO_TCP : r < 8 ? IPPROTO_UDP : r < 9 ? 1 : (uint8_t)rnd();
-}
-
-static void build_ipv4(struct frame *f)
-{
-	uint8_t proto = pick_proto(), ihl = chance(85) ? 5 : (uint8_t)below(16);
-	uint32_t payload = below(64), l4 = proto == IPPROTO_TCP ? 20 : 8;
-	uint32_t start = f->len, tot = ihl * 4 + l4 + payload;
-	uint16_t frag = chance(85) ? 0x4000 : (uint16_t)(chance(50) ? 0x2000 : rnd());
-	uint8_t vm = chance(90) ? 10 : (uint8_t)rnd();
-
-	if (chance(15))
-		tot = chance(50) ? below(80) : (uint16_t)rnd();
-	put(f, (uint8_t[]){ (uint8_t)(0x40 | ihl), 0 }, 2);
-	put16(f, (uint16_t)tot);
-	put16(f, (uint16_t)rnd());
-	put16(f, frag);
-	put(f, (uint8_t[]){ 64, proto, 0, 0 }, 4);
-	if (chance(50)) {
-		put(f, (uint8_t[]){ 198, 18, 10, 1 }, 4);
-		put(f, (uint8_t[]){ 198, 18, 10, vm }, 4);
-	} else {
-		put(f, (uint8_t[]){ 198, 18, 10, vm }, 4);
-		put(f, (uint8_t[]){ 198, 18, 10, 1 }, 4);
-	}
-	while (f->len < start + ihl * 4 && f->len < FMAX)
-		f->b[f->len++] = 1; /* options: NOPs */
-	mark(f);
-	build_l4(f, proto, payload);
-}
-
-static void build_ipv6(struct frame *f)
-{
-	static const uint8_t exts[] = { 0, 43, 60, 44, 0, 60 };
-	uint8_t next[8], proto = pick_proto();
-	uint32_t next_at, payload = below(64), plen_at, start, n = chance(50) ? 0 : below(7), i;
-	uint8_t a[16] = { 0xfd, [15] = 1 }, b[16] = { 0xfd, [15] = 0x10 };
-
-	for (i = 0; i < n; i++)
-		next[i] = chance(90) ? exts[below(sizeof(exts))] : (uint8_t)rnd();
-	next[n] = proto;
-	put(f, (uint8_t[]){ 0x60, 0, 0, 0 }, 4);
-	plen_at = f->len;
-	put16(f, 0);
-	next_at = f->len;
-	put(f, (uint8_t[]){ next[0], 64 }, 2);
-	(void)next_at;
-	put(f, chance(50) ? a : b, 16);
-	put(f, f->b[f->len - 1] == 1 ? b : a, 16);
-	mark(f);
-	start = f->len;
-	for (i = 0; i < n; i++) {
-		uint8_t hl = chance(80) ? (uint8_t)below(2) : (uint8_t)rnd();
-		uint32_t olen = (hl + 1) * 8u, k;
-
-		put(f, (uint8_t[]){ next[i + 1], hl }, 2);
-		for (k = 2; k < olen && f->len < FMAX; k++)
-			f->b[f->len++] = 0;
-		mark(f);
-	}
-	build_l4(f, proto, payload);
-	if (plen_at + 2 <= FMAX) {
-		uint32_t plen = f->len - start;
-
-		if (chance(15))
-			plen = chance(50) ? below(plen + 1) : (uint16_t)rnd();
-		f->b[plen_at] = (uint8_t)(plen >> 8);
-		f->b[plen_at + 1] = (uint8_t)plen;
-	}
-}
-
-static void build(struct frame *f, bool tx)
-{
-	static const uint16_t tpids[] = { 0x8100, 0x88a8, 0x8100, 0x9100 };
-	uint32_t i, ntags = chance(70) ? 0 : below(4), r;
-	const uint8_t *dst = pick_dst();
-
-	memset(f, 0, sizeof(*f));
-	put(f, dst, 6);
-	put(f, tx ? MAC_VF1 : MAC_WIRE, 6);
-	if (chance(5))
-		f->b[below(6)] ^= (uint8_t)(1 << below(8)); /* near miss of a known MAC */
-	mark(f);
-	for (i = 0; i < ntags; i++) {
-		put16(f, tpids[below(4)]);
-		mark(f);
-		put16(f, chance(60) ? 100 : chance(50) ? 0 : (uint16_t)rnd());
-		mark(f);
-	}
-	r = below(10);
-	if (r < 4) {
-		put16(f, 0x0800);
-		build_ipv4(f);
-	} else if (r < 8) {
-		put16(f, 0x86dd);
-		build_ipv6(f);
-	} else if (r < 9) {
-		put16(f, 0x0806);
-		put_rand(f, 28);
-	} else {
-		put16(f, (uint16_t)rnd());
-		put_rand(f, below(40));
-	}
-}
-
-/* Truncation at (or near) a header boundary, or byte flips. */
-static void mutate(struct frame *f)
-{
-	uint32_t n, i;
-
-	if (f->ncut && chance(30)) {
-		uint32_t c = f->cut[below(f->ncut)] + below(5) - 2;
-
-		if (c < f->len)
-			f->len = c;
-	}
-	if (chance(20)) {
-		n = 1 + below(4);
-		for (i = 0; i < n && f->len; i++)
-			f->b[below(f->len)] ^= (uint8_t)(1 << below(8));
-	}
-	if (f->len < 14) /* the kernel refuses shorter test frames */
-		f->len = 14;
-}
 
 /* ---- the oracle ----------------------------------------------------------- */
 
@@ -755,74 +534,23 @@ static void one(struct env *e, struct tally *t, const char *name, const struct f
 	memcpy(e->stats, after, sizeof(after));
 }
 
-/* ---- named fixtures: regressions and every-byte truncations -------------- */
-
-struct fixture {
-	const char *name;
-	const char *hex;
-};
-
-/* Frames that once broke a rule, or that sit on a parser edge.  Each runs
- * through clat_rx and clat_tx before any random frame. */
-static const struct fixture FIXTURES[] = {
-	{ "ipv4-ihl-0", "02c100000001" "02aa00000009" "0800"
-			"40000028000040000406000000c6120a01c6120a0a" "9c40005000000000000000005002ffff00000000" },
-	{ "ipv4-totlen-below-ihl", "02c100000001" "02aa00000009" "0800"
-				   "45000010000040000406000000c6120a01c6120a0a" "9c40005000000000000000005002ffff00000000" },
-	{ "ipv4-ihl-15-past-end", "02c100000001" "02aa00000009" "0800"
-				  "4f000028000040000406000000c6120a01c6120a0a" "9c400050" },
-	{ "tcp-doff-past-totlen", "02c100000001" "02aa00000009" "0800"
-				  "45000028000040000406000000c6120a01c6120a0a" "9c4000500000000000000000f002ffff00000000" },
-	{ "ipv6-5-hopopts-chain", "02c100000001" "02aa00000009" "86dd"
-				  "6000000000280040" "fd000000000000000000000000000001" "fd000000000000000000000000000010"
-				  "0000000000000000" "0000000000000000" "0000000000000000" "0000000000000000" "0600000000000000" },
-	{ "ipv6-ext-longer-than-payload", "02c100000001" "02aa00000009" "86dd"
-					  "6000000000080040" "fd000000000000000000000000000001" "fd000000000000000000000000000010"
-					  "06ff000000000000" "9c40005000000000000000005002ffff00000000" },
-	{ "ipv6-fragment-header", "02c100000001" "02aa00000009" "86dd"
-				  "60000000001c2c40" "fd000000000000000000000000000001" "fd000000000000000000000000000010"
-				  "1100000100000001" "9c4000350014000000000000" },
-	{ "qinq-then-third-tag", "02c100000002" "02aa00000009" "88a8" "0064" "8100" "0007" "8100" "0001" "0800"
-				 "45000028000040000406000000c6120a01c6120a0a" },
-	{ "vlan0-priority-tag-to-vf1", "02c100000001" "02aa00000009" "8100" "e000" "0800"
-				       "4500001c000040000411000000c6120a01c6120a0a" "9c40003500080000" },
-	{ "tcp-syn-rst-fin-soup", "02c100000001" "02aa00000009" "0800"
-				  "45000028000040000406000000c6120a01c6120a0a" "9c4100500000000000000000503fffff00000000" },
-	{ "ipv4-mf-fragment", "02c100000001" "02aa00000009" "0800"
-			      "4500001c000020000411000000c6120a01c6120a0a" "9c40003500080000" },
-};
-
-static bool from_hex(const char *hex, struct frame *f)
-{
-	memset(f, 0, sizeof(*f));
-	for (; hex[0] && hex[1] && f->len < FMAX; hex += 2) {
-		unsigned int v;
-
-		if (sscanf(hex, "%2x", &v) != 1)
-			return false;
-		f->b[f->len++] = (uint8_t)v;
-	}
-	return !hex[0] && f->len >= 14;
-}
-
-/* Base frames cut at every length from the Ethernet header to the end. */
 static void truncations(struct env *e, struct tally *t)
 {
 	struct frame f;
 	uint32_t i, n, len;
 	char name[64];
 
-	for (i = 0; i < sizeof(FIXTURES) / sizeof(FIXTURES[0]); i++)
+	for (i = 0; i < dp_nfixtures; i++)
 		for (n = 0; n < 2; n++) {
-			if (!from_hex(FIXTURES[i].hex, &f)) {
+			if (!dp_from_hex(dp_fixtures[i].hex, &f)) {
 				t->verdict_bad++;
-				printf("# fixture %s does not parse\n", FIXTURES[i].name);
+				printf("# fixture %s does not parse\n", dp_fixtures[i].name);
 				continue;
 			}
-			one(e, t, FIXTURES[i].name, &f, n);
+			one(e, t, dp_fixtures[i].name, &f, n);
 			for (len = f.len - 1; len >= 14; len--) {
 				f.len = len;
-				snprintf(name, sizeof(name), "%s cut at %u", FIXTURES[i].name, len);
+				snprintf(name, sizeof(name), "%s cut at %u", dp_fixtures[i].name, len);
 				one(e, t, name, &f, n);
 			}
 		}
@@ -913,15 +641,15 @@ int main(int argc, char **argv)
 
 	printf("# seed 0x%llx (replay: fuzz_datapath --seed 0x%llx --iterations N)\n",
 	       (unsigned long long)seed, (unsigned long long)seed);
-	rng = seed;
+	dp_seed(seed);
 	start = now_s();
 	for (i = 0; iterations ? i < iterations : now_s() - start < seconds; i++) {
 		struct frame f;
-		bool tx = chance(35);
+		bool tx = dp_chance(35);
 		char name[48];
 
-		build(&f, tx);
-		mutate(&f);
+		dp_build(&f, tx);
+		dp_mutate(&f);
 		snprintf(name, sizeof(name), "seed 0x%llx #%llu", (unsigned long long)seed,
 			 (unsigned long long)i);
 		one(&e, &rn, name, &f, tx);
