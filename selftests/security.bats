@@ -101,3 +101,26 @@ EOF
 	run "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$BATS_TEST_TMPDIR/good.mem" --bat-gpa "$BAT"
 	assert_success
 }
+
+@test "guest memory that shrinks during a sync fails the sync, no SIGBUS, device contexts kept" {
+	local pid rc=0 log=$BATS_TEST_TMPDIR/sync.log _
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
+	"$BIN/flowgen" --prog "/sys/fs/bpf/clat/$PF/prog_rx" --dst-mac "${VM_MAC[0]}" \
+		--src-mac 02:00:5e:00:00:01 --vm-addr "${VM_IP[0]}" --vm-port 5000 \
+		--remote-addr "$WIRE_IP" --first-port 20000 --count 100 --proto udp >/dev/null
+	assert_equal "$(ctx_json 1 | jq '.contexts | length')" 100
+	CLAT_TEST_STALL=sync_validated:2 "$CLAT_LOAD" guest sync "$PF" --fn 1 \
+		</dev/null >/dev/null 2>"$log" 3>&- &
+	pid=$!
+	for _ in $(seq 50); do
+		grep -q stalled "$log" && break
+		sleep 0.1
+	done
+	truncate -s 4096 "$MEM"
+	wait "$pid" || rc=$?
+	cat "$log"
+	assert_equal "$rc" 1 # not 135 (SIGBUS)
+	grep -q "shrank while being written" "$log"
+	# The device still holds every context and their counts.
+	assert_equal "$(ctx_json 1 | jq '[.contexts[] | select(.packets_in == 1)] | length')" 100
+}
