@@ -27,6 +27,8 @@ ifeq ($(SANITIZE),1)
 # No recovery: the first UB report ends the program, so a test sees it fail.
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all
+# Files every UBSan report where selftests/run.sh finds it (user/san_hook.c).
+SAN_HOOK := $(OUTPUT)/user/san_hook.o
 endif
 
 ifeq ($(V),1)
@@ -166,5 +168,9 @@ uninstall:
 
 clean:
 	rm -rf $(BASE_OUTPUT)
+
+ifeq ($(SANITIZE),1)
+$(BINS) $(TEST_PROGS): $(SAN_HOOK)
+endif
 
 -include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d)
