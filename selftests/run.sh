@@ -15,7 +15,7 @@ if [ "${CLAT_SANITIZE:-}" = 1 ]; then
 	san_logs=$(mktemp -d /tmp/clat-san.XXXXXX)
 	chmod 1777 "$san_logs" # tests also run binaries as nobody
 	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$san_logs/asan"
-	export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86:log_path=$san_logs/ubsan"
+	export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86"
 	export LSAN_OPTIONS="exitcode=86"
 	export CLAT_SAN_DIR=$san_logs # UBSan reports, through user/san_hook.c
 fi
