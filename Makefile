@@ -1,16 +1,18 @@
-# clat: non-recursive build.  Output goes to .output/; `make V=1` shows commands.
+# clat: non-recursive build.  Output goes to .output/ (.output/san/ with
+# SANITIZE=1, so sanitized and plain objects never mix); `make V=1` shows commands.
 .DELETE_ON_ERROR:
 .SECONDARY:
 .DEFAULT_GOAL := all
 
-OUTPUT    := .output
+BASE_OUTPUT := .output
+SANITIZE  ?=
+OUTPUT    := $(if $(filter 1,$(SANITIZE)),$(BASE_OUTPUT)/san,$(BASE_OUTPUT))
 CLANG     ?= clang
 CC        ?= gcc
 BPFTOOL   ?= bpftool
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    := $(PREFIX)/bin
-SANITIZE  ?=
 
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS    ?= -O2 -g
@@ -22,8 +24,11 @@ LIBVIRT_LIBS   := $(shell pkg-config --libs libvirt libxml-2.0)
 BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Iinclude -I$(OUTPUT) -MMD -MP
 
 ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer
-LDFLAGS += -fsanitize=address,undefined
+# No recovery: the first UB report ends the program, so a test sees it fail.
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all
+# Files every UBSan report where selftests/run.sh finds it (user/san_hook.c).
+SAN_HOOK := $(OUTPUT)/user/san_hook.o
 endif
 
 ifeq ($(V),1)
@@ -41,7 +46,8 @@ VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gtables flatten gbuild shadow ctxfmt)
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
-TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen \
+	       $(OUTPUT)/fuzz_datapath
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
@@ -53,16 +59,17 @@ all: $(BINS) $(TEST_PROGS) $(TEST_BPF)
 help:
 	@echo 'Targets:'
 	@echo '  all        build clat-load, clat-guest, vf-emu, the BPF object and test programs (default)'
-	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts + BATS netns selftests)'
+	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts, datapath and guest-table fuzzing,'
+	@echo '             BATS netns selftests); with SANITIZE=1 on the ASan/UBSan build, failing on any report'
 	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
 	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
-	@echo '  clean      remove $(OUTPUT)/'
+	@echo '  clean      remove $(BASE_OUTPUT)/ (with the sanitized build in $(BASE_OUTPUT)/san/)'
 	@echo '  fuzz       libFuzzer over gtables_load for $$(FUZZ_SECONDS) s (default 60): corpus in'
-	@echo '             $(OUTPUT)/fuzz-corpus, crashes in $(OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
+	@echo '             $(BASE_OUTPUT)/fuzz-corpus, crashes in $(BASE_OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
 	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, PREFIX, DESTDIR'
 
-$(OUTPUT) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
+$(sort $(BASE_OUTPUT) $(OUTPUT)) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/vmlinux.h: | $(OUTPUT)
@@ -121,35 +128,42 @@ $(OUTPUT)/seqstream: $(OUTPUT)/selftests/seqstream.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
 
+# fuzz_datapath: random and mutated frames through BPF_PROG_TEST_RUN.
+$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(LIB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 # Fuzzing the guest-table validator: clang + libFuzzer, ASan and UBSan.  Only
-# the skeleton-free guest-table code is linked in.
+# the skeleton-free guest-table code is linked in.  Always sanitized, so always
+# under $(BASE_OUTPUT)/, whatever SANITIZE says.
 FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser
 FUZZ_LIB     := user/gtables.c user/flatten.c user/gmem.c user/gbuild.c
 
-$(OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(OUTPUT)
+$(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) selftests/fuzz_gtables.c $(FUZZ_LIB) -o $@
 
-$(OUTPUT)/fuzz_seeds: selftests/fuzz_seeds.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(OUTPUT)
+$(BASE_OUTPUT)/fuzz_seeds: selftests/fuzz_seeds.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) $(subst fuzzer$(comma),,$(FUZZ_CFLAGS)) selftests/fuzz_seeds.c $(FUZZ_LIB) -o $@
 
-fuzz: $(OUTPUT)/fuzz_gtables $(OUTPUT)/fuzz_seeds
-	$(Q)mkdir -p $(OUTPUT)/fuzz-corpus $(OUTPUT)/fuzz-artifacts
-	$(Q)$(OUTPUT)/fuzz_seeds $(OUTPUT)/fuzz-corpus
+fuzz: $(BASE_OUTPUT)/fuzz_gtables $(BASE_OUTPUT)/fuzz_seeds
+	$(Q)mkdir -p $(BASE_OUTPUT)/fuzz-corpus $(BASE_OUTPUT)/fuzz-artifacts
+	$(Q)$(BASE_OUTPUT)/fuzz_seeds $(BASE_OUTPUT)/fuzz-corpus
 	$(Q)if ls selftests/fuzz-regressions/* >/dev/null 2>&1; then \
-		$(OUTPUT)/fuzz_gtables -runs=0 selftests/fuzz-regressions/*; fi
-	$(Q)$(OUTPUT)/fuzz_gtables -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
-		-artifact_prefix=$(OUTPUT)/fuzz-artifacts/ $(OUTPUT)/fuzz-corpus
+		$(BASE_OUTPUT)/fuzz_gtables -runs=0 selftests/fuzz-regressions/*; fi
+	$(Q)$(BASE_OUTPUT)/fuzz_gtables -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix=$(BASE_OUTPUT)/fuzz-artifacts/ $(BASE_OUTPUT)/fuzz-corpus
 
+# run.sh and the BATS tests find the binaries through CLAT_BIN_DIR.
 check: all
-	$(Q)selftests/run.sh
+	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) CLAT_SANITIZE=$(SANITIZE) selftests/run.sh
 
 demo: all
-	$(Q)scripts/demo.sh
+	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) scripts/demo.sh
 
 deps:
 	$(Q)scripts/install-deps.sh
@@ -164,6 +178,10 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/share/clat/libvirt-qemu-hook
 
 clean:
-	rm -rf $(OUTPUT)
+	rm -rf $(BASE_OUTPUT)
+
+ifeq ($(SANITIZE),1)
+$(BINS) $(TEST_PROGS): $(SAN_HOOK)
+endif
 
 -include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d)

@@ -12,6 +12,8 @@
 /* Bound on re-reads while another CPU finishes claiming a slot.  It has
  * only a few stores left, but a vCPU can be descheduled between them. */
 #define CLAIM_SETTLE_READS (1 << 16)
+/* How far a RST's sequence may be from the next expected one. */
+#define RST_SEQ_SLACK (1U << 20)
 
 struct guest_view {
 	const struct clat_bat_cache *b;
@@ -154,6 +156,14 @@ static __always_inline int tcp_update(struct clat_ctx *c, const struct flow_info
 	__u8 flags = fi->tcp_flags, st = c->tcp_state;
 
 	if (flags & TCPF_RST) {
+		/* Only a RST near where its sender's sequence is closes the flow,
+		 * so a blind spoofer must guess within 2 MiB of 4 GiB.  A sender
+		 * that has sent nothing yet (a port's RST to a SYN) has no
+		 * sequence here to check against. */
+		__u32 next = c->seq_next[dir & 1];
+
+		if (next && fi->seq - next + RST_SEQ_SLACK > 2 * RST_SEQ_SLACK)
+			return 0;
 		c->tcp_state = CLAT_TCP_CLOSED;
 		return 1;
 	}
@@ -253,29 +263,35 @@ struct slot_probe {
 	__u32 seg_state;   /* bat_cache seg_state, read once per frame */
 	__u32 newest;
 	__u32 done_seg;    /* find: the segment whose scan met an EMPTY slot */
+	__u32 cur_seg;     /* the segment pr->g points at */
+	__u32 hit_seg;     /* where the flow's context is (TRACK_HIT, TRACK_CLAIM) */
+	__u32 hit_svc;
 	int result;
 	int released;  /* the update closed the flow and freed the slot */
 	struct slot s;
 };
 
-/* Context pointers cannot leave a bpf_loop callback (the verifier forgets
- * their type in the caller's frame), so each pass updates the context it
- * found itself. */
-static __always_inline void update_found(struct slot_probe *pr, struct slot *s)
+/* The passes only find the flow's slot: context pointers cannot leave a
+ * bpf_loop callback (the verifier forgets their type in the caller's frame),
+ * and updating inside every callback made the verifier check the update
+ * once per pass and per segment.  find_or_claim walks to it again. */
+static __always_inline void found_at(struct slot_probe *pr, __u32 svc, int result)
 {
-	pr->released = update_ctx(&pr->g, s, pr->fi, pr->dir, pr->len, pr->rx_queue, pr->now);
+	pr->hit_seg = pr->cur_seg;
+	pr->hit_svc = svc;
+	pr->result = result;
 }
 
-/* An occupied slot ends the pass if it holds our flow (which is then
- * updated) or never settled; otherwise the pass goes on. */
+/* An occupied slot ends the pass if it holds our flow or never settled;
+ * otherwise the pass goes on. */
 static __always_inline long join_occupant(struct slot_probe *pr, __u64 sw)
 {
 	int r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
 
 	if (r > 0)
-		update_found(pr, &pr->s);
-	if (r)
-		pr->result = r < 0 ? TRACK_BUSY : TRACK_HIT;
+		found_at(pr, pr->s.svc, TRACK_HIT);
+	else if (r < 0)
+		pr->result = TRACK_BUSY;
 	return r != 0;
 }
 
@@ -302,7 +318,7 @@ static long claim_cb(__u32 i, struct slot_probe *pr)
 			/* The CAS orders the key stores before LIVE. */
 			__sync_val_compare_and_swap(&pr->s.ctx->state_word, claiming,
 						    (claiming & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_LIVE);
-			pr->result = TRACK_CLAIM;
+			found_at(pr, pr->s.svc, TRACK_CLAIM);
 			pr->won = p;
 			pr->won_svc = pr->s.svc;
 			return 1;
@@ -342,8 +358,7 @@ static long yield_cb(__u32 p, struct slot_probe *pr)
 	ours.ctx = slot_at(&pr->g, pr->won_svc, &ours.block);
 	if (ours.ctx)
 		release_slot(&pr->g, &ours);
-	update_found(pr, &o);
-	pr->result = TRACK_HIT;
+	found_at(pr, o.svc, TRACK_HIT);
 	return 1;
 }
 
@@ -388,6 +403,7 @@ static long find_cb(__u32 j, struct slot_probe *pr)
 	k = (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
 	if (!(pr->seg_state & (1U << k)) || view_segment(&pr->g, k))
 		return 0;
+	pr->cur_seg = k;
 	if (probe_slot(&pr->g, p, &pr->s)) {
 		pr->result = TRACK_SKIP; /* the tables do not back this svc */
 		return 1;
@@ -404,6 +420,22 @@ static long find_cb(__u32 j, struct slot_probe *pr)
 	return join_occupant(pr, sw);
 }
 
+/* Walks again to the context the passes found and updates it, if it still
+ * holds the flow (it can be released and reused in between). */
+static __always_inline int update_hit(struct slot_probe *pr)
+{
+	struct slot s = { .svc = pr->hit_svc };
+
+	if (view_segment(&pr->g, pr->hit_seg))
+		return TRACK_SKIP;
+	s.ctx = slot_at(&pr->g, s.svc, &s.block);
+	if (!s.ctx || slot_state(read_state(s.ctx)) != CLAT_SLOT_LIVE ||
+	    !key_eq(&s.ctx->key, &pr->fi->key))
+		return TRACK_BUSY;
+	pr->released = update_ctx(&pr->g, &s, pr->fi, pr->dir, pr->len, pr->rx_queue, pr->now);
+	return pr->result;
+}
+
 /* Finds the flow's context in every live segment, newest first, and
  * claims a slot in the newest if this frame may open the flow. */
 static __always_inline int find_or_claim(struct slot_probe *pr, bool may_claim)
@@ -415,26 +447,20 @@ static __always_inline int find_or_claim(struct slot_probe *pr, bool may_claim)
 	pr->done_seg = PROBE_NONE;
 	pr->result = TRACK_MISS;
 	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS, find_cb, pr, 0);
-	if (pr->result != TRACK_MISS || !may_claim)
-		return pr->result;
-	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
-		return TRACK_SKIP;
-	if (pr->free_p == PROBE_NONE)
-		return TRACK_FULL;
-	pr->from = pr->free_p;
-	pr->result = TRACK_FULL;
-	bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
-	if (pr->result != TRACK_CLAIM)
-		return pr->result;
-	bpf_loop(window_of(&pr->g), yield_cb, pr, 0);
-	if (pr->result == TRACK_CLAIM) {
-		/* Walk again to the slot we won: see update_found(). */
-		struct slot won = { .svc = pr->won_svc };
-
-		won.ctx = slot_at(&pr->g, won.svc, &won.block);
-		if (won.ctx)
-			update_found(pr, &won);
+	if (pr->result == TRACK_MISS && may_claim) {
+		if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
+			return TRACK_SKIP;
+		if (pr->free_p == PROBE_NONE)
+			return TRACK_FULL;
+		pr->cur_seg = pr->newest;
+		pr->from = pr->free_p;
+		pr->result = TRACK_FULL;
+		bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
+		if (pr->result == TRACK_CLAIM)
+			bpf_loop(window_of(&pr->g), yield_cb, pr, 0);
 	}
+	if (pr->result == TRACK_HIT || pr->result == TRACK_CLAIM)
+		return update_hit(pr);
 	return pr->result;
 }
 

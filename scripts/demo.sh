@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CLAT_LOAD=.output/clat-load
-CLAT_GUEST=.output/clat-guest
-VF_EMU=.output/vf-emu
+BIN=${CLAT_BIN_DIR:-.output}
+CLAT_LOAD=$BIN/clat-load
+CLAT_GUEST=$BIN/clat-guest
+VF_EMU=$BIN/vf-emu
 NUMVFS=4
 PF=demo$(printf '%04x' $((RANDOM)))
 NET=198.19.$((RANDOM % 250 + 1))

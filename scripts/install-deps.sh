@@ -18,6 +18,9 @@ packages=(
 	coreutils
 	# make fuzz, selftests/fuzz.sh: libFuzzer + sanitizer runtimes for clang 14
 	libclang-rt-14-dev
+	# make check SANITIZE=1: gcc's ASan/LSan and UBSan runtimes (gcc-12 pulls
+	# them in through libgcc-12-dev; named so the dependency is explicit)
+	libasan8 libubsan1
 )
 
 export DEBIAN_FRONTEND=noninteractive

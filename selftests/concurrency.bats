@@ -6,7 +6,7 @@
 
 load lib/common
 
-SEQ=$ROOT/.output/seqstream
+SEQ=$BIN/seqstream
 NVM=4
 RATE=300
 

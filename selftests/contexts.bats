@@ -102,14 +102,14 @@ udp_send() {
 	assert_equal "$(jq .contexts <<<"$output")" 4
 	local dev file
 	dev=$(ctx_json 1 | jq -c '[.contexts[] | {svc, remote_port, packets_in, bytes_in}] | sort_by(.svc)')
-	file=$("$ROOT/.output/clat-guest" show --mem "$MEM" --bat-gpa "$BAT" --json |
+	file=$("$BIN/clat-guest" show --mem "$MEM" --bat-gpa "$BAT" --json |
 		jq -c '[.types[0].contexts[] | {svc, remote_port, packets_in, bytes_in}] | sort_by(.svc)')
 	assert_equal "$file" "$dev"
 	# Each one sits at the GPA the walk gives for its service number.
 	local svc gpa
 	for svc in $(jq '.[].svc' <<<"$dev"); do
-		gpa=$("$ROOT/.output/clat-guest" locate --mem "$MEM" --bat-gpa "$BAT" --type 0 --svc "$svc" --json | jq .ctx_gpa)
-		assert_equal "$("$ROOT/.output/clat-guest" show --mem "$MEM" --bat-gpa "$BAT" --json |
+		gpa=$("$BIN/clat-guest" locate --mem "$MEM" --bat-gpa "$BAT" --type 0 --svc "$svc" --json | jq .ctx_gpa)
+		assert_equal "$("$BIN/clat-guest" show --mem "$MEM" --bat-gpa "$BAT" --json |
 			jq --argjson s "$svc" '.types[0].contexts[] | select(.svc == $s) | .gpa')" "$gpa"
 	done
 }
@@ -183,7 +183,7 @@ udp_send() {
 	for kind in "${!expect[@]}"; do
 		mem=$BATS_TEST_TMPDIR/$kind.mem
 		guest_init "$mem" conn:ctx=256,block=4096,services=20000,levels=3,entries=64
-		"$ROOT/.output/clat-guest" corrupt --mem "$mem" --bat-gpa "$BAT" --kind "$kind" 2>/dev/null
+		"$BIN/clat-guest" corrupt --mem "$mem" --bat-gpa "$BAT" --kind "$kind" 2>/dev/null
 		run "$CLAT_LOAD" guest attach "$PF" --fn 2 --mem "$mem" --bat-gpa "$BAT"
 		echo "# $kind: $output" >&3
 		assert_equal "$status" 1

@@ -232,7 +232,10 @@ static size_t build_frame(const struct args *a, uint16_t sport, uint8_t *buf)
 int main(int argc, char **argv)
 {
 	uint64_t i, redirected = 0, other = 0;
-	uint8_t frame[256];
+	/* Two bytes in, so the IP header after the 14-byte Ethernet header is
+	 * 4-byte aligned for the struct accesses of build_frame(). */
+	static union { uint32_t align; uint8_t b[258]; } fb;
+	uint8_t *frame = fb.b + 2;
 	struct args a;
 	int fd, err;
 

@@ -4,7 +4,7 @@
 
 load lib/common
 
-CLAT_GUEST=${CLAT_GUEST:-$ROOT/.output/clat-guest}
+CLAT_GUEST=${CLAT_GUEST:-$BIN/clat-guest}
 
 setup() {
 	DIR=$(mktemp -d "$BATS_TEST_TMPDIR/guest.XXXXXX")

@@ -76,7 +76,7 @@ teardown() {
 
 @test "hostile incoming tables are refused: nothing on B, the VM stays on A" {
 	cp "$MEM_A" "$BATS_TEST_TMPDIR/bad.mem"
-	"$ROOT/.output/clat-guest" corrupt --mem "$BATS_TEST_TMPDIR/bad.mem" --bat-gpa "$BAT" --kind gpa-out-of-range 2>/dev/null
+	"$BIN/clat-guest" corrupt --mem "$BATS_TEST_TMPDIR/bad.mem" --bat-gpa "$BAT" --kind gpa-out-of-range 2>/dev/null
 	run in_host "$HOST_B" "$CLAT_LOAD" migrate-in "$PF_B" --fn 2 --mac "$VM_MAC" --mem "$BATS_TEST_TMPDIR/bad.mem" --bat-gpa "$BAT"
 	assert_equal "$status" 1
 	assert_output --partial "outside guest memory"
@@ -113,7 +113,7 @@ teardown() {
 	wait "$pid" || true
 	run in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1 --json
 	assert_success
-	run "$ROOT/.output/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
+	run "$BIN/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
 	assert_equal "$(jq '[.types[0].contexts[] | select(.remote_port == 9401)] | length' <<<"$output")" 1
 	# And the destination takes it from guest memory.
 	cp "$MEM_A" "$MEM_B"
@@ -153,6 +153,6 @@ teardown() {
 	# A rerun completes.
 	run in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1
 	assert_success
-	run "$ROOT/.output/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
+	run "$BIN/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
 	assert_equal "$(jq '.types[0].contexts[] | select(.remote_port == 9601) | .packets_in' <<<"$output")" 2
 }

@@ -28,7 +28,7 @@ fn_counter() {
 }
 
 @test "10,000 idle connections migrate, and a packet of each finds its context on B" {
-	run "$ROOT/.output/clat-guest" seed --mem "$MEM_A" --bat-gpa "$BAT" --count "$FLOWS" \
+	run "$BIN/clat-guest" seed --mem "$MEM_A" --bat-gpa "$BAT" --count "$FLOWS" \
 		--vm-addr "$VM_IP" --vm-port "$VM_PORT" --remote-addr "$WIRE_IP" \
 		--first-port "$FIRST_PORT" --proto udp --json
 	assert_success
@@ -57,7 +57,7 @@ fn_counter() {
 	[ "$svcs_a" = "$svcs_b" ]
 
 	# One packet per flow through B's live clat_rx, remote -> VM.
-	run "$ROOT/.output/flowgen" --prog "/sys/fs/bpf/clat/$PF_B/prog_rx" \
+	run "$BIN/flowgen" --prog "/sys/fs/bpf/clat/$PF_B/prog_rx" \
 		--dst-mac "$VM_MAC" --src-mac 02:00:5e:00:00:01 --vm-addr "$VM_IP" \
 		--vm-port "$VM_PORT" --remote-addr "$WIRE_IP" --first-port "$FIRST_PORT" \
 		--count "$FLOWS" --proto udp

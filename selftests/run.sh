@@ -4,9 +4,25 @@
 set -u
 cd "$(dirname "$0")/.."
 
+# Where the binaries under test live: .output, or .output/san for a
+# sanitized build (`make check SANITIZE=1` sets both variables).
+export CLAT_BIN_DIR=${CLAT_BIN_DIR:-$PWD/.output}
+bin=$CLAT_BIN_DIR
+san_logs=
+if [ "${CLAT_SANITIZE:-}" = 1 ]; then
+	# Every report, even from a command a test expects to fail or from a
+	# background process, lands in a file that the last test looks for.
+	san_logs=$(mktemp -d /tmp/clat-san.XXXXXX)
+	chmod 1777 "$san_logs" # tests also run binaries as nobody
+	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$san_logs/asan"
+	export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86"
+	export LSAN_OPTIONS="exitcode=86"
+	export CLAT_SAN_DIR=$san_logs # UBSan reports, through user/san_hook.c
+fi
+
 passed=0 failed=0 skipped=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log"; [ -z "$san_logs" ] || rm -rf "$san_logs"' EXIT
 
 count_tap() {
 	local line
@@ -34,11 +50,30 @@ suite() {
 	fi
 }
 
-suite verdicts .output/test_verdicts
-suite arithmetic .output/test_arith
-suite contexts .output/test_ctx
-suite fuzz selftests/fuzz.sh "${CLAT_FUZZ_SECONDS:-30}"
+# One TAP test: no sanitizer wrote a report during the whole run.
+sanitizer_reports() {
+	local f n=0
+	echo "1..1"
+	for f in "$san_logs"/*; do
+		[ -e "$f" ] || continue
+		n=$((n + 1))
+		sed 's/^/# /' "$f" | head -60
+	done
+	if [ "$n" -eq 0 ]; then
+		echo "ok 1 - no ASan/UBSan/LeakSanitizer report from any process"
+	else
+		echo "not ok 1 - $n sanitizer report(s) (leak, memory error or UB), shown above"
+	fi
+}
+
+suite verdicts "$bin/test_verdicts"
+suite arithmetic "$bin/test_arith"
+suite contexts "$bin/test_ctx"
+suite datapath-fuzz "$bin/fuzz_datapath" --seconds "${CLAT_DPFUZZ_SECONDS:-20}"
+# libFuzzer brings its own sanitizers and reports; keep ours out of its way.
+suite fuzz env -u ASAN_OPTIONS -u UBSAN_OPTIONS -u LSAN_OPTIONS selftests/fuzz.sh "${CLAT_FUZZ_SECONDS:-30}"
 suite selftests bats --formatter tap selftests/${CLAT_TEST_FILTER:-*}.bats
+[ -z "$san_logs" ] || suite sanitizers sanitizer_reports
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

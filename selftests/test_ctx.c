@@ -52,6 +52,19 @@ struct frame {
 
 enum { TH_FIN = 1, TH_SYN = 2, TH_RST = 4, TH_ACK = 16 };
 
+/* Stores an already network-order value at any alignment (frame offsets
+ * are not aligned, and UBSan rightly refuses misaligned stores). */
+static void put_be(uint8_t *p, uint32_t v, size_t n)
+{
+	if (n == 2) {
+		uint16_t w = (uint16_t)v;
+
+		memcpy(p, &w, 2);
+	} else {
+		memcpy(p, &v, 4);
+	}
+}
+
 /* dir IN: remote -> VM (clat_rx); OUT: VM -> remote (clat_tx). */
 static struct frame build(const struct flow *f, int dir, uint8_t tcp_flags, uint32_t payload,
 			  bool fragment)
@@ -70,7 +83,7 @@ static struct frame build(const struct flow *f, int dir, uint8_t tcp_flags, uint
 	if (f->v6) {
 		l3 = 40;
 		p[0] = 0x60;
-		*(uint16_t *)(p + 4) = htons(l4 + payload);
+		put_be(p + 4, htons(l4 + payload), 2);
 		p[6] = f->proto;
 		p[7] = 64;
 		memcpy(p + 8, dir ? f->vm6 : f->remote6, 16);
@@ -80,23 +93,23 @@ static struct frame build(const struct flow *f, int dir, uint8_t tcp_flags, uint
 
 		l3 = 20;
 		p[0] = 0x45;
-		*(uint16_t *)(p + 2) = htons(20 + l4 + payload);
+		put_be(p + 2, htons(20 + l4 + payload), 2);
 		if (fragment)
-			*(uint16_t *)(p + 6) = htons(0x2000); /* MF */
+			put_be(p + 6, htons(0x2000), 2); /* MF */
 		p[8] = 64;
 		p[9] = f->proto;
 		memcpy(p + 12, &s, 4);
 		memcpy(p + 16, &d, 4);
 	}
 	p += l3;
-	*(uint16_t *)p = sport;
-	*(uint16_t *)(p + 2) = dport;
+	put_be(p, sport, 2);
+	put_be(p + 2, dport, 2);
 	if (f->proto == IPPROTO_TCP) {
-		*(uint32_t *)(p + 4) = htonl(1000);
+		put_be(p + 4, htonl(1000), 4);
 		p[12] = 5 << 4;
 		p[13] = tcp_flags;
 	} else {
-		*(uint16_t *)(p + 4) = htons(8 + payload);
+		put_be(p + 4, htons(8 + payload), 2);
 	}
 	fr.len = 14 + l3 + l4 + payload;
 	memset(fr.buf + 14 + l3 + l4, 0xab, payload);
@@ -317,6 +330,12 @@ static void verdict_tests(struct env *e)
 	send_expect(e, "the colliding flow is found past the collision",
 		    build(&b, 0, TH_ACK, 0, false), 0, CLAT_STAT_CTX_HIT, 1);
 
+	fr = build(&a, 1, TH_RST, 0, false);
+	put_be(fr.buf + 14 + 20 + 4, htonl(1000 + 0x40000000), 4);
+	send_expect(e, "a RST far outside the sender's sequence is counted but releases nothing",
+		    fr, 1, CLAT_STAT_CTX_HIT, 1);
+	check(stat_of(e, CLAT_STAT_CTX_RELEASE) == 0 && slot_state_of(e, sa) == CLAT_SLOT_LIVE,
+	      "after a spoofed RST the slot is still LIVE");
 	send_expect(e, "RST releases", build(&a, 1, TH_RST, 0, false), 1, CLAT_STAT_CTX_RELEASE, 1);
 	check(slot_state_of(e, sa) == CLAT_SLOT_TOMBSTONE, "the released slot is a tombstone");
 	send_expect(e, "a lookup passes over the tombstone", build(&b, 1, TH_ACK, 0, false), 1,

@@ -5,7 +5,7 @@
 
 load lib/common
 
-SEQ=$ROOT/.output/seqstream
+SEQ=$BIN/seqstream
 
 setup() {
 	topo_create 2
@@ -114,7 +114,7 @@ tcp_in() {
 @test "an object with another layout version is refused and nothing changes" {
 	local before
 	before=$(snapshot)
-	run "$CLAT_LOAD" upgrade "$PF" --obj "$ROOT/.output/selftests/upgrade_layout_bump.bpf.o"
+	run "$CLAT_LOAD" upgrade "$PF" --obj "$BIN/selftests/upgrade_layout_bump.bpf.o"
 	assert_failure
 	assert_output --partial "has map layout version 999"
 	assert_output --partial "nothing changed"
@@ -124,7 +124,7 @@ tcp_in() {
 @test "an object whose maps differ from the pinned ones is refused and nothing changes" {
 	local before
 	before=$(snapshot)
-	run "$CLAT_LOAD" upgrade "$PF" --obj "$ROOT/.output/selftests/upgrade_map_mismatch.bpf.o"
+	run "$CLAT_LOAD" upgrade "$PF" --obj "$BIN/selftests/upgrade_map_mismatch.bpf.o"
 	assert_failure
 	assert_output --partial "map 'vct'"
 	assert_output --partial "does not match the pinned map"
@@ -151,7 +151,7 @@ tcp_in() {
 	"$CLAT_LOAD" detach "$PF"
 	attach --unknown-unicast drop
 	before=$("$CLAT_LOAD" status "$PF" --json | jq -c .fns)
-	run "$CLAT_LOAD" upgrade "$PF" --obj "$ROOT/.output/clat.bpf.o" --json
+	run "$CLAT_LOAD" upgrade "$PF" --obj "$BIN/clat.bpf.o" --json
 	assert_success
 	assert_equal "$(jq .options_kept <<<"$output")" 1
 	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq -c .fns)" "$before"

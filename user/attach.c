@@ -61,6 +61,25 @@ static int attach_state(const char *dir, unsigned int pf_ifindex)
 	return (!err && ifindex == pf_ifindex) ? 1 : -ESTALE;
 }
 
+/* A staging dir's owner still runs: its PID is alive and is a clat-load
+ * (a PID reused by another program does not keep a dead attach's dir). */
+static bool staging_owner_alive(int pid)
+{
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	if (kill(pid, 0) < 0 && errno != EPERM)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return true; /* cannot tell: keep it */
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	return !strncmp(comm, "clat-load", 9);
+}
+
 /* Remove staging dirs left by an attach that was killed. */
 static void reap_staging(const char *parent, const char *base)
 {
@@ -78,7 +97,7 @@ static void reap_staging(const char *parent, const char *base)
 		if (strncmp(de->d_name, prefix, strlen(prefix)))
 			continue;
 		pid = atoi(de->d_name + strlen(prefix));
-		if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM))
+		if (pid > 0 && staging_owner_alive(pid))
 			continue; /* another attach is running */
 		if (pin_path(path, sizeof(path), parent, de->d_name) == 0)
 			remove_pin_dir(path);
@@ -285,6 +304,7 @@ int cmd_attach(const struct invocation *inv)
 			   PIN_LINK_RX);
 	if (err)
 		goto fail;
+	test_stall("attach_staged"); /* everything attached, nothing published */
 	if (rename(staging, dir) < 0) {
 		err = -errno;
 		pr_err("failed to publish pin dir %s: %s", dir, strerror(-err));
@@ -305,7 +325,7 @@ fail:
 int cmd_detach(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
-	char dir[PATH_MAX], parent[PATH_MAX];
+	char dir[PATH_MAX], parent[PATH_MAX], base[NAME_MAX];
 	struct stat st;
 	int err;
 
@@ -314,6 +334,12 @@ int cmd_detach(const struct invocation *inv)
 		err = pin_dir_for(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir));
 	if (err)
 		return err;
+	/* An attach killed before its rename left links pinned in its staging
+	 * dir, still attached: detach must converge without an attach first. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	snprintf(base, sizeof(base), "%s", basename(parent));
+	snprintf(parent, sizeof(parent), "%s", dir);
+	reap_staging(dirname(parent), base);
 	if (stat(dir, &st) < 0 && errno == ENOENT) {
 		pr_info("clat is not attached to %s (no %s); nothing to do", pf, dir);
 		return 0;

@@ -19,6 +19,21 @@
 
 bool verbose;
 
+/* Tests hold a command at a phase boundary, to kill it there or to act
+ * meanwhile: CLAT_TEST_STALL=<phase>[:<seconds>] (default 30 s). */
+void test_stall(const char *phase)
+{
+	const char *want = getenv("CLAT_TEST_STALL");
+	size_t n = strlen(phase);
+
+	if (want && !strncmp(want, phase, n) && (want[n] == '\0' || want[n] == ':')) {
+		unsigned int secs = want[n] == ':' ? (unsigned int)atoi(want + n + 1) : 30;
+
+		fprintf(stderr, "clat-load: stalled %us at %s (CLAT_TEST_STALL)\n", secs, phase);
+		sleep(secs);
+	}
+}
+
 int require_root(void)
 {
 	if (geteuid() != 0) {
@@ -85,6 +100,7 @@ int remove_pin_dir(const char *dir)
 		if (pin_path(path, sizeof(path), dir, de->d_name) == 0 && unlink(path) < 0 &&
 		    errno != ENOENT && !err)
 			err = -errno;
+		test_stall("unpin"); /* crash tests: die with the dir half removed */
 	}
 	closedir(d);
 	if (rmdir(dir) < 0 && errno != ENOENT && !err)

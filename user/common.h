@@ -57,6 +57,8 @@ struct clat_maps {
 };
 
 int require_root(void);
+/* CLAT_TEST_STALL=<phase>[:<seconds>]: tests hold a command there to kill it. */
+void test_stall(const char *phase);
 int ensure_bpffs(void);
 int pin_dir_for(const char *pf, const char *override, char *buf, size_t len);
 int pin_path(char *buf, size_t len, const char *dir, const char *name);

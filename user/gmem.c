@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,82 @@
  * whichever program is running. */
 #define gmem_err(fmt, ...) \
 	fprintf(stderr, "%s: " fmt "\n", program_invocation_short_name, ##__VA_ARGS__)
+
+/* A guest can truncate its memory file while it is mapped here; touching a
+ * page past the new end raises SIGBUS.  The handler puts a zero page over
+ * the faulting one (the access then completes and reads zeroes) and marks
+ * the mapping shrunk: from then on gmem_ptr() refuses every range, and the
+ * command fails cleanly instead of dying.  Chosen over pread() copies, which
+ * would mean reading whole guest memories, and over siglongjmp, which would
+ * unwind through code holding maps and fds. */
+#define GMEM_MAX_MAPS 16
+
+static struct gmem_map {
+	uint8_t *volatile base;
+	volatile size_t size;
+	volatile sig_atomic_t shrunk;
+} gmem_maps[GMEM_MAX_MAPS];
+static struct sigaction gmem_old_bus;
+
+static void gmem_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uint8_t *addr = si->si_addr;
+	long pg = CLAT_PAGE_SIZE;
+	int i;
+
+	(void)uc;
+	for (i = 0; i < GMEM_MAX_MAPS; i++) {
+		struct gmem_map *m = &gmem_maps[i];
+
+		if (!m->base || addr < m->base || addr >= m->base + m->size)
+			continue;
+		m->shrunk = 1;
+		if (mmap((void *)((uintptr_t)addr & ~(uintptr_t)(pg - 1)), pg, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
+			return;
+		break;
+	}
+	/* Not ours (or the remap failed): the previous disposition decides. */
+	sigaction(sig, &gmem_old_bus, NULL);
+}
+
+static void gmem_track(uint8_t *base, size_t size)
+{
+	static bool installed;
+	int i;
+
+	if (!installed) {
+		struct sigaction sa = { .sa_sigaction = gmem_sigbus,
+					.sa_flags = SA_SIGINFO | SA_NODEFER };
+
+		sigemptyset(&sa.sa_mask);
+		installed = sigaction(SIGBUS, &sa, &gmem_old_bus) == 0;
+	}
+	for (i = 0; i < GMEM_MAX_MAPS; i++)
+		if (__sync_bool_compare_and_swap(&gmem_maps[i].base, NULL, (uint8_t *)-1)) {
+			gmem_maps[i].size = size;
+			gmem_maps[i].shrunk = 0;
+			__atomic_store_n(&gmem_maps[i].base, base, __ATOMIC_RELEASE);
+			return;
+		}
+}
+
+static struct gmem_map *gmem_map_of(const uint8_t *base)
+{
+	int i;
+
+	for (i = 0; base && i < GMEM_MAX_MAPS; i++)
+		if (gmem_maps[i].base == base)
+			return &gmem_maps[i];
+	return NULL;
+}
+
+bool gmem_shrunk(const struct gmem *g)
+{
+	struct gmem_map *m = gmem_map_of(g->base);
+
+	return m && m->shrunk;
+}
 
 static int gmem_check_file(const char *path, int fd, uint64_t *size)
 {
@@ -73,6 +150,7 @@ int gmem_open(const char *path, bool writable, struct gmem *g)
 	}
 	g->base = base;
 	g->writable = writable;
+	gmem_track(base, (size_t)g->size);
 	return 0;
 fail:
 	close(g->fd);
@@ -83,8 +161,12 @@ fail:
 
 void gmem_close(struct gmem *g)
 {
+	struct gmem_map *m = gmem_map_of(g->base);
+
 	if (g->base)
 		munmap(g->base, (size_t)g->size);
+	if (m)
+		__atomic_store_n(&m->base, NULL, __ATOMIC_RELEASE);
 	if (g->fd >= 0)
 		close(g->fd);
 	g->base = NULL;
@@ -95,7 +177,7 @@ void gmem_close(struct gmem *g)
 void *gmem_ptr(const struct gmem *g, uint64_t gpa, uint64_t len)
 {
 	/* Written as two comparisons so gpa + len can never wrap. */
-	if (!g->base || gpa > g->size || len > g->size - gpa)
+	if (!g->base || gpa > g->size || len > g->size - gpa || gmem_shrunk(g))
 		return NULL;
 	return g->base + gpa;
 }

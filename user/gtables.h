@@ -28,6 +28,9 @@ int gmem_open(const char *path, bool writable, struct gmem *g);
 void gmem_close(struct gmem *g);
 /* Bounds-checked pointer to [gpa, gpa+len) or NULL. */
 void *gmem_ptr(const struct gmem *g, uint64_t gpa, uint64_t len);
+/* The file shrank while mapped (a page read as zeroes instead of SIGBUS);
+ * gmem_ptr() then refuses everything and callers must fail. */
+bool gmem_shrunk(const struct gmem *g);
 
 /* Where the file holds data, from SEEK_DATA/SEEK_HOLE.  Holes read as
  * zeroes, so a block inside a hole holds only EMPTY contexts and need not be

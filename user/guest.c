@@ -8,6 +8,7 @@
 #include "shadow.h"
 
 #include <limits.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,9 +106,11 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 	err = gmem_open(path, false, &g);
 	if (err)
 		return err;
+	test_stall("guest_mapped"); /* tests shrink the file here */
 	err = gtables_load(&g, bat_gpa, &t, msg, sizeof(msg));
 	if (err) {
-		pr_err("failed to attach guest tables of fn %u: %s", fn, msg);
+		pr_err("failed to attach guest tables of fn %u: %s%s", fn, msg,
+		       gmem_shrunk(&g) ? " (guest memory shrank while being read)" : "");
 		gmem_close(&g);
 		return err;
 	}
@@ -115,6 +118,13 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 	if (!err)
 		err = shadow_install(m, dir, fn, path, &g, &t, &btf, &live);
 	shadow_btf_close(&btf);
+	if (!err && gmem_shrunk(&g)) {
+		/* Some of what was installed read as zeroes: all or nothing. */
+		shadow_remove(m, dir, fn);
+		pr_err("failed to attach guest tables of fn %u: guest memory %s shrank while being read",
+		       fn, path);
+		err = -EIO;
+	}
 	if (!err) {
 		uint64_t dt = now_ns(CLOCK_MONOTONIC) - t0;
 
@@ -137,6 +147,7 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 	struct clat_guest_info gi = {};
 	struct clat_vct_entry v = {};
 	struct clat_maps m;
+	struct stat st;
 	int err;
 
 	err = require_root();
@@ -144,6 +155,14 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 		err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
 	if (err)
 		return err;
+	/* realpath() below would resolve a symlink that gmem_open's
+	 * O_NOFOLLOW is there to refuse: check the name as given first. */
+	if (lstat(mem, &st) == 0 && S_ISLNK(st.st_mode)) {
+		pr_err("failed to open guest memory %s: it is a symlink (refused: give the file itself)",
+		       mem);
+		err = -ELOOP;
+		goto out;
+	}
 	if (!realpath(mem, path)) {
 		err = -errno;
 		pr_err("failed to open guest memory %s: %s", mem, strerror(-err));
@@ -157,6 +176,11 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 		goto out;
 	}
 	bpf_map_lookup_elem(m.guests, &fn, &gi);
+	/* guests[fn] is written just before VCT[fn].bat_gpa turns tracking on;
+	 * an attach killed in between is not attached, and is redone. */
+	if (gi.bat_gpa && v.bat_gpa != gi.bat_gpa && gi.bat_gpa == bat_gpa &&
+	    !strcmp(gi.mem_path, path))
+		gi.bat_gpa = 0;
 	if (gi.bat_gpa) {
 		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path)) {
 			if (!(flags & GUEST_F_QUIET))
@@ -239,6 +263,7 @@ int cmd_guest_sync(const struct invocation *inv)
 int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsigned int flags)
 {
 	struct clat_guest_info gi = {};
+	struct clat_vct_entry v = {};
 	char dir[PATH_MAX];
 	uint64_t written, bytes;
 	struct clat_maps m;
@@ -255,8 +280,13 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 			pr_info("fn %u has no guest tables attached; nothing to do", fn);
 		goto out;
 	}
-	/* Contexts go back to the guest first; nothing is freed if that fails. */
-	err = shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
+	/* Contexts go back to the guest first; nothing is freed if that fails.
+	 * With tracking already off (a detach killed after it turned it off,
+	 * or an attach killed before it turned it on), guest memory holds
+	 * every context and the device's copy may be half gone: just finish. */
+	bpf_map_lookup_elem(m.vct, &fn, &v);
+	written = bytes = 0;
+	err = v.bat_gpa != gi.bat_gpa ? 0 : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
 	if (!err)
 		err = shadow_remove(&m, dir, fn);
 	if (!err)

@@ -45,21 +45,6 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* Tests hold a command at a phase boundary, to kill it there or to act
- * meanwhile: CLAT_TEST_STALL=<phase>[:<seconds>] (default 30 s). */
-static void test_stall(const char *phase)
-{
-	const char *want = getenv("CLAT_TEST_STALL");
-	size_t n = strlen(phase);
-
-	if (want && !strncmp(want, phase, n) && (want[n] == '\0' || want[n] == ':')) {
-		unsigned int secs = want[n] == ':' ? (unsigned int)atoi(want + n + 1) : 30;
-
-		fprintf(stderr, "clat-load: stalled %us at %s (CLAT_TEST_STALL)\n", secs, phase);
-		sleep(secs);
-	}
-}
-
 /* ---- source ---------------------------------------------------------------- */
 
 struct src {

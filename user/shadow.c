@@ -759,6 +759,7 @@ int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uin
 		gmem_close(&g);
 		return err;
 	}
+	test_stall("sync_validated"); /* tests shrink the file here */
 	if (t.hdr.generation != gi.generation) {
 		pr_err("failed to sync fn %u: guest tables changed (generation %u, attached %u); "
 		       "run 'guest resync' first", fn, t.hdr.generation, gi.generation);
@@ -776,6 +777,11 @@ int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uin
 		if (err)
 			pr_err("failed to sync fn %u type %u: %s", fn, t.types[i].index,
 			       strerror(-err));
+	}
+	if (gmem_shrunk(&g)) { /* some accesses landed on a zero page */
+		pr_err("failed to sync fn %u: guest memory %s shrank while being written", fn,
+		       gi.mem_path);
+		err = -EIO;
 	}
 	gtables_free(&t);
 	gmem_close(&g);

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "common.h"
 
+#include <dirent.h>
 #include <limits.h>
 #include <unistd.h>
 #include <net/if.h>
@@ -54,6 +55,30 @@ static int parse_port(const struct invocation *inv, unsigned int *ifindex)
 	}
 	*ifindex = v;
 	return 0;
+}
+
+/* clat_tx links whose representor belongs to no fn: what a vf add killed
+ * between its link and its map updates leaves.  vf del removes them. */
+static void reap_tx_links(const struct clat_maps *m, const char *dir)
+{
+	char path[PATH_MAX];
+	struct clat_port_val pv;
+	struct dirent *de;
+	unsigned int ifindex;
+	char tail;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (sscanf(de->d_name, PIN_LINK_TX_FMT "%c", &ifindex, &tail) != 1 ||
+		    bpf_map_lookup_elem(m->port_fn, &ifindex, &pv) == 0)
+			continue;
+		if (!pin_path(path, sizeof(path), dir, de->d_name) && unlink(path) == 0)
+			pr_info("removed the clat_tx link of ifindex %u, which belongs to no fn",
+				ifindex);
+	}
+	closedir(d);
 }
 
 int cmd_vf_add(const struct invocation *inv)
@@ -132,7 +157,16 @@ int cmd_vf_del(const struct invocation *inv)
 		return err;
 	bpf_map_lookup_elem(m.vct, &fn, &e);
 	if (e.state == CLAT_FN_FREE) {
+		reap_tx_links(&m, dir);
 		pr_info("fn %u is not in use on %s; nothing to do", fn, pf);
+		goto out;
+	}
+	/* The link goes first: a del killed in between is still ACTIVE, so
+	 * its rerun finds the ifindex again (the VCT entry holds it). */
+	snprintf(name, sizeof(name), PIN_LINK_TX_FMT, e.ifindex);
+	if (!pin_path(path, sizeof(path), dir, name) && unlink(path) < 0 && errno != ENOENT) {
+		err = -errno;
+		pr_err("failed to detach clat_tx from ifindex %u: %s", e.ifindex, strerror(-err));
 		goto out;
 	}
 	err = fn_remove(&m, fn);
@@ -140,13 +174,8 @@ int cmd_vf_del(const struct invocation *inv)
 		pr_err("failed to remove fn %u: %s", fn, strerror(-err));
 		goto out;
 	}
-	snprintf(name, sizeof(name), PIN_LINK_TX_FMT, e.ifindex);
-	if (!pin_path(path, sizeof(path), dir, name) && unlink(path) < 0 && errno != ENOENT) {
-		err = -errno;
-		pr_err("failed to detach clat_tx from ifindex %u: %s", e.ifindex, strerror(-err));
-	}
-	if (!err)
-		pr_info("fn %u removed from %s", fn, pf);
+	reap_tx_links(&m, dir);
+	pr_info("fn %u removed from %s", fn, pf);
 out:
 	maps_close(&m);
 	return err;

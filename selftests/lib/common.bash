@@ -2,8 +2,10 @@
 # named topology in setup and removes it in teardown, also on failure.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-CLAT_LOAD=$ROOT/.output/clat-load
-VF_EMU=$ROOT/.output/vf-emu
+# selftests/run.sh exports CLAT_BIN_DIR (.output or the sanitized .output/san).
+BIN=${CLAT_BIN_DIR:-$ROOT/.output}
+CLAT_LOAD=$BIN/clat-load
+VF_EMU=$BIN/vf-emu
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
@@ -92,7 +94,7 @@ guest_init() {
 	shift
 	local args=()
 	for spec in "$@"; do args+=(--type "$spec"); done
-	json=$("$ROOT/.output/clat-guest" init --mem "$mem" --size 64M "${args[@]}" --json) || return 1
+	json=$("$BIN/clat-guest" init --mem "$mem" --size 64M "${args[@]}" --json) || return 1
 	BAT=$(jq .bat_gpa <<<"$json")
 }
 

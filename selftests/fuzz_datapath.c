@@ -1,0 +1,673 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Datapath fuzzing through BPF_PROG_TEST_RUN: the real clat object, real
+ * guest tables (gbuild -> gtables_load -> shadow_install, as test_ctx does),
+ * and frames that are built, cut at every header and mutated: VLAN stacks,
+ * bogus IPv4 IHL/total length, IPv6 payload lengths and extension chains,
+ * fragments, TCP flag soup.
+ *
+ * An oracle, written from the header formats and not from the BPF code,
+ * predicts each frame's verdict, every counter it moves (so a frame counted
+ * against the wrong fn, i.e. redirected to a VF whose MAC does not match,
+ * shows up as a counter that moved where it must not) and, for frames that
+ * reach the fn with a guest, the context outcome: which slot of the probe
+ * window it hits or claims and that the slot's packet counter moves by one.
+ *
+ * Deterministic: the seed is printed, and --seed S --iterations N replays a
+ * run.  Any frame that broke a rule is printed in hex; such frames belong
+ * in the named fixtures of dp_frames.c (regressions), which run first, each
+ * also cut at every length.  TAP out. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_link.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "clat_abi.h"
+#include "clat.skel.h"
+#include "dp_frames.h"
+#include "common.h"
+#include "gbuild.h"
+#include "gtables.h"
+#include "shadow.h"
+#include "tap.h"
+
+#define LO 1
+#define GUEST_FN 1
+#define WINDOW 4
+#define CAPACITY 512 /* about twice the flows the generator names: windows fill, slots get reused */
+#define NFN 6
+static const uint32_t FNS[NFN] = { 0, 1, 2, 3, 4, CLAT_FN_NONE };
+#define FI_NONE 5
+
+/* The function table the maps are loaded with; the oracle reads this one. */
+static const struct {
+	const uint8_t *mac;
+	uint16_t vlan;
+	uint32_t state;
+	bool port;
+} FN_TABLE[5] = {
+	{ MAC_HOST, 0, CLAT_FN_ACTIVE, true },  { MAC_VF1, 0, CLAT_FN_ACTIVE, true },
+	{ MAC_VF2, 100, CLAT_FN_ACTIVE, true }, { MAC_VF3, 0, CLAT_FN_QUIESCED, true },
+	{ MAC_VF4, 0, CLAT_FN_ACTIVE, false },
+};
+
+/* ---- the oracle ----------------------------------------------------------- */
+
+struct l2 {
+	const uint8_t *dst;
+	uint16_t vlan, proto;
+	uint32_t off;
+};
+
+static int o_l2(const struct frame *f, struct l2 *l)
+{
+	int i;
+
+	if (f->len < 14)
+		return -1;
+	l->dst = f->b;
+	l->vlan = 0;
+	l->proto = be16(f->b + 12);
+	l->off = 14;
+	for (i = 0; i < 2 && (l->proto == 0x8100 || l->proto == 0x88a8); i++) {
+		if (l->off + 4 > f->len)
+			return -1;
+		if (i == 0)
+			l->vlan = be16(f->b + l->off) & 0x0fff;
+		l->proto = be16(f->b + l->off + 2);
+		l->off += 4;
+	}
+	return 0;
+}
+
+struct oflow {
+	struct clat_flow_key key;
+	uint8_t flags;
+};
+
+static int o_l4(const struct frame *f, uint32_t off, uint8_t proto, uint32_t l4len, int dir,
+		struct oflow *o)
+{
+	uint16_t s, d;
+
+	if (proto == IPPROTO_TCP) {
+		uint32_t doff;
+
+		if (off + 20 > f->len)
+			return -1;
+		doff = (f->b[off + 12] >> 4) * 4u;
+		if (doff < 20 || doff > l4len)
+			return -1;
+		o->flags = f->b[off + 13];
+	} else if (proto == IPPROTO_UDP) {
+		if (off + 8 > f->len)
+			return -1;
+	} else {
+		return -1;
+	}
+	memcpy(&s, f->b + off, 2);
+	memcpy(&d, f->b + off + 2, 2);
+	o->key.proto = proto;
+	o->key.vm_port = dir == CLAT_DIR_IN ? d : s;
+	o->key.remote_port = dir == CLAT_DIR_IN ? s : d;
+	return 0;
+}
+
+/* 0 and o filled if the frame carries a trackable TCP/UDP flow. */
+static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct oflow *o)
+{
+	uint32_t off = l->off, i;
+
+	memset(o, 0, sizeof(*o));
+	if (l->proto == 0x0800) {
+		uint32_t hl, tot;
+		const uint8_t *ip = f->b + off;
+
+		if (off + 20 > f->len)
+			return -1;
+		hl = (ip[0] & 15) * 4u;
+		tot = be16(ip + 2);
+		if (hl < 20 || tot < hl || (be16(ip + 6) & 0x3fff))
+			return -1;
+		o->key.vm_addr[10] = o->key.vm_addr[11] = 0xff;
+		o->key.remote_addr[10] = o->key.remote_addr[11] = 0xff;
+		memcpy(o->key.vm_addr + 12, ip + (dir == CLAT_DIR_IN ? 16 : 12), 4);
+		memcpy(o->key.remote_addr + 12, ip + (dir == CLAT_DIR_IN ? 12 : 16), 4);
+		return o_l4(f, off + hl, ip[9], tot - hl, dir, o);
+	}
+	if (l->proto == 0x86dd) {
+		const uint8_t *ip = f->b + off;
+		uint32_t plen;
+		uint8_t next;
+
+		if (off + 40 > f->len)
+			return -1;
+		memcpy(o->key.vm_addr, ip + (dir == CLAT_DIR_IN ? 24 : 8), 16);
+		memcpy(o->key.remote_addr, ip + (dir == CLAT_DIR_IN ? 8 : 24), 16);
+		plen = be16(ip + 4);
+		next = ip[6];
+		off += 40;
+		for (i = 0; i < 4 && (next == 0 || next == 43 || next == 60); i++) {
+			uint32_t olen;
+
+			if (off + 2 > f->len)
+				return -1;
+			olen = (f->b[off + 1] + 1) * 8u;
+			if (olen > plen)
+				return -1;
+			plen -= olen;
+			next = f->b[off];
+			off += olen;
+		}
+		return o_l4(f, off, next, plen, dir, o);
+	}
+	return -1;
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+struct env {
+	struct clat *skel;
+	struct clat_maps m;
+	struct shadow_view v;
+	char mem[64];
+	uint32_t seed;
+	int ncpu;
+	uint64_t stats[NFN][CLAT_STAT__MAX];
+};
+
+static int env_open(struct env *e)
+{
+	struct gbuild_type ty = { .name = "conn", .ctx_size = 256, .block_size = 4096,
+				  .services = CAPACITY, .probe_window = WINDOW,
+				  .hash_seed = 0xf022, .seed_set = true };
+	struct gbuild_opts go = { .size = 4 << 20 };
+	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO, fn;
+	struct clat_port_val pv = { .fn = GUEST_FN };
+	char err[256];
+	struct gtables t;
+	uint64_t bat, live;
+	struct gmem g;
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	e->ncpu = libbpf_num_possible_cpus();
+	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-fuzz-dp.%d", (int)getpid());
+	unlink(e->mem);
+	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "gbuild: %s\n", err);
+		return rc;
+	}
+	e->seed = ty.hash_seed;
+	e->skel = clat__open_and_load();
+	if (!e->skel)
+		return -errno;
+	maps_from_skel(e->skel, &e->m);
+	for (fn = 0; fn < 5; fn++) {
+		struct clat_mac_key mk = { .vlan = FN_TABLE[fn].vlan };
+		struct clat_mac_val mv = { .fn = fn };
+		struct clat_vct_entry v = { .state = FN_TABLE[fn].state, .ifindex = LO };
+
+		memcpy(mk.mac, FN_TABLE[fn].mac, 6);
+		bpf_map_update_elem(e->m.mac_fn, &mk, &mv, BPF_ANY);
+		bpf_map_update_elem(e->m.vct, &fn, &v, BPF_ANY);
+		if (FN_TABLE[fn].port)
+			bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
+	}
+	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
+	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
+	rc = gmem_open(e->mem, false, &g);
+	if (rc)
+		return rc;
+	rc = gtables_load(&g, bat, &t, err, sizeof(err));
+	if (!rc) {
+		rc = shadow_install(&e->m, NULL, GUEST_FN, e->mem, &g, &t, NULL, &live);
+		gtables_free(&t);
+	} else {
+		fprintf(stderr, "gtables: %s\n", err);
+	}
+	gmem_close(&g);
+	return rc ? rc : shadow_view_open(&e->m, GUEST_FN, 0, &e->v);
+}
+
+static void env_close(struct env *e)
+{
+	shadow_view_close(&e->v);
+	clat__destroy(e->skel);
+	unlink(e->mem);
+}
+
+static void read_stats(struct env *e, uint64_t out[NFN][CLAT_STAT__MAX])
+{
+	struct clat_stats v[e->ncpu];
+	int i, c, s;
+
+	for (i = 0; i < NFN; i++) {
+		memset(out[i], 0, sizeof(out[i]));
+		if (bpf_map_lookup_elem(e->m.stats, &FNS[i], v))
+			continue;
+		for (c = 0; c < e->ncpu; c++)
+			for (s = 0; s < CLAT_STAT__MAX; s++)
+				out[i][s] += v[c].slot[s];
+	}
+}
+
+/* ---- one frame: predict, run, compare ------------------------------------- */
+
+struct outcome {
+	uint32_t verdict;
+	int64_t d[NFN][CLAT_STAT__MAX]; /* expected counter moves */
+	/* context prediction for the guest fn */
+	bool tracked;
+	int dir;
+	struct oflow fl;
+	int result;     /* enum clat_stat CTX_* */
+	uint32_t pos;   /* window position hit or claimed */
+	struct clat_ctx before[WINDOW];
+	uint32_t svc[WINDOW];
+};
+
+static int fi_of(uint32_t fn)
+{
+	return fn == CLAT_FN_NONE ? FI_NONE : (int)fn;
+}
+
+static struct clat_ctx *ctx_of(struct env *e, uint32_t svc)
+{
+	return shadow_view_ctx(&e->v, svc, NULL);
+}
+
+/* The slot design: find the key up to the first EMPTY slot, else claim the
+ * first free position if this frame may open a flow. */
+static void predict_ctx(struct env *e, struct outcome *o, const struct frame *f, int dir)
+{
+	struct clat_flow_key k = o->fl.key;
+	uint32_t hash = clat_flow_hash(e->seed, &k), p, free_p = WINDOW;
+	bool may_claim = k.proto == IPPROTO_UDP || (o->fl.flags & 0x12) == 0x02;
+
+	(void)f;
+	o->tracked = true;
+	o->dir = dir;
+	o->result = -1;
+	for (p = 0; p < WINDOW; p++) {
+		o->svc[p] = clat_probe_svc(hash, p, 0, CAPACITY);
+		o->before[p] = *ctx_of(e, o->svc[p]);
+	}
+	for (p = 0; p < WINDOW; p++) {
+		uint64_t sw = o->before[p].state_word;
+		uint32_t st = sw & CLAT_SLOT_STATE_MASK;
+
+		if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
+			if (free_p == WINDOW)
+				free_p = p;
+			if (st == CLAT_SLOT_EMPTY)
+				break;
+			continue;
+		}
+		if (st == CLAT_SLOT_LIVE && (uint32_t)(sw >> CLAT_SLOT_HASH_SHIFT) == hash &&
+		    !memcmp(&o->before[p].key, &k, sizeof(k))) {
+			o->result = CLAT_STAT_CTX_HIT;
+			o->pos = p;
+			return;
+		}
+	}
+	if (!may_claim)
+		o->result = CLAT_STAT_CTX_MISS;
+	else if (free_p == WINDOW)
+		o->result = CLAT_STAT_CTX_FULL;
+	else {
+		o->result = CLAT_STAT_CTX_CLAIM;
+		o->pos = free_p;
+	}
+}
+
+static void track(struct env *e, struct outcome *o, const struct frame *f, uint32_t fn, int dir)
+{
+	struct l2 l;
+
+	if (fn != GUEST_FN)
+		return;
+	if (o_l2(f, &l) || o_flow(f, &l, dir, &o->fl)) {
+		o->d[fi_of(fn)][CLAT_STAT_CTX_SKIP]++;
+		return;
+	}
+	predict_ctx(e, o, f, dir);
+	o->d[fi_of(fn)][o->result]++;
+}
+
+/* deliver(): redirect to an ACTIVE fn's port; counters into count_fn. */
+static void deliver(struct env *e, struct outcome *o, const struct frame *f, uint32_t fn,
+		    uint32_t count_fn, int pkt_slot)
+{
+	if (fn >= 5 || FN_TABLE[fn].state == CLAT_FN_FREE) {
+		o->d[fi_of(count_fn)][CLAT_STAT_DROP_INACTIVE]++;
+		o->verdict = XDP_DROP;
+	} else if (FN_TABLE[fn].state == CLAT_FN_QUIESCED) {
+		o->d[fi_of(fn)][CLAT_STAT_DROP_QUIESCED]++;
+		o->verdict = XDP_DROP;
+	} else if (!FN_TABLE[fn].port) {
+		o->d[fi_of(count_fn)][CLAT_STAT_DROP_NO_PORT]++;
+		o->verdict = XDP_DROP;
+	} else {
+		o->d[fi_of(count_fn)][pkt_slot]++;
+		o->d[fi_of(count_fn)][pkt_slot + 1] += f->len;
+		o->verdict = XDP_REDIRECT;
+		track(e, o, f, fn, CLAT_DIR_IN);
+	}
+}
+
+static int lookup_fn(const struct l2 *l)
+{
+	int fn;
+
+	for (fn = 0; fn < 5; fn++)
+		if (!memcmp(l->dst, FN_TABLE[fn].mac, 6) && l->vlan == FN_TABLE[fn].vlan)
+			return fn;
+	return -1;
+}
+
+static void predict(struct env *e, struct outcome *o, const struct frame *f, bool tx)
+{
+	struct l2 l;
+	int fn;
+
+	memset(o, 0, sizeof(*o));
+	if (o_l2(f, &l)) {
+		o->d[tx ? GUEST_FN : FI_NONE][CLAT_STAT_DROP_MALFORMED]++;
+		o->verdict = XDP_DROP;
+		return;
+	}
+	if (l.dst[0] & 1) {
+		o->d[tx ? GUEST_FN : FI_NONE][tx ? CLAT_STAT_FLOOD_TX : CLAT_STAT_FLOOD_RX]++;
+		o->verdict = XDP_REDIRECT;
+		return;
+	}
+	fn = lookup_fn(&l);
+	if (!tx) {
+		if (fn < 0) {
+			o->d[FI_NONE][CLAT_STAT_PASS_UNKNOWN]++;
+			o->verdict = XDP_REDIRECT; /* to fn 0, the host port */
+		} else {
+			deliver(e, o, f, fn, fn, CLAT_STAT_RX_PACKETS);
+		}
+		return;
+	}
+	if (fn >= 0 && fn != GUEST_FN) {
+		deliver(e, o, f, fn, GUEST_FN, CLAT_STAT_HAIRPIN_PACKETS);
+		if (o->verdict == XDP_REDIRECT)
+			track(e, o, f, GUEST_FN, CLAT_DIR_OUT);
+		return;
+	}
+	o->d[GUEST_FN][CLAT_STAT_TX_PACKETS]++;
+	o->d[GUEST_FN][CLAT_STAT_TX_BYTES] += f->len;
+	o->verdict = XDP_REDIRECT;
+	track(e, o, f, GUEST_FN, CLAT_DIR_OUT);
+}
+
+struct tally {
+	uint64_t frames, aborted, verdict_bad, counter_bad, ctx_bad, delivered_guest;
+	uint64_t outcome[CLAT_STAT__MAX];
+	uint64_t released;
+	int shown;
+};
+
+static void show(struct tally *t, const char *why, const char *name, const struct frame *f,
+		 bool tx)
+{
+	uint32_t i;
+
+	if (t->shown++ >= 8)
+		return;
+	printf("# VIOLATION (%s) %s frame '%s', %u bytes:\n# ", why, tx ? "clat_tx" : "clat_rx",
+	       name, f->len);
+	for (i = 0; i < f->len; i++)
+		printf("%02x%s", f->b[i], i + 1 < f->len && (i + 1) % 32 == 0 ? "\n# " : "");
+	printf("\n");
+}
+
+/* The context after the frame, against the prediction. */
+static bool ctx_ok(struct env *e, const struct outcome *o, bool released)
+{
+	uint32_t p;
+
+	for (p = 0; p < WINDOW; p++) {
+		const struct clat_ctx *b = &o->before[p], *a = ctx_of(e, o->svc[p]);
+		uint32_t st = a->state_word & CLAT_SLOT_STATE_MASK;
+		bool ours = (o->result == CLAT_STAT_CTX_HIT || o->result == CLAT_STAT_CTX_CLAIM) &&
+			    p == o->pos;
+
+		if (!ours) {
+			/* Probe slots that are not ours keep state and counters, unless
+			 * two window positions name the same svc. */
+			bool alias = false;
+
+			for (uint32_t q = 0; q < WINDOW; q++)
+				alias |= q != p && o->svc[q] == o->svc[p];
+			if (!alias && (a->state_word != b->state_word ||
+				       a->packets[0] != b->packets[0] || a->packets[1] != b->packets[1]))
+				return false;
+			continue;
+		}
+		if (memcmp(&a->key, &o->fl.key, sizeof(a->key)) || a->fn != GUEST_FN ||
+		    a->svc != o->svc[p])
+			return false;
+		if (st != CLAT_SLOT_LIVE && !(st == CLAT_SLOT_TOMBSTONE && released))
+			return false;
+		if (released != (st == CLAT_SLOT_TOMBSTONE))
+			return false;
+		if (o->result == CLAT_STAT_CTX_CLAIM) {
+			if (a->packets[o->dir] != 1 || a->packets[!o->dir] != 0)
+				return false;
+		} else if (a->packets[o->dir] != b->packets[o->dir] + 1 ||
+			   a->packets[!o->dir] != b->packets[!o->dir]) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void one(struct env *e, struct tally *t, const char *name, const struct frame *f, bool tx)
+{
+	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = LO };
+	uint8_t out[FMAX + 64];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->b, .data_size_in = f->len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+	uint64_t after[NFN][CLAT_STAT__MAX];
+	struct outcome o;
+	bool bad = false, released;
+	int i, s;
+
+	predict(e, &o, f, tx);
+	if (tx) {
+		opts.ctx_in = &ctx_in;
+		opts.ctx_size_in = sizeof(ctx_in);
+	}
+	t->frames++;
+	if (bpf_prog_test_run_opts(bpf_program__fd(tx ? e->skel->progs.clat_tx
+						       : e->skel->progs.clat_rx), &opts)) {
+		t->verdict_bad++;
+		show(t, strerror(errno), name, f, tx);
+		return;
+	}
+	if (opts.retval == XDP_ABORTED) {
+		t->aborted++;
+		show(t, "XDP_ABORTED", name, f, tx);
+	}
+	if (opts.retval != o.verdict) {
+		t->verdict_bad++;
+		show(t, "verdict", name, f, tx);
+	}
+	read_stats(e, after);
+	released = after[GUEST_FN][CLAT_STAT_CTX_RELEASE] > e->stats[GUEST_FN][CLAT_STAT_CTX_RELEASE];
+	if (released) {
+		o.d[GUEST_FN][CLAT_STAT_CTX_RELEASE]++;
+		t->released++;
+	}
+	for (i = 0; i < NFN; i++)
+		for (s = 0; s < CLAT_STAT__MAX; s++)
+			bad |= (int64_t)(after[i][s] - e->stats[i][s]) != o.d[i][s];
+	if (bad) {
+		t->counter_bad++;
+		show(t, "counters: a counter moved that the oracle did not predict", name, f, tx);
+	}
+	if (o.tracked) {
+		t->delivered_guest++;
+		t->outcome[o.result]++;
+		if (!ctx_ok(e, &o, released) ||
+		    (released && o.result != CLAT_STAT_CTX_HIT && o.result != CLAT_STAT_CTX_CLAIM)) {
+			t->ctx_bad++;
+			show(t, "context", name, f, tx);
+		}
+	} else if (o.d[GUEST_FN][CLAT_STAT_CTX_SKIP]) {
+		t->delivered_guest++;
+		t->outcome[CLAT_STAT_CTX_SKIP]++;
+	}
+	memcpy(e->stats, after, sizeof(after));
+}
+
+static void truncations(struct env *e, struct tally *t)
+{
+	struct frame f;
+	uint32_t i, n, len;
+	char name[64];
+
+	for (i = 0; i < dp_nfixtures; i++)
+		for (n = 0; n < 2; n++) {
+			if (!dp_from_hex(dp_fixtures[i].hex, &f)) {
+				t->verdict_bad++;
+				printf("# fixture %s does not parse\n", dp_fixtures[i].name);
+				continue;
+			}
+			one(e, t, dp_fixtures[i].name, &f, n);
+			for (len = f.len - 1; len >= 14; len--) {
+				f.len = len;
+				snprintf(name, sizeof(name), "%s cut at %u", dp_fixtures[i].name, len);
+				one(e, t, name, &f, n);
+			}
+		}
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void report(const char *what, const struct tally *t)
+{
+	check(t->aborted == 0, "%s: %llu frames, none XDP_ABORTED (%llu)", what,
+	      (unsigned long long)t->frames, (unsigned long long)t->aborted);
+	check(t->verdict_bad == 0, "%s: every verdict as predicted (%llu wrong)", what,
+	      (unsigned long long)t->verdict_bad);
+	check(t->counter_bad == 0,
+	      "%s: every counter move as predicted, so no frame went to a fn whose MAC/VLAN does "
+	      "not match (%llu wrong)", what, (unsigned long long)t->counter_bad);
+	check(t->ctx_bad == 0,
+	      "%s: contexts as predicted: %llu frames reached the guest fn: hit %llu, claim %llu, "
+	      "full %llu, miss %llu, skip %llu, released %llu (%llu wrong)", what,
+	      (unsigned long long)t->delivered_guest, (unsigned long long)t->outcome[CLAT_STAT_CTX_HIT],
+	      (unsigned long long)t->outcome[CLAT_STAT_CTX_CLAIM],
+	      (unsigned long long)t->outcome[CLAT_STAT_CTX_FULL],
+	      (unsigned long long)t->outcome[CLAT_STAT_CTX_MISS],
+	      (unsigned long long)t->outcome[CLAT_STAT_CTX_SKIP], (unsigned long long)t->released,
+	      (unsigned long long)t->ctx_bad);
+}
+
+int main(int argc, char **argv)
+{
+	double seconds = 20, start;
+	uint64_t iterations = 0, seed = 0, i, live_pk = 0, hits_claims;
+	struct tally fx = { 0 }, rn = { 0 };
+	struct env e;
+	int opt, err;
+
+	while ((opt = getopt(argc, argv, "s:n:S:-:")) != -1) {
+		const char *v = optarg;
+
+		if (opt == '-') { /* --seconds=X style, and --seconds X */
+			char *eq = strchr(optarg, '=');
+
+			if (eq) {
+				*eq = 0;
+				v = eq + 1;
+			} else if (optind < argc) {
+				v = argv[optind++];
+			}
+			opt = !strcmp(optarg, "seconds") ? 's' : !strcmp(optarg, "iterations") ? 'n'
+			      : !strcmp(optarg, "seed") ? 'S' : '?';
+		}
+		if (opt == 's')
+			seconds = strtod(v, NULL);
+		else if (opt == 'n')
+			iterations = strtoull(v, NULL, 0);
+		else if (opt == 'S')
+			seed = strtoull(v, NULL, 0);
+		else {
+			fprintf(stderr, "usage: fuzz_datapath [--seconds S] [--iterations N] [--seed X]\n");
+			return 2;
+		}
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "fuzz_datapath: must run as root\n");
+		return 1;
+	}
+	if (!seed) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		seed = (uint64_t)ts.tv_nsec * 2654435761u ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid();
+		seed |= 1;
+	}
+	err = env_open(&e);
+	if (err) {
+		printf("not ok 1 - set up guest tables and load clat: %s\n", strerror(-err));
+		unlink(e.mem);
+		return 1;
+	}
+	read_stats(&e, e.stats);
+	truncations(&e, &fx);
+	report("named fixtures, cut at every byte", &fx);
+
+	printf("# seed 0x%llx (replay: fuzz_datapath --seed 0x%llx --iterations N)\n",
+	       (unsigned long long)seed, (unsigned long long)seed);
+	dp_seed(seed);
+	start = now_s();
+	for (i = 0; iterations ? i < iterations : now_s() - start < seconds; i++) {
+		struct frame f;
+		bool tx = dp_chance(35);
+		char name[48];
+
+		dp_build(&f, tx);
+		dp_mutate(&f);
+		snprintf(name, sizeof(name), "seed 0x%llx #%llu", (unsigned long long)seed,
+			 (unsigned long long)i);
+		one(&e, &rn, name, &f, tx);
+	}
+	report("random frames", &rn);
+
+	/* Every packet a context ever counted came from a hit or a claim, and a
+	 * context loses its counts only when a claim reuses its tombstone. */
+	hits_claims = fx.outcome[CLAT_STAT_CTX_HIT] + fx.outcome[CLAT_STAT_CTX_CLAIM] +
+		      rn.outcome[CLAT_STAT_CTX_HIT] + rn.outcome[CLAT_STAT_CTX_CLAIM];
+	for (i = 0; i < e.v.seg[0].n; i++)
+		if ((e.v.seg[0].ctx[i].state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE)
+			live_pk += e.v.seg[0].ctx[i].packets[0] + e.v.seg[0].ctx[i].packets[1];
+	check(live_pk <= hits_claims && e.stats[GUEST_FN][CLAT_STAT_CTX_HIT] +
+	      e.stats[GUEST_FN][CLAT_STAT_CTX_CLAIM] == hits_claims &&
+	      e.stats[GUEST_FN][CLAT_STAT_CTX_BUSY] == 0,
+	      "context totals: live contexts hold %llu packets <= %llu hits+claims, no ctx_busy",
+	      (unsigned long long)live_pk, (unsigned long long)hits_claims);
+	env_close(&e);
+	return tap_done();
+}
