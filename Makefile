@@ -41,10 +41,10 @@ VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gtables gbuild shadow ctxfmt)
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
-TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 
-.PHONY: all check demo install uninstall clean help deps fuzz
+.PHONY: all check demo install uninstall clean help deps fuzz bench
 all: $(BINS) $(TEST_PROGS)
 
 help:
@@ -55,9 +55,11 @@ help:
 	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(OUTPUT)/'
+	@echo '  bench      benchmarks vs peer designs: $(OUTPUT)/bench/results.json, plots, tables'
+	@echo '             (QUICK=1: the reduced smoke run; see docs/PERFORMANCE.md)'
 	@echo '  fuzz       libFuzzer over gtables_load for $$(FUZZ_SECONDS) s (default 60): corpus in'
 	@echo '             $(OUTPUT)/fuzz-corpus, crashes in $(OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
-	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, PREFIX, DESTDIR'
+	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, QUICK, PREFIX, DESTDIR'
 
 $(OUTPUT) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
 	$(Q)mkdir -p $@
@@ -154,5 +156,26 @@ uninstall:
 
 clean:
 	rm -rf $(OUTPUT)
+
+# ---- benchmarks (bench/): driver + its own BPF programs, run by bench/run.sh
+BENCH_OBJS := $(patsubst bench/%.c,$(OUTPUT)/bench-obj/%.o,$(filter-out %.bpf.c,$(wildcard bench/*.c)))
+
+$(OUTPUT)/%.bpf.o: bench/%.bpf.c $(OUTPUT)/vmlinux.h | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/bench-obj:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/bench-obj/%.o: bench/%.c $(SKELS) $(OUTPUT)/bench.skel.h | $(OUTPUT)/bench-obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Ibench -c $< -o $@
+
+$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lm -o $@
+
+bench: $(BINS) $(OUTPUT)/clat-bench
+	$(Q)QUICK=$(QUICK) bench/run.sh
 
 -include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d)
