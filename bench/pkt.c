@@ -31,26 +31,14 @@
 #include "gtables.h"
 #include "shadow.h"
 
-#define FN 1
-#define LO 1
-#define PER_BLOCK 16   /* A = 256 (the smallest A >= 136 dividing 4 KiB), B = 4 KiB */
-#define ENTRIES 512
+#include "world.h"
 
-static const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-
-enum design { D_FLOOR, D_WRAP, D_MAC_REDIRECT, D_CLAT, D_LRU, D_LITERAL };
+const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
 
 static const char *const design_name[] = {
 	[D_FLOOR] = "floor", [D_WRAP] = "driver", [D_MAC_REDIRECT] = "mac_redirect",
 	[D_CLAT] = "clat", [D_LRU] = "lru", [D_LITERAL] = "literal",
 };
-
-struct pkt_case {
-	enum design d;
-	uint32_t conns;  /* working set: live connections, visited in random order */
-	uint32_t levels; /* CLAT levels; 0 = the fewest that hold the capacity */
-};
-
 /* Capacity of every per-connection table: 1.5x the connections, as the
  * design tells guests to size theirs; the hot-flow cases get a fixed one. */
 static uint32_t capacity_for(uint32_t conns)
@@ -69,16 +57,8 @@ static uint32_t levels_for(uint32_t cap)
 	return l;
 }
 
-struct world {
-	struct bench *b;
-	struct clat *c;
-	struct clat_maps m;
-	char mem[256];
-	uint32_t conns, cap, levels;
-	uint64_t mem_bytes; /* device-side bytes of the per-connection state */
-};
 
-static void world_close(struct world *w)
+void world_close(struct world *w)
 {
 	bench__destroy(w->b);
 	clat__destroy(w->c);
@@ -213,7 +193,7 @@ static int lit_fill(struct world *w, uint32_t nblocks)
 	return rc;
 }
 
-static int world_open(struct world *w, const struct pkt_case *pc, const struct bench_opts *o)
+int world_open(struct world *w, const struct pkt_case *pc, const struct bench_opts *o)
 {
 	struct clat_mac_key mk = { .vlan = 0 };
 	struct clat_mac_val mv = { .fn = FN };
@@ -322,7 +302,7 @@ static void frame(uint8_t *buf, uint32_t *len)
 }
 
 /* ns per run of prog, as the kernel timed it over repeat runs. */
-static int run_prog(int prog, uint32_t repeat, double *ns)
+int run_prog(int prog, uint32_t repeat, double *ns)
 {
 	uint8_t buf[64];
 	uint32_t len;
@@ -338,7 +318,7 @@ static int run_prog(int prog, uint32_t repeat, double *ns)
 	return 0;
 }
 
-static int prog_of(struct world *w, enum design d)
+int prog_of(struct world *w, enum design d)
 {
 	return bpf_program__fd(d == D_FLOOR ? w->b->progs.floor_pass : w->b->progs.drive);
 }
