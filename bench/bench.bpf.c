@@ -307,6 +307,23 @@ struct {
 	__type(value, struct clat_mac_key);
 } gen_macs SEC(".maps");
 
+/* A bridge validates IPv4 headers (br_netfilter is built in), so live
+ * frames carry a correct header checksum. */
+static __always_inline void ip_checksum(struct iphdr *ip)
+{
+	__u16 *w = (__u16 *)ip;
+	__u32 sum = 0;
+	int i;
+
+	ip->check = 0;
+#pragma unroll
+	for (i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip->check = ~sum;
+}
+
 /* Runs under BPF_F_TEST_XDP_LIVE_FRAMES: rewrites and sends each frame into
  * the wire port, from where the peer device (clat_rx's PF, a bridge port or
  * a macvlan's lower device) receives it. */
@@ -331,6 +348,7 @@ int gen(struct xdp_md *ctx)
 	ip->daddr = k->vm4;
 	uh->source = k->remote_port;
 	uh->dest = k->vm_port;
+	ip_checksum(ip);
 	return bpf_redirect(gen_ifindex, 0);
 }
 
