@@ -22,6 +22,7 @@ cleanup() {
 	rm -rf "$TMPD"
 }
 trap cleanup EXIT
+echo "bench: live path, names $TAG*" >&2
 trap 'exit 130' INT TERM HUP
 
 die() { echo "bench/live.sh: $*" >&2; exit 1; }
