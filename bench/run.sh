@@ -3,7 +3,8 @@
 # $BENCH_OUT (default .output/bench)/results.json, tables.md and the PNG
 # plots, and prints the tables.  QUICK=1 is the reduced smoke run;
 # UPDATE_DOCS=1 also copies the tables and plots into docs/PERFORMANCE.md
-# and docs/perf/.  See docs/PERFORMANCE.md for the method.
+# and docs/perf/; RENDER_ONLY=1 skips the measurements and renders the
+# results.json already in $BENCH_OUT.  See docs/PERFORMANCE.md for the method.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/.output/bench}
@@ -29,6 +30,7 @@ else
 	q= runs=5 vfs=4 frames=2000000 live_runs=3
 fi
 start=$(date +%s)
+if [ "${RENDER_ONLY:-0}" != 1 ]; then
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: per-packet cost (BPF_PROG_TEST_RUN)" >&2
 "$BIN" pkt $q --runs "$runs" >"$OUT/pkt.json" || die "per-packet benchmark failed"
@@ -48,6 +50,8 @@ jq -n --slurpfile pkt "$OUT/pkt.json" --slurpfile mig "$OUT/mig.json" \
 	  date: $date, git: $rev, quick: $quick, seconds: $secs,
 	  pkt: $pkt[0], migration: $mig[0], live: $live[0]}' >"$OUT/results.json" ||
 	die "failed to write results.json"
+fi
+[ -s "$OUT/results.json" ] || die "no $OUT/results.json to render"
 
 "$ROOT/bench/render.sh" "$OUT/results.json" >"$OUT/tables.md" || die "failed to render the tables"
 "$ROOT/bench/plot.sh" "$OUT" || die "failed to draw the plots"
