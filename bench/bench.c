@@ -97,6 +97,9 @@ void cleanup_file(const char *path)
 		armed = true;
 	}
 	for (size_t i = 0; i < sizeof(cleanup) / sizeof(cleanup[0]); i++)
+		if (cleanup[i] && !strcmp(cleanup[i], path))
+			return;
+	for (size_t i = 0; i < sizeof(cleanup) / sizeof(cleanup[0]); i++)
 		if (!cleanup[i]) {
 			cleanup[i] = strdup(path);
 			return;
