@@ -47,13 +47,13 @@ LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gta
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen \
-	       $(OUTPUT)/fuzz_datapath
+	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
 TEST_PROGS  += $(OUTPUT)/seqstream
 
-.PHONY: all check demo install uninstall clean help deps fuzz
+.PHONY: all check demo install uninstall clean help deps fuzz bench
 all: $(BINS) $(TEST_PROGS) $(TEST_BPF)
 
 help:
@@ -65,9 +65,11 @@ help:
 	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(BASE_OUTPUT)/ (with the sanitized build in $(BASE_OUTPUT)/san/)'
+	@echo '  bench      benchmarks vs peer designs: $(OUTPUT)/bench/results.json, plots, tables'
+	@echo '             (QUICK=1: the reduced smoke run; see docs/PERFORMANCE.md)'
 	@echo '  fuzz       libFuzzer over gtables_load for $$(FUZZ_SECONDS) s (default 60): corpus in'
 	@echo '             $(BASE_OUTPUT)/fuzz-corpus, crashes in $(BASE_OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
-	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, PREFIX, DESTDIR'
+	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, QUICK, PREFIX, DESTDIR'
 
 $(sort $(BASE_OUTPUT) $(OUTPUT)) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
 	$(Q)mkdir -p $@
@@ -183,5 +185,26 @@ clean:
 ifeq ($(SANITIZE),1)
 $(BINS) $(TEST_PROGS): $(SAN_HOOK)
 endif
+
+# ---- benchmarks (bench/): driver + its own BPF programs, run by bench/run.sh
+BENCH_OBJS := $(patsubst bench/%.c,$(OUTPUT)/bench-obj/%.o,$(filter-out %.bpf.c,$(wildcard bench/*.c)))
+
+$(OUTPUT)/%.bpf.o: bench/%.bpf.c $(OUTPUT)/vmlinux.h | $(OUTPUT)
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/bench-obj:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/bench-obj/%.o: bench/%.c $(SKELS) $(OUTPUT)/bench.skel.h | $(OUTPUT)/bench-obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Ibench -c $< -o $@
+
+$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lm -o $@
+
+bench: $(BINS) $(OUTPUT)/clat-bench
+	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) QUICK=$(QUICK) bench/run.sh
 
 -include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d)

@@ -16,6 +16,8 @@ packages=(
 	# tests and demo
 	bats bats-assert bats-support jq iproute2 iputils-ping socat ethtool util-linux procps
 	coreutils
+	# make bench: plots
+	gnuplot-nox file
 	# make fuzz, selftests/fuzz.sh: libFuzzer + sanitizer runtimes for clang 14
 	libclang-rt-14-dev
 	# make check SANITIZE=1: gcc's ASan/LSan and UBSan runtimes (gcc-12 pulls

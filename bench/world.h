@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* A per-packet test world: the bench skeleton (driver, peers) and, for the
+ * clat rows, a loaded clat skeleton with a guest's shadow installed. */
+#ifndef CLAT_BENCH_WORLD_H
+#define CLAT_BENCH_WORLD_H
+
+#include "bench.h"
+#include "bench_abi.h"
+#include "bench.skel.h"
+#include "clat.skel.h"
+#include "common.h"
+
+#define FN 1
+#define LO 1
+#define PER_BLOCK 16   /* A = 256 (the smallest A >= 136 dividing 4 KiB), B = 4 KiB */
+#define ENTRIES 512
+
+extern const uint8_t VF_MAC[6];
+
+enum design { D_FLOOR, D_WRAP, D_MAC_REDIRECT, D_CLAT, D_LRU, D_LITERAL };
+
+
+struct pkt_case {
+	enum design d;
+	uint32_t conns;  /* working set: live connections, visited in random order */
+	uint32_t levels; /* CLAT levels; 0 = the fewest that hold the capacity */
+};
+
+struct world {
+	struct bench *b;
+	struct clat *c;
+	struct clat_maps m;
+	char mem[256];
+	uint32_t conns, cap, levels;
+	uint64_t mem_bytes; /* device-side bytes of the per-connection state */
+};
+
+int world_open(struct world *w, const struct pkt_case *pc, const struct bench_opts *o);
+void world_close(struct world *w);
+/* fd of the program a case runs: the floor itself or the driver. */
+int prog_of(struct world *w, enum design d);
+/* ns per run of prog over repeat runs, as the kernel timed them. */
+int run_prog(int prog, uint32_t repeat, double *ns);
+
+#endif
