@@ -93,7 +93,7 @@ static int clat_open(struct world *w, const struct bench_opts *o, bool guest)
 	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
 	struct clat_mac_key mk = { .vlan = 0 };
 	struct clat_mac_val mv = { .fn = FN };
-	uint32_t fn = FN, lo = LO, key = FN * CLAT_MAX_TYPES;
+	uint32_t fn = FN, lo = LO, key = clat_shadow_key(FN, 0, 0);
 	uint64_t bat, live;
 	struct gtables t;
 	struct gmem g;

@@ -259,7 +259,7 @@ static int tap(char **av)
 		struct sockaddr_ll from;
 		socklen_t fl = sizeof(from);
 		ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
-		struct iphdr *ip = (struct iphdr *)(buf + 14);
+		struct iphdr ip; /* copied: buf + 14 is not 4-byte aligned */
 		struct dgram d;
 		size_t l4;
 
@@ -268,9 +268,12 @@ static int tap(char **av)
 		frames++;
 		if (!(buf[0] & 1) && memcmp(buf, mac, 6))
 			wrong_mac++;
-		if (n < 14 + 20 || buf[12] != 0x08 || buf[13] != 0 || ip->protocol != IPPROTO_UDP)
+		if (n < 14 + 20 || buf[12] != 0x08 || buf[13] != 0)
 			continue;
-		l4 = 14 + ip->ihl * 4 + 8;
+		memcpy(&ip, buf + 14, sizeof(ip));
+		if (ip.protocol != IPPROTO_UDP)
+			continue;
+		l4 = 14 + ip.ihl * 4 + 8;
 		if ((size_t)n < l4 + sizeof(d))
 			continue;
 		memcpy(&d, buf + l4, sizeof(d));

@@ -5,12 +5,14 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "common.h"
 #include "ctxfmt.h"
 #include "gbuild.h"
+#include "ggrow.h"
 #include "gtables.h"
 #include "json.h"
 
@@ -33,6 +35,7 @@ enum gopt {
 	G_REMOTE_ADDR,
 	G_FIRST_PORT,
 	G_PROTO,
+	G_CAPACITY,
 	G_JSON,
 	G__MAX,
 };
@@ -57,6 +60,7 @@ static const struct opt_def opt_defs[G__MAX] = {
 	[G_REMOTE_ADDR] = { "remote-addr", "IPv4", "the remote peer's address" },
 	[G_FIRST_PORT] = { "first-port", "X", "remote port of the first flow; flow i uses X+i" },
 	[G_PROTO] = { "proto", "udp|tcp", "protocol of the flows (default udp)" },
+	[G_CAPACITY] = { "capacity", "S", "the type's new capacity, in services" },
 	[G_JSON] = { "json", NULL, "print JSON on stdout" },
 };
 
@@ -67,6 +71,8 @@ static int cmd_show(const struct invocation *inv);
 static int cmd_locate(const struct invocation *inv);
 static int cmd_corrupt(const struct invocation *inv);
 static int cmd_seed(const struct invocation *inv);
+static int cmd_grow(const struct invocation *inv);
+static int cmd_add_type(const struct invocation *inv);
 
 static const struct command commands[] = {
 	{ "init", cmd_init, NULL, 0,
@@ -83,6 +89,14 @@ static const struct command commands[] = {
 	    G_PROTO, G_JSON },
 	  "testing aid: pre-populate LIVE contexts for N flows at the slots the datapath "
 	  "would pick" },
+	{ "grow", cmd_grow, NULL, 0,
+	  { G_MEM, G_BAT_GPA, G_TYPE, G_CAPACITY, G_LAYOUT_SEED, G_JSON },
+	  "grow a type of live tables like a driver: new blocks and pages, a new level if "
+	  "needed, one new capacity segment, generation + 1; live contexts never move" },
+	{ "add-type", cmd_add_type, NULL, 0,
+	  { G_MEM, G_BAT_GPA, G_TYPE_SPEC, G_LAYOUT_SEED, G_JSON },
+	  "add a service type to live tables (--type NAME:ctx=A,block=B,services=S[,...]), "
+	  "generation + 1" },
 };
 
 static void corrupt_notes(FILE *out, const struct command *c)
@@ -145,6 +159,8 @@ static const char *proto_mask_name(uint16_t mask)
 
 static void type_json_fields(struct json *j, const struct gtype *t)
 {
+	uint32_t k;
+
 	json_u64(j, "type", t->index);
 	json_str(j, "name", t->e.name);
 	json_u64(j, "ctx_size", t->e.ctx_size);
@@ -159,16 +175,30 @@ static void type_json_fields(struct json *j, const struct gtype *t)
 	json_u64(j, "probe_window", t->e.probe_window);
 	json_str(j, "proto", proto_mask_name(t->e.proto_mask));
 	json_u64(j, "hash_seed", t->e.hash_seed);
+	json_arr_open(j, "segments");
+	for (k = 0; k < t->e.nsegs; k++) {
+		json_obj_open(j, NULL);
+		json_u64(j, "first_svc", (uint64_t)t->e.seg[k].base + 1);
+		json_u64(j, "last_svc", (uint64_t)t->e.seg[k].base + t->e.seg[k].size);
+		json_obj_close(j);
+	}
+	json_arr_close(j);
 }
 
 static void type_print(const struct gtype *t)
 {
+	uint32_t k;
+
 	printf("type %u %s: ctx_size %u block_size %u per_block %u levels %u clat_entries %u "
 	       "capacity %u blocks %u pages %u clat_gpa 0x%" PRIx64 " probe_window %u proto %s "
 	       "hash_seed 0x%08x\n", t->index, t->e.name, t->e.ctx_size, t->e.block_size,
 	       t->per_block, t->e.levels, t->e.clat_entries, t->e.capacity, t->nblocks,
 	       t->npages, (uint64_t)t->e.clat_gpa, t->e.probe_window,
 	       proto_mask_name(t->e.proto_mask), t->e.hash_seed);
+	for (k = 0; k < t->e.nsegs; k++)
+		printf("  segment %u: services %u..%" PRIu64 "%s\n", k, t->e.seg[k].base + 1,
+		       (uint64_t)t->e.seg[k].base + t->e.seg[k].size,
+		       k + 1 == t->e.nsegs ? " (new flows)" : "");
 }
 
 /* Opens guest memory and validates the tables at --bat-gpa. */
@@ -787,6 +817,119 @@ static int cmd_seed(const struct invocation *inv)
 	gtables_free(&t);
 	gmem_close(&g);
 	return ret;
+}
+
+/* ---- grow, add-type ------------------------------------------------------ */
+
+static void grow_report(const struct invocation *inv, const char *what,
+			const struct ggrow_result *r)
+{
+	struct json j;
+
+	if (!has_opt(inv, G_JSON)) {
+		printf("%s type %u: capacity %u -> %u, levels %u -> %u, segment [%u, %" PRIu64 "], "
+		       "%u new pages, %u new blocks, generation %u\n", what, r->type,
+		       r->old_capacity, r->capacity, r->old_levels, r->levels, r->seg.base + 1,
+		       (uint64_t)r->seg.base + r->seg.size, r->new_pages, r->new_blocks,
+		       r->generation);
+		return;
+	}
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_u64(&j, "type", r->type);
+	json_u64(&j, "old_capacity", r->old_capacity);
+	json_u64(&j, "capacity", r->capacity);
+	json_u64(&j, "old_levels", r->old_levels);
+	json_u64(&j, "levels", r->levels);
+	json_u64(&j, "clat_gpa", r->clat_gpa);
+	json_obj_open(&j, "segment");
+	json_u64(&j, "first_svc", (uint64_t)r->seg.base + 1);
+	json_u64(&j, "last_svc", (uint64_t)r->seg.base + r->seg.size);
+	json_obj_close(&j);
+	json_u64(&j, "new_pages", r->new_pages);
+	json_u64(&j, "new_blocks", r->new_blocks);
+	json_u64(&j, "generation", r->generation);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+/* The placement seed: --layout-seed, or else a fresh one each time. */
+static int layout_seed(const struct invocation *inv, uint64_t *seed)
+{
+	struct timespec ts;
+
+	if (has_opt(inv, G_LAYOUT_SEED))
+		return parse_u64_opt(inv->opt[G_LAYOUT_SEED], "layout-seed", 0, UINT64_MAX, seed);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	*seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
+	return 0;
+}
+
+static int cmd_grow(const struct invocation *inv)
+{
+	struct ggrow_result r;
+	const struct gtype *gt;
+	uint64_t cap, seed;
+	struct gtables t;
+	struct gmem g;
+	char err[512];
+	int ret;
+
+	ret = require(inv, G_CAPACITY);
+	if (!ret)
+		ret = parse_u64_opt(inv->opt[G_CAPACITY], "capacity", 1, CLAT_MAX_CAPACITY, &cap);
+	if (!ret)
+		ret = layout_seed(inv, &seed);
+	if (!ret)
+		ret = open_tables(inv, true, &g, &t);
+	if (ret)
+		return ret;
+	ret = pick_type(inv, &t, &gt);
+	if (!ret) {
+		ret = ggrow_capacity(&g, &t, gt->index, (uint32_t)cap, seed, &r, err, sizeof(err));
+		if (ret)
+			gerr("failed to grow type %u (%s) in %s: %s", gt->index, gt->e.name,
+			     inv->opt[G_MEM], err);
+		else
+			grow_report(inv, "grew", &r);
+	}
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret == -EINVAL ? -EUSAGE : ret;
+}
+
+static int cmd_add_type(const struct invocation *inv)
+{
+	struct gbuild_type ty;
+	struct ggrow_result r;
+	struct gtables t;
+	struct gmem g;
+	uint64_t seed;
+	char err[512];
+	int ret = 0;
+
+	if (inv->nrep != 1) {
+		gerr("add-type: exactly one --type NAME:ctx=A,block=B,services=S[,...] is required");
+		return -EUSAGE;
+	}
+	if (gbuild_parse_type(inv->rep[0], &ty, err, sizeof(err)) ||
+	    gbuild_resolve(&ty, err, sizeof(err))) {
+		gerr("invalid --type '%s': %s", inv->rep[0], err);
+		return -EUSAGE;
+	}
+	ret = layout_seed(inv, &seed);
+	if (!ret)
+		ret = open_tables(inv, true, &g, &t);
+	if (ret)
+		return ret;
+	ret = ggrow_add_type(&g, &t, &ty, seed, &r, err, sizeof(err));
+	if (ret)
+		gerr("failed to add type '%s' in %s: %s", ty.name, inv->opt[G_MEM], err);
+	else
+		grow_report(inv, "added", &r);
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret == -EINVAL ? -EUSAGE : ret;
 }
 
 /* ---- main ---------------------------------------------------------------- */

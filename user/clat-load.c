@@ -66,6 +66,9 @@ static const struct command commands[] = {
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
 	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },
+	{ "guest resync", cmd_guest_resync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
+	  "after the guest grew its tables (new generation): validate only what changed and "
+	  "add it to the live shadow; all or nothing" },
 	{ "guest detach", cmd_guest_detach, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "sync, then free everything fn's guest tables use on the device" },
 	{ "ctx list", cmd_ctx_list, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },

@@ -56,6 +56,7 @@ int cmd_vf_del(const struct invocation *inv);
 int cmd_locate(const struct invocation *inv);
 int cmd_guest_attach(const struct invocation *inv);
 int cmd_guest_sync(const struct invocation *inv);
+int cmd_guest_resync(const struct invocation *inv);
 int cmd_guest_detach(const struct invocation *inv);
 int cmd_ctx_list(const struct invocation *inv);
 int cmd_gc(const struct invocation *inv);

@@ -36,6 +36,8 @@ extern bool verbose;
 #define PIN_MAP_GUESTS   "guests"
 /* Per-guest inner maps, pinned so bpftool can read contexts typed. */
 #define PIN_INNER_FMT    "%s_fn%u_t%u_s%u" /* "ctx"|"tiers"|"dirty", fn, type, segment */
+/* Guest pages the attached tables own (bit per page), for resync. */
+#define PIN_OWNED_FMT    "owned_fn%u"
 #define PIN_PROG_RX      "prog_rx"
 #define PIN_PROG_TX      "prog_tx"
 #define PIN_LINK_RX      "link_rx"

@@ -602,7 +602,7 @@ out:
 const char *const gbuild_corrupt_kinds[] = {
 	"gpa-out-of-range", "misaligned", "cycle", "shared-page", "too-many-levels",
 	"ctx-not-dividing", "bad-magic", "bad-version", "truncated", "capacity-mismatch",
-	"bad-ctx-state", "ctx-selfcheck", NULL,
+	"bad-ctx-state", "ctx-selfcheck", "shared-new-block", NULL,
 };
 
 struct corrupt {
@@ -645,6 +645,11 @@ static int corrupt_walk(struct corrupt *c, const char *kind)
 	if (!strcmp(kind, "gpa-out-of-range")) {
 		gtype_path(gt, gt->e.capacity, &b);
 		return poke_entry(c, n, b.entry_gpa[n - 1], c->g->size);
+	}
+	if (!strcmp(kind, "shared-new-block")) {
+		/* The last block (after a grow: a new one) aliases the first. */
+		gtype_path(gt, gt->e.capacity, &b);
+		return poke_entry(c, n, b.entry_gpa[n - 1], a.block_gpa);
 	}
 	if (!strcmp(kind, "misaligned"))
 		return poke_entry(c, n, a.entry_gpa[n - 1], a.block_gpa + 8);
@@ -792,7 +797,8 @@ int gbuild_corrupt(struct gmem *g, uint64_t bat_gpa, const char *kind, int type,
 	else if (!strcmp(kind, "bad-ctx-state") || !strcmp(kind, "ctx-selfcheck"))
 		ret = corrupt_ctx(&c, kind);
 	else if (!strcmp(kind, "gpa-out-of-range") || !strcmp(kind, "misaligned") ||
-		 !strcmp(kind, "cycle") || !strcmp(kind, "shared-page"))
+		 !strcmp(kind, "cycle") || !strcmp(kind, "shared-page") ||
+		 !strcmp(kind, "shared-new-block"))
 		ret = corrupt_walk(&c, kind);
 	else
 		ret = corrupt_bat(&c, kind);

@@ -385,6 +385,17 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 	return a / b + (a % b != 0);
 }
 
+static int geometry(struct loader *l, const struct gtype *gt, struct geom *geo);
+
+int gtype_check_entry(const struct gmem *g, struct gtype *gt, char *err, size_t errlen)
+{
+	struct loader l = { .g = g, .err = err, .errlen = errlen };
+	struct geom geo;
+	int ret = check_entry(&l, gt);
+
+	return ret ? ret : geometry(&l, gt, &geo);
+}
+
 /* What the capacity implies, and a first bound on it: the tables must fit in
  * guest memory, which also bounds every allocation below. */
 static int geometry(struct loader *l, const struct gtype *gt, struct geom *geo)

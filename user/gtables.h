@@ -98,6 +98,11 @@ struct gtype_path {
 };
 int gtype_path(const struct gtype *t, uint32_t svc, struct gtype_path *path);
 
+/* The checks gtables_load makes of one BAT entry (gt->e and gt->index set),
+ * before any walk: fields, segments, and a capacity that fits guest memory.
+ * Sets gt->per_block. */
+int gtype_check_entry(const struct gmem *g, struct gtype *gt, char *err, size_t errlen);
+
 /* Checks the entry's capacity segments; one message into err. */
 int gtype_check_segments(const struct gtype *t, char *err, size_t errlen);
 

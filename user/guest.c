@@ -5,8 +5,10 @@
 #include "common.h"
 #include "ctxfmt.h"
 #include "json.h"
+#include "resync.h"
 #include "shadow.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -256,6 +258,62 @@ int cmd_guest_sync(const struct invocation *inv)
 	err = shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
 	if (!err)
 		print_sync(json_flag(inv), fn, written, bytes, "synced");
+	maps_close(&m);
+	return err;
+}
+
+static void print_resync(bool as_json, uint32_t fn, const struct resync_report *r)
+{
+	struct json j;
+
+	if (!as_json) {
+		if (r->gen_from == r->gen_to)
+			printf("fn %u: guest tables unchanged (generation %u)\n", fn, r->gen_to);
+		else
+			printf("fn %u: generation %u -> %u: %u types grown, %u added, %u segments "
+			       "added; read %" PRIu64 " CLAT entries and %" PRIu64 " contexts, "
+			       "%" PRIu64 " new pages, %" PRIu64 " new blocks\n", fn, r->gen_from,
+			       r->gen_to, r->types_grown, r->types_added, r->segments_added,
+			       r->entries_read, r->contexts_read, r->pages_new, r->blocks_new);
+		return;
+	}
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_u64(&j, "fn", fn);
+	json_u64(&j, "generation_from", r->gen_from);
+	json_u64(&j, "generation", r->gen_to);
+	json_bool(&j, "changed", r->gen_from != r->gen_to);
+	json_u64(&j, "types_grown", r->types_grown);
+	json_u64(&j, "types_added", r->types_added);
+	json_u64(&j, "segments_added", r->segments_added);
+	json_u64(&j, "entries_read", r->entries_read);
+	json_u64(&j, "contexts_read", r->contexts_read);
+	json_u64(&j, "pages_new", r->pages_new);
+	json_u64(&j, "blocks_new", r->blocks_new);
+	json_u64(&j, "live_contexts_new", r->live);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+int cmd_guest_resync(const struct invocation *inv)
+{
+	struct resync_report r;
+	struct shadow_btf btf;
+	char dir[PATH_MAX];
+	struct clat_maps m;
+	uint32_t fn;
+	int err;
+
+	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	err = shadow_btf_from_prog(dir, &btf);
+	if (!err) {
+		err = guest_resync(&m, dir, fn, &btf, &r);
+		shadow_btf_close(&btf);
+	}
+	if (!err)
+		print_resync(has_opt(inv, OPT_JSON), fn, &r);
 	maps_close(&m);
 	return err;
 }

@@ -12,7 +12,6 @@
 #include <bpf/libbpf.h>
 
 static const char *const inner_kinds[] = { "tiers", "ctx", "dirty" };
-enum { INNER_TIERS, INNER_CTX, INNER_DIRTY, INNER__MAX };
 
 static uint32_t type_key(uint32_t fn, uint32_t t)
 {
@@ -132,7 +131,7 @@ void shadow_inner_release(struct shadow_inner *in)
  * the guest may rewrite its memory after gtables_load validated it, and a
  * planted CLAIMING slot would make every probe over it wait.  Anything but a
  * self-consistent LIVE or TOMBSTONE record becomes EMPTY on the device. */
-static bool take_ctx(struct clat_ctx *dst, const struct clat_ctx *src, uint32_t svc,
+bool shadow_take_ctx(struct clat_ctx *dst, const struct clat_ctx *src, uint32_t svc,
 		     uint32_t type, uint32_t fn)
 {
 	struct clat_ctx c;
@@ -199,7 +198,7 @@ static int load_one(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot)
 		return -EFAULT; /* validated before: the file shrank */
 	if (a->live && (src->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY)
 		return 0;
-	if (take_ctx(&a->dst[slot], src, svc, a->gt->index, a->fn) && a->live)
+	if (shadow_take_ctx(&a->dst[slot], src, svc, a->gt->index, a->fn) && a->live)
 		*a->live += (a->dst[slot].state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE;
 	return 0;
 }
@@ -264,8 +263,7 @@ void shadow_fill_bat_cache(const struct gtype *gt, struct clat_bat_cache *bc,
 	}
 }
 
-/* Creates one segment's inner maps and fills its tiers. */
-static int seg_create(uint32_t fn, uint32_t t, uint32_t k, const struct seg_tiers *st,
+int shadow_seg_create(uint32_t fn, uint32_t t, uint32_t k, const struct seg_tiers *st,
 		      uint32_t c, uint32_t nblocks, uint32_t per_block, const struct shadow_btf *btf,
 		      struct shadow_inner *in)
 {
@@ -301,7 +299,7 @@ int shadow_seg_build(uint32_t fn, const struct gmem *g, const struct gtype *gt, 
 	err = gtype_seg_flatten(gt, k, &st);
 	if (err)
 		return err;
-	err = seg_create(fn, gt->index, k, &st, gt->e.clat_entries, end - first, gt->per_block,
+	err = shadow_seg_create(fn, gt->index, k, &st, gt->e.clat_entries, end - first, gt->per_block,
 			 btf, in);
 	seg_tiers_free(&st);
 	if (!err)
@@ -355,22 +353,116 @@ static int plug_type(const struct clat_maps *m, uint32_t fn, uint32_t t,
 	return err;
 }
 
+void shadow_seg_unplug(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
+		       uint32_t k)
+{
+	uint32_t key = clat_shadow_key(fn, t, k);
+	struct shadow_inner none = {};
+
+	bpf_map_update_elem(m->segs, &key, &(struct clat_dev_seg){}, BPF_ANY);
+	bpf_map_delete_elem(m->tiers, &key);
+	bpf_map_delete_elem(m->ctxs, &key);
+	bpf_map_delete_elem(m->dirty, &key);
+	if (dir)
+		pin_inner(dir, &none, fn, t, k, false);
+}
+
 static void remove_type(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t)
 {
 	struct clat_bat_cache zero = {};
 	uint32_t key = type_key(fn, t), k;
-	struct shadow_inner none = {};
 
 	bpf_map_update_elem(m->bat_cache, &key, &zero, BPF_ANY);
-	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
-		key = clat_shadow_key(fn, t, k);
-		bpf_map_update_elem(m->segs, &key, &(struct clat_dev_seg){}, BPF_ANY);
-		bpf_map_delete_elem(m->tiers, &key);
-		bpf_map_delete_elem(m->ctxs, &key);
-		bpf_map_delete_elem(m->dirty, &key);
-		if (dir)
-			pin_inner(dir, &none, fn, t, k, false);
+	for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+		shadow_seg_unplug(m, dir, fn, t, k);
+}
+
+/* ---- Page ownership ------------------------------------------------------ */
+
+static void own(uint64_t *bits, uint64_t gpa, uint64_t len)
+{
+	uint64_t pfn;
+
+	for (pfn = gpa / CLAT_PAGE_SIZE; pfn < (gpa + len) / CLAT_PAGE_SIZE; pfn++)
+		bits[pfn / 64] |= 1ULL << (pfn % 64);
+}
+
+static int owned_build(uint32_t fn, const struct gmem *g, const struct gtables *t,
+		       struct shadow_owned *o)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
+	char name[BPF_OBJ_NAME_LEN];
+	uint32_t i, k;
+
+	o->words = g->size / CLAT_PAGE_SIZE / 64 + 1;
+	snprintf(name, sizeof(name), "owned%u", fn);
+	o->fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u64),
+			       (__u32)o->words, &opts);
+	if (o->fd < 0)
+		return -errno;
+	o->len = page_round(o->words * sizeof(__u64));
+	o->bits = mmap(NULL, o->len, PROT_READ | PROT_WRITE, MAP_SHARED, o->fd, 0);
+	if (o->bits == MAP_FAILED) {
+		o->bits = NULL;
+		return -errno;
 	}
+	own(o->bits, t->bat_gpa, CLAT_PAGE_SIZE);
+	for (i = 0; i < t->ntypes; i++) {
+		const struct gtype *gt = &t->types[i];
+
+		for (k = 0; k < gt->npages; k++)
+			own(o->bits, gt->page_gpa[k], CLAT_PAGE_SIZE);
+		for (k = 0; k < gt->nblocks; k++)
+			own(o->bits, gt->block_gpa[k], gt->e.block_size);
+	}
+	return 0;
+}
+
+static int owned_pin(const char *dir, uint32_t fn, int fd)
+{
+	char name[64], path[PATH_MAX];
+
+	snprintf(name, sizeof(name), PIN_OWNED_FMT, fn);
+	if (pin_path(path, sizeof(path), dir, name))
+		return -ENAMETOOLONG;
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	return fd >= 0 && bpf_obj_pin(fd, path) ? -errno : 0;
+}
+
+int shadow_owned_open(const char *dir, uint32_t fn, struct shadow_owned *o)
+{
+	struct bpf_map_info info = {};
+	__u32 ilen = sizeof(info);
+	char name[64], path[PATH_MAX];
+
+	*o = (struct shadow_owned){ .fd = -1 };
+	snprintf(name, sizeof(name), PIN_OWNED_FMT, fn);
+	if (pin_path(path, sizeof(path), dir, name))
+		return -ENAMETOOLONG;
+	o->fd = bpf_obj_get(path);
+	if (o->fd < 0 || bpf_obj_get_info_by_fd(o->fd, &info, &ilen)) {
+		shadow_owned_close(o);
+		return -ENOENT;
+	}
+	o->words = info.max_entries;
+	o->len = page_round(o->words * sizeof(__u64));
+	o->bits = mmap(NULL, o->len, PROT_READ | PROT_WRITE, MAP_SHARED, o->fd, 0);
+	if (o->bits == MAP_FAILED) {
+		o->bits = NULL;
+		shadow_owned_close(o);
+		return -errno;
+	}
+	return 0;
+}
+
+void shadow_owned_close(struct shadow_owned *o)
+{
+	if (o->bits)
+		munmap(o->bits, o->len);
+	if (o->fd >= 0)
+		close(o->fd);
+	*o = (struct shadow_owned){ .fd = -1 };
 }
 
 static void stage_init(struct shadow_stage *st)
@@ -378,6 +470,7 @@ static void stage_init(struct shadow_stage *st)
 	uint32_t i, k;
 
 	memset(st, 0, sizeof(*st));
+	st->owned = (struct shadow_owned){ .fd = -1 };
 	for (i = 0; i < CLAT_MAX_TYPES; i++)
 		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
 			shadow_inner_init(&st->in[i][k]);
@@ -406,6 +499,9 @@ int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_pat
 		.ntypes = t->ntypes,
 	};
 	memcpy(st->gi.mem_path, mem_path, strlen(mem_path));
+	err = owned_build(fn, g, t, &st->owned);
+	if (err)
+		pr_err("failed to create the page-ownership map of fn %u: %s", fn, strerror(-err));
 	for (i = 0; !err && i < t->ntypes; i++) {
 		st->type_index[i] = t->types[i].index;
 		shadow_fill_bat_cache(&t->types[i], &st->bc[i], st->seg[i]);
@@ -478,6 +574,8 @@ int shadow_stage_commit(struct shadow_stage *st, const struct clat_maps *m, cons
 		for (k = 0; !err && k < CLAT_MAX_SEGMENTS; k++)
 			if (seg_live(&st->bc[i], k))
 				err = pin_inner(dir, &st->in[i][k], fn, st->type_index[i], k, true);
+	if (!err && dir)
+		err = owned_pin(dir, fn, st->owned.fd);
 	if (!err && bpf_map_update_elem(m->guests, &fn, &st->gi, BPF_ANY))
 		err = -errno;
 	/* The switch: once VCT[fn] names the BAT, the datapath tracks flows. */
@@ -501,6 +599,7 @@ void shadow_stage_free(struct shadow_stage *st)
 	for (i = 0; i < CLAT_MAX_TYPES; i++)
 		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
 			shadow_inner_release(&st->in[i][k]);
+	shadow_owned_close(&st->owned);
 }
 
 int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
@@ -532,6 +631,8 @@ int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
 	}
 	for (t = 0; t < CLAT_MAX_TYPES; t++)
 		remove_type(m, dir, fn, t);
+	if (dir)
+		owned_pin(dir, fn, -1);
 	if (bpf_map_update_elem(m->guests, &fn, &(struct clat_guest_info){}, BPF_ANY))
 		return -errno;
 	return 0;

@@ -26,11 +26,25 @@ int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 		   const char *mem_path, const struct gmem *g, const struct gtables *t,
 		   const struct shadow_btf *btf, uint64_t *live);
 /* One segment's inner maps: tiers, contexts, dirty words. */
+enum shadow_inner_kind { INNER_TIERS, INNER_CTX, INNER_DIRTY, INNER__MAX };
+
 struct shadow_inner {
 	int fd[3];
 	void *map[3];
 	size_t len[3];
 };
+
+/* Which guest pages the attached tables own, a bit per 4 KiB page: a
+ * resync checks new pages and blocks against it instead of walking the
+ * old tables again.  Pinned as PIN_OWNED_FMT, never read by the datapath. */
+struct shadow_owned {
+	int fd;
+	uint64_t *bits;
+	size_t words, len;
+};
+
+int shadow_owned_open(const char *dir, uint32_t fn, struct shadow_owned *o);
+void shadow_owned_close(struct shadow_owned *o);
 
 /* The same in two steps, so that the slow build can run before a
  * migration's switchover and the switch itself is a few map updates. */
@@ -42,6 +56,7 @@ struct shadow_stage {
 	struct clat_dev_seg seg[CLAT_MAX_TYPES][CLAT_MAX_SEGMENTS];
 	struct shadow_inner in[CLAT_MAX_TYPES][CLAT_MAX_SEGMENTS];
 	struct clat_guest_info gi;
+	struct shadow_owned owned;
 	uint64_t live;
 	bool plugged;
 };
@@ -68,6 +83,19 @@ int shadow_seg_build(uint32_t fn, const struct gmem *g, const struct gtype *gt, 
  * pins the maps (dir may be NULL); the segment is live once seg_state says so. */
 int shadow_seg_plug(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
 		    uint32_t k, const struct clat_dev_seg *sg, const struct shadow_inner *in);
+/* Creates one segment's inner maps (nblocks blocks of per_block contexts)
+ * and fills its tiers from st. */
+struct seg_tiers;
+int shadow_seg_create(uint32_t fn, uint32_t t, uint32_t k, const struct seg_tiers *st, uint32_t c,
+		      uint32_t nblocks, uint32_t per_block, const struct shadow_btf *btf,
+		      struct shadow_inner *in);
+/* Copies a context out of guest memory once and keeps it only if it is a
+ * self-consistent LIVE or TOMBSTONE record of svc; else dst becomes EMPTY. */
+bool shadow_take_ctx(struct clat_ctx *dst, const struct clat_ctx *src, uint32_t svc,
+		     uint32_t type, uint32_t fn);
+/* Takes segment k of fn's type t out of its slots and unpins it. */
+void shadow_seg_unplug(const struct clat_maps *m, const char *dir, uint32_t fn, uint32_t t,
+		       uint32_t k);
 void shadow_inner_init(struct shadow_inner *in);
 void shadow_inner_release(struct shadow_inner *in);
 /* The BAT cache and segments of a validated type: every segment live, the

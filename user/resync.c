@@ -1,0 +1,504 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Incremental shadow sync (see resync.h). */
+#include "resync.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <bpf/bpf.h>
+
+#include "flatten.h"
+
+#define PAGE_SHIFT 12
+#define MSG_LEN 512
+
+/* The part of one type's CLAT that a resync walked: every page visited
+ * (DFS order, page 0 the root) with the entries read, leaf entries holding
+ * the global block index; and the GPAs of the new blocks. */
+struct partial {
+	uint32_t c;
+	uint32_t *tiers;       /* [npages * c] */
+	uint32_t npages, cap;
+	uint64_t *block_gpa;   /* [nb1 - nb0] */
+};
+
+struct rwalk {
+	const struct gmem *g;
+	const struct shadow_owned *owned;
+	uint64_t *fresh;        /* bit per page claimed by this resync */
+	struct gtype *gt;       /* the new BAT entry */
+	uint32_t n1, d;         /* new levels; levels added above the old root */
+	uint64_t old_root;
+	uint64_t nb0, nb1;      /* the new blocks */
+	struct partial pt;
+	struct resync_report *r;
+	char *err;
+};
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct rwalk *w, const char *fmt, ...)
+{
+	size_t n = (size_t)snprintf(w->err, MSG_LEN, "type %u (%s): ", w->gt->index,
+				    w->gt->e.name);
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (n < MSG_LEN)
+		vsnprintf(w->err + n, MSG_LEN - n, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static bool bit(const uint64_t *bits, uint64_t words, uint64_t pfn)
+{
+	return pfn / 64 < words && (bits[pfn / 64] & (1ULL << (pfn % 64)));
+}
+
+static bool was_owned(const struct rwalk *w, uint64_t pfn)
+{
+	return bit(w->owned->bits, w->owned->words, pfn);
+}
+
+static uint64_t fresh_words(const struct gmem *g)
+{
+	return g->size / CLAT_PAGE_SIZE / 64 + 1;
+}
+
+/* A new page or block: aligned, inside guest memory, owned by nothing. */
+static int claim_fresh(struct rwalk *w, const char *where, uint64_t gpa, uint64_t len)
+{
+	uint64_t pfn, words = fresh_words(w->g);
+
+	if (gpa % CLAT_PAGE_SIZE)
+		return fail(w, "%s: misaligned (not a multiple of %u)", where, CLAT_PAGE_SIZE);
+	if (!gmem_ptr(w->g, gpa, len))
+		return fail(w, "%s: outside guest memory (size 0x%" PRIx64 ")", where, w->g->size);
+	for (pfn = gpa >> PAGE_SHIFT; pfn < (gpa + len) >> PAGE_SHIFT; pfn++) {
+		if (bit(w->fresh, words, pfn))
+			return fail(w, "%s: page 0x%" PRIx64 " is already used by this change "
+				    "(a cycle or a shared page)", where, pfn << PAGE_SHIFT);
+		if (was_owned(w, pfn))
+			return fail(w, "%s: page 0x%" PRIx64 " already belongs to the attached "
+				    "tables", where, pfn << PAGE_SHIFT);
+	}
+	for (pfn = gpa >> PAGE_SHIFT; pfn < (gpa + len) >> PAGE_SHIFT; pfn++)
+		w->fresh[pfn / 64] |= 1ULL << (pfn % 64);
+	return 0;
+}
+
+static int new_partial_page(struct partial *pt, uint32_t *idx)
+{
+	if (pt->npages == pt->cap) {
+		uint32_t cap = pt->cap ? pt->cap * 2 : 8;
+		uint32_t *t = realloc(pt->tiers, (size_t)cap * pt->c * sizeof(*t));
+
+		if (!t)
+			return -ENOMEM;
+		pt->tiers = t;
+		pt->cap = cap;
+	}
+	*idx = pt->npages++;
+	memset(&pt->tiers[(size_t)*idx * pt->c], 0xff, pt->c * sizeof(uint32_t));
+	return 0;
+}
+
+/* Page at level x covering blocks [lo, lo + span * C).  Entries wholly
+ * below the new blocks are the old tables' and are not read. */
+static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_t span,
+		uint32_t *out)
+{
+	const uint64_t *pg = gmem_ptr(w->g, page, CLAT_PAGE_SIZE);
+	uint32_t c = w->pt.c, o, idx = 0, sub;
+	char where[128];
+	int err;
+
+	if (!pg)
+		return fail(w, "level %u page at GPA 0x%" PRIx64 ": outside guest memory", x, page);
+	err = new_partial_page(&w->pt, &idx);
+	*out = idx;
+	for (o = 0; !err && o < c; o++) {
+		uint64_t a = lo + o * span, v;
+
+		if (a + span <= w->nb0)
+			continue;
+		v = __atomic_load_n(&pg[o], __ATOMIC_RELAXED);
+		w->r->entries_read++;
+		snprintf(where, sizeof(where), "level %u page at GPA 0x%" PRIx64 " entry %u -> 0x%"
+			 PRIx64, x, page, o, v);
+		if (a >= w->nb1) {
+			if (v != CLAT_GPA_NONE)
+				return fail(w, "%s: capacity mismatch: extra entry, capacity %u needs "
+					    "none there", where, w->gt->e.capacity);
+			continue;
+		}
+		if (v == CLAT_GPA_NONE)
+			return fail(w, "%s: capacity mismatch: the entry is empty, capacity %u "
+				    "needs it", where, w->gt->e.capacity);
+		if (x == w->n1) {
+			err = claim_fresh(w, where, v, w->gt->e.block_size);
+			if (err)
+				return err;
+			w->pt.block_gpa[a - w->nb0] = v;
+			w->pt.tiers[(size_t)idx * c + o] = (uint32_t)a;
+			w->r->blocks_new++;
+			continue;
+		}
+		if (a >= w->nb0 || x < w->d) {
+			/* A new page, or a page of the chain above a re-rooted tree. */
+			err = claim_fresh(w, where, v, CLAT_PAGE_SIZE);
+			w->r->pages_new += !err;
+		} else if (x == w->d) {
+			if (v != w->old_root)
+				err = fail(w, "%s: re-root: entry %u must lead to the old level-1 page "
+					   "at GPA 0x%" PRIx64, where, o, w->old_root);
+		} else if (v % CLAT_PAGE_SIZE || !gmem_ptr(w->g, v, CLAT_PAGE_SIZE) ||
+			   !was_owned(w, v >> PAGE_SHIFT) ||
+			   bit(w->fresh, fresh_words(w->g), v >> PAGE_SHIFT)) {
+			err = fail(w, "%s: an existing entry must point at a page of the attached "
+				   "tables", where);
+		}
+		if (!err)
+			err = walk(w, v, x + 1, a, span / c, &sub);
+		if (!err)
+			w->pt.tiers[(size_t)idx * c + o] = sub;
+	}
+	return err;
+}
+
+static int partial_entry(void *ctx, uint64_t page, uint32_t level, uint32_t o, uint64_t *child)
+{
+	const struct partial *pt = ctx;
+	uint32_t v;
+
+	(void)level;
+	if (page >= pt->npages)
+		return -EINVAL;
+	v = pt->tiers[page * pt->c + o];
+	if (v == CLAT_TIER_NONE)
+		return -EINVAL;
+	*child = v;
+	return 0;
+}
+
+/* One type's change, prepared but not yet visible. */
+struct type_change {
+	bool active, added;
+	struct gtype gt;                        /* the new BAT entry; per_block set */
+	struct clat_bat_cache bc;               /* what bat_cache becomes */
+	struct clat_dev_seg seg[CLAT_MAX_SEGMENTS];
+	uint32_t first_new;                     /* segments first_new.. are new */
+	struct shadow_inner in[CLAT_MAX_SEGMENTS];
+	bool plugged[CLAT_MAX_SEGMENTS];
+};
+
+/* Contexts in new blocks are checked like a full attach checks them. */
+static int load_contexts(struct rwalk *w, uint32_t k, uint32_t fn, struct clat_ctx *dst)
+{
+	const struct clat_seg *sg = &w->gt->e.seg[k];
+	uint32_t p = w->gt->per_block, i;
+
+	for (i = 0; i < sg->size; i++) {
+		uint32_t svc = sg->base + 1 + i, b = (svc - 1) / p;
+		uint64_t gpa = w->pt.block_gpa[b - w->nb0] +
+			       (uint64_t)((svc - 1) % p) * w->gt->e.ctx_size;
+		const struct clat_ctx *src = gmem_ptr(w->g, gpa, sizeof(*src));
+		struct clat_ctx c;
+		uint64_t st;
+
+		if (!src)
+			return fail(w, "context of svc %u at GPA 0x%" PRIx64 ": outside guest memory",
+				    svc, gpa);
+		memcpy(&c, src, sizeof(c));
+		w->r->contexts_read++;
+		st = c.state_word & CLAT_SLOT_STATE_MASK;
+		if (st == CLAT_SLOT_EMPTY)
+			continue;
+		if (st != CLAT_SLOT_LIVE && st != CLAT_SLOT_TOMBSTONE)
+			return fail(w, "context of svc %u at GPA 0x%" PRIx64 ": slot state %" PRIu64
+				    " in a new block", svc, gpa, st);
+		if (c.svc != svc || c.type != w->gt->index)
+			return fail(w, "context of svc %u at GPA 0x%" PRIx64 " claims svc %u type %u",
+				    svc, gpa, c.svc, c.type);
+		shadow_take_ctx(&dst[i], &c, svc, w->gt->index, fn);
+		w->r->live += st == CLAT_SLOT_LIVE;
+	}
+	return 0;
+}
+
+/* Flattens each new segment from the walk and fills its (unplugged) maps. */
+static int build_segments(struct rwalk *w, struct type_change *tc, uint32_t fn,
+			  const struct shadow_btf *btf)
+{
+	const struct clat_bat_entry *e = &tc->gt.e;
+	uint32_t k, first, end;
+	int err = 0;
+
+	for (k = tc->first_new; !err && k < e->nsegs; k++) {
+		struct seg_tiers st;
+
+		gseg_blocks(tc->gt.per_block, &e->seg[k], &first, &end);
+		if (first < w->nb0)
+			return fail(w, "new segment %u (services %u..%" PRIu64 ") reaches into blocks "
+				    "that existed before: new services start at %" PRIu64, k,
+				    e->seg[k].base + 1, (uint64_t)e->seg[k].base + e->seg[k].size,
+				    w->nb0 * tc->gt.per_block + 1);
+		err = seg_flatten(partial_entry, &w->pt, 0, w->n1, e->clat_entries, first, end, &st);
+		if (err)
+			return fail(w, "new segment %u: the walk does not reach its blocks", k);
+		err = shadow_seg_create(fn, tc->gt.index, k, &st, e->clat_entries, end - first,
+					tc->gt.per_block, btf, &tc->in[k]);
+		tc->seg[k] = (struct clat_dev_seg){ e->seg[k].base, e->seg[k].size, w->n1,
+						    st.npages, end - first, 0 };
+		seg_tiers_free(&st);
+		if (!err)
+			err = load_contexts(w, k, fn, tc->in[k].map[INNER_CTX]);
+		w->r->segments_added++;
+	}
+	return err;
+}
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* What may change in a type the device already shadows: only segments
+ * appended, with the capacity, levels and root that come with them. */
+static int check_growth(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
+			struct type_change *tc, const struct clat_bat_cache *old)
+{
+	const struct clat_bat_entry *e = &tc->gt.e;
+	uint32_t live = old->seg_state & CLAT_SEG_LIVE_MASK, n = 0, k;
+
+	if (e->ctx_size != old->ctx_size || tc->gt.per_block != old->per_block ||
+	    e->clat_entries != old->clat_entries || e->hash_seed != old->hash_seed ||
+	    e->probe_window != old->probe_window || e->proto_mask != old->proto_mask)
+		return fail(w, "context size, block size, entries per page, hash seed, probe "
+			    "window or protocols changed: a live type only grows (detach and "
+			    "attach again to change them)");
+	while (n < CLAT_MAX_SEGMENTS && (live & (1U << n)))
+		n++;
+	if (e->nsegs < n)
+		return fail(w, "%u capacity segments, the device serves %u: a live segment is "
+			    "never removed", e->nsegs, n);
+	for (k = 0; k < n; k++) {
+		uint32_t key = clat_shadow_key(fn, tc->gt.index, k);
+		struct clat_dev_seg ds;
+
+		if (bpf_map_lookup_elem(m->segs, &key, &ds))
+			return -errno;
+		if (ds.base != e->seg[k].base || ds.size != e->seg[k].size)
+			return fail(w, "segment %u is services %u..%" PRIu64 " in the BAT but %u..%"
+				    PRIu64 " on the device: a live segment never changes", k,
+				    e->seg[k].base + 1, (uint64_t)e->seg[k].base + e->seg[k].size,
+				    ds.base + 1, (uint64_t)ds.base + ds.size);
+	}
+	tc->first_new = n;
+	if (e->nsegs == n) {
+		if (e->capacity != old->capacity || e->levels != old->levels ||
+		    e->clat_gpa != old->clat_gpa)
+			return fail(w, "capacity, levels or root changed without a new segment");
+		return 0;
+	}
+	if (e->capacity <= old->capacity || e->levels < old->levels)
+		return fail(w, "a new segment, but capacity %u -> %u and levels %u -> %u do not "
+			    "grow", old->capacity, e->capacity, old->levels, e->levels);
+	if (e->levels == old->levels && e->clat_gpa != old->clat_gpa)
+		return fail(w, "clat_gpa moved from 0x%" PRIx64 " to 0x%" PRIx64 " without a new "
+			    "level", (uint64_t)old->clat_gpa, (uint64_t)e->clat_gpa);
+	w->d = e->levels - old->levels;
+	w->old_root = old->clat_gpa;
+	w->nb0 = div_up(old->capacity, tc->gt.per_block);
+	tc->active = true;
+	return 0;
+}
+
+static int prepare_type(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
+			struct type_change *tc, const struct shadow_btf *btf)
+{
+	struct clat_bat_cache old = {};
+	uint32_t key = fn * CLAT_MAX_TYPES + tc->gt.index, idx, x;
+	uint64_t span = 1;
+	char where[64];
+	int err;
+
+	err = gtype_check_entry(w->g, &tc->gt, w->err, MSG_LEN);
+	if (err)
+		return err;
+	if (bpf_map_lookup_elem(m->bat_cache, &key, &old))
+		return -errno;
+	w->gt = &tc->gt;
+	w->n1 = tc->gt.e.levels;
+	if (old.valid) {
+		err = check_growth(w, m, fn, tc, &old);
+		if (err || !tc->active)
+			return err;
+	} else {
+		tc->active = tc->added = true;
+		w->d = w->n1;
+	}
+	w->nb1 = div_up(tc->gt.e.capacity, tc->gt.per_block);
+	w->pt = (struct partial){ .c = tc->gt.e.clat_entries };
+	w->pt.block_gpa = calloc(w->nb1 - w->nb0, sizeof(uint64_t));
+	if (!w->pt.block_gpa)
+		return -ENOMEM;
+	snprintf(where, sizeof(where), "clat_gpa 0x%" PRIx64, (uint64_t)tc->gt.e.clat_gpa);
+	if (w->d) {
+		err = claim_fresh(w, where, tc->gt.e.clat_gpa, CLAT_PAGE_SIZE);
+		w->r->pages_new += !err;
+	}
+	for (x = 1; x < w->n1; x++)
+		span *= w->pt.c;
+	if (!err)
+		err = walk(w, tc->gt.e.clat_gpa, 1, 0, span, &idx);
+	if (!err)
+		err = build_segments(w, tc, fn, btf);
+	if (!err)
+		shadow_fill_bat_cache(&tc->gt, &tc->bc, (struct clat_dev_seg[CLAT_MAX_SEGMENTS]){});
+	free(w->pt.tiers);
+	free(w->pt.block_gpa);
+	w->r->types_grown += !err && !tc->added;
+	w->r->types_added += !err && tc->added;
+	return err;
+}
+
+static void unplug_all(const struct clat_maps *m, const char *dir, uint32_t fn,
+		       struct type_change *tc, uint32_t n)
+{
+	uint32_t i, k;
+
+	for (i = 0; i < n; i++)
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+			if (tc[i].plugged[k])
+				shadow_seg_unplug(m, dir, fn, tc[i].gt.index, k);
+}
+
+/* Plugs every new segment (still invisible), then publishes: one bat_cache
+ * update per type, whose seg_state store makes the new segments live. */
+static int publish(const struct clat_maps *m, const char *dir, uint32_t fn,
+		   struct type_change *tc, uint32_t n, const struct rwalk *w,
+		   struct clat_guest_info *gi, uint32_t ntypes, uint32_t gen)
+{
+	struct clat_vct_entry v = {};
+	uint32_t i, k, key;
+	int err = 0;
+
+	for (i = 0; !err && i < n; i++)
+		for (k = tc[i].first_new; !err && tc[i].active && k < tc[i].gt.e.nsegs; k++) {
+			err = shadow_seg_plug(m, dir, fn, tc[i].gt.index, k, &tc[i].seg[k],
+					      &tc[i].in[k]);
+			tc[i].plugged[k] = true;
+		}
+	if (err) {
+		unplug_all(m, dir, fn, tc, n);
+		return err;
+	}
+	for (i = 0; i < n; i++) {
+		key = fn * CLAT_MAX_TYPES + tc[i].gt.index;
+		if (tc[i].active && bpf_map_update_elem(m->bat_cache, &key, &tc[i].bc, BPF_ANY))
+			pr_err("failed to publish type %u of fn %u: %s", tc[i].gt.index, fn,
+			       strerror(errno));
+	}
+	for (i = 0; i < w->owned->words && i < fresh_words(w->g); i++)
+		__atomic_fetch_or(&w->owned->bits[i], w->fresh[i], __ATOMIC_RELAXED);
+	gi->generation = gen;
+	gi->ntypes = ntypes;
+	if (bpf_map_update_elem(m->guests, &fn, gi, BPF_ANY) ||
+	    bpf_map_lookup_elem(m->vct, &fn, &v))
+		return -errno;
+	v.generation = gen;
+	return bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY) ? -errno : 0;
+}
+
+static int read_bat(const struct gmem *g, uint64_t bat_gpa, struct clat_bat_hdr *h,
+		    struct clat_bat_entry *e, char *err)
+{
+	const void *p = gmem_ptr(g, bat_gpa, sizeof(*h));
+
+	if (!p)
+		return snprintf(err, MSG_LEN, "BAT at GPA 0x%" PRIx64 ": outside guest memory",
+				bat_gpa), -EINVAL;
+	memcpy(h, p, sizeof(*h));
+	if (h->magic != CLAT_BAT_MAGIC || h->version != CLAT_BAT_VERSION ||
+	    h->ntypes < 1 || h->ntypes > CLAT_MAX_TYPES)
+		return snprintf(err, MSG_LEN, "BAT at GPA 0x%" PRIx64 ": bad magic, version or "
+				"ntypes (0x%08x, %u, %u)", bat_gpa, h->magic, h->version,
+				h->ntypes), -EINVAL;
+	p = gmem_ptr(g, bat_gpa + sizeof(*h), (uint64_t)h->ntypes * sizeof(*e));
+	if (!p)
+		return snprintf(err, MSG_LEN, "BAT at GPA 0x%" PRIx64 ": entries past guest memory",
+				bat_gpa), -EINVAL;
+	memcpy(e, p, h->ntypes * sizeof(*e));
+	return 0;
+}
+
+int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
+		 const struct shadow_btf *btf, struct resync_report *r)
+{
+	struct type_change tc[CLAT_MAX_TYPES];
+	struct clat_bat_entry e[CLAT_MAX_TYPES];
+	struct clat_guest_info gi = {};
+	struct shadow_owned owned = { .fd = -1 };
+	struct clat_bat_hdr h;
+	struct rwalk w = {};
+	char msg[MSG_LEN] = "";
+	struct gmem g;
+	uint32_t i, k;
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	memset(tc, 0, sizeof(tc));
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+			shadow_inner_init(&tc[i].in[k]);
+	if (fn >= CLAT_MAX_FN || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa) {
+		pr_err("fn %u has no guest tables attached", fn);
+		return -ENOENT;
+	}
+	r->gen_from = r->gen_to = gi.generation;
+	err = gmem_open(gi.mem_path, false, &g);
+	if (err)
+		return err;
+	err = read_bat(&g, gi.bat_gpa, &h, e, msg);
+	if (!err && h.generation == gi.generation)
+		goto out; /* nothing changed */
+	r->gen_to = h.generation;
+	if (!err && h.ntypes < gi.ntypes) {
+		snprintf(msg, sizeof(msg), "the BAT has %u types, the device serves %u: a live "
+			 "type is never removed", h.ntypes, gi.ntypes);
+		err = -EINVAL;
+	}
+	if (!err && shadow_owned_open(dir, fn, &owned)) {
+		snprintf(msg, sizeof(msg), "no page-ownership map for fn %u (attached by an older "
+			 "clat-load?): detach and attach again", fn);
+		err = -ENOENT;
+	}
+	w = (struct rwalk){ .g = &g, .owned = &owned, .r = r, .err = msg };
+	w.fresh = err ? NULL : calloc(fresh_words(&g), sizeof(uint64_t));
+	if (!err && !w.fresh)
+		err = -ENOMEM;
+	for (i = 0; !err && i < h.ntypes; i++) {
+		tc[i].gt.index = i;
+		tc[i].gt.e = e[i];
+		w.nb0 = w.d = 0;
+		w.old_root = 0;
+		err = prepare_type(&w, m, fn, &tc[i], btf);
+	}
+	if (!err)
+		err = publish(m, dir, fn, tc, h.ntypes, &w, &gi, h.ntypes, h.generation);
+out:
+	if (err && msg[0])
+		pr_err("failed to resync fn %u from %s (generation %u -> %u): %s; the device keeps "
+		       "serving generation %u", fn, gi.mem_path, r->gen_from, r->gen_to, msg,
+		       r->gen_from);
+	else if (err)
+		pr_err("failed to resync fn %u: %s", fn, strerror(-err));
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
+			shadow_inner_release(&tc[i].in[k]);
+	free(w.fresh);
+	shadow_owned_close(&owned);
+	gmem_close(&g);
+	return err;
+}
