@@ -213,6 +213,19 @@ guests_bat() {
 	assert_equal "$(fn_field 2 '.macs[0].mac')" 52:54:00:00:00:22
 }
 
+@test "watch: a guest that grows its tables is resynced without any event" {
+	local uri log=$BATS_TEST_TMPDIR/watch.log _
+	uri=$(node w vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	spawn bash -c "'$CLAT_LOAD' libvirt watch '$PF' --connect '$uri' --interval 0 --resync-ms 200 2>'$log'"
+	for _ in $(seq 50); do grep -q "attach  fn 1" "$log" 2>/dev/null && break; sleep 0.1; done
+	assert_equal "$(fn_field 1 .generation)" 1
+	"$BIN/clat-guest" grow --mem "$MEM1" --bat-gpa "$BAT1" --capacity 3000 >/dev/null
+	for _ in $(seq 50); do [ "$(fn_field 1 .generation)" = 2 ] && break; sleep 0.1; done
+	assert_equal "$(fn_field 1 .generation)" 2
+	run cat "$log"
+	assert_line --partial "fn 1: resynced generation 1 -> 2: 1 segments and 0 types added"
+}
+
 @test "watch: exits cleanly on SIGTERM; a failing test action fails the watch" {
 	local uri log=$BATS_TEST_TMPDIR/watch.log rc=$BATS_TEST_TMPDIR/watch.rc pidf=$BATS_TEST_TMPDIR/watch.pid
 	uri=$(node w vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")

@@ -29,6 +29,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_CONNECT] = { "connect", "URI", "libvirt connection URI, e.g. qemu:///system" },
 	[OPT_INTERVAL] = { "interval", "SECONDS",
 			   "also reconcile every SECONDS (default 60, 0 = only on events)" },
+	[OPT_RESYNC_MS] = { "resync-ms", "MS",
+			    "poll every attached guest's BAT generation every MS milliseconds and "
+			    "resync the ones that grew (default 1000, 0 = never)" },
 	[OPT_TEST_ACTIONS] = { "test-actions", "LIST",
 			       "for libvirt's test driver: perform these domain operations on the watch's own connection, e.g. destroy:vm1,create:vm2,suspend:vm3,resume:vm3, then exit" },
 	[OPT_TO_FN] = { "to-fn", "M", "function number on the destination PF" },
@@ -82,8 +85,9 @@ static const struct command commands[] = {
 	  { OPT_CONNECT, OPT_PIN_DIR, OPT_JSON },
 	  "make MACs and guest tables of pf's functions match libvirt's running domains" },
 	{ "libvirt watch", cmd_libvirt_watch, "<pf>", 1,
-	  { OPT_CONNECT, OPT_INTERVAL, OPT_PIN_DIR, OPT_TEST_ACTIONS },
-	  "reconcile now, on every domain lifecycle event and every interval, until SIGINT/SIGTERM" },
+	  { OPT_CONNECT, OPT_INTERVAL, OPT_RESYNC_MS, OPT_PIN_DIR, OPT_TEST_ACTIONS },
+	  "reconcile now, on every domain lifecycle event and every interval, and resync guests "
+	  "that grew their tables, until SIGINT/SIGTERM" },
 	{ "libvirt hook-parse", cmd_libvirt_hook_parse, "<pf>", 1, { OPT_PIN_DIR },
 	  "read a domain XML on stdin; print 'fn mac vlan ifindex bat-gpa mem' per hostdev interface of pf ('-' = none)" },
 	{ "migrate-out", cmd_migrate_out, "<pf>", 1,

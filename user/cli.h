@@ -42,6 +42,7 @@ enum opt_id {
 	OPT_DELTA,
 	OPT_ABORT,
 	OPT_OBJ,
+	OPT_RESYNC_MS,
 	OPT__MAX,
 };
 

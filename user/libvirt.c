@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "common.h"
 #include "json.h"
+#include "resync.h"
 #include "vfemu.h"
 
 #include <dirent.h>
@@ -37,6 +38,7 @@
 #define LV_MAX_XML (16 << 20)
 #define LV_ACTION_TIMEOUT_MS 10000
 #define LV_DEFAULT_INTERVAL 60
+#define LV_DEFAULT_RESYNC_MS 1000
 
 /* ---- Domain XML ------------------------------------------------------- */
 
@@ -796,7 +798,8 @@ struct watch {
 	virConnectPtr conn;
 	int cb_id;
 	bool close_cb;
-	int tick, kick, act_timer, guard, sig_watch;
+	int tick, kick, act_timer, guard, sig_watch, resync;
+	uint32_t resync_ms;
 	int sigpipe[2];
 	bool quit;
 	int status;
@@ -845,6 +848,25 @@ static void watch_reconcile(struct watch *w, bool quiet_noop)
 	 * scripted test run reports them in its exit status. */
 	if (err && w->nacts && !w->status)
 		w->status = err;
+}
+
+/* Guests grow their tables at run time: pick up new generations. */
+static void on_resync(int timer, void *opaque)
+{
+	struct watch *w = opaque;
+	struct shadow_btf btf;
+	struct clat_maps m;
+	char dir[PATH_MAX];
+	uint32_t n;
+
+	(void)timer;
+	if (open_attached(w->pf, w->pin_dir, dir, sizeof(dir), &m))
+		return; /* not attached (yet): the reconcile reports it */
+	if (!shadow_btf_from_prog(dir, &btf)) {
+		guest_resync_changed(&m, dir, &btf, &n);
+		shadow_btf_close(&btf);
+	}
+	maps_close(&m);
 }
 
 static void on_tick(int timer, void *opaque)
@@ -1006,8 +1028,11 @@ static int watch_parse(const struct invocation *inv, struct watch *w, uint32_t *
 	int err = 0;
 
 	*interval = LV_DEFAULT_INTERVAL;
+	w->resync_ms = LV_DEFAULT_RESYNC_MS;
 	if (has_opt(inv, OPT_INTERVAL))
 		err = parse_u32(inv->opt[OPT_INTERVAL], "--interval", INT32_MAX / 1000, interval);
+	if (!err && has_opt(inv, OPT_RESYNC_MS))
+		err = parse_u32(inv->opt[OPT_RESYNC_MS], "--resync-ms", INT32_MAX, &w->resync_ms);
 	if (!err && has_opt(inv, OPT_TEST_ACTIONS))
 		err = parse_test_actions(inv->opt[OPT_TEST_ACTIONS], &w->acts, &w->nacts);
 	if (!err)
@@ -1038,6 +1063,8 @@ static int watch_register(struct watch *w, uint32_t interval)
 		err = -EIO;
 	if (!err && interval)
 		err = add_timer(w, (int)interval * 1000, on_tick, &w->tick);
+	if (!err && w->resync_ms)
+		err = add_timer(w, (int)w->resync_ms, on_resync, &w->resync);
 	if (!err)
 		err = add_timer(w, -1, on_kick, &w->kick);
 	if (!err && w->nacts)
@@ -1088,6 +1115,7 @@ static void watch_unregister(struct watch *w)
 	drop_timer(&w->kick);
 	drop_timer(&w->act_timer);
 	drop_timer(&w->guard);
+	drop_timer(&w->resync);
 	flush = virEventAddTimeout(0, on_flush, NULL, NULL);
 	if (flush >= 0)
 		virEventRunDefaultImpl();
@@ -1110,6 +1138,7 @@ int cmd_libvirt_watch(const struct invocation *inv)
 {
 	struct watch w = { .pf = inv->arg[0], .pin_dir = inv->opt[OPT_PIN_DIR], .cb_id = -1,
 			   .tick = -1, .kick = -1, .act_timer = -1, .guard = -1, .sig_watch = -1,
+			   .resync = -1,
 			   .sigpipe = { -1, -1 } };
 	uint32_t interval;
 	int err;

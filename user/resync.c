@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 
 #include "flatten.h"
@@ -501,4 +503,46 @@ out:
 	shadow_owned_close(&owned);
 	gmem_close(&g);
 	return err;
+}
+
+/* The BAT's generation, read with one pread: polled every second or so for
+ * every attached guest, so no mapping of the whole file. */
+static int bat_generation(const char *path, uint64_t bat_gpa, uint32_t *gen)
+{
+	struct clat_bat_hdr h = { 0 };
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), err = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (pread(fd, &h, sizeof(h), (off_t)bat_gpa) != (ssize_t)sizeof(h))
+		err = -EIO;
+	close(fd);
+	*gen = h.generation;
+	return err ? err : (h.magic == CLAT_BAT_MAGIC ? 0 : -EINVAL);
+}
+
+int guest_resync_changed(const struct clat_maps *m, const char *dir,
+			 const struct shadow_btf *btf, uint32_t *resynced)
+{
+	struct clat_guest_info gi;
+	struct resync_report r;
+	uint32_t fn, gen = 0;
+	int err, first = 0;
+
+	*resynced = 0;
+	for (fn = 0; fn < CLAT_MAX_FN; fn++) {
+		if (bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa ||
+		    bat_generation(gi.mem_path, gi.bat_gpa, &gen) || gen == gi.generation)
+			continue;
+		err = guest_resync(m, dir, fn, btf, &r);
+		if (!err) {
+			pr_info("fn %u: resynced generation %u -> %u: %u segments and %u types "
+				"added, %" PRIu64 " CLAT entries read", fn, r.gen_from, r.gen_to,
+				r.segments_added, r.types_added, r.entries_read);
+			(*resynced)++;
+		} else if (!first) {
+			first = err;
+		}
+	}
+	return first;
 }

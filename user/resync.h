@@ -28,4 +28,10 @@ struct resync_report {
 int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
 		 const struct shadow_btf *btf, struct resync_report *r);
 
+/* Resyncs every fn whose guest bumped its BAT generation (checked with one
+ * small read per guest); *resynced counts them.  Returns the first error;
+ * the other fns are still tried. */
+int guest_resync_changed(const struct clat_maps *m, const char *dir,
+			 const struct shadow_btf *btf, uint32_t *resynced);
+
 #endif
