@@ -26,15 +26,6 @@ teardown() {
 	topo_destroy
 }
 
-# bg OUT CMD...: like spawn, with stdout in OUT; sets BG_PID.
-bg() {
-	local out=$1
-	shift
-	setsid "$@" </dev/null >"$out" 2>&1 3>&- &
-	BG_PID=$!
-	SPAWNED+=("$BG_PID")
-}
-
 # Guests 0 and 1 (fns 1, 2) attach and detach over and over.
 guest_churn() {
 	local r i

@@ -20,15 +20,6 @@ teardown() {
 	topo_destroy
 }
 
-# bg OUT CMD...: like spawn, with stdout in OUT; sets BG_PID.
-bg() {
-	local out=$1
-	shift
-	setsid "$@" </dev/null >"$out" 2>&1 3>&- &
-	BG_PID=$!
-	SPAWNED+=("$BG_PID")
-}
-
 # Program ids of every link, sorted, one line.
 link_prog_ids() {
 	"$CLAT_LOAD" status "$PF" --json | jq -c '[.programs[].prog_id] | sort'

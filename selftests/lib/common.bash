@@ -112,6 +112,15 @@ spawn() {
 	SPAWNED+=($!)
 }
 
+# bg OUT CMD...: like spawn, with stdout in OUT; sets BG_PID.
+bg() {
+	local out=$1
+	shift
+	setsid "$@" </dev/null >"$out" 2>&1 3>&- &
+	BG_PID=$!
+	SPAWNED+=("$BG_PID")
+}
+
 reap() {
 	local pid
 	for pid in "${SPAWNED[@]}"; do
