@@ -15,13 +15,11 @@ struct flatten {
 	struct seg_tiers *out;
 };
 
-static int new_page(struct flatten *f, uint32_t *idx)
+int seg_tiers_add_page(struct seg_tiers *o, uint32_t c, uint32_t *idx)
 {
-	struct seg_tiers *o = f->out;
-
 	if (o->npages == o->cap) {
 		uint32_t cap = o->cap ? o->cap * 2 : 4;
-		uint32_t *t = realloc(o->tiers, (size_t)cap * f->c * sizeof(*t));
+		uint32_t *t = realloc(o->tiers, (size_t)cap * c * sizeof(*t));
 
 		if (!t)
 			return -ENOMEM;
@@ -29,7 +27,7 @@ static int new_page(struct flatten *f, uint32_t *idx)
 		o->cap = cap;
 	}
 	*idx = o->npages++;
-	memset(&o->tiers[(size_t)*idx * f->c], 0xff, f->c * sizeof(uint32_t)); /* CLAT_TIER_NONE */
+	memset(&o->tiers[(size_t)*idx * c], 0xff, c * sizeof(uint32_t)); /* CLAT_TIER_NONE */
 	return 0;
 }
 
@@ -39,7 +37,7 @@ static int visit(struct flatten *f, uint64_t page, uint32_t x, uint64_t lo, uint
 {
 	uint64_t child;
 	uint32_t o, sub;
-	int err = new_page(f, idx);
+	int err = seg_tiers_add_page(f->out, f->c, idx);
 
 	for (o = 0; !err && o < f->c; o++) {
 		uint64_t a = lo + o * span;

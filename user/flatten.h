@@ -27,5 +27,7 @@ struct seg_tiers {
 int seg_flatten(tier_entry_fn entry, void *ctx, uint64_t root, uint32_t levels, uint32_t c,
 		uint32_t first, uint32_t end, struct seg_tiers *out);
 void seg_tiers_free(struct seg_tiers *st);
+/* Appends a page of c empty entries; *idx is its index. */
+int seg_tiers_add_page(struct seg_tiers *st, uint32_t c, uint32_t *idx);
 
 #endif

@@ -20,8 +20,7 @@
  * the global block index; and the GPAs of the new blocks. */
 struct partial {
 	uint32_t c;
-	uint32_t *tiers;       /* [npages * c] */
-	uint32_t npages, cap;
+	struct seg_tiers st;   /* the pages walked, in the flatten.h layout */
 	uint64_t *block_gpa;   /* [nb1 - nb0] */
 };
 
@@ -89,22 +88,6 @@ static int claim_fresh(struct rwalk *w, const char *where, uint64_t gpa, uint64_
 	return 0;
 }
 
-static int new_partial_page(struct partial *pt, uint32_t *idx)
-{
-	if (pt->npages == pt->cap) {
-		uint32_t cap = pt->cap ? pt->cap * 2 : 8;
-		uint32_t *t = realloc(pt->tiers, (size_t)cap * pt->c * sizeof(*t));
-
-		if (!t)
-			return -ENOMEM;
-		pt->tiers = t;
-		pt->cap = cap;
-	}
-	*idx = pt->npages++;
-	memset(&pt->tiers[(size_t)*idx * pt->c], 0xff, pt->c * sizeof(uint32_t));
-	return 0;
-}
-
 /* Page at level x covering blocks [lo, lo + span * C).  Entries wholly
  * below the new blocks are the old tables' and are not read. */
 static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_t span,
@@ -117,7 +100,7 @@ static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_
 
 	if (!pg)
 		return fail(w, "level %u page at GPA 0x%" PRIx64 ": outside guest memory", x, page);
-	err = new_partial_page(&w->pt, &idx);
+	err = seg_tiers_add_page(&w->pt.st, w->pt.c, &idx);
 	*out = idx;
 	for (o = 0; !err && o < c; o++) {
 		uint64_t a = lo + o * span, v;
@@ -142,7 +125,7 @@ static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_
 			if (err)
 				return err;
 			w->pt.block_gpa[a - w->nb0] = v;
-			w->pt.tiers[(size_t)idx * c + o] = (uint32_t)a;
+			w->pt.st.tiers[(size_t)idx * c + o] = (uint32_t)a;
 			w->r->blocks_new++;
 			continue;
 		}
@@ -163,7 +146,7 @@ static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_
 		if (!err)
 			err = walk(w, v, x + 1, a, span / c, &sub);
 		if (!err)
-			w->pt.tiers[(size_t)idx * c + o] = sub;
+			w->pt.st.tiers[(size_t)idx * c + o] = sub;
 	}
 	return err;
 }
@@ -174,9 +157,9 @@ static int partial_entry(void *ctx, uint64_t page, uint32_t level, uint32_t o, u
 	uint32_t v;
 
 	(void)level;
-	if (page >= pt->npages)
+	if (page >= pt->st.npages)
 		return -EINVAL;
-	v = pt->tiers[page * pt->c + o];
+	v = pt->st.tiers[page * pt->c + o];
 	if (v == CLAT_TIER_NONE)
 		return -EINVAL;
 	*child = v;
@@ -358,7 +341,7 @@ static int prepare_type(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
 		err = build_segments(w, tc, fn, btf);
 	if (!err)
 		shadow_fill_bat_cache(&tc->gt, &tc->bc, (struct clat_dev_seg[CLAT_MAX_SEGMENTS]){});
-	free(w->pt.tiers);
+	seg_tiers_free(&w->pt.st);
 	free(w->pt.block_gpa);
 	w->r->types_grown += !err && !tc->added;
 	w->r->types_added += !err && tc->added;
