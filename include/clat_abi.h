@@ -330,7 +330,12 @@ static inline __u32 clat_flow_hash(__u32 seed, const struct clat_flow_key *key)
 		h *= 0xff51afd7ed558ccdULL;
 		h ^= h >> 29;
 	}
-	h ^= h >> 32;
+	/* Final avalanche: keys that differ only in the last words (sequential
+	 * ports) must still spread over the whole table, or probe windows fill
+	 * long before the capacity does. */
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
 	return (__u32)h;
 }
 

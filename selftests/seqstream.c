@@ -158,6 +158,8 @@ static int udp_recv(char **av)
 		any = true;
 		got++;
 	}
+	free(seen);
+	close(fd);
 	/* gaps: seqs below the highest one seen that never arrived. */
 	printf("{\"received\":%llu,\"highest\":%llu,\"gaps\":%llu,\"duplicates\":%llu,\"reordered\":%llu,\"foreign\":%llu}\n",
 	       (unsigned long long)got, (unsigned long long)top, (unsigned long long)(top - got),

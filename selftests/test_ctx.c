@@ -280,6 +280,23 @@ static struct flow colliding(struct env *e, const struct flow *f, uint16_t from)
 	return c;
 }
 
+/* The next flow after counter *n (remote port, then VM port) whose first
+ * probe is f's: enough of them to fill a window, however well the hash
+ * spreads one port range. */
+static struct flow colliding_next(struct env *e, const struct flow *f, uint32_t *n)
+{
+	struct flow c = *f;
+
+	for (;; (*n)++) {
+		c.remote_port = (uint16_t)(*n & 0xffff);
+		c.vm_port = (uint16_t)(f->vm_port + 1 + (*n >> 16));
+		if (svc_of(e, &c, 0) == svc_of(e, f, 0))
+			break;
+	}
+	(*n)++;
+	return c;
+}
+
 /* ---- single-CPU verdict tests --------------------------------------------- */
 
 static void send_expect(struct env *e, const char *name, struct frame fr, int dir,
@@ -299,7 +316,7 @@ static void verdict_tests(struct env *e)
 {
 	struct flow a = tcp4(40000), b, c, u = udp4(5353), f6 = tcp4(40001);
 	struct clat_flow_key ka, kb;
-	uint32_t sa, sb, i;
+	uint32_t sa, sb, i, fill = 0;
 	struct frame fr;
 
 	key_of(&a, &ka);
@@ -359,14 +376,12 @@ static void verdict_tests(struct env *e)
 	check(slot_state_of(e, sa) == CLAT_SLOT_TOMBSTONE, "after FIN/FIN/ACK the slot is a tombstone");
 
 	/* Fill a window: WINDOW flows on one first probe, then one more. */
-	c = a;
-	c.remote_port = 50000; /* past every flow used above */
 	for (i = 0; i < WINDOW; i++) {
-		c = colliding(e, &a, (uint16_t)(c.remote_port + 1));
+		c = colliding_next(e, &a, &fill);
 		fr = build(&c, 0, TH_SYN, 0, false);
 		run(e, &fr, 0, &(uint32_t){ 0 });
 	}
-	c = colliding(e, &a, (uint16_t)(c.remote_port + 1));
+	c = colliding_next(e, &a, &fill);
 	send_expect(e, "a full window delivers without a context", build(&c, 0, TH_SYN, 0, false),
 		    0, CLAT_STAT_CTX_FULL, 1);
 
