@@ -37,6 +37,7 @@
 
 struct mig_run {
 	double precopy_ms, prepare_ms, switch_ms, release_ms, total_ms;
+	double stop_copy_ms, reload_ms; /* parts of the switchover */
 	double rebuild_ms, build_ms;
 	double copy1_ms, copyb_ms;
 	uint64_t delta_blocks, contexts;
@@ -60,9 +61,10 @@ static int clat_migrate(struct world *w, struct mig_run *r)
 	struct clat_mac_key mk = { .vlan = 0 };
 	struct clat_mac_val mv = { .fn = FN_DST };
 	struct gpa_list delta = { 0 };
+	struct shadow_writeback wb;
 	struct shadow_stage st;
 	uint32_t fn = FN, dst = FN_DST, lo = LO;
-	uint64_t written, bytes, reloaded, t0, t1, bat;
+	uint64_t written, bytes, reloaded, t0, t1, t2, bat;
 	struct clat_guest_info gi;
 	struct gtables t;
 	struct gmem g;
@@ -76,25 +78,34 @@ static int clat_migrate(struct world *w, struct mig_run *r)
 		return -errno;
 	bat = gi.bat_gpa;
 	t0 = now_ns();
-	/* PRE_COPY, while traffic runs. */
-	rc = shadow_sync(&w->m, FN, SYNC_ALL_CLEAR, &written, &bytes, NULL);
-	if (!rc)
-		rc = traffic(w, DIRTY_FRAMES);
-	if (!rc)
-		rc = shadow_sync(&w->m, FN, SYNC_DIRTY, &written, &bytes, NULL);
-	if (!rc)
-		rc = traffic(w, DIRTY_FRAMES);
+	/* PRE_COPY, while traffic runs; the write-back validates the tables
+	 * once, as migrate-out's does. */
+	rc = shadow_writeback_open(&w->m, FN, &wb);
 	if (rc)
 		return rc;
+	rc = shadow_writeback_round(&wb, SYNC_ALL_CLEAR, &written, &bytes, NULL);
+	if (!rc)
+		rc = traffic(w, DIRTY_FRAMES);
+	if (!rc)
+		rc = shadow_writeback_round(&wb, SYNC_DIRTY, &written, &bytes, NULL);
+	if (!rc)
+		rc = traffic(w, DIRTY_FRAMES);
+	if (rc) {
+		shadow_writeback_close(&wb);
+		return rc;
+	}
 	r->precopy_ms = ms_since(t0);
 	/* Destination, before the pause: validate, build, plug. */
 	t1 = now_ns();
 	rc = gmem_open(w->mem, false, &g);
-	if (rc)
+	if (rc) {
+		shadow_writeback_close(&wb);
 		return rc;
+	}
 	rc = gtables_load(&g, bat, &t, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "clat-bench: failed to load guest tables: %s\n", err);
+		shadow_writeback_close(&wb);
 		gmem_close(&g);
 		return rc;
 	}
@@ -109,10 +120,14 @@ static int clat_migrate(struct world *w, struct mig_run *r)
 	v.state = CLAT_FN_QUIESCED;
 	if (!rc && bpf_map_update_elem(w->m.vct, &fn, &v, BPF_ANY))
 		rc = -errno;
+	t2 = now_ns();
 	if (!rc)
-		rc = shadow_sync(&w->m, FN, SYNC_DIRTY, &written, &bytes, &delta);
+		rc = shadow_writeback_round(&wb, SYNC_DIRTY, &written, &bytes, &delta);
+	r->stop_copy_ms = ms_since(t2);
+	t2 = now_ns();
 	if (!rc)
 		rc = shadow_stage_reload(&st, &g, &t, delta.gpa, delta.n, &reloaded);
+	r->reload_ms = ms_since(t2);
 	if (!rc)
 		rc = shadow_stage_commit(&st, &w->m, NULL);
 	if (!rc && bpf_map_update_elem(w->m.mac_fn, &mk, &mv, BPF_ANY))
@@ -127,6 +142,7 @@ static int clat_migrate(struct world *w, struct mig_run *r)
 		rc = shadow_remove(&w->m, NULL, FN);
 	r->release_ms = ms_since(t1);
 	r->total_ms = ms_since(t0);
+	shadow_writeback_close(&wb);
 	shadow_stage_free(&st);
 	gtables_free(&t);
 	gmem_close(&g);
@@ -275,6 +291,8 @@ int bench_mig(const struct bench_opts *o)
 		stat_out("precopy_ms", r, runs, F(precopy_ms), false);
 		stat_out("prepare_ms", r, runs, F(prepare_ms), false);
 		stat_out("switchover_ms", r, runs, F(switch_ms), false);
+		stat_out("stop_copy_ms", r, runs, F(stop_copy_ms), false);
+		stat_out("reload_ms", r, runs, F(reload_ms), false);
 		stat_out("release_ms", r, runs, F(release_ms), false);
 		stat_out("total_ms", r, runs, F(total_ms), false);
 		stat_out("build_ms", r, runs, F(build_ms), false);

@@ -156,3 +156,29 @@ teardown() {
 	run "$BIN/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
 	assert_equal "$(jq '.types[0].contexts[] | select(.remote_port == 9601) | .packets_in' <<<"$output")" 2
 }
+
+@test "a guest that grows its tables during pre-copy fails migrate-out before the pause" {
+	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9700,sourceport=9701" <<<"x"
+	# The write-back validated the tables in its first round; the stop-copy
+	# reuses them, so it must notice that the guest moved on.
+	CLAT_TEST_STALL=pre_copy:2 in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1 \
+		2>"$BATS_TEST_TMPDIR/out.err" &
+	local pid=$! rc=0
+	sleep 0.5
+	"$BIN/clat-guest" grow --mem "$MEM_A" --bat-gpa "$BAT" --capacity 45000 >/dev/null
+	wait "$pid" || rc=$?
+	[ "$rc" -ne 0 ]
+	run cat "$BATS_TEST_TMPDIR/out.err"
+	assert_output --partial "guest tables changed"
+	assert_output --partial "run 'guest resync' first"
+	# Never paused: the fn serves, and its context kept counting.
+	assert_equal "$(in_host "$HOST_A" "$CLAT_LOAD" status "$PF_A" --json | jq -r '.fns[] | select(.fn == 1) | .state')" active
+	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9700,sourceport=9701" <<<"y"
+	assert_equal "$(ctx_on "$HOST_A" "$PF_A" 1 | jq '.contexts[] | select(.remote_port == 9701) | .packets_in')" 2
+	# After a resync the migration completes, and the context is in guest memory.
+	in_host "$HOST_A" "$CLAT_LOAD" guest resync "$PF_A" --fn 1 >/dev/null
+	run in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1
+	assert_success
+	run "$BIN/clat-guest" show --mem "$MEM_A" --bat-gpa "$BAT" --json
+	assert_equal "$(jq '.types[0].contexts[] | select(.remote_port == 9701) | .packets_in' <<<"$output")" 2
+}

@@ -55,6 +55,8 @@ struct src {
 	struct clat_vct_entry vct;
 	struct clat_mac_key mac;
 	bool have_mac;
+	struct shadow_writeback wb; /* open from the first copy round on */
+	bool wb_open;
 };
 
 struct copy_stats {
@@ -76,6 +78,14 @@ static int src_open(const char *pf, const char *pin_dir, uint32_t fn, struct src
 	return 0;
 }
 
+static void src_close(struct src *s)
+{
+	if (s->wb_open)
+		shadow_writeback_close(&s->wb);
+	s->wb_open = false;
+	maps_close(&s->m);
+}
+
 static int set_fn_state(struct src *s, uint32_t state)
 {
 	uint32_t fn = s->fn;
@@ -93,13 +103,25 @@ static int set_fn_state(struct src *s, uint32_t state)
 	return 0;
 }
 
+/* Validating the tables costs O(contexts): done once, before the first
+ * round, so that a stop-copy costs only its scan and its dirty blocks. */
+static int writeback_open(struct src *s)
+{
+	int err = s->wb_open ? 0 : shadow_writeback_open(&s->m, s->fn, &s->wb);
+
+	s->wb_open = !err;
+	return err;
+}
+
 static int copy_round(struct src *s, enum sync_mode mode, struct gpa_list *blocks,
 		      struct copy_stats *cs)
 {
 	uint64_t t0 = mono_ns();
 	size_t before = blocks ? blocks->n : 0;
-	int err = shadow_sync(&s->m, s->fn, mode, &cs->contexts, &cs->bytes, blocks);
+	int err = writeback_open(s);
 
+	if (!err)
+		err = shadow_writeback_round(&s->wb, mode, &cs->contexts, &cs->bytes, blocks);
 	cs->blocks = blocks ? blocks->n - before : 0;
 	cs->ns = mono_ns() - t0;
 	return err;
@@ -142,8 +164,14 @@ static int precopy(struct src *s, unsigned int rounds, struct json *j)
  * blocks; their GPAs are the delta the destination must re-read. */
 static int stop_copy(struct src *s, bool resumed, struct gpa_list *delta, struct copy_stats *cs)
 {
-	int err = set_fn_state(s, CLAT_FN_QUIESCED);
+	/* Tables the guest changed during the pre-copy fail here, before the
+	 * pause, with the fn still serving. */
+	int err = writeback_open(s);
 
+	if (!err)
+		err = shadow_writeback_check(&s->wb);
+	if (!err)
+		err = set_fn_state(s, CLAT_FN_QUIESCED);
 	if (err)
 		return err;
 	/* An XDP program runs for microseconds; 2 ms covers any frame that saw
@@ -228,6 +256,8 @@ static int migrate_out(struct src *s, unsigned int rounds, struct gpa_list *delt
 	if (!resumed) {
 		err = precopy(s, rounds, j);
 		test_stall("pre_copy");
+	} else {
+		err = writeback_open(s); /* outside the downtime it reports */
 	}
 	*downtime_start = mono_ns();
 	if (!err)
@@ -294,7 +324,7 @@ int cmd_migrate_out(const struct invocation *inv)
 		pr_info("fn %u: contexts written back to %s; fn released", fn, s.gi.mem_path);
 out:
 	free(delta.gpa);
-	maps_close(&s.m);
+	src_close(&s);
 	return err;
 }
 
@@ -839,6 +869,6 @@ int cmd_migrate(const struct invocation *inv)
 out:
 	free(delta.gpa);
 	dst_close(&d);
-	maps_close(&s.m);
+	src_close(&s);
 	return err;
 }

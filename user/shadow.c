@@ -152,27 +152,40 @@ bool shadow_take_ctx(struct clat_ctx *dst, const struct clat_ctx *src, uint32_t 
  * want (NULL: all), with the context's guest address and its slot index. */
 typedef int (*seg_visit_fn)(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot);
 
+/* Visits the services of block b (a block of segment k) that the segment holds. */
+static int seg_block_visit(const struct gtype *gt, uint32_t k, uint32_t b, void *arg,
+			   seg_visit_fn visit)
+{
+	const struct clat_seg *sg = &gt->e.seg[k];
+	uint32_t e;
+	int err;
+
+	for (e = 0; e < gt->per_block; e++) {
+		uint32_t svc = b * gt->per_block + e + 1;
+
+		if (svc > sg->base + sg->size)
+			break;
+		err = visit(arg, svc, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
+			    svc - 1 - sg->base);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int seg_for_each(const struct gtype *gt, uint32_t k, bool (*want)(void *, uint64_t, uint32_t),
 			void *arg, seg_visit_fn visit)
 {
-	const struct clat_seg *sg = &gt->e.seg[k];
-	uint32_t first, end, b, e;
+	uint32_t first, end, b;
 	int err;
 
-	gseg_blocks(gt->per_block, sg, &first, &end);
+	gseg_blocks(gt->per_block, &gt->e.seg[k], &first, &end);
 	for (b = first; b < end && b < gt->nblocks; b++) {
 		if (want && !want(arg, gt->block_gpa[b], b - first))
 			continue;
-		for (e = 0; e < gt->per_block; e++) {
-			uint32_t svc = b * gt->per_block + e + 1;
-
-			if (svc > sg->base + sg->size)
-				break;
-			err = visit(arg, svc, gt->block_gpa[b] + (uint64_t)e * gt->e.ctx_size,
-				    svc - 1 - sg->base);
-			if (err)
-				return err;
-		}
+		err = seg_block_visit(gt, k, b, arg, visit);
+		if (err)
+			return err;
 	}
 	return 0;
 }
@@ -184,9 +197,6 @@ struct load_arg {
 	uint32_t fn;
 	struct clat_ctx *dst;
 	uint64_t *live;
-	uint64_t *blocks;  /* reload: sorted GPAs of the blocks to re-read */
-	size_t nblocks;
-	uint64_t reloaded;
 };
 
 static int load_one(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot)
@@ -305,7 +315,7 @@ int shadow_seg_build(uint32_t fn, const struct gmem *g, const struct gtype *gt, 
 	if (!err)
 		err = gmem_data_scan(g, &data);
 	if (!err) {
-		struct load_arg a = { g, &data, gt, fn, in->map[INNER_CTX], live, NULL, 0, 0 };
+		struct load_arg a = { g, &data, gt, fn, in->map[INNER_CTX], live };
 
 		err = seg_for_each(gt, k, not_hole, &a, load_one);
 		gmem_data_free(&data);
@@ -465,6 +475,59 @@ void shadow_owned_close(struct shadow_owned *o)
 	*o = (struct shadow_owned){ .fd = -1 };
 }
 
+/* Slot of a block GPA in the index (a power-of-two table, linear probes). */
+static size_t block_slot(uint64_t gpa, size_t mask)
+{
+	return (size_t)(((gpa / CLAT_PAGE_SIZE) * 0x9e3779b97f4a7c15ULL) >> 20) & mask;
+}
+
+/* Every staged block by GPA, built before a migration's pause so that the
+ * reload inside it costs O(delta), whatever the table size: a hash table at
+ * most half full, so a lookup is about one cache miss (a binary search over
+ * 100K blocks was seven). */
+static int index_blocks(struct shadow_stage *st, const struct gtables *t)
+{
+	uint32_t i, k, b, first, end;
+	size_t n = 0, size = 16, j;
+
+	for (i = 0; i < t->ntypes; i++)
+		n += t->types[i].nblocks;
+	while (size < 2 * n)
+		size *= 2;
+	st->blocks = calloc(size, sizeof(*st->blocks));
+	if (!st->blocks)
+		return -ENOMEM;
+	st->block_mask = size - 1;
+	for (i = 0; i < t->ntypes; i++) {
+		const struct gtype *gt = &t->types[i];
+
+		for (k = 0; k < gt->e.nsegs; k++) {
+			gseg_blocks(gt->per_block, &gt->e.seg[k], &first, &end);
+			for (b = first; b < end && b < gt->nblocks; b++) {
+				/* GPA 0 is never a block (CLAT_GPA_NONE): it marks a free slot. */
+				for (j = block_slot(gt->block_gpa[b], st->block_mask); st->blocks[j].gpa;)
+					j = (j + 1) & st->block_mask;
+				st->blocks[j] = (struct shadow_block){
+					.gpa = gt->block_gpa[b], .block = b, .type = i, .seg = k
+				};
+			}
+		}
+	}
+	return 0;
+}
+
+static const struct shadow_block *find_block(const struct shadow_stage *st, uint64_t gpa)
+{
+	size_t j;
+
+	if (!st->blocks || gpa == CLAT_GPA_NONE)
+		return NULL;
+	for (j = block_slot(gpa, st->block_mask); st->blocks[j].gpa; j = (j + 1) & st->block_mask)
+		if (st->blocks[j].gpa == gpa)
+			return &st->blocks[j];
+	return NULL;
+}
+
 static void stage_init(struct shadow_stage *st)
 {
 	uint32_t i, k;
@@ -509,44 +572,30 @@ int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_pat
 			err = shadow_seg_build(fn, g, &t->types[i], k, btf, &st->in[i][k],
 					       &st->live);
 	}
+	if (!err)
+		err = index_blocks(st, t);
 	if (err)
 		shadow_stage_free(st);
 	return err;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static bool listed(void *arg, uint64_t gpa, uint32_t local)
-{
-	struct load_arg *a = arg;
-	bool hit = bsearch(&gpa, a->blocks, a->nblocks, sizeof(gpa), cmp_u64) != NULL;
-
-	(void)local;
-	a->reloaded += hit;
-	return hit;
-}
-
 int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const struct gtables *t,
-			uint64_t *blocks, size_t n, uint64_t *reloaded)
+			const uint64_t *blocks, size_t n, uint64_t *reloaded)
 {
-	uint32_t i, k;
+	size_t j;
 	int err = 0;
 
 	*reloaded = 0;
-	qsort(blocks, n, sizeof(*blocks), cmp_u64);
-	for (i = 0; !err && i < t->ntypes && i < st->ntypes; i++) {
-		for (k = 0; !err && k < t->types[i].e.nsegs; k++) {
-			struct load_arg a = { g, NULL, &t->types[i], st->fn,
-					      st->in[i][k].map[INNER_CTX], NULL, blocks, n, 0 };
+	for (j = 0; !err && j < n; j++) {
+		const struct shadow_block *sb = find_block(st, blocks[j]);
+		struct load_arg a;
 
-			err = seg_for_each(&t->types[i], k, listed, &a, load_one);
-			*reloaded += a.reloaded;
-		}
+		if (!sb || sb->type >= t->ntypes)
+			continue; /* not a block of these tables: nothing to re-read */
+		a = (struct load_arg){ g, NULL, &t->types[sb->type], st->fn,
+				       st->in[sb->type][sb->seg].map[INNER_CTX], NULL };
+		err = seg_block_visit(a.gt, sb->seg, sb->block, &a, load_one);
+		*reloaded += !err;
 	}
 	return err;
 }
@@ -600,6 +649,8 @@ void shadow_stage_free(struct shadow_stage *st)
 		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
 			shadow_inner_release(&st->in[i][k]);
 	shadow_owned_close(&st->owned);
+	free(st->blocks);
+	st->blocks = NULL;
 }
 
 int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
@@ -762,26 +813,8 @@ static int add_block(struct gpa_list *l, uint64_t gpa)
 struct sync_arg {
 	const struct gmem *g;
 	struct shadow_seg_view *sv;
-	enum sync_mode mode;
 	uint64_t *written, *bytes;
-	struct gpa_list *blocks;
-	int err;
 };
-
-/* Clears the block's mark first: a write racing with the copy dirties it
- * again.  SYNC_DIRTY copies only marked blocks. */
-static bool sync_want(void *arg, uint64_t gpa, uint32_t local)
-{
-	struct sync_arg *a = arg;
-	bool was_dirty = a->mode != SYNC_ALL &&
-			 __atomic_exchange_n(&a->sv->dirty[local], 0, __ATOMIC_ACQ_REL);
-
-	if (a->mode != SYNC_DIRTY)
-		return true;
-	if (was_dirty && add_block(a->blocks, gpa))
-		a->err = -ENOMEM;
-	return was_dirty && !a->err;
-}
 
 static int sync_one(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot)
 {
@@ -805,21 +838,30 @@ static int sync_one(void *arg, uint32_t svc, uint64_t gpa, uint32_t slot)
 	return 0;
 }
 
-static int sync_type(const struct gmem *g, const struct gtype *gt, struct shadow_view *v,
-		     enum sync_mode mode, uint64_t *written, uint64_t *bytes,
-		     struct gpa_list *blocks)
+/* One segment's blocks.  A block's mark is cleared before its copy, so a
+ * write racing with the copy marks it again.  Marks are read before they
+ * are exchanged: a stop-copy scans every word, and most are clear. */
+static int sync_seg(const struct gtype *gt, uint32_t k, enum sync_mode mode, struct sync_arg *a,
+		    struct gpa_list *blocks)
 {
-	uint32_t k;
-	int err = 0;
+	uint32_t first, end, b;
+	int err;
 
-	for (k = 0; !err && k < gt->e.nsegs; k++) {
-		struct sync_arg a = { g, &v->seg[k], mode, written, bytes, blocks, 0 };
+	gseg_blocks(gt->per_block, &gt->e.seg[k], &first, &end);
+	for (b = first; b < end && b < gt->nblocks; b++) {
+		uint64_t *mark = &a->sv->dirty[b - first];
+		bool was_dirty = mode != SYNC_ALL && __atomic_load_n(mark, __ATOMIC_RELAXED) &&
+				 __atomic_exchange_n(mark, 0, __ATOMIC_ACQ_REL);
 
-		err = seg_for_each(gt, k, sync_want, &a, sync_one);
-		if (!err)
-			err = a.err;
+		if (mode == SYNC_DIRTY && !was_dirty)
+			continue;
+		if (mode == SYNC_DIRTY && add_block(blocks, gt->block_gpa[b]))
+			return -ENOMEM;
+		err = seg_block_visit(gt, k, b, a, sync_one);
+		if (err)
+			return err;
 	}
-	return err;
+	return 0;
 }
 
 /* The device's segments must be the guest's: same ranges, all live. */
@@ -835,56 +877,123 @@ static bool view_matches(const struct shadow_view *v, const struct gtype *gt)
 	return true;
 }
 
-int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uint64_t *written,
-		uint64_t *bytes, struct gpa_list *blocks)
+int shadow_writeback_open(const struct clat_maps *m, uint32_t fn, struct shadow_writeback *wb)
 {
-	struct clat_guest_info gi = {};
-	struct gtables t;
-	struct gmem g;
 	char err_msg[256];
 	uint32_t i;
 	int err;
 
-	*written = *bytes = 0;
-	if (fn >= CLAT_MAX_FN || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa) {
+	memset(wb, 0, sizeof(*wb));
+	wb->m = m;
+	wb->fn = fn;
+	if (fn >= CLAT_MAX_FN || bpf_map_lookup_elem(m->guests, &fn, &wb->gi) || !wb->gi.bat_gpa) {
 		pr_err("fn %u has no guest tables attached", fn);
 		return -ENOENT;
 	}
-	err = gmem_open(gi.mem_path, true, &g);
+	err = gmem_open(wb->gi.mem_path, true, &wb->g);
 	if (err)
 		return err;
-	err = gtables_load(&g, gi.bat_gpa, &t, err_msg, sizeof(err_msg));
+	err = gtables_load(&wb->g, wb->gi.bat_gpa, &wb->t, err_msg, sizeof(err_msg));
 	if (err) {
 		pr_err("failed to sync fn %u: guest tables in %s are no longer valid: %s", fn,
-		       gi.mem_path, err_msg);
-		gmem_close(&g);
+		       wb->gi.mem_path, err_msg);
+		gmem_close(&wb->g);
 		return err;
 	}
+	wb->loaded = true;
 	test_stall("sync_validated"); /* tests shrink the file here */
-	if (t.hdr.generation != gi.generation) {
+	if (wb->t.hdr.generation != wb->gi.generation) {
 		pr_err("failed to sync fn %u: guest tables changed (generation %u, attached %u); "
-		       "run 'guest resync' first", fn, t.hdr.generation, gi.generation);
+		       "run 'guest resync' first", fn, wb->t.hdr.generation, wb->gi.generation);
 		err = -ESTALE;
 	}
-	for (i = 0; !err && i < t.ntypes; i++) {
-		struct shadow_view v;
-
-		err = shadow_view_open(m, fn, t.types[i].index, &v);
-		if (!err && !view_matches(&v, &t.types[i]))
+	for (i = 0; !err && i < wb->t.ntypes; i++) {
+		err = shadow_view_open(m, fn, wb->t.types[i].index, &wb->v[i]);
+		if (!err && !view_matches(&wb->v[i], &wb->t.types[i]))
 			err = -ESTALE;
-		if (!err)
-			err = sync_type(&g, &t.types[i], &v, mode, written, bytes, blocks);
-		shadow_view_close(&v);
 		if (err)
-			pr_err("failed to sync fn %u type %u: %s", fn, t.types[i].index,
+			pr_err("failed to sync fn %u type %u: %s", fn, wb->t.types[i].index,
 			       strerror(-err));
 	}
-	if (gmem_shrunk(&g)) { /* some accesses landed on a zero page */
-		pr_err("failed to sync fn %u: guest memory %s shrank while being written", fn,
-		       gi.mem_path);
+	if (err)
+		shadow_writeback_close(wb);
+	return err;
+}
+
+/* What the tables were validated as must still be what the guest and the
+ * device serve: one read of the BAT header and one map lookup. */
+int shadow_writeback_check(const struct shadow_writeback *wb)
+{
+	const struct clat_bat_hdr *h = gmem_ptr(&wb->g, wb->gi.bat_gpa, sizeof(*h));
+	struct clat_guest_info gi = {};
+	uint32_t fn = wb->fn;
+
+	if (bpf_map_lookup_elem(wb->m->guests, &fn, &gi) || gi.bat_gpa != wb->gi.bat_gpa ||
+	    gi.generation != wb->gi.generation) {
+		pr_err("failed to sync fn %u: its guest tables were detached or resynced meanwhile",
+		       fn);
+		return -ESTALE;
+	}
+	if (h && h->generation != wb->gi.generation) {
+		pr_err("failed to sync fn %u: guest tables changed (generation %u, attached %u); "
+		       "run 'guest resync' first", fn, h->generation, wb->gi.generation);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+int shadow_writeback_round(struct shadow_writeback *wb, enum sync_mode mode, uint64_t *written,
+			   uint64_t *bytes, struct gpa_list *blocks)
+{
+	uint32_t i, k;
+	int err;
+
+	*written = *bytes = 0;
+	err = shadow_writeback_check(wb);
+	for (i = 0; !err && i < wb->t.ntypes; i++) {
+		const struct gtype *gt = &wb->t.types[i];
+
+		for (k = 0; !err && k < gt->e.nsegs; k++) {
+			struct sync_arg a = { &wb->g, &wb->v[i].seg[k], written, bytes };
+
+			err = sync_seg(gt, k, mode, &a, blocks);
+		}
+		if (err)
+			pr_err("failed to sync fn %u type %u: %s", wb->fn, gt->index,
+			       strerror(-err));
+	}
+	if (gmem_shrunk(&wb->g)) { /* some accesses landed on a zero page */
+		pr_err("failed to sync fn %u: guest memory %s shrank while being written", wb->fn,
+		       wb->gi.mem_path);
 		err = -EIO;
 	}
-	gtables_free(&t);
-	gmem_close(&g);
+	return err;
+}
+
+void shadow_writeback_close(struct shadow_writeback *wb)
+{
+	uint32_t i;
+
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		shadow_view_close(&wb->v[i]);
+	if (wb->loaded) {
+		gtables_free(&wb->t);
+		gmem_close(&wb->g);
+	}
+	wb->loaded = false;
+}
+
+int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uint64_t *written,
+		uint64_t *bytes, struct gpa_list *blocks)
+{
+	struct shadow_writeback wb;
+	int err;
+
+	*written = *bytes = 0;
+	err = shadow_writeback_open(m, fn, &wb);
+	if (err)
+		return err;
+	err = shadow_writeback_round(&wb, mode, written, bytes, blocks);
+	shadow_writeback_close(&wb);
 	return err;
 }

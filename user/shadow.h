@@ -46,6 +46,14 @@ struct shadow_owned {
 int shadow_owned_open(const char *dir, uint32_t fn, struct shadow_owned *o);
 void shadow_owned_close(struct shadow_owned *o);
 
+/* A staged block: where it is in the tables the stage was built from. */
+struct shadow_block {
+	uint64_t gpa;
+	uint32_t block;  /* index into the type's block_gpa[] */
+	uint16_t type;   /* index into gtables.types[] */
+	uint16_t seg;
+};
+
 /* The same in two steps, so that the slow build can run before a
  * migration's switchover and the switch itself is a few map updates. */
 struct shadow_stage {
@@ -57,15 +65,19 @@ struct shadow_stage {
 	struct shadow_inner in[CLAT_MAX_TYPES][CLAT_MAX_SEGMENTS];
 	struct clat_guest_info gi;
 	struct shadow_owned owned;
+	struct shadow_block *blocks; /* [block_mask + 1]: by GPA, for the reload */
+	size_t block_mask;
 	uint64_t live;
 	bool plugged;
 };
 
 int shadow_stage_build(struct shadow_stage *st, uint32_t fn, const char *mem_path,
 		       const struct gmem *g, const struct gtables *t, const struct shadow_btf *btf);
-/* Re-reads the contexts of the listed blocks (GPAs; the array is sorted). */
+/* Re-reads the contexts of the listed blocks (GPAs, any order) from t, the
+ * tables st was built from: O(n).  GPAs that are no block of t
+ * are skipped; *reloaded counts the blocks re-read. */
 int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const struct gtables *t,
-			uint64_t *blocks, size_t n, uint64_t *reloaded);
+			const uint64_t *blocks, size_t n, uint64_t *reloaded);
 /* Plugs the staged maps into fn's ARRAY_OF_MAPS slots (slow: RCU grace
  * periods), still invisible to the datapath. */
 int shadow_stage_plug(struct shadow_stage *st, const struct clat_maps *m);
@@ -142,9 +154,33 @@ struct gpa_list {
 	size_t n, cap;
 };
 
-/* Writes fn's contexts back to their GPAs in the guest memory file; counts
- * the contexts written; blocks (may be NULL) collects the GPAs of the blocks
- * a SYNC_DIRTY pass copied. */
+/* An open write-back of fn's contexts into its guest memory.  The guest
+ * tables are validated once, when it opens (the costly part: every context
+ * is checked); each round after that checks only that the guest and the
+ * device still serve that generation, and copies what its mode asks for.
+ * A migration opens it for the pre-copy, while the VM runs, so that the
+ * stop-copy inside the pause costs O(blocks scanned + dirty blocks copied). */
+struct shadow_writeback {
+	const struct clat_maps *m;
+	uint32_t fn;
+	struct clat_guest_info gi;
+	struct gmem g;
+	struct gtables t;
+	struct shadow_view v[CLAT_MAX_TYPES]; /* v[i] is t.types[i] */
+	bool loaded;
+};
+
+int shadow_writeback_open(const struct clat_maps *m, uint32_t fn, struct shadow_writeback *wb);
+/* Counts the contexts written; blocks (may be NULL) collects the GPAs of
+ * the blocks a SYNC_DIRTY round copied. */
+int shadow_writeback_round(struct shadow_writeback *wb, enum sync_mode mode, uint64_t *written,
+			   uint64_t *bytes, struct gpa_list *blocks);
+void shadow_writeback_close(struct shadow_writeback *wb);
+/* -ESTALE (message printed) if the guest changed its tables or the device
+ * detached or resynced them since the open; every round checks it first. */
+int shadow_writeback_check(const struct shadow_writeback *wb);
+
+/* One round on a write-back of its own: open, round, close. */
 int shadow_sync(const struct clat_maps *m, uint32_t fn, enum sync_mode mode, uint64_t *written,
 		uint64_t *bytes, struct gpa_list *blocks);
 
