@@ -264,7 +264,7 @@ int bench_mig(const struct bench_opts *o)
 	libbpf_set_print(NULL);
 	printf("{\"sizes\": [\n");
 	for (s = 0; s < nsizes && !rc; s++) {
-		struct pkt_case pc = { D_CLAT, sizes[s], 0 };
+		struct pkt_case pc = { D_CLAT, sizes[s], 0, 1 };
 		struct world w;
 		double ns;
 

@@ -28,6 +28,7 @@
 #include "clat.skel.h"
 #include "common.h"
 #include "gbuild.h"
+#include "ggrow.h"
 #include "gtables.h"
 #include "shadow.h"
 
@@ -115,9 +116,12 @@ static int clat_open(struct world *w, const struct bench_opts *o, bool guest)
 	cleanup_file(w->mem);
 	unlink(w->mem);
 	rc = gbuild_resolve(&ty, err, sizeof(err));
-	go.size = (gbuild_pages_needed(&ty, 1) + 16) * CLAT_PAGE_SIZE;
+	/* Room for the segments the guest grows later (see grow_segments). */
+	go.size = (gbuild_pages_needed(&ty, 1) * (w->segs > 1 ? 1 + w->segs : 1) + 16) *
+		  CLAT_PAGE_SIZE;
 	if (!rc)
 		rc = gbuild_create(w->mem, &go, &ty, 1, &bat, err, sizeof(err));
+	w->bat = bat;
 	if (rc) {
 		fprintf(stderr, "clat-bench: failed to build guest tables: %s\n", err);
 		return rc;
@@ -193,6 +197,68 @@ static int lit_fill(struct world *w, uint32_t nblocks)
 	return rc;
 }
 
+/* Loads w's guest tables and, with grow, adds a segment of half the
+ * capacity so far (clat-guest grow's library call), then validates again. */
+static int guest_tables(struct world *w, struct gmem *g, struct gtables *t, bool grow)
+{
+	struct ggrow_result gr;
+	char err[256];
+	int rc = gtables_load(g, w->bat, t, err, sizeof(err));
+
+	if (!rc && grow) {
+		rc = ggrow_capacity(g, t, 0, w->cap + w->cap / 2, w->cap, &gr, err, sizeof(err));
+		gtables_free(t);
+		if (!rc) {
+			w->cap = gr.capacity;
+			w->levels = gr.levels;
+			rc = gtables_load(g, w->bat, t, err, sizeof(err));
+		}
+	}
+	if (rc)
+		fprintf(stderr, "clat-bench: failed to %s guest tables: %s\n", grow ? "grow" : "load",
+			err);
+	return rc;
+}
+
+/* The cost of segments: every connection is opened (one pass of the
+ * working set) while the guest has one segment; it then grows segs - 1
+ * times and is attached again from guest memory.  Lookups probe segments
+ * newest first, so each finds the newer, empty segments before its
+ * context in the oldest. */
+static int grow_segments(struct world *w)
+{
+	uint64_t written, bytes, live;
+	struct gtables t;
+	struct gmem g;
+	double ns;
+	uint32_t k;
+	int rc;
+
+	w->mem_bytes = 0; /* memory is measured on the one-segment rows */
+	rc = run_prog(prog_of(w, D_CLAT), w->conns, &ns);
+	if (!rc)
+		rc = shadow_sync(&w->m, FN, SYNC_ALL, &written, &bytes, NULL);
+	if (!rc)
+		rc = gmem_open(w->mem, true, &g);
+	if (rc)
+		return rc;
+	for (k = 1; !rc && k < w->segs; k++) {
+		rc = guest_tables(w, &g, &t, true);
+		if (!rc && k + 1 < w->segs)
+			gtables_free(&t);
+	}
+	if (!rc) {
+		rc = shadow_remove(&w->m, NULL, FN);
+		if (!rc)
+			rc = shadow_install(&w->m, NULL, FN, w->mem, &g, &t, NULL, &live);
+		if (!rc && !live)
+			rc = -EPROTO; /* the connections must come back from guest memory */
+		gtables_free(&t);
+	}
+	gmem_close(&g);
+	return rc;
+}
+
 int world_open(struct world *w, const struct pkt_case *pc, const struct bench_opts *o)
 {
 	struct clat_mac_key mk = { .vlan = 0 };
@@ -207,6 +273,7 @@ int world_open(struct world *w, const struct pkt_case *pc, const struct bench_op
 	w->conns = pc->conns;
 	w->cap = capacity_for(pc->conns);
 	w->levels = pc->levels ? pc->levels : levels_for(w->cap);
+	w->segs = pc->segs ? pc->segs : 1;
 	nblocks = (w->cap + PER_BLOCK - 1) / PER_BLOCK;
 	w->b = bench__open();
 	if (!w->b)
@@ -283,7 +350,7 @@ int world_open(struct world *w, const struct pkt_case *pc, const struct bench_op
 	if (bpf_map_update_elem(fd, &slot, &i, BPF_ANY))
 		return -errno;
 	w->b->bss->target = slot;
-	return 0;
+	return pc->d == D_CLAT && w->segs > 1 ? grow_segments(w) : 0;
 }
 
 /* A 60-byte UDP/IPv4 frame to the VF; drive fills in the addresses. */
@@ -385,24 +452,27 @@ static int measure(struct world *w, const struct pkt_case *pc, const struct benc
 }
 
 /* The rows.  Hot-flow rows (1 connection) time the path itself; the
- * working-set rows spread it over live connections in random order.  A
- * future "clat with N segments" is one more design and its rows. */
+ * working-set rows spread it over live connections in random order; the
+ * segment rows (a guest that grew) price each extra capacity segment. */
 static const struct pkt_case full_cases[] = {
-	{ D_FLOOR, 1, 0 },   { D_WRAP, 1, 0 },    { D_MAC_REDIRECT, 1, 0 },
-	{ D_CLAT, 1, 1 },    { D_CLAT, 1, 2 },    { D_CLAT, 1, 3 },
-	{ D_LRU, 1, 0 },     { D_LITERAL, 1, 2 },
-	{ D_CLAT, 1024, 0 }, { D_LRU, 1024, 0 },  { D_LITERAL, 1024, 0 },
-	{ D_CLAT, 65536, 0 }, { D_LRU, 65536, 0 }, { D_LITERAL, 65536, 0 },
-	{ D_CLAT, 1 << 20, 0 }, { D_LRU, 1 << 20, 0 }, { D_LITERAL, 1 << 20, 0 },
+	{ D_FLOOR, 1, 0, 1 },   { D_WRAP, 1, 0, 1 },    { D_MAC_REDIRECT, 1, 0, 1 },
+	{ D_CLAT, 1, 1, 1 },    { D_CLAT, 1, 2, 1 },    { D_CLAT, 1, 3, 1 },
+	{ D_LRU, 1, 0, 1 },     { D_LITERAL, 1, 2, 1 },
+	{ D_CLAT, 1024, 0, 1 }, { D_LRU, 1024, 0, 1 },  { D_LITERAL, 1024, 0, 1 },
+	{ D_CLAT, 65536, 0, 1 }, { D_LRU, 65536, 0, 1 }, { D_LITERAL, 65536, 0, 1 },
+	{ D_CLAT, 1 << 20, 0, 1 }, { D_LRU, 1 << 20, 0, 1 }, { D_LITERAL, 1 << 20, 0, 1 },
+	{ D_CLAT, 1, 2, 2 }, { D_CLAT, 1, 2, 3 }, { D_CLAT, 1, 2, 4 },
+	{ D_CLAT, 65536, 0, 2 }, { D_CLAT, 65536, 0, 4 },
 };
 
 /* QUICK: the same figures with a smaller largest working set. */
 static const struct pkt_case quick_cases[] = {
-	{ D_FLOOR, 1, 0 },   { D_WRAP, 1, 0 },    { D_MAC_REDIRECT, 1, 0 },
-	{ D_CLAT, 1, 1 },    { D_CLAT, 1, 2 },    { D_CLAT, 1, 3 },
-	{ D_LRU, 1, 0 },     { D_LITERAL, 1, 2 },
-	{ D_CLAT, 1024, 0 }, { D_LRU, 1024, 0 },  { D_LITERAL, 1024, 0 },
-	{ D_CLAT, 16384, 0 }, { D_LRU, 16384, 0 }, { D_LITERAL, 16384, 0 },
+	{ D_FLOOR, 1, 0, 1 },   { D_WRAP, 1, 0, 1 },    { D_MAC_REDIRECT, 1, 0, 1 },
+	{ D_CLAT, 1, 1, 1 },    { D_CLAT, 1, 2, 1 },    { D_CLAT, 1, 3, 1 },
+	{ D_LRU, 1, 0, 1 },     { D_LITERAL, 1, 2, 1 },
+	{ D_CLAT, 1024, 0, 1 }, { D_LRU, 1024, 0, 1 },  { D_LITERAL, 1024, 0, 1 },
+	{ D_CLAT, 16384, 0, 1 }, { D_LRU, 16384, 0, 1 }, { D_LITERAL, 16384, 0, 1 },
+	{ D_CLAT, 1, 2, 2 }, { D_CLAT, 1, 2, 4 },
 };
 
 static double med(const double *v, int n)
@@ -416,8 +486,8 @@ static double med(const double *v, int n)
 static const struct result *find(const struct result *r, int n, enum design d, uint32_t conns)
 {
 	for (int i = 0; i < n; i++)
-		if (r[i].pc->d == d && r[i].pc->conns == conns && (conns > 1 || d != D_CLAT ||
-								   r[i].levels == 2))
+		if (r[i].pc->d == d && r[i].pc->conns == conns && r[i].pc->segs <= 1 &&
+		    (conns > 1 || d != D_CLAT || r[i].levels == 2))
 			return &r[i];
 	return NULL;
 }
@@ -435,8 +505,9 @@ int bench_pkt(const struct bench_opts *o)
 		return -ENOMEM;
 	libbpf_set_print(NULL);
 	for (i = 0; i < ncases && !rc; i++) {
-		fprintf(stderr, "bench pkt: %s, %u connections, levels %u\n", design_name[cases[i].d],
-			cases[i].conns, cases[i].levels);
+		fprintf(stderr, "bench pkt: %s, %u connections, levels %u, segments %u\n",
+			design_name[cases[i].d], cases[i].conns, cases[i].levels,
+			cases[i].segs ? cases[i].segs : 1);
 		res[i].pc = &cases[i];
 		rc = world_open(&w, &cases[i], o);
 		if (!rc)
@@ -465,9 +536,10 @@ int bench_pkt(const struct bench_opts *o)
 		const struct result *r = &res[i], *lru = find(res, ncases, D_LRU, cases[i].conns);
 		double m = med(r->ns, r->n);
 
-		printf("  {\"design\": \"%s\", \"conns\": %u, \"levels\": %u, \"capacity\": %u, ",
-		       design_name[cases[i].d], cases[i].conns,
-		       cases[i].d == D_CLAT || cases[i].d == D_LITERAL ? r->levels : 0, r->cap);
+		printf("  {\"design\": \"%s\", \"conns\": %u, \"levels\": %u, \"segments\": %u, "
+		       "\"capacity\": %u, ", design_name[cases[i].d], cases[i].conns,
+		       cases[i].d == D_CLAT || cases[i].d == D_LITERAL ? r->levels : 0,
+		       cases[i].segs ? cases[i].segs : 1, r->cap);
 		json_stat(stdout, "ns", res[i].ns, r->n);
 		printf(", \"mpps\": %.3f, \"x_floor\": %.3f", m > 0 ? 1000.0 / m : 0, m / floor_ns);
 		if (lru && cases[i].d >= D_CLAT)

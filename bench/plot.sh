@@ -6,7 +6,7 @@ set -eu
 D=$1
 R=$D/results.json
 for d in clat lru literal; do
-	jq -r --arg d "$d" '.pkt.cases[] | select(.design == $d and .conns > 1) |
+	jq -r --arg d "$d" '.pkt.cases[] | select(.design == $d and .conns > 1 and (.segments // 1) == 1) |
 		"\(.conns) \(.ns.median) \(.ns.min) \(.ns.max)"' "$R" >"$D/pkt_$d.dat"
 done
 jq -r '.migration.sizes[] | "\(.contexts) \(.switchover_ms.median) \(.total_ms.median) \(.copy_one_ms.median) \(.copy_batch_ms.median)"' \

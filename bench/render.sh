@@ -9,7 +9,8 @@ def spread3: "\(.median | r(3)) (\(.min | r(3))–\(.max | r(3)))";
 def conns: if . >= 1048576 then "\(. / 1048576)M" elif . >= 1024 then "\(. / 1024)K" else "\(.)" end;
 def yes(ok): if ok then "met" else "**missed**" end;
 . as $R
-| ($R.pkt.cases) as $c
+| ($R.pkt.cases | map(select((.segments // 1) == 1))) as $c
+| ($R.pkt.cases | map(select(.design == "clat"))) as $clat
 | ($c | map(select(.design == "clat" and .conns > 1)) | max_by(.conns)) as $big
 | ($c | map(select(.design == "clat" and .conns == 1 and .levels == 2))[0]) as $hot2
 | ($c | map(select(.design == "lru" and .conns == $big.conns))[0]) as $lrubig
@@ -26,6 +27,17 @@ def yes(ok): if ok then "met" else "**missed**" end;
 "|---|---|---|---|---|---|---|---|",
 ($c[] | select(.design != "driver") |
  "| \(.design) | \(.conns | conns) | \(if .levels > 0 then .levels else "–" end) | \(.ns | spread) | \(.mpps | r(2)) | \(.x_floor | r(2)) | \(if .x_lru then (.x_lru | r(2)) else "–" end) | \(if .hit_ratio then (.hit_ratio | r(4)) else "–" end) |"),
+"",
+"### Capacity segments (a guest that grew its tables)",
+"",
+"Every connection is opened while the guest has one segment; it then grows (each time by half its capacity) and is attached again. Lookups probe the newest segment first, so each frame passes the newer, empty segments before it finds its context in the oldest.",
+"",
+"| connections | levels | segments | capacity | ns/packet | per extra segment (ns) | hit ratio |",
+"|---|---|---|---|---|---|---|",
+($clat | map(select(.segments > 1)) | map(.conns) | unique[]) as $n |
+ ($clat | map(select(.conns == $n and (($n > 1) or .levels == 2)))) as $rows |
+ ($rows | map(select(.segments == 1))[0]) as $one |
+ ($rows[] | "| \(.conns | conns) | \(.levels) | \(.segments) | \(.capacity | conns) | \(.ns | spread) | \(if .segments > 1 then ((.ns.median - $one.ns.median) / (.segments - 1) | r(1)) else "–" end) | \(.hit_ratio | r(4)) |"),
 "",
 "### Memory per connection (device side, kernel memlock of the maps)",
 "",
@@ -45,9 +57,9 @@ def yes(ok): if ok then "met" else "**missed**" end;
 "",
 "### Migration, device side (ms)",
 "",
-"| connections | contexts moved | delta blocks | switchover (VCT repoint window) | pre-copy | prepare (validate, build, plug) | total | register copy, one by one | register copy, batched |",
-"|---|---|---|---|---|---|---|---|---|",
-($m[] | "| \(.conns | conns) | \(.contexts) | \(.delta_blocks) | \(.switchover_ms | spread3) | \(.precopy_ms | spread) | \(.prepare_ms | spread) | \(.total_ms | spread) | \(.copy_one_ms | spread) | \(.copy_batch_ms | spread) |"),
+"| connections | contexts moved | delta blocks | switchover (VCT repoint window) | in it: stop-copy | in it: reload | pre-copy | prepare (validate, build, plug) | total | register copy, one by one | register copy, batched |",
+"|---|---|---|---|---|---|---|---|---|---|---|",
+($m[] | "| \(.conns | conns) | \(.contexts) | \(.delta_blocks) | \(.switchover_ms | spread3) | \(.stop_copy_ms.median | r(3)) | \(.reload_ms.median | r(3)) | \(.precopy_ms | spread) | \(.prepare_ms | spread) | \(.total_ms | spread) | \(.copy_one_ms | spread) | \(.copy_batch_ms | spread) |"),
 "",
 "### Rebuild (guest attach from a guest memory file)",
 "",
@@ -63,7 +75,7 @@ def yes(ok): if ok then "met" else "**missed**" end;
 ($c | map(select(.design == "clat" and .conns >= 16384))[] |
  "| \(.conns | conns) connections, random order: ≤ 0.8× LRU | \(.x_lru | r(2))× | \(yes(.x_lru <= 0.8)) |"),
 "| live clat_rx ≥ 2× Linux bridge (all VFs, contexts) | \(($l.clat_ctx.all_vfs.mpps.median / $l.bridge.all_vfs.mpps.median) | r(2))× (\($l.clat_ctx.all_vfs.mpps.median) vs \($l.bridge.all_vfs.mpps.median) Mpps) | \(yes($l.clat_ctx.all_vfs.mpps.median >= 2 * $l.bridge.all_vfs.mpps.median)) |",
-"| switchover ≤ 1 ms at \($m[-1].conns | conns) | \($m[-1].switchover_ms.median | r(3)) ms | \(yes($m[-1].switchover_ms.median <= 1)) |",
+"| switchover ≤ 1 ms at \($m[-1].conns | conns) | \($m[-1].switchover_ms.median | r(3)) ms (\($m[-1].delta_blocks) delta blocks, \(($m[-1].switchover_ms.median * 1000 / $m[-1].delta_blocks) | r(2)) µs each) | \(yes($m[-1].switchover_ms.median <= 1)) |",
 "| switchover flat from \($m[0].conns | conns) to \($m[-1].conns | conns) | \(($m[-1].switchover_ms.median / $m[0].switchover_ms.median) | r(2))× (register copy, batched: \(($m[-1].copy_batch_ms.median / $m[0].copy_batch_ms.median) | r(1))×) | \(yes($m[-1].switchover_ms.median <= 2 * $m[0].switchover_ms.median)) |",
 "| rebuild ≥ 5M contexts/s (\($m[-1].contexts) contexts) | \(($m[-1].rebuild_ctx_per_s.median / 1e6) | r(2))M/s attach, \(($m[-1].contexts / $m[-1].build_ms.median / 1000) | r(2))M/s build only | \(yes($m[-1].rebuild_ctx_per_s.median >= 5e6)) |",
 "| memory per connection ≤ LRU (\($big.conns | conns)) | \($big.bytes_per_conn) B vs \($lrubig.bytes_per_conn) B | \(yes($big.bytes_per_conn <= $lrubig.bytes_per_conn)) |",

@@ -24,6 +24,7 @@ struct pkt_case {
 	enum design d;
 	uint32_t conns;  /* working set: live connections, visited in random order */
 	uint32_t levels; /* CLAT levels; 0 = the fewest that hold the capacity */
+	uint32_t segs;   /* clat: capacity segments, the connections in the oldest; 0 = 1 */
 };
 
 struct world {
@@ -31,7 +32,8 @@ struct world {
 	struct clat *c;
 	struct clat_maps m;
 	char mem[256];
-	uint32_t conns, cap, levels;
+	uint32_t conns, cap, levels, segs;
+	uint64_t bat;
 	uint64_t mem_bytes; /* device-side bytes of the per-connection state */
 };
 

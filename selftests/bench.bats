@@ -31,14 +31,23 @@ R() { jq -e "$@" "$BENCH_DIR/results.json"; }
 @test "bench: every per-packet figure (floor, redirect, clat 1-3 levels, peers, working sets)" {
 	R '.pkt.floor_ns > 0'
 	R '.pkt.cases | map(select(.design == "mac_redirect" and .ns.median > 0)) | length == 1'
-	R '[.pkt.cases[] | select(.design == "clat" and .conns == 1) | .levels] | sort == [1,2,3]'
+	R '[.pkt.cases[] | select(.design == "clat" and .conns == 1 and .segments == 1) | .levels] | sort == [1,2,3]'
 	for d in clat lru literal; do
 		R --arg d "$d" '[.pkt.cases[] | select(.design == $d and .conns > 1)] | length >= 2'
 	done
 	R '[.pkt.cases[] | select(.design != "floor" and .design != "driver") |
 		(.ns.median > 0 and .mpps > 0 and .x_floor > 0)] | all'
 	R '[.pkt.cases[] | select(.design == "clat" or .design == "literal") | .x_lru > 0] | all'
-	R '[.pkt.cases[] | select(.conns > 1) | .bytes_per_conn > 0] | all'
+	R '[.pkt.cases[] | select(.conns > 1 and .segments == 1) | .bytes_per_conn > 0] | all'
+}
+
+@test "bench: the cost of capacity segments, each lookup finding its context in the oldest" {
+	R '[.pkt.cases[] | select(.design == "clat" and .segments > 1)] | length >= 2'
+	# Found through every newer segment: no frame missed its context.
+	R '[.pkt.cases[] | select(.design == "clat" and .segments > 1) |
+		(.hit_ratio == 1 and .ns.median > 0 and .capacity > 4096)] | all'
+	run grep -c '^| 1 | 2 | [2-4] |' "$BENCH_DIR/tables.md"
+	assert [ "$output" -ge 2 ]
 }
 
 @test "bench: every live-path figure (clat with and without contexts, bridge, macvlan)" {
@@ -52,6 +61,7 @@ R() { jq -e "$@" "$BENCH_DIR/results.json"; }
 	R '.migration.sizes | length >= 2'
 	R '[.migration.sizes[] | (.switchover_ms.median > 0 and .total_ms.median > 0 and
 		.copy_one_ms.median > 0 and .copy_batch_ms.median > 0 and
+		.stop_copy_ms.median > 0 and .reload_ms.median > 0 and
 		.rebuild_ctx_per_s.median > 0 and .contexts > 0)] | all'
 }
 
