@@ -5,6 +5,7 @@
 # files, one per host state.
 
 load lib/common
+bats_require_minimum_version 1.5.0
 
 HOOK=$ROOT/scripts/libvirt-qemu-hook
 DATA=$ROOT/selftests/data
@@ -142,6 +143,36 @@ guests_bat() {
 	assert_line "reconcile $PF: 0 running domains, 1 change"
 	assert_equal "$(fn_field 2 .bat_gpa)" 0
 	assert_equal "$(fn_field 0 .state)" active
+}
+
+@test "reconcile leaves a fn that a migration paused alone, and catches up once it resumes" {
+	local uri moved gone newmac=52:54:00:aa:bb:cc
+	uri=$(node before vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	moved=$(node moved vm1 1 "$newmac" "${PCI[0]}" "$MEM1" "$BAT1")
+	gone=$(node gone none)
+	reconcile --connect "$uri" >/dev/null
+	# migrate-out holds fn 1 QUIESCED between its pause and its stop-copy.
+	bg "$BATS_TEST_TMPDIR/out.log" env CLAT_TEST_STALL=stop_copy:30 "$CLAT_LOAD" migrate-out "$PF" --fn 1
+	for _ in $(seq 50); do [ "$(fn_field 1 .state)" = quiesced ] && break; sleep 0.1; done
+	assert_equal "$(fn_field 1 .state)" quiesced
+	# Neither a MAC change nor the domain leaving touches it: no un-pause, no detach.
+	for u in "$moved" "$gone"; do
+		run --separate-stderr reconcile --connect "$u" --json
+		assert_success
+		[[ "$stderr" == *"fn 1 is paused for a migration"* ]]
+		assert_equal "$(jq -c '[.actions[] | select(.fn == 1)]' <<<"$output")" '[]'
+		assert_equal "$(fn_field 1 .state)" quiesced
+		assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+		assert_equal "$(guests_bat 1)" "$BAT1"
+	done
+	kill -9 "$BG_PID"
+	"$CLAT_LOAD" migrate-out "$PF" --fn 1 --abort 2>/dev/null
+	assert_equal "$(fn_field 1 .state)" active
+	run --separate-stderr reconcile --connect "$moved" --json
+	assert_success
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .ok]]' <<<"$output")" '[["set-mac",1,true]]'
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$newmac"
+	assert_equal "$(fn_field 1 .state)" active
 }
 
 @test "reconcile: changed metadata re-attaches; no metadata sets the MAC only and says so" {

@@ -409,6 +409,7 @@ struct want {
 	const struct lv_domain *dom; /* NULL: no running domain uses the fn */
 	const struct lv_iface *ifc;
 	bool conflict;               /* two domains claim it: leave it alone */
+	bool paused;                 /* QUIESCED by a migration: leave it alone */
 	bool skip_attach;
 	char mem[PATH_MAX];          /* the metadata's mem, resolved like guest attach does */
 };
@@ -540,7 +541,7 @@ static void phase_detach(struct recon *r, const struct clat_maps *m, struct want
 		const char *why;
 		int err;
 
-		if (bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa)
+		if (w[fn].paused || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa)
 			continue;
 		why = detach_reason(&w[fn], &gi);
 		if (!why)
@@ -573,7 +574,7 @@ static void phase_mac(struct recon *r, const struct clat_maps *m, struct want *w
 	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
 		struct clat_vct_entry e = {};
 
-		if (!w[fn].dom || w[fn].conflict)
+		if (!w[fn].dom || w[fn].conflict || w[fn].paused)
 			continue;
 		bpf_map_lookup_elem(m->vct, &fn, &e);
 		if (e.state == CLAT_FN_FREE) {
@@ -614,7 +615,8 @@ static void phase_attach(struct recon *r, const struct clat_maps *m, struct want
 		struct clat_guest_info gi = {};
 		int err;
 
-		if (!w[fn].dom || w[fn].conflict || w[fn].skip_attach || w[fn].dom->meta != META_OK)
+		if (!w[fn].dom || w[fn].conflict || w[fn].paused || w[fn].skip_attach ||
+		    w[fn].dom->meta != META_OK)
 			continue;
 		bpf_map_lookup_elem(m->guests, &fn, &gi);
 		if (gi.bat_gpa)
@@ -624,6 +626,24 @@ static void phase_attach(struct recon *r, const struct clat_maps *m, struct want
 		action_open(r, "attach", fn, &w[fn]);
 		report_tables(r, w[fn].mem, w[fn].dom->bat_gpa);
 		action_close(r, err);
+	}
+}
+
+/* A fn that migrate-out paused is between its stop-copy and its release:
+ * a MAC change would make it ACTIVE again and a detach would drop the
+ * contexts it is writing back.  It is left alone until it resumes or goes. */
+static void mark_paused(const struct clat_maps *m, struct want *w)
+{
+	uint32_t fn;
+
+	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
+		struct clat_vct_entry e = {};
+
+		if (bpf_map_lookup_elem(m->vct, &fn, &e) || e.state != CLAT_FN_QUIESCED)
+			continue;
+		w[fn].paused = true;
+		pr_info("fn %u is paused for a migration: left alone until it resumes or is released",
+			fn);
 	}
 }
 
@@ -637,6 +657,7 @@ static int reconcile_apply(struct recon *r, struct want *w)
 	err = open_attached(r->pf, r->pin_dir, dir, sizeof(dir), &m);
 	if (err)
 		return err;
+	mark_paused(&m, w);
 	phase_detach(r, &m, w);
 	phase_mac(r, &m, w);
 	phase_attach(r, &m, w);
