@@ -36,15 +36,38 @@ struct slot {
 	__u32 p;
 };
 
-/* The walk itself: offsets from the shared arithmetic, one tier per level. */
+/* Starts the loads of a context's cache lines without waiting for them:
+ * a hit reads or writes all of them.  A 136-byte record spans at most
+ * three 64-byte lines, and these fields lie 64 bytes apart. */
+_Static_assert(__builtin_offsetof(struct clat_ctx, seq_next) == 64 &&
+	       __builtin_offsetof(struct clat_ctx, drops) == 128 &&
+	       sizeof(struct clat_ctx) <= 136, "touch_ctx: one load per cache line");
+
+static __always_inline void touch_ctx(struct clat_ctx *c)
+{
+	(void)*(volatile __u64 *)&c->state_word;
+	(void)*(volatile __u32 *)&c->seq_next[0];
+	(void)*(volatile __u64 *)&c->drops;
+}
+
+/* The walk itself: offsets from the shared arithmetic, one tier per level.
+ * The loader numbers blocks by position (gtables walk_type, seg_flatten),
+ * so the walk lands on context svc - 1 - base: that context's lines are
+ * loaded first, in parallel with the walk's dependent tier loads rather
+ * than after them.  The walk still decides which context it is; the
+ * early pointer is not kept, as one more maybe-NULL pointer live across
+ * the walk costs the verifier its budget. */
 static __always_inline struct clat_ctx *walk(const struct guest_view *g, struct slot *s)
 {
 	const struct clat_bat_cache *b = g->b;
+	__u32 page = 0, idx, guess = s->svc - 1 - g->base;
+	struct clat_ctx *early = bpf_map_lookup_elem(g->ctxs, &guess);
 	struct clat_loc loc;
-	__u32 page = 0, idx;
 	__u64 *ent;
 	int l;
 
+	if (early)
+		touch_ctx(early);
 	if (clat_locate(s->svc, b->per_block, b->clat_entries, g->levels, &loc))
 		return NULL;
 #pragma unroll
