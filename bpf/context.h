@@ -32,20 +32,43 @@ struct slot {
 	struct clat_ctx *ctx;
 	__u32 svc;
 	__u32 block;
+	__u32 idx;   /* in the segment's context array */
 	__u32 p;
 };
 
-/* The walk itself: offsets from the shared arithmetic, one tier per level. */
-static __always_inline struct clat_ctx *slot_at(const struct guest_view *g, __u32 svc,
-						__u32 *block)
+/* Starts the loads of a context's cache lines without waiting for them:
+ * a hit reads or writes all of them.  A 136-byte record spans at most
+ * three 64-byte lines, and these fields lie 64 bytes apart. */
+_Static_assert(__builtin_offsetof(struct clat_ctx, seq_next) == 64 &&
+	       __builtin_offsetof(struct clat_ctx, drops) == 128 &&
+	       sizeof(struct clat_ctx) <= 136, "touch_ctx: one load per cache line");
+
+static __always_inline void touch_ctx(struct clat_ctx *c)
+{
+	(void)*(volatile __u64 *)&c->state_word;
+	(void)*(volatile __u32 *)&c->seq_next[0];
+	(void)*(volatile __u64 *)&c->drops;
+}
+
+/* The walk itself: offsets from the shared arithmetic, one tier per level.
+ * The loader numbers blocks by position (gtables walk_type, seg_flatten),
+ * so the walk lands on context svc - 1 - base: that context's lines are
+ * loaded first, in parallel with the walk's dependent tier loads rather
+ * than after them.  The walk still decides which context it is; the
+ * early pointer is not kept, as one more maybe-NULL pointer live across
+ * the walk costs the verifier its budget. */
+static __always_inline struct clat_ctx *walk(const struct guest_view *g, struct slot *s)
 {
 	const struct clat_bat_cache *b = g->b;
+	__u32 page = 0, idx, guess = s->svc - 1 - g->base;
+	struct clat_ctx *early = bpf_map_lookup_elem(g->ctxs, &guess);
 	struct clat_loc loc;
-	__u32 page = 0, idx;
 	__u64 *ent;
 	int l;
 
-	if (clat_locate(svc, b->per_block, b->clat_entries, g->levels, &loc))
+	if (early)
+		touch_ctx(early);
+	if (clat_locate(s->svc, b->per_block, b->clat_entries, g->levels, &loc))
 		return NULL;
 #pragma unroll
 	for (l = 0; l < CLAT_MAX_LEVELS; l++) {
@@ -57,16 +80,16 @@ static __always_inline struct clat_ctx *slot_at(const struct guest_view *g, __u3
 			return NULL;
 		page = (__u32)*ent;
 	}
-	*block = page; /* the segment's own block index */
-	idx = page * b->per_block + loc.element;
-	return bpf_map_lookup_elem(g->ctxs, &idx);
+	s->block = page; /* the segment's own block index */
+	s->idx = page * b->per_block + loc.element;
+	return bpf_map_lookup_elem(g->ctxs, &s->idx);
 }
 
 static __always_inline int probe_slot(const struct guest_view *g, __u32 p, struct slot *s)
 {
 	s->p = p;
 	s->svc = clat_probe_svc(g->hash, p, g->base, g->size);
-	s->ctx = slot_at(g, s->svc, &s->block);
+	s->ctx = walk(g, s);
 	return s->ctx ? 0 : -1;
 }
 
@@ -196,34 +219,33 @@ static __always_inline int tcp_update(struct clat_ctx *c, const struct flow_info
 	return st == CLAT_TCP_CLOSED;
 }
 
-/* Marks a block for the next write-back, after every store to it: the
- * atomic OR orders those stores before the mark, so a sync that clears the
- * mark and then copies the block cannot miss them. */
+/* Marks a block for the next write-back, after every store to it.  A sync
+ * clears the mark (an atomic exchange, a full barrier) and then copies the
+ * block, so every store must be visible before the mark is read: callers
+ * end their stores with a fully ordered atomic (see update_ctx).  Then a
+ * mark seen set needs no atomic OR: a sync that clears it after our read
+ * copies our stores, and one that cleared it before our read left the mark
+ * set by a later writer, so the next round copies the block.  Most frames
+ * see it set, and skip a locked write to a line that may be cold. */
 static __always_inline void mark_dirty(const struct guest_view *g, __u32 block)
 {
 	__u64 *dirty = bpf_map_lookup_elem(g->dirty, &block);
 
-	if (dirty)
+	if (dirty && !*(volatile __u64 *)dirty)
 		__sync_fetch_and_or(dirty, 1);
 }
 
-/* Updates the context; returns 1 if the flow closed and the slot was freed. */
+/* Updates the context; returns 1 if the flow closed and the slot was freed.
+ * The byte counter goes last, with a fetching atomic add: it is fully
+ * ordered, which puts every store above it before mark_dirty's read. */
 static __always_inline int update_ctx(const struct guest_view *g, struct slot *s,
 				      const struct flow_info *fi, __u32 dir, __u64 len,
 				      __u32 rx_queue, __u64 now)
 {
 	struct clat_ctx *c = s->ctx;
 	int released = 0;
+	__u64 fence;
 
-	/* Constant indexes per branch: a loaded dir carries no bound the
-	 * verifier could use. */
-	if (dir == CLAT_DIR_OUT) {
-		__sync_fetch_and_add(&c->packets[CLAT_DIR_OUT], 1);
-		__sync_fetch_and_add(&c->bytes[CLAT_DIR_OUT], len);
-	} else {
-		__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
-		__sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], len);
-	}
 	c->last_seen_ns = now;
 	c->rx_queue = rx_queue;
 	if (fi->key.proto == IPPROTO_TCP && tcp_update(c, fi, dir, now)) {
@@ -233,6 +255,16 @@ static __always_inline int update_ctx(const struct guest_view *g, struct slot *s
 						       (live & ~CLAT_SLOT_STATE_MASK) |
 							       CLAT_SLOT_TOMBSTONE) == live;
 	}
+	/* Constant indexes per branch: a loaded dir carries no bound the
+	 * verifier could use. */
+	if (dir == CLAT_DIR_OUT) {
+		__sync_fetch_and_add(&c->packets[CLAT_DIR_OUT], 1);
+		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_OUT], len);
+	} else {
+		__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
+		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], len);
+	}
+	barrier_var(fence); /* a used result makes it BPF_FETCH, fully ordered */
 	mark_dirty(g, s->block);
 	return released;
 }
@@ -262,19 +294,44 @@ struct slot_probe {
 	__u32 rx_queue;
 	__u32 seg_state;   /* bat_cache seg_state, read once per frame */
 	__u32 newest;
+	__u32 start;       /* find: the first position j left to scan */
 	__u32 done_seg;    /* find: the segment whose scan met an EMPTY slot */
 	__u32 cur_seg;     /* the segment pr->g points at */
+	__u32 s_seg;       /* the segment pr->s was walked in, PROBE_NONE if none */
 	__u32 hit_seg;     /* where the flow's context is (TRACK_HIT, TRACK_CLAIM) */
 	__u32 hit_svc;
 	int result;
+	int updated;   /* find updated the context where it found it */
 	int released;  /* the update closed the flow and freed the slot */
 	struct slot s;
 };
 
-/* The passes only find the flow's slot: context pointers cannot leave a
- * bpf_loop callback (the verifier forgets their type in the caller's frame),
- * and updating inside every callback made the verifier check the update
- * once per pass and per segment.  find_or_claim walks to it again. */
+/* Probe p of the segment pr->g points at, into pr->s.  Linear probing
+ * mostly stays in one block: when svc follows the last walked one in the
+ * same block, its context is the next array element and the tier walk
+ * (one map lookup per level) is skipped. */
+static __always_inline int probe_next(struct slot_probe *pr, __u32 p)
+{
+	struct slot *s = &pr->s;
+	__u32 svc = clat_probe_svc(pr->g.hash, p, pr->g.base, pr->g.size);
+
+	if (pr->s_seg == pr->cur_seg && svc == s->svc + 1 && (svc - 1) % pr->g.b->per_block) {
+		s->idx++;
+		s->ctx = bpf_map_lookup_elem(pr->g.ctxs, &s->idx);
+	} else {
+		s->svc = svc;
+		s->ctx = walk(&pr->g, s);
+	}
+	s->p = p;
+	s->svc = svc;
+	pr->s_seg = s->ctx ? pr->cur_seg : PROBE_NONE;
+	return s->ctx ? 0 : -1;
+}
+
+/* The passes find the flow's slot and update it there.  Context pointers
+ * cannot leave a bpf_loop callback (the verifier forgets their type in the
+ * caller's frame), so a slot found by claim or yield is walked to again by
+ * update_hit. */
 static __always_inline void found_at(struct slot_probe *pr, __u32 svc, int result)
 {
 	pr->hit_seg = pr->cur_seg;
@@ -306,7 +363,7 @@ static long claim_cb(__u32 i, struct slot_probe *pr)
 
 	if (p >= pr->g.b->probe_window)
 		return 1;
-	if (probe_slot(&pr->g, p, &pr->s)) {
+	if (probe_next(pr, p)) {
 		pr->result = TRACK_SKIP;
 		return 1;
 	}
@@ -355,7 +412,8 @@ static long yield_cb(__u32 p, struct slot_probe *pr)
 		release_slot(&pr->g, &o);
 		return 0;
 	}
-	ours.ctx = slot_at(&pr->g, pr->won_svc, &ours.block);
+	ours.svc = pr->won_svc;
+	ours.ctx = walk(&pr->g, &ours);
 	if (ours.ctx)
 		release_slot(&pr->g, &ours);
 	found_at(pr, o.svc, TRACK_HIT);
@@ -387,29 +445,15 @@ static __always_inline int view_segment(struct guest_view *g, __u32 k)
 	return g->size && g->tiers && g->ctxs && g->dirty ? 0 : -1;
 }
 
-/* find: scan every live segment for the key, newest first.  Position j is
- * probe p of the i-th newest segment.  A segment's scan ends at its first
- * EMPTY slot, beyond which no key lies because inserts take the first free
- * position.  One flat loop rather than one per segment: the verifier checks
- * every bpf_loop call site on its own, and four of them overflow its budget. */
-static long find_cb(__u32 j, struct slot_probe *pr)
+/* What an occupied or free slot at position p of the i-th newest segment
+ * means for find; returns 1 when the pass ends.  With update, a hit is
+ * updated here; otherwise update_hit walks to it again. */
+static __always_inline long find_at(struct slot_probe *pr, __u32 i, __u32 p, bool update)
 {
-	__u32 w = window_of(&pr->g), i = j / w, p = j - i * w, k;
-	__u64 sw;
-	__u32 st;
+	__u64 sw = read_state(pr->s.ctx);
+	__u32 st = slot_state(sw);
+	int r;
 
-	if (i == pr->done_seg)
-		return 0;
-	k = (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
-	if (!(pr->seg_state & (1U << k)) || view_segment(&pr->g, k))
-		return 0;
-	pr->cur_seg = k;
-	if (probe_slot(&pr->g, p, &pr->s)) {
-		pr->result = TRACK_SKIP; /* the tables do not back this svc */
-		return 1;
-	}
-	sw = read_state(pr->s.ctx);
-	st = slot_state(sw);
 	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
 		if (i == 0 && pr->free_p == PROBE_NONE)
 			pr->free_p = p;
@@ -417,18 +461,59 @@ static long find_cb(__u32 j, struct slot_probe *pr)
 			pr->done_seg = i;
 		return 0;
 	}
-	return join_occupant(pr, sw);
+	r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
+	if (r > 0) {
+		found_at(pr, pr->s.svc, TRACK_HIT);
+		if (update)
+			pr->released = update_ctx(&pr->g, &pr->s, pr->fi, pr->dir, pr->len,
+						  pr->rx_queue, pr->now);
+		pr->updated = update;
+	} else if (r < 0) {
+		pr->result = TRACK_BUSY;
+	}
+	return r != 0;
 }
 
-/* Walks again to the context the passes found and updates it, if it still
- * holds the flow (it can be released and reused in between). */
+/* find: scan every live segment for the key, newest first.  Position j is
+ * probe p of the i-th newest segment.  A segment's scan ends at its first
+ * EMPTY slot, beyond which no key lies because inserts take the first free
+ * position.  One flat loop rather than one per segment: the verifier checks
+ * every bpf_loop call site on its own, and four of them overflow its budget. */
+static long find_cb(__u32 j, struct slot_probe *pr)
+{
+	__u32 w = window_of(&pr->g), i, p, k;
+
+	j += pr->start;
+	i = j / w;
+	p = j - i * w;
+	if (i == pr->done_seg)
+		return 0;
+	k = (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
+	if (!(pr->seg_state & (1U << k)))
+		return 0;
+	/* Viewed again every pass: map pointers the verifier must trust cannot
+	 * be carried from one callback to the next. */
+	if (view_segment(&pr->g, k))
+		return 0;
+	pr->cur_seg = k;
+	if (probe_next(pr, p)) {
+		pr->result = TRACK_SKIP; /* the tables do not back this svc */
+		return 1;
+	}
+	/* No update here: one more copy of it per callback made the verifier
+	 * explore it once per loop state, past its budget. */
+	return find_at(pr, i, p, false);
+}
+
+/* Walks again to the context a claim or a yield found and updates it, if
+ * it still holds the flow (it can be released and reused in between). */
 static __always_inline int update_hit(struct slot_probe *pr)
 {
 	struct slot s = { .svc = pr->hit_svc };
 
 	if (view_segment(&pr->g, pr->hit_seg))
 		return TRACK_SKIP;
-	s.ctx = slot_at(&pr->g, s.svc, &s.block);
+	s.ctx = walk(&pr->g, &s);
 	if (!s.ctx || slot_state(read_state(s.ctx)) != CLAT_SLOT_LIVE ||
 	    !key_eq(&s.ctx->key, &pr->fi->key))
 		return TRACK_BUSY;
@@ -436,29 +521,114 @@ static __always_inline int update_hit(struct slot_probe *pr)
 	return pr->result;
 }
 
+/* Positions of the newest segment probed inline, before the loop: two
+ * thirds of the flows live at probe 0 and most of the rest at probe 1,
+ * usually in the same block (see probe_next). */
+#define FIND_INLINE 2
+
+/* The first positions of the newest segment, inline: a hit there needs
+ * neither the loop nor a second walk.  Returns 1 when the frame is done (a
+ * hit, updated, or a slot that never settled); otherwise find_cb goes on
+ * from pr->start. */
+static __always_inline int find_first(struct slot_probe *pr)
+{
+	__u32 p;
+
+	pr->start = 0;
+	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
+		return 0;
+	pr->cur_seg = pr->newest;
+#pragma unroll
+	for (p = 0; p < FIND_INLINE; p++) {
+		if (p >= window_of(&pr->g) || pr->done_seg == 0)
+			return 0;
+		if (probe_next(pr, p))
+			return 0; /* find_cb repeats it and reports the skip */
+		pr->start = p + 1;
+		if (find_at(pr, 0, p, false))
+			break;
+	}
+	if (p == FIND_INLINE)
+		return 0;
+	if (pr->result == TRACK_HIT)
+		pr->released = update_ctx(&pr->g, &pr->s, pr->fi, pr->dir, pr->len, pr->rx_queue,
+					  pr->now);
+	return 1;
+}
+
 /* Finds the flow's context in every live segment, newest first, and
- * claims a slot in the newest if this frame may open the flow. */
-static __always_inline int find_or_claim(struct slot_probe *pr, bool may_claim)
+ * updates it: TRACK_HIT, or TRACK_MISS with pr->free_p set for a claim. */
+static __always_inline int find(struct slot_probe *pr)
 {
 	/* One load: resync publishes a segment with a single store. */
 	pr->seg_state = *(volatile __u32 *)&pr->g.b->seg_state;
 	pr->newest = (pr->seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
 	pr->free_p = PROBE_NONE;
 	pr->done_seg = PROBE_NONE;
+	pr->cur_seg = PROBE_NONE;
+	pr->s_seg = PROBE_NONE;
 	pr->result = TRACK_MISS;
-	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS, find_cb, pr, 0);
-	if (pr->result == TRACK_MISS && may_claim) {
-		if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
-			return TRACK_SKIP;
-		if (pr->free_p == PROBE_NONE)
-			return TRACK_FULL;
-		pr->cur_seg = pr->newest;
-		pr->from = pr->free_p;
-		pr->result = TRACK_FULL;
-		bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
-		if (pr->result == TRACK_CLAIM)
-			bpf_loop(window_of(&pr->g), yield_cb, pr, 0);
-	}
+	pr->updated = 0;
+	if (find_first(pr))
+		return pr->result;
+	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS - pr->start, find_cb, pr, 0);
+	if (pr->result == TRACK_HIT && !pr->updated)
+		return update_hit(pr);
+	return pr->result;
+}
+
+/* What a claim needs from the find that missed, packed into clat_track's
+ * return value (a global function takes five arguments): the find's
+ * seg_state, its first free position in the newest segment, the direction
+ * and the type.  Positive, so 0 can mean "nothing to claim". */
+#define CLAIM_REQ_FLAG (1 << 30)
+#define CLAIM_REQ_DIR_SHIFT 5
+#define CLAIM_REQ_TYPE_SHIFT 6
+#define CLAIM_REQ_SEG_SHIFT 8
+_Static_assert(CLAT_MAX_PROBE <= 1 << CLAIM_REQ_DIR_SHIFT, "claim_req: free position bits");
+_Static_assert(CLAT_MAX_TYPES <= 1 << (CLAIM_REQ_SEG_SHIFT - CLAIM_REQ_TYPE_SHIFT),
+	       "claim_req: type bits");
+
+static __always_inline int claim_req(const struct slot_probe *pr)
+{
+	return CLAIM_REQ_FLAG | (pr->seg_state & 0xffff) << CLAIM_REQ_SEG_SHIFT |
+	       pr->g.type << CLAIM_REQ_TYPE_SHIFT | (pr->dir & 1) << CLAIM_REQ_DIR_SHIFT |
+	       (pr->free_p & (CLAT_MAX_PROBE - 1));
+}
+
+static __always_inline __u32 claim_req_free_p(__u32 req)
+{
+	return req & (CLAT_MAX_PROBE - 1);
+}
+
+static __always_inline __u32 claim_req_dir(__u32 req)
+{
+	return (req >> CLAIM_REQ_DIR_SHIFT) & 1;
+}
+
+static __always_inline __u32 claim_req_type(__u32 req)
+{
+	return (req >> CLAIM_REQ_TYPE_SHIFT) & (CLAT_MAX_TYPES - 1);
+}
+
+static __always_inline __u32 claim_req_seg_state(__u32 req)
+{
+	return (req >> CLAIM_REQ_SEG_SHIFT) & 0xffff;
+}
+
+/* After find missed: claims the first free slot of the newest segment from
+ * pr->free_p on, resolves a duplicate claim and updates the context. */
+static __always_inline int claim(struct slot_probe *pr)
+{
+	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
+		return TRACK_SKIP;
+	pr->cur_seg = pr->newest;
+	pr->s_seg = PROBE_NONE;
+	pr->from = pr->free_p;
+	pr->result = TRACK_FULL;
+	bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
+	if (pr->result == TRACK_CLAIM)
+		bpf_loop(window_of(&pr->g), yield_cb, pr, 0);
 	if (pr->result == TRACK_HIT || pr->result == TRACK_CLAIM)
 		return update_hit(pr);
 	return pr->result;

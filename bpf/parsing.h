@@ -26,7 +26,10 @@ struct l2_info {
 	struct ethhdr *eth;
 	__u16 vlan;   /* outer VLAN ID, 0 when untagged */
 	__u16 proto;  /* host byte order, after the VLAN tags */
+	__u16 l3_off; /* where the L3 header starts, at most L2_MAX_LEN */
 };
+
+#define L2_MAX_LEN (ETH_HLEN + CLAT_MAX_VLAN_TAGS * sizeof(struct vlan_tag))
 
 static __always_inline int is_vlan_proto(__u16 proto)
 {
@@ -63,6 +66,7 @@ static __always_inline int parse_l2(struct hdr_cursor *c, struct l2_info *l2)
 		c->pos = tag + 1;
 	}
 	l2->proto = proto;
+	l2->l3_off = ETH_HLEN + i * sizeof(struct vlan_tag); /* i tags were parsed */
 	return 0;
 }
 
