@@ -294,7 +294,11 @@ struct slot_probe {
 	__u32 rx_queue;
 	__u32 seg_state;   /* bat_cache seg_state, read once per frame */
 	__u32 newest;
-	__u32 start;       /* find: the first position j left to scan */
+	/* find: the positions probed inline, then find_cb's offset (callback j
+	 * probes scan position j + skip).  One field for both: with one more
+	 * u32 here the stack layout made the verifier's states differ and the
+	 * programs went past its 1M-instruction budget. */
+	__u32 skip;
 	__u32 done_seg;    /* find: the segment whose scan met an EMPTY slot */
 	__u32 cur_seg;     /* the segment pr->g points at */
 	__u32 s_seg;       /* the segment pr->s was walked in, PROBE_NONE if none */
@@ -474,27 +478,58 @@ static __always_inline long find_at(struct slot_probe *pr, __u32 i, __u32 p, boo
 	return r != 0;
 }
 
-/* find: scan every live segment for the key, newest first.  Position j is
- * probe p of the i-th newest segment.  A segment's scan ends at its first
- * EMPTY slot, beyond which no key lies because inserts take the first free
- * position.  One flat loop rather than one per segment: the verifier checks
- * every bpf_loop call site on its own, and four of them overflow its budget. */
+static __always_inline __u32 seg_of(const struct slot_probe *pr, __u32 i)
+{
+	return (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
+}
+
+/* Nibble v: the number of trailing zero bits of v (4 for v = 0). */
+#define CTZ4_TABLE 0x0102010301020104ULL
+
+/* The scan position of the first probe of the first live segment from the
+ * x-th newest on (x <= CLAT_MAX_SEGMENTS); past the last segment if there
+ * is none, which ends the scan.  Branch-free: a branch per segment would
+ * fork the verifier's paths, each with the whole loop to check again. */
+static __always_inline __u32 scan_next_seg(const struct slot_probe *pr, __u32 x)
+{
+	__u32 s = pr->seg_state, n = pr->newest, by_age, rest;
+
+	_Static_assert(CLAT_MAX_SEGMENTS == 4, "scan_next_seg: segments in one nibble");
+	/* Bit a: the a-th newest segment is live. */
+	by_age = ((s >> (n & 3)) & 1) | ((s >> ((n - 1) & 3)) & 1) << 1 |
+		 ((s >> ((n - 2) & 3)) & 1) << 2 | ((s >> ((n - 3) & 3)) & 1) << 3;
+	rest = (by_age >> (x & 7)) & 15;
+	return (x + (__u32)((CTZ4_TABLE >> (rest * 4)) & 15)) * window_of(&pr->g);
+}
+
+/* Makes the callback after the one at scan position q probe position to. */
+static __always_inline void scan_skip_to(struct slot_probe *pr, __u32 q, __u32 to)
+{
+	pr->skip += to - (q + 1);
+}
+
+/* find: scan every live segment for the key, newest first.  Callback j
+ * probes scan position q = j + pr->skip: probe q mod w of the (q / w)-th
+ * newest segment.  A segment's scan ends at its first EMPTY slot, beyond
+ * which no key lies because inserts take the first free position; skip
+ * then grows so that the next callback probes the next live segment: an
+ * empty newer segment costs one probe, a missing one at most one callback.
+ * One flat loop rather than one per segment: the verifier checks every
+ * bpf_loop call site on its own, and four of them overflow its budget. */
 static long find_cb(__u32 j, struct slot_probe *pr)
 {
-	__u32 w = window_of(&pr->g), i, p, k;
+	__u32 w = window_of(&pr->g), q = j + pr->skip, i = q / w, p = q - i * w, k;
+	long end;
 
-	j += pr->start;
-	i = j / w;
-	p = j - i * w;
-	if (i == pr->done_seg)
-		return 0;
-	k = (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
-	if (!(pr->seg_state & (1U << k)))
-		return 0;
+	if (i >= CLAT_MAX_SEGMENTS)
+		return 1;
+	k = seg_of(pr, i);
 	/* Viewed again every pass: map pointers the verifier must trust cannot
 	 * be carried from one callback to the next. */
-	if (view_segment(&pr->g, k))
+	if (pr->done_seg == i || !(pr->seg_state & (1U << k)) || view_segment(&pr->g, k)) {
+		scan_skip_to(pr, q, scan_next_seg(pr, i + 1));
 		return 0;
+	}
 	pr->cur_seg = k;
 	if (probe_next(pr, p)) {
 		pr->result = TRACK_SKIP; /* the tables do not back this svc */
@@ -502,7 +537,10 @@ static long find_cb(__u32 j, struct slot_probe *pr)
 	}
 	/* No update here: one more copy of it per callback made the verifier
 	 * explore it once per loop state, past its budget. */
-	return find_at(pr, i, p, false);
+	end = find_at(pr, i, p, false);
+	if (pr->done_seg == i)
+		scan_skip_to(pr, q, scan_next_seg(pr, i + 1));
+	return end;
 }
 
 /* Walks again to the context a claim or a yield found and updates it, if
@@ -529,12 +567,12 @@ static __always_inline int update_hit(struct slot_probe *pr)
 /* The first positions of the newest segment, inline: a hit there needs
  * neither the loop nor a second walk.  Returns 1 when the frame is done (a
  * hit, updated, or a slot that never settled); otherwise find_cb goes on
- * from pr->start. */
+ * from pr->skip. */
 static __always_inline int find_first(struct slot_probe *pr)
 {
 	__u32 p;
 
-	pr->start = 0;
+	pr->skip = 0;
 	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
 		return 0;
 	pr->cur_seg = pr->newest;
@@ -544,7 +582,7 @@ static __always_inline int find_first(struct slot_probe *pr)
 			return 0;
 		if (probe_next(pr, p))
 			return 0; /* find_cb repeats it and reports the skip */
-		pr->start = p + 1;
+		pr->skip = p + 1;
 		if (find_at(pr, 0, p, false))
 			break;
 	}
@@ -571,7 +609,7 @@ static __always_inline int find(struct slot_probe *pr)
 	pr->updated = 0;
 	if (find_first(pr))
 		return pr->result;
-	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS - pr->start, find_cb, pr, 0);
+	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS - pr->skip, find_cb, pr, 0);
 	if (pr->result == TRACK_HIT && !pr->updated)
 		return update_hit(pr);
 	return pr->result;

@@ -851,7 +851,7 @@ static int sync_seg(const struct gtype *gt, uint32_t k, enum sync_mode mode, str
 	for (b = first; b < end && b < gt->nblocks; b++) {
 		uint64_t *mark = &a->sv->dirty[b - first];
 		bool was_dirty = mode != SYNC_ALL && __atomic_load_n(mark, __ATOMIC_RELAXED) &&
-				 __atomic_exchange_n(mark, 0, __ATOMIC_ACQ_REL);
+				 __atomic_exchange_n(mark, 0, __ATOMIC_SEQ_CST);
 
 		if (mode == SYNC_DIRTY && !was_dirty)
 			continue;
