@@ -34,10 +34,10 @@ def yes(ok): if ok then "met" else "**missed**" end;
 "",
 "| connections | levels | segments | capacity | ns/packet | per extra segment (ns) | hit ratio |",
 "|---|---|---|---|---|---|---|",
-($clat | map(select(.segments > 1)) | map(.conns) | unique[]) as $n |
+(($clat | map(select(.segments > 1)) | map(.conns) | unique[]) as $n |
  ($clat | map(select(.conns == $n and (($n > 1) or .levels == 2)))) as $rows |
  ($rows | map(select(.segments == 1))[0]) as $one |
- ($rows[] | "| \(.conns | conns) | \(.levels) | \(.segments) | \(.capacity | conns) | \(.ns | spread) | \(if .segments > 1 then ((.ns.median - $one.ns.median) / (.segments - 1) | r(1)) else "–" end) | \(.hit_ratio | r(4)) |"),
+ $rows[] | "| \(.conns | conns) | \(.levels) | \(.segments) | \(.capacity | conns) | \(.ns | spread) | \(if .segments > 1 then ((.ns.median - $one.ns.median) / (.segments - 1) | r(1)) else "–" end) | \(.hit_ratio | r(4)) |"),
 "",
 "### Memory per connection (device side, kernel memlock of the maps)",
 "",
