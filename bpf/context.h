@@ -564,13 +564,14 @@ static __always_inline int update_hit(struct slot_probe *pr)
  * usually in the same block (see probe_next). */
 #define FIND_INLINE 2
 
-/* The first positions of the newest segment, inline: a hit there needs
- * neither the loop nor a second walk.  Returns 1 when the frame is done (a
- * hit, updated, or a slot that never settled); otherwise find_cb goes on
- * from pr->skip. */
+/* The first positions of the newest segment, and the first of the next
+ * live one if the newest ends at an EMPTY slot (a guest that grew), inline:
+ * a hit there needs neither the loop nor a second walk.  Returns 1 when the
+ * frame is done (a hit, updated, or a slot that never settled); otherwise
+ * find_cb goes on from scan position pr->skip. */
 static __always_inline int find_first(struct slot_probe *pr)
 {
-	__u32 p;
+	__u32 p, i;
 
 	pr->skip = 0;
 	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
@@ -579,15 +580,29 @@ static __always_inline int find_first(struct slot_probe *pr)
 #pragma unroll
 	for (p = 0; p < FIND_INLINE; p++) {
 		if (p >= window_of(&pr->g) || pr->done_seg == 0)
-			return 0;
+			break;
 		if (probe_next(pr, p))
 			return 0; /* find_cb repeats it and reports the skip */
 		pr->skip = p + 1;
 		if (find_at(pr, 0, p, false))
-			break;
+			goto done;
 	}
-	if (p == FIND_INLINE)
+	if (pr->done_seg != 0)
 		return 0;
+	/* The newest segment's scan met an EMPTY slot: the flow, if any, is
+	 * older than the last growth.  The next live segment's first position
+	 * is probed inline too. */
+	pr->skip = scan_next_seg(pr, 1);
+	i = pr->skip / window_of(&pr->g);
+	if (i >= CLAT_MAX_SEGMENTS || view_segment(&pr->g, seg_of(pr, i)))
+		return 0;
+	pr->cur_seg = seg_of(pr, i);
+	if (probe_next(pr, 0))
+		return 0;
+	pr->skip++;
+	if (!find_at(pr, i, 0, false))
+		return 0;
+done:
 	if (pr->result == TRACK_HIT)
 		pr->released = update_ctx(&pr->g, &pr->s, pr->fi, pr->dir, pr->len, pr->rx_queue,
 					  pr->now);
