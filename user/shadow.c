@@ -483,8 +483,7 @@ static size_t block_slot(uint64_t gpa, size_t mask)
 
 /* Every staged block by GPA, built before a migration's pause so that the
  * reload inside it costs O(delta), whatever the table size: a hash table at
- * most half full, so a lookup is about one cache miss (a binary search over
- * 100K blocks was seven). */
+ * most half full, so a lookup is about one cache miss. */
 static int index_blocks(struct shadow_stage *st, const struct gtables *t)
 {
 	uint32_t i, k, b, first, end;
