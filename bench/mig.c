@@ -55,57 +55,41 @@ static int traffic(struct world *w, uint32_t frames)
 	return run_prog(prog_of(w, D_CLAT), frames, &ns);
 }
 
-static int clat_migrate(struct world *w, struct mig_run *r)
+/* clat_migrate's work, on the source's open write-back. */
+static int migrate_with(struct world *w, struct mig_run *r, struct shadow_writeback *wb,
+			uint64_t bat, uint64_t t0)
 {
-	struct clat_vct_entry v = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
+	struct clat_vct_entry v = { .state = CLAT_FN_QUIESCED, .ifindex = LO };
 	struct clat_mac_key mk = { .vlan = 0 };
 	struct clat_mac_val mv = { .fn = FN_DST };
 	struct gpa_list delta = { 0 };
-	struct shadow_writeback wb;
 	struct shadow_stage st;
-	uint32_t fn = FN, dst = FN_DST, lo = LO;
-	uint64_t written, bytes, reloaded, t0, t1, t2, bat;
-	struct clat_guest_info gi;
+	uint32_t fn = FN;
+	uint64_t written, bytes, reloaded, t1, t2;
 	struct gtables t;
 	struct gmem g;
 	char err[256];
 	int rc;
 
 	memcpy(mk.mac, VF_MAC, 6);
-	if (bpf_map_lookup_elem(w->m.guests, &fn, &gi) ||
-	    bpf_map_update_elem(w->m.vct, &dst, &v, BPF_ANY) ||
-	    bpf_map_update_elem(w->m.vf_ports, &dst, &lo, BPF_ANY))
-		return -errno;
-	bat = gi.bat_gpa;
-	t0 = now_ns();
-	/* PRE_COPY, while traffic runs; the write-back validates the tables
-	 * once, as migrate-out's does. */
-	rc = shadow_writeback_open(&w->m, FN, &wb);
+	rc = shadow_writeback_round(wb, SYNC_ALL_CLEAR, &written, &bytes, NULL);
+	if (!rc)
+		rc = traffic(w, DIRTY_FRAMES);
+	if (!rc)
+		rc = shadow_writeback_round(wb, SYNC_DIRTY, &written, &bytes, NULL);
+	if (!rc)
+		rc = traffic(w, DIRTY_FRAMES);
 	if (rc)
 		return rc;
-	rc = shadow_writeback_round(&wb, SYNC_ALL_CLEAR, &written, &bytes, NULL);
-	if (!rc)
-		rc = traffic(w, DIRTY_FRAMES);
-	if (!rc)
-		rc = shadow_writeback_round(&wb, SYNC_DIRTY, &written, &bytes, NULL);
-	if (!rc)
-		rc = traffic(w, DIRTY_FRAMES);
-	if (rc) {
-		shadow_writeback_close(&wb);
-		return rc;
-	}
 	r->precopy_ms = ms_since(t0);
 	/* Destination, before the pause: validate, build, plug. */
 	t1 = now_ns();
 	rc = gmem_open(w->mem, false, &g);
-	if (rc) {
-		shadow_writeback_close(&wb);
+	if (rc)
 		return rc;
-	}
 	rc = gtables_load(&g, bat, &t, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "clat-bench: failed to load guest tables: %s\n", err);
-		shadow_writeback_close(&wb);
 		gmem_close(&g);
 		return rc;
 	}
@@ -117,12 +101,11 @@ static int clat_migrate(struct world *w, struct mig_run *r)
 	r->contexts = st.live;
 	/* The switchover window. */
 	t1 = now_ns();
-	v.state = CLAT_FN_QUIESCED;
 	if (!rc && bpf_map_update_elem(w->m.vct, &fn, &v, BPF_ANY))
 		rc = -errno;
 	t2 = now_ns();
 	if (!rc)
-		rc = shadow_writeback_round(&wb, SYNC_DIRTY, &written, &bytes, &delta);
+		rc = shadow_writeback_round(wb, SYNC_DIRTY, &written, &bytes, &delta);
 	r->stop_copy_ms = ms_since(t2);
 	t2 = now_ns();
 	if (!rc)
@@ -142,11 +125,34 @@ static int clat_migrate(struct world *w, struct mig_run *r)
 		rc = shadow_remove(&w->m, NULL, FN);
 	r->release_ms = ms_since(t1);
 	r->total_ms = ms_since(t0);
-	shadow_writeback_close(&wb);
 	shadow_stage_free(&st);
 	gtables_free(&t);
 	gmem_close(&g);
 	free(delta.gpa);
+	return rc;
+}
+
+static int clat_migrate(struct world *w, struct mig_run *r)
+{
+	struct clat_vct_entry v = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
+	uint32_t fn = FN, dst = FN_DST, lo = LO;
+	struct shadow_writeback wb;
+	struct clat_guest_info gi;
+	uint64_t t0;
+	int rc;
+
+	if (bpf_map_lookup_elem(w->m.guests, &fn, &gi) ||
+	    bpf_map_update_elem(w->m.vct, &dst, &v, BPF_ANY) ||
+	    bpf_map_update_elem(w->m.vf_ports, &dst, &lo, BPF_ANY))
+		return -errno;
+	t0 = now_ns();
+	/* PRE_COPY, while traffic runs; the write-back validates the tables
+	 * once, as migrate-out's does. */
+	rc = shadow_writeback_open(&w->m, FN, &wb);
+	if (rc)
+		return rc;
+	rc = migrate_with(w, r, &wb, gi.bat_gpa, t0);
+	shadow_writeback_close(&wb);
 	return rc;
 }
 

@@ -197,26 +197,25 @@ static int lit_fill(struct world *w, uint32_t nblocks)
 	return rc;
 }
 
-/* Loads w's guest tables and, with grow, adds a segment of half the
- * capacity so far (clat-guest grow's library call), then validates again. */
-static int guest_tables(struct world *w, struct gmem *g, struct gtables *t, bool grow)
+/* Grows w's guest by one segment of half its capacity so far, with the
+ * library call behind clat-guest grow; *t gets the grown tables. */
+static int grow_once(struct world *w, struct gmem *g, struct gtables *t)
 {
 	struct ggrow_result gr;
 	char err[256];
 	int rc = gtables_load(g, w->bat, t, err, sizeof(err));
 
-	if (!rc && grow) {
+	if (!rc) {
 		rc = ggrow_capacity(g, t, 0, w->cap + w->cap / 2, w->cap, &gr, err, sizeof(err));
 		gtables_free(t);
-		if (!rc) {
-			w->cap = gr.capacity;
-			w->levels = gr.levels;
-			rc = gtables_load(g, w->bat, t, err, sizeof(err));
-		}
+	}
+	if (!rc) {
+		w->cap = gr.capacity;
+		w->levels = gr.levels;
+		rc = gtables_load(g, w->bat, t, err, sizeof(err));
 	}
 	if (rc)
-		fprintf(stderr, "clat-bench: failed to %s guest tables: %s\n", grow ? "grow" : "load",
-			err);
+		fprintf(stderr, "clat-bench: failed to grow guest tables: %s\n", err);
 	return rc;
 }
 
@@ -243,9 +242,9 @@ static int grow_segments(struct world *w)
 	if (rc)
 		return rc;
 	for (k = 1; !rc && k < w->segs; k++) {
-		rc = guest_tables(w, &g, &t, true);
+		rc = grow_once(w, &g, &t);
 		if (!rc && k + 1 < w->segs)
-			gtables_free(&t);
+			gtables_free(&t); /* the last one's tables are attached */
 	}
 	if (!rc) {
 		rc = shadow_remove(&w->m, NULL, FN);

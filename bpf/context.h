@@ -305,7 +305,6 @@ struct slot_probe {
 	__u32 hit_seg;     /* where the flow's context is (TRACK_HIT, TRACK_CLAIM) */
 	__u32 hit_svc;
 	int result;
-	int updated;   /* find updated the context where it found it */
 	int released;  /* the update closed the flow and freed the slot */
 	struct slot s;
 };
@@ -450,13 +449,13 @@ static __always_inline int view_segment(struct guest_view *g, __u32 k)
 }
 
 /* What an occupied or free slot at position p of the i-th newest segment
- * means for find; returns 1 when the pass ends.  With update, a hit is
- * updated here; otherwise update_hit walks to it again. */
-static __always_inline long find_at(struct slot_probe *pr, __u32 i, __u32 p, bool update)
+ * means for find; returns 1 when the pass ends.  A hit is only recorded:
+ * find_first updates it through pr->s, after the loop update_hit walks to
+ * it again. */
+static __always_inline long find_at(struct slot_probe *pr, __u32 i, __u32 p)
 {
 	__u64 sw = read_state(pr->s.ctx);
 	__u32 st = slot_state(sw);
-	int r;
 
 	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
 		if (i == 0 && pr->free_p == PROBE_NONE)
@@ -465,17 +464,7 @@ static __always_inline long find_at(struct slot_probe *pr, __u32 i, __u32 p, boo
 			pr->done_seg = i;
 		return 0;
 	}
-	r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
-	if (r > 0) {
-		found_at(pr, pr->s.svc, TRACK_HIT);
-		if (update)
-			pr->released = update_ctx(&pr->g, &pr->s, pr->fi, pr->dir, pr->len,
-						  pr->rx_queue, pr->now);
-		pr->updated = update;
-	} else if (r < 0) {
-		pr->result = TRACK_BUSY;
-	}
-	return r != 0;
+	return join_occupant(pr, sw);
 }
 
 static __always_inline __u32 seg_of(const struct slot_probe *pr, __u32 i)
@@ -537,7 +526,7 @@ static long find_cb(__u32 j, struct slot_probe *pr)
 	}
 	/* No update here: one more copy of it per callback made the verifier
 	 * explore it once per loop state, past its budget. */
-	end = find_at(pr, i, p, false);
+	end = find_at(pr, i, p);
 	if (pr->done_seg == i)
 		scan_skip_to(pr, q, scan_next_seg(pr, i + 1));
 	return end;
@@ -584,7 +573,7 @@ static __always_inline int find_first(struct slot_probe *pr)
 		if (probe_next(pr, p))
 			return 0; /* find_cb repeats it and reports the skip */
 		pr->skip = p + 1;
-		if (find_at(pr, 0, p, false))
+		if (find_at(pr, 0, p))
 			goto done;
 	}
 	if (pr->done_seg != 0)
@@ -600,7 +589,7 @@ static __always_inline int find_first(struct slot_probe *pr)
 	if (probe_next(pr, 0))
 		return 0;
 	pr->skip++;
-	if (!find_at(pr, i, 0, false))
+	if (!find_at(pr, i, 0))
 		return 0;
 done:
 	if (pr->result == TRACK_HIT)
@@ -621,11 +610,10 @@ static __always_inline int find(struct slot_probe *pr)
 	pr->cur_seg = PROBE_NONE;
 	pr->s_seg = PROBE_NONE;
 	pr->result = TRACK_MISS;
-	pr->updated = 0;
 	if (find_first(pr))
 		return pr->result;
 	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS - pr->skip, find_cb, pr, 0);
-	if (pr->result == TRACK_HIT && !pr->updated)
+	if (pr->result == TRACK_HIT)
 		return update_hit(pr);
 	return pr->result;
 }
