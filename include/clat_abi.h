@@ -264,6 +264,8 @@ struct clat_guest_info {
 	__u64 mem_size;
 	__u32 generation;
 	__u32 ntypes;
+	__u64 mem_dev;      /* st_dev and st_ino of the file at attach: every */
+	__u64 mem_ino;      /* reopen by path must find the same file */
 	char mem_path[240];
 };
 
@@ -275,7 +277,7 @@ _Static_assert(sizeof(struct clat_flow_key) == 40, "clat_flow_key layout");
 _Static_assert(sizeof(struct clat_ctx) == 136, "clat_ctx layout");
 _Static_assert(sizeof(struct clat_bat_cache) == 48, "clat_bat_cache layout");
 _Static_assert((CLAT_MAX_SEGMENTS & (CLAT_MAX_SEGMENTS - 1)) == 0, "segments: power of two");
-_Static_assert(sizeof(struct clat_guest_info) == 264, "clat_guest_info layout");
+_Static_assert(sizeof(struct clat_guest_info) == 280, "clat_guest_info layout");
 _Static_assert(sizeof(struct clat_mac_key) == 8, "clat_mac_key layout");
 _Static_assert(sizeof(struct clat_mac_val) == 4, "clat_mac_val layout");
 _Static_assert(sizeof(struct clat_vct_entry) == 24, "clat_vct_entry layout");
