@@ -30,124 +30,98 @@ static __always_inline __u64 frame_len(struct xdp_md *ctx)
 	return ctx->data_end - ctx->data;
 }
 
-/* The service type that tracks this protocol; its segments are looked up
- * per probe pass (see find). */
-static __always_inline int guest_view_of(__u32 fn, __u8 proto, struct guest_view *g)
+/* CLOCK_TAI, coarse: the clock tick's time plus the offset clat-load keeps
+ * in pf_clock.  A few ns where a full clock read costs tens; idle GC
+ * needs seconds. */
+static __always_inline __u64 coarse_tai(void)
+{
+	__u32 zero = 0;
+	struct clat_clock *clk = bpf_map_lookup_elem(&pf_clock, &zero);
+
+	return bpf_ktime_get_coarse_ns() + (clk ? clk->tai_offset_ns : 0);
+}
+
+/* The service type of fn that tracks proto, or -1. */
+static __always_inline int type_of(const struct clat_fn_desc *d, __u8 proto)
 {
 	__u16 mask = proto == IPPROTO_TCP ? CLAT_PROTO_TCP : CLAT_PROTO_UDP;
-	__u32 t, key;
+	int t;
 
 #pragma unroll
-	for (t = 0; t < CLAT_MAX_TYPES; t++) {
-		key = fn * CLAT_MAX_TYPES + t;
-		g->b = bpf_map_lookup_elem(&bat_cache, &key);
-		if (g->b && g->b->valid && (g->b->proto_mask & mask))
-			break;
-		g->b = NULL;
-	}
-	if (!g->b || !(g->b->seg_state & CLAT_SEG_LIVE_MASK) || !g->b->per_block)
-		return -1;
-	g->type = t;
-	g->fn = fn;
-	return 0;
+	for (t = 0; t < CLAT_MAX_TYPES; t++)
+		if (d->type[t].proto_mask & mask)
+			return t;
+	return -1;
 }
 
-/* Parses the frame's flow from its L3 header on and sets up the probe
- * state; -1 if the frame gets no context. */
-static __always_inline int track_begin(struct xdp_md *ctx, __u32 fn, __u32 dir, __u32 l3_off,
-				       __u32 l3_proto, struct flow_info *fi, struct slot_probe *pr)
-{
-	struct hdr_cursor c = { (void *)(long)ctx->data, (void *)(long)ctx->data_end };
-
-	/* A global function's arguments carry no bounds: the verifier needs
-	 * one before l3_off moves a packet pointer.  parse_l2 never exceeds it. */
-	if (l3_off > L2_MAX_LEN)
-		return -1;
-	c.pos += l3_off;
-	if (parse_flow(&c, l3_proto, dir, fi) != FLOW_OK || guest_view_of(fn, fi->key.proto, &pr->g))
-		return -1;
-	pr->g.hash = clat_flow_hash(pr->g.b->hash_seed, &fi->key);
-	pr->fi = fi;
-	pr->fn = fn;
-	pr->dir = dir;
-	pr->now = bpf_ktime_get_tai_ns();
-	pr->won = 0;
-	pr->released = 0;
-	pr->len = frame_len(ctx);
-	pr->rx_queue = ctx->rx_queue_index;
-	return 0;
-}
-
-static __always_inline void track_count(__u32 fn, int r, const struct slot_probe *pr)
-{
-	struct clat_stats *s = fn_stats(fn);
-
-	count(s, r, 1);
-	if (pr->released)
-		count(s, CLAT_STAT_CTX_RELEASE, 1);
-}
-
-/* Finds the context of this frame's flow in fn's guest tables and updates
- * it.  Returns 0, or a claim request (see claim_req) when the flow has no
- * context yet and this frame may open it.  A global function: the verifier
- * checks it once, not once per call site.  The caller has parsed L2: l3_off
- * and l3_proto say where the L3 header is and what it is. */
+/* Finds the context of this frame's flow in fn's pool segments and
+ * updates it, or claims a slot when the frame opens a flow.  A global
+ * function: the verifier checks it once, not once per call site.  The
+ * caller has parsed L2: l3_off and l3_proto say where L3 is and what. */
 __noinline int clat_track(struct xdp_md *ctx, __u32 fn, __u32 dir, __u32 l3_off, __u32 l3_proto)
 {
+	struct hdr_cursor c = { (void *)(long)ctx->data, (void *)(long)ctx->data_end };
+	const struct clat_type_desc *td;
+	const struct clat_fn_desc *d;
 	struct clat_vct_entry *v;
-	struct flow_info fi;
-	struct slot_probe pr;
-	int r;
+	struct flow_track tr;
+	__u32 seg_state, newest;
+	int t, idx, r;
+	__u64 off;
 
-	if (fn >= CLAT_MAX_FN)
+	if (fn >= CLAT_MAX_FN) /* for the verifier: fn_stats() and the map keys */
 		return 0;
 	v = bpf_map_lookup_elem(&vct, &fn);
 	if (!v || !v->bat_gpa)
 		return 0; /* no guest tables: dispatch only */
-	dir &= 1; /* index of packets[]/bytes[]: tell the verifier it is 0 or 1 */
-	if (track_begin(ctx, fn, dir, l3_off, l3_proto, &fi, &pr)) {
+	/* A global function's arguments carry no bounds: the verifier needs
+	 * one before l3_off moves a packet pointer.  parse_l2 never exceeds it. */
+	off = l3_off;
+	barrier_var(off); /* one register, checked and then added: not two copies */
+	if (off > L2_MAX_LEN)
+		return 0;
+	c.pos += off;
+	d = bpf_map_lookup_elem(&fn_desc, &fn);
+	if (!d || parse_flow(&c, l3_proto, dir, &tr.fi) != FLOW_OK ||
+	    (t = type_of(d, tr.fi.key.proto)) < 0) {
 		count(fn_stats(fn), CLAT_STAT_CTX_SKIP, 1);
 		return 0;
 	}
-	r = find(&pr);
-	/* A flow opens with a TCP SYN or any UDP datagram.  TCP picked up
-	 * mid-stream gets no context (like nf_conntrack_tcp_loose=0). */
-	if (r == TRACK_MISS &&
-	    (fi.key.proto == IPPROTO_UDP || (fi.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)) {
-		if (!(pr.seg_state & (1U << pr.newest)))
-			r = TRACK_SKIP;
-		else if (pr.free_p == PROBE_NONE)
-			r = TRACK_FULL;
-		else
-			return claim_req(&pr);
+	td = &d->type[t & (CLAT_MAX_TYPES - 1)];
+	/* One load: resync publishes a segment with a single store. */
+	seg_state = *(volatile __u32 *)&td->seg_state;
+	tr.hash = clat_flow_hash(td->hash_seed, &tr.fi.key);
+	tr.tag = clat_tag_of(tr.hash);
+	tr.fn = fn;
+	tr.dir = dir & 1; /* index of packets[]/bytes[]: tell the verifier it is 0 or 1 */
+	tr.type = t;
+	tr.len = frame_len(ctx);
+	tr.rx_queue = ctx->rx_queue_index;
+	tr.now = coarse_tai();
+	tr.released = 0;
+	idx = find(td, seg_state, &tr);
+	if (idx != IDX_NONE) {
+		clat_update(idx, &tr);
+		r = TRACK_HIT;
+	} else if (tr.fi.key.proto == IPPROTO_UDP ||
+		   (tr.fi.tcp_flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN) {
+		/* A flow opens with a TCP SYN or any UDP datagram.  TCP picked
+		 * up mid-stream gets no context (like nf_conntrack_tcp_loose=0). */
+		newest = (seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
+		tr.base = td->seg[newest].base;
+		tr.first_bucket = td->seg[newest].first_bucket;
+		tr.nbuckets = seg_state & (1U << newest) ? td->seg[newest].nbuckets : 0;
+		r = clat_claim(&tr);
+	} else {
+		r = TRACK_MISS;
 	}
-	track_count(fn, r, &pr);
-	return 0;
-}
+	{
+		struct clat_stats *s = fn_stats(fn);
 
-/* Claims a slot for the flow clat_track did not find, from the free
- * position it saw on.  A global function of its own, called after
- * clat_track returns: the verifier checks the claim once rather than once
- * for every way the find passes end, and the two probe states never share
- * one stack.  The frame is parsed again: only a flow's first frame pays. */
-__noinline int clat_claim(struct xdp_md *ctx, __u32 fn, __u32 l3_off, __u32 l3_proto, __u32 req)
-{
-	struct flow_info fi;
-	struct slot_probe pr;
-	int r;
-
-	if (fn >= CLAT_MAX_FN) /* for the verifier: fn_stats() and the map keys */
-		return 0;
-	if (track_begin(ctx, fn, claim_req_dir(req), l3_off, l3_proto, &fi, &pr) ||
-	    pr.g.type != claim_req_type(req)) {
-		count(fn_stats(fn), CLAT_STAT_CTX_SKIP, 1);
-		return 0;
+		count(s, r, 1);
+		if (tr.released)
+			count(s, CLAT_STAT_CTX_RELEASE, 1);
 	}
-	pr.seg_state = claim_req_seg_state(req);
-	pr.newest = (pr.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
-	pr.free_p = claim_req_free_p(req);
-	r = claim(&pr);
-	track_count(fn, r, &pr);
 	return 0;
 }
 
@@ -155,10 +129,7 @@ __noinline int clat_claim(struct xdp_md *ctx, __u32 fn, __u32 l3_off, __u32 l3_p
 static __always_inline void track(struct xdp_md *ctx, __u32 fn, __u32 dir,
 				  const struct l2_info *l2)
 {
-	int req = clat_track(ctx, fn, dir, l2->l3_off, l2->proto);
-
-	if (req > 0)
-		clat_claim(ctx, fn, l2->l3_off, l2->proto, req);
+	clat_track(ctx, fn, dir, l2->l3_off, l2->proto);
 }
 
 static __always_inline struct clat_mac_val *lookup_mac(struct l2_info *l2)

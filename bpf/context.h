@@ -1,132 +1,101 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Per-connection contexts in guest-owned tables, reached through the slot
- * design: in a capacity segment [base + 1, base + size],
- * svc = base + 1 + (hash(seed, key) + p) mod size for p in the probe window,
- * each candidate found by walking the segment's CLAT tiers, the stored key
- * compared.  Lookups probe every live segment, newest first; new flows go to
- * the newest.  The device keeps no per-flow state of its own. */
+/* Per-connection contexts in the PF's context pool.  A flow of a service
+ * type has, in each capacity segment, two candidate buckets of 32 slots
+ * (clat_bucket_of); each bucket's tag line (pool_meta) says which slot, if
+ * any, holds it.  Lookups try every live segment, newest first; new flows
+ * go to the emptier candidate of the newest.  The slot's service number is
+ * the guest-visible place of the context (clat_slot_svc), so the host can
+ * write it back to guest memory; the datapath never walks guest tables. */
 #ifndef CLAT_CONTEXT_H
 #define CLAT_CONTEXT_H
 
-#define PROBE_NONE 0xffffffffU
-/* Bound on re-reads while another CPU finishes claiming a slot.  It has
- * only a few stores left, but a vCPU can be descheduled between them. */
-#define CLAIM_SETTLE_READS (1 << 16)
-/* How far a RST's sequence may be from the next expected one. */
-#define RST_SEQ_SLACK (1U << 20)
+#include "tcp.h"
 
-struct guest_view {
-	const struct clat_bat_cache *b;
-	void *tiers;     /* of the segment being probed */
-	void *ctxs;
-	void *dirty;
-	__u32 base;      /* the segment: services base + 1 .. base + size */
-	__u32 size;
-	__u32 levels;
-	__u32 hash;
-	__u32 type;
+#define IDX_NONE (-1)
+
+/* One frame's tracking state, on clat_track's stack; global subprograms
+ * get a pointer to it. */
+struct flow_track {
+	struct flow_info fi;
+	__u64 hash;
+	__u64 len;        /* frame length, for the byte counters */
+	__u64 now;        /* CLOCK_TAI from the coarse clock */
 	__u32 fn;
+	__u32 dir;
+	__u32 type;
+	__u32 tag;
+	__u32 rx_queue;
+	__u32 released;   /* the update closed the flow and freed its slot */
+	/* the newest segment, where a claim goes */
+	__u32 base;
+	__u32 first_bucket;
+	__u32 nbuckets;
+	__u32 pad;
 };
 
-struct slot {
-	struct clat_ctx *ctx;
-	__u32 svc;
-	__u32 block;
-	__u32 idx;   /* in the segment's context array */
-	__u32 p;
-};
+/* ---- Tag lines: 32 16-bit tags in 8 words, compared 4 at a time -------- */
 
-/* Starts the loads of a context's cache lines without waiting for them:
- * a hit reads or writes all of them.  A 136-byte record spans at most
- * three 64-byte lines, and these fields lie 64 bytes apart. */
-_Static_assert(__builtin_offsetof(struct clat_ctx, seq_next) == 64 &&
-	       __builtin_offsetof(struct clat_ctx, drops) == 128 &&
-	       sizeof(struct clat_ctx) <= 136, "touch_ctx: one load per cache line");
+#define LANES_LO 0x7fff7fff7fff7fffULL
+#define LANE_ONES 0x0001000100010001ULL
 
-static __always_inline void touch_ctx(struct clat_ctx *c)
+/* Bit 16 * l + w of the result is set when lane l of word w equals tag:
+ * slot 4 * w + l.  Exact (no carries between lanes). */
+static __always_inline __u64 lanes_equal(const struct clat_bucket *m, __u32 tag)
 {
-	(void)*(volatile __u64 *)&c->state_word;
-	(void)*(volatile __u32 *)&c->seq_next[0];
-	(void)*(volatile __u64 *)&c->drops;
-}
+	const __u64 *words = (const __u64 *)m->tag;
+	__u64 pat = (__u64)tag * LANE_ONES, acc = 0, x, y;
+	int w;
 
-/* The walk itself: offsets from the shared arithmetic, one tier per level.
- * The loader numbers blocks by position (gtables walk_type, seg_flatten),
- * so the walk lands on context svc - 1 - base: that context's lines are
- * loaded first, in parallel with the walk's dependent tier loads rather
- * than after them.  The walk still decides which context it is; the
- * early pointer is not kept, as one more maybe-NULL pointer live across
- * the walk costs the verifier its budget. */
-static __always_inline struct clat_ctx *walk(const struct guest_view *g, struct slot *s)
-{
-	const struct clat_bat_cache *b = g->b;
-	__u32 page = 0, idx, guess = s->svc - 1 - g->base;
-	struct clat_ctx *early = bpf_map_lookup_elem(g->ctxs, &guess);
-	struct clat_loc loc;
-	__u64 *ent;
-	int l;
-
-	if (early)
-		touch_ctx(early);
-	if (clat_locate(s->svc, b->per_block, b->clat_entries, g->levels, &loc))
-		return NULL;
 #pragma unroll
-	for (l = 0; l < CLAT_MAX_LEVELS; l++) {
-		if (l >= g->levels)
-			break;
-		idx = page * b->clat_entries + loc.offset[l];
-		ent = bpf_map_lookup_elem(g->tiers, &idx);
-		if (!ent || *ent == CLAT_TIER_NONE)
-			return NULL;
-		page = (__u32)*ent;
+	for (w = 0; w < CLAT_BUCKET_SLOTS / 4; w++) {
+		x = words[w] ^ pat;
+		y = ~(((x & LANES_LO) + LANES_LO) | x | LANES_LO); /* bit 15 of a zero lane */
+		acc |= (y >> (15 - w)) & (LANE_ONES << w);
 	}
-	s->block = page; /* the segment's own block index */
-	s->idx = page * b->per_block + loc.element;
-	return bpf_map_lookup_elem(g->ctxs, &s->idx);
+	return acc;
 }
 
-static __always_inline int probe_slot(const struct guest_view *g, __u32 p, struct slot *s)
+static __always_inline __u32 mask_slot(__u32 bit)
 {
-	s->p = p;
-	s->svc = clat_probe_svc(g->hash, p, g->base, g->size);
-	s->ctx = walk(g, s);
-	return s->ctx ? 0 : -1;
+	return (bit & 15) * 4 + (bit >> 4);
 }
+
+static __always_inline __u32 slot_bit(__u32 slot)
+{
+	return (slot & 3) * 16 + (slot >> 2);
+}
+
+/* Index of the lowest set bit of a non-zero x (de Bruijn). */
+static const __u8 debruijn64[64] = {
+	0,  1,  48, 2,  57, 49, 28, 3,  61, 58, 50, 42, 38, 29, 17, 4,
+	62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18, 12, 5,
+	63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11,
+	46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19, 9,  13, 8,  7,  6,
+};
+
+static __always_inline __u32 lowest_bit(__u64 x)
+{
+	return debruijn64[(((x & -x) * 0x03f79d71b4cb0a89ULL) >> 58) & 63];
+}
+
+static __always_inline __u32 popcount64(__u64 x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (x * 0x0101010101010101ULL) >> 56;
+}
+
+/* ---- Slots ---------------------------------------------------------------- */
 
 static __always_inline __u64 read_state(struct clat_ctx *c)
 {
 	return *(volatile __u64 *)&c->state_word;
 }
 
-static __always_inline __u32 slot_state(__u64 sw)
+static __always_inline __u64 live_word(__u32 tag)
 {
-	return sw & CLAT_SLOT_STATE_MASK;
-}
-
-static __always_inline __u32 slot_hash(__u64 sw)
-{
-	return sw >> CLAT_SLOT_HASH_SHIFT;
-}
-
-struct settle_wait {
-	struct clat_ctx *c;
-	__u64 sw;
-};
-
-static long settle_cb(__u32 i, struct settle_wait *w)
-{
-	w->sw = read_state(w->c);
-	return slot_state(w->sw) != CLAT_SLOT_CLAIMING;
-}
-
-/* Waits (boundedly) for a CLAIMING slot to become LIVE. */
-static __always_inline __u64 settle(struct clat_ctx *c, __u64 sw)
-{
-	struct settle_wait w = { c, sw };
-
-	if (slot_state(sw) == CLAT_SLOT_CLAIMING)
-		bpf_loop(CLAIM_SETTLE_READS, settle_cb, &w, 0);
-	return w.sw;
+	return (__u64)tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE;
 }
 
 static __always_inline int key_eq(const struct clat_flow_key *a, const struct clat_flow_key *b)
@@ -136,137 +105,111 @@ static __always_inline int key_eq(const struct clat_flow_key *a, const struct cl
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
-/* 1 if the occupant of s (state sw) is our flow, 0 if not, -1 if it never
- * settled. */
-static __always_inline int occupant_is(struct slot *s, __u64 sw, const struct guest_view *g,
-				       const struct clat_flow_key *key)
+static __always_inline int slot_holds(__u32 idx, __u32 tag, const struct clat_flow_key *key)
 {
-	__u32 st = slot_state(sw);
+	struct clat_ctx *c = bpf_map_lookup_elem(&pool_ctx, &idx);
 
-	if ((st != CLAT_SLOT_LIVE && st != CLAT_SLOT_CLAIMING) || slot_hash(sw) != g->hash)
+	/* A slot being claimed or released is no one's yet (or any more). */
+	return c && read_state(c) == live_word(tag) && key_eq(&c->key, key);
+}
+
+/* The pool index of the LIVE slot of bucket that holds key (tag tag),
+ * other than skip; IDX_NONE if none.  The slot a claim prefers (the tag's
+ * home) is tried first: at moderate load most flows sit there, and one
+ * tag compare finds them.  A global function: verified once. */
+__noinline int clat_bucket_find(__u32 bucket, __u32 tag, const struct clat_flow_key *key,
+				int skip)
+{
+	struct clat_bucket *m = bpf_map_lookup_elem(&pool_meta, &bucket);
+	__u32 home = tag & (CLAT_BUCKET_SLOTS - 1), idx, i;
+	__u64 cand;
+
+	if (!m || !key) /* key: for the verifier, a global function's pointer may be NULL */
+		return IDX_NONE;
+	idx = bucket * CLAT_BUCKET_SLOTS + home;
+	if (m->tag[home] == tag && (int)idx != skip && slot_holds(idx, tag, key))
+		return idx;
+	cand = lanes_equal(m, tag) & ~(1ULL << slot_bit(home));
+	/* Tags collide in a bucket about once in 2000 lookups, twice almost
+	 * never: the bound is for the verifier. */
+	for (i = 0; i < CLAT_BUCKET_SLOTS && cand; i++) {
+		idx = bucket * CLAT_BUCKET_SLOTS + mask_slot(lowest_bit(cand));
+		cand &= cand - 1;
+		if ((int)idx != skip && slot_holds(idx, tag, key))
+			return idx;
+	}
+	return IDX_NONE;
+}
+
+/* Marks the bucket for the next write-back, after every store to it.  A
+ * write-back clears the mark (an atomic and, a full barrier) and then
+ * copies the bucket, so every store must be visible before the mark is
+ * read: callers end their stores with a fully ordered atomic (see
+ * update_ctx).  Then a mark seen set needs no atomic: a write-back that
+ * clears it after our read copies our stores, and one that cleared it
+ * before our read left it set by a later writer, so the next round copies
+ * the bucket.  Most frames see it set and skip a locked write. */
+static __always_inline void mark_dirty(__u32 bucket)
+{
+	__u32 word = bucket / 64;
+	__u64 *d = bpf_map_lookup_elem(&pool_dirty, &word), bit = 1ULL << (bucket & 63);
+
+	if (d && !(*(volatile __u64 *)d & bit))
+		__sync_fetch_and_or(d, bit);
+}
+
+static __always_inline void set_tag(__u32 idx, __u16 tag)
+{
+	__u32 bucket = idx / CLAT_BUCKET_SLOTS;
+	struct clat_bucket *m = bpf_map_lookup_elem(&pool_meta, &bucket);
+
+	if (m)
+		*(volatile __u16 *)&m->tag[idx & (CLAT_BUCKET_SLOTS - 1)] = tag;
+}
+
+/* LIVE -> RELEASED, then the tag is cleared: no claim can take the slot
+ * before it is released, and only the CPU whose CAS won clears it. */
+static __always_inline int release_slot(struct clat_ctx *c, __u32 idx, __u32 tag)
+{
+	__u64 live = live_word(tag);
+
+	if (__sync_val_compare_and_swap(&c->state_word, live,
+					(live & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_RELEASED) != live)
 		return 0;
-	sw = settle(s->ctx, sw);
-	if (slot_state(sw) == CLAT_SLOT_CLAIMING)
-		return -1;
-	return slot_state(sw) == CLAT_SLOT_LIVE && key_eq(&s->ctx->key, key);
+	set_tag(idx, CLAT_TAG_FREE);
+	mark_dirty(idx / CLAT_BUCKET_SLOTS);
+	return 1;
 }
 
-static __always_inline void init_ctx(struct clat_ctx *c, const struct flow_info *fi, __u32 fn,
-				     const struct guest_view *g, __u32 svc, __u32 dir, __u64 now)
+/* Updates the context at idx; sets tr->released if the flow closed.  The
+ * byte counter goes last, with a fetching atomic add: it is fully ordered,
+ * which puts every store above it before mark_dirty's read.  A global
+ * function: the hit and the claim share one verified copy. */
+__noinline int clat_update(__u32 idx, struct flow_track *tr)
 {
-	__u32 zero = 0;
-	struct clat_ctx *fresh = bpf_map_lookup_elem(&ctx_scratch, &zero);
-
-	if (!fresh) /* cannot happen for a 1-entry array; the verifier needs it */
-		return;
-	__builtin_memset(fresh, 0, sizeof(*fresh));
-	fresh->key = fi->key;
-	fresh->tcp_state = fi->key.proto == IPPROTO_TCP ? CLAT_TCP_SYN_SENT : CLAT_TCP_NONE;
-	fresh->initiator = dir;
-	fresh->fn = fn;
-	fresh->type = g->type;
-	fresh->svc = svc;
-	fresh->first_seen_ns = now;
-	/* Everything but the state word, which the claimer owns. */
-	__builtin_memcpy((__u8 *)c + sizeof(c->state_word), (__u8 *)fresh + sizeof(fresh->state_word),
-			 sizeof(*c) - sizeof(c->state_word));
-}
-
-/* TCP run state; returns 1 when the connection is over. */
-static __always_inline int tcp_update(struct clat_ctx *c, const struct flow_info *fi, __u32 dir,
-				      __u64 now)
-{
-	__u8 flags = fi->tcp_flags, st = c->tcp_state;
-
-	if (flags & TCPF_RST) {
-		/* Only a RST near where its sender's sequence is closes the flow,
-		 * so a blind spoofer must guess within 2 MiB of 4 GiB.  A sender
-		 * that has sent nothing yet (a port's RST to a SYN) has no
-		 * sequence here to check against. */
-		__u32 next = c->seq_next[dir & 1];
-
-		if (next && fi->seq - next + RST_SEQ_SLACK > 2 * RST_SEQ_SLACK)
-			return 0;
-		c->tcp_state = CLAT_TCP_CLOSED;
-		return 1;
-	}
-	if ((flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN && st >= CLAT_TCP_FIN_WAIT) {
-		/* The 5-tuple is reused by a new connection: start over in place. */
-		c->fin_mask = 0;
-		c->initiator = dir;
-		c->first_seen_ns = now;
-		st = CLAT_TCP_SYN_SENT;
-	} else if (st == CLAT_TCP_SYN_SENT && (flags & (TCPF_SYN | TCPF_ACK)) == (TCPF_SYN | TCPF_ACK) &&
-		   dir != c->initiator) {
-		st = CLAT_TCP_SYN_RECV;
-	} else if (st == CLAT_TCP_SYN_RECV && (flags & (TCPF_SYN | TCPF_ACK)) == TCPF_ACK &&
-		   dir == c->initiator) {
-		st = CLAT_TCP_ESTABLISHED;
-	}
-	if (flags & TCPF_FIN) {
-		c->fin_mask |= 1 << dir;
-		c->last_fin_dir = dir;
-		st = c->fin_mask == 3 ? CLAT_TCP_LAST_ACK : CLAT_TCP_FIN_WAIT;
-	} else if (st == CLAT_TCP_LAST_ACK && (flags & TCPF_ACK) && dir != c->last_fin_dir) {
-		st = CLAT_TCP_CLOSED;
-	}
-	c->tcp_state = st;
-	dir &= 1;
-	if (fi->seq_len)
-		c->seq_next[dir] = fi->seq + fi->seq_len;
-	if (flags & TCPF_ACK)
-		c->ack_last[dir] = fi->ack;
-	return st == CLAT_TCP_CLOSED;
-}
-
-/* Marks a block for the next write-back, after every store to it.  A sync
- * clears the mark (an atomic exchange, a full barrier) and then copies the
- * block, so every store must be visible before the mark is read: callers
- * end their stores with a fully ordered atomic (see update_ctx).  Then a
- * mark seen set needs no atomic OR: a sync that clears it after our read
- * copies our stores, and one that cleared it before our read left the mark
- * set by a later writer, so the next round copies the block.  Most frames
- * see it set, and skip a locked write to a line that may be cold. */
-static __always_inline void mark_dirty(const struct guest_view *g, __u32 block)
-{
-	__u64 *dirty = bpf_map_lookup_elem(g->dirty, &block);
-
-	if (dirty && !*(volatile __u64 *)dirty)
-		__sync_fetch_and_or(dirty, 1);
-}
-
-/* Updates the context; returns 1 if the flow closed and the slot was freed.
- * The byte counter goes last, with a fetching atomic add: it is fully
- * ordered, which puts every store above it before mark_dirty's read. */
-static __always_inline int update_ctx(const struct guest_view *g, struct slot *s,
-				      const struct flow_info *fi, __u32 dir, __u64 len,
-				      __u32 rx_queue, __u64 now)
-{
-	struct clat_ctx *c = s->ctx;
-	int released = 0;
+	struct clat_ctx *c = bpf_map_lookup_elem(&pool_ctx, &idx);
 	__u64 fence;
+	__u32 dir;
 
-	c->last_seen_ns = now;
-	c->rx_queue = rx_queue;
-	if (fi->key.proto == IPPROTO_TCP && tcp_update(c, fi, dir, now)) {
-		__u64 live = ((__u64)g->hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
-
-		released = __sync_val_compare_and_swap(&c->state_word, live,
-						       (live & ~CLAT_SLOT_STATE_MASK) |
-							       CLAT_SLOT_TOMBSTONE) == live;
-	}
+	if (!c || !tr)
+		return 0;
+	dir = tr->dir;
+	c->last_seen_ns = tr->now;
+	c->rx_queue = tr->rx_queue;
+	if (tr->fi.key.proto == IPPROTO_TCP && tcp_update(c, &tr->fi, dir, tr->now))
+		tr->released = release_slot(c, idx, tr->tag);
 	/* Constant indexes per branch: a loaded dir carries no bound the
 	 * verifier could use. */
 	if (dir == CLAT_DIR_OUT) {
 		__sync_fetch_and_add(&c->packets[CLAT_DIR_OUT], 1);
-		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_OUT], len);
+		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_OUT], tr->len);
 	} else {
 		__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
-		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], len);
+		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], tr->len);
 	}
 	barrier_var(fence); /* a used result makes it BPF_FETCH, fully ordered */
-	mark_dirty(g, s->block);
-	return released;
+	mark_dirty(idx / CLAT_BUCKET_SLOTS);
+	return 0;
 }
 
 enum track_result {
@@ -278,401 +221,138 @@ enum track_result {
 	TRACK_BUSY = CLAT_STAT_CTX_BUSY,
 };
 
-/* State of one probe pass.  The passes run under bpf_loop() so that the
- * verifier checks one window position, not every path through 32 of them. */
-struct slot_probe {
-	struct guest_view g;
-	const struct flow_info *fi;
-	__u64 now;
-	__u32 fn;
-	__u32 dir;
-	__u32 free_p;  /* first EMPTY or TOMBSTONE position of the newest segment */
-	__u32 from;    /* claim: first position to try */
-	__u32 won;     /* yield: the position we claimed */
-	__u32 won_svc;
-	__u64 len;     /* frame length, for the byte counters */
-	__u32 rx_queue;
-	__u32 seg_state;   /* bat_cache seg_state, read once per frame */
-	__u32 newest;
-	/* find: the positions probed inline, then find_cb's offset (callback j
-	 * probes scan position j + skip).  One field for both: with one more
-	 * u32 here the stack layout made the verifier's states differ and the
-	 * programs went past its 1M-instruction budget. */
-	__u32 skip;
-	__u32 done_seg;    /* find: the segment whose scan met an EMPTY slot */
-	__u32 cur_seg;     /* the segment pr->g points at */
-	__u32 s_seg;       /* the segment pr->s was walked in, PROBE_NONE if none */
-	__u32 hit_seg;     /* where the flow's context is (TRACK_HIT, TRACK_CLAIM) */
-	__u32 hit_svc;
-	int result;
-	int released;  /* the update closed the flow and freed the slot */
-	struct slot s;
-};
-
-/* Probe p of the segment pr->g points at, into pr->s.  Linear probing
- * mostly stays in one block: when svc follows the last walked one in the
- * same block, its context is the next array element and the tier walk
- * (one map lookup per level) is skipped. */
-static __always_inline int probe_next(struct slot_probe *pr, __u32 p)
+/* Looks for the flow in segment sg: both candidates. */
+static __always_inline int seg_find(const struct clat_dev_seg *sg, const struct flow_track *tr)
 {
-	struct slot *s = &pr->s;
-	__u32 svc = clat_probe_svc(pr->g.hash, p, pr->g.base, pr->g.size);
+	__u32 b0 = sg->first_bucket + clat_bucket_of(tr->hash, 0, sg->nbuckets);
+	__u32 b1 = sg->first_bucket + clat_bucket_of(tr->hash, 1, sg->nbuckets);
+	int idx = clat_bucket_find(b0, tr->tag, &tr->fi.key, IDX_NONE);
 
-	if (pr->s_seg == pr->cur_seg && svc == s->svc + 1 && (svc - 1) % pr->g.b->per_block) {
-		s->idx++;
-		s->ctx = bpf_map_lookup_elem(pr->g.ctxs, &s->idx);
-	} else {
-		s->svc = svc;
-		s->ctx = walk(&pr->g, s);
-	}
-	s->p = p;
-	s->svc = svc;
-	pr->s_seg = s->ctx ? pr->cur_seg : PROBE_NONE;
-	return s->ctx ? 0 : -1;
+	if (idx == IDX_NONE && b1 != b0)
+		idx = clat_bucket_find(b1, tr->tag, &tr->fi.key, IDX_NONE);
+	return idx;
 }
 
-/* The passes find the flow's slot and update it there.  Context pointers
- * cannot leave a bpf_loop callback (the verifier forgets their type in the
- * caller's frame), so a slot found by claim or yield is walked to again by
- * update_hit. */
-static __always_inline void found_at(struct slot_probe *pr, __u32 svc, int result)
+/* The flow's slot in any live segment of td, newest first, or IDX_NONE.
+ * Unrolled: a segment costs two tag-line reads, no loop callback. */
+static __always_inline int find(const struct clat_type_desc *td, __u32 seg_state,
+				const struct flow_track *tr)
 {
-	pr->hit_seg = pr->cur_seg;
-	pr->hit_svc = svc;
-	pr->result = result;
-}
+	__u32 newest = (seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1), i, k;
+	int idx;
 
-/* An occupied slot ends the pass if it holds our flow or never settled;
- * otherwise the pass goes on. */
-static __always_inline long join_occupant(struct slot_probe *pr, __u64 sw)
-{
-	int r = occupant_is(&pr->s, sw, &pr->g, &pr->fi->key);
-
-	if (r > 0)
-		found_at(pr, pr->s.svc, TRACK_HIT);
-	else if (r < 0)
-		pr->result = TRACK_BUSY;
-	return r != 0;
-}
-
-/* claim: take the first free slot from pr->from on, or join the flow if a
- * racing CPU claimed it first. */
-static long claim_cb(__u32 i, struct slot_probe *pr)
-{
-	__u64 claiming = ((__u64)pr->g.hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_CLAIMING;
-	__u32 p = pr->from + i;
-	__u64 sw;
-	__u32 st;
-
-	if (p >= pr->g.b->probe_window)
-		return 1;
-	if (probe_next(pr, p)) {
-		pr->result = TRACK_SKIP;
-		return 1;
-	}
-	sw = read_state(pr->s.ctx);
-	st = slot_state(sw);
-	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
-		if (__sync_val_compare_and_swap(&pr->s.ctx->state_word, sw, claiming) == sw) {
-			init_ctx(pr->s.ctx, pr->fi, pr->fn, &pr->g, pr->s.svc, pr->dir, pr->now);
-			/* The CAS orders the key stores before LIVE. */
-			__sync_val_compare_and_swap(&pr->s.ctx->state_word, claiming,
-						    (claiming & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_LIVE);
-			found_at(pr, pr->s.svc, TRACK_CLAIM);
-			pr->won = p;
-			pr->won_svc = pr->s.svc;
-			return 1;
-		}
-		sw = read_state(pr->s.ctx); /* lost the race: who won? */
-	}
-	return join_occupant(pr, sw);
-}
-
-static __always_inline void release_slot(const struct guest_view *g, struct slot *s)
-{
-	__u64 live = ((__u64)g->hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE;
-
-	__sync_val_compare_and_swap(&s->ctx->state_word, live,
-				    (live & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE);
-	mark_dirty(g, s->block);
-}
-
-/* yield: racing claimers of one flow can win two slots when a tombstone
- * appears between their scans.  Each winner scans the whole window after
- * going LIVE; the lowest position keeps the flow and any higher copy goes
- * back to TOMBSTONE, whoever sees it first. */
-static long yield_cb(__u32 p, struct slot_probe *pr)
-{
-	struct slot o, ours;
-
-	if (p == pr->won)
-		return 0;
-	if (probe_slot(&pr->g, p, &o) || slot_state(read_state(o.ctx)) == CLAT_SLOT_EMPTY)
-		return 1; /* no key lies beyond an EMPTY slot */
-	if (occupant_is(&o, read_state(o.ctx), &pr->g, &pr->fi->key) != 1)
-		return 0;
-	if (p > pr->won) {
-		release_slot(&pr->g, &o);
-		return 0;
-	}
-	ours.svc = pr->won_svc;
-	ours.ctx = walk(&pr->g, &ours);
-	if (ours.ctx)
-		release_slot(&pr->g, &ours);
-	found_at(pr, o.svc, TRACK_HIT);
-	return 1;
-}
-
-static __always_inline __u32 window_of(const struct guest_view *g)
-{
-	__u32 w = g->b->probe_window;
-
-	return w > CLAT_MAX_PROBE ? CLAT_MAX_PROBE : w;
-}
-
-/* Points the view at device segment k; -1 if its maps are missing. */
-static __always_inline int view_segment(struct guest_view *g, __u32 k)
-{
-	__u32 key = clat_shadow_key(g->fn, g->type, k);
-	const struct clat_dev_seg *sg = bpf_map_lookup_elem(&clat_segs, &key);
-
-	if (!sg)
-		return -1;
-
-	g->base = sg->base;
-	g->size = sg->size;
-	g->levels = sg->levels;
-	g->tiers = bpf_map_lookup_elem(&clat_tiers, &key);
-	g->ctxs = bpf_map_lookup_elem(&clat_ctxs, &key);
-	g->dirty = bpf_map_lookup_elem(&clat_dirty, &key);
-	return g->size && g->tiers && g->ctxs && g->dirty ? 0 : -1;
-}
-
-/* What an occupied or free slot at position p of the i-th newest segment
- * means for find; returns 1 when the pass ends.  A hit is only recorded:
- * find_first updates it through pr->s, after the loop update_hit walks to
- * it again. */
-static __always_inline long find_at(struct slot_probe *pr, __u32 i, __u32 p)
-{
-	__u64 sw = read_state(pr->s.ctx);
-	__u32 st = slot_state(sw);
-
-	if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
-		if (i == 0 && pr->free_p == PROBE_NONE)
-			pr->free_p = p;
-		if (st == CLAT_SLOT_EMPTY)
-			pr->done_seg = i;
-		return 0;
-	}
-	return join_occupant(pr, sw);
-}
-
-static __always_inline __u32 seg_of(const struct slot_probe *pr, __u32 i)
-{
-	return (pr->newest - i) & (CLAT_MAX_SEGMENTS - 1);
-}
-
-/* Nibble v: the number of trailing zero bits of v (4 for v = 0). */
-#define CTZ4_TABLE 0x0102010301020104ULL
-
-/* The scan position of the first probe of the first live segment from the
- * x-th newest on (x <= CLAT_MAX_SEGMENTS); past the last segment if there
- * is none, which ends the scan.  Branch-free: a branch per segment would
- * fork the verifier's paths, each with the whole loop to check again. */
-static __always_inline __u32 scan_next_seg(const struct slot_probe *pr, __u32 x)
-{
-	__u32 s = pr->seg_state, n = pr->newest, by_age, rest;
-
-	_Static_assert(CLAT_MAX_SEGMENTS == 4, "scan_next_seg: segments in one nibble");
-	/* Bit a: the a-th newest segment is live. */
-	by_age = ((s >> (n & 3)) & 1) | ((s >> ((n - 1) & 3)) & 1) << 1 |
-		 ((s >> ((n - 2) & 3)) & 1) << 2 | ((s >> ((n - 3) & 3)) & 1) << 3;
-	rest = (by_age >> (x & 7)) & 15;
-	return (x + (__u32)((CTZ4_TABLE >> (rest * 4)) & 15)) * window_of(&pr->g);
-}
-
-/* Makes the callback after the one at scan position q probe position to. */
-static __always_inline void scan_skip_to(struct slot_probe *pr, __u32 q, __u32 to)
-{
-	pr->skip += to - (q + 1);
-}
-
-/* find: scan every live segment for the key, newest first.  Callback j
- * probes scan position q = j + pr->skip: probe q mod w of the (q / w)-th
- * newest segment.  A segment's scan ends at its first EMPTY slot, beyond
- * which no key lies because inserts take the first free position; skip
- * then grows so that the next callback probes the next live segment: an
- * empty newer segment costs one probe, a missing one at most one callback.
- * One flat loop rather than one per segment: the verifier checks every
- * bpf_loop call site on its own, and four of them overflow its budget. */
-static long find_cb(__u32 j, struct slot_probe *pr)
-{
-	__u32 w = window_of(&pr->g), q = j + pr->skip, i = q / w, p = q - i * w, k;
-	long end;
-
-	if (i >= CLAT_MAX_SEGMENTS)
-		return 1;
-	k = seg_of(pr, i);
-	/* Viewed again every pass: map pointers the verifier must trust cannot
-	 * be carried from one callback to the next. */
-	if (pr->done_seg == i || !(pr->seg_state & (1U << k)) || view_segment(&pr->g, k)) {
-		scan_skip_to(pr, q, scan_next_seg(pr, i + 1));
-		return 0;
-	}
-	pr->cur_seg = k;
-	if (probe_next(pr, p)) {
-		pr->result = TRACK_SKIP; /* the tables do not back this svc */
-		return 1;
-	}
-	/* No update here: one more copy of it per callback made the verifier
-	 * explore it once per loop state, past its budget. */
-	end = find_at(pr, i, p);
-	if (pr->done_seg == i)
-		scan_skip_to(pr, q, scan_next_seg(pr, i + 1));
-	return end;
-}
-
-/* Walks again to the context a claim or a yield found and updates it, if
- * it still holds the flow (it can be released and reused in between). */
-static __always_inline int update_hit(struct slot_probe *pr)
-{
-	struct slot s = { .svc = pr->hit_svc };
-
-	if (view_segment(&pr->g, pr->hit_seg))
-		return TRACK_SKIP;
-	s.ctx = walk(&pr->g, &s);
-	if (!s.ctx || slot_state(read_state(s.ctx)) != CLAT_SLOT_LIVE ||
-	    !key_eq(&s.ctx->key, &pr->fi->key))
-		return TRACK_BUSY;
-	pr->released = update_ctx(&pr->g, &s, pr->fi, pr->dir, pr->len, pr->rx_queue, pr->now);
-	return pr->result;
-}
-
-/* Positions of the newest segment probed inline, before the loop: two
- * thirds of the flows live at probe 0 and most of the rest at probe 1,
- * usually in the same block (see probe_next). */
-#define FIND_INLINE 2
-
-/* The first positions of the newest segment, and the first of the next
- * live one if the newest ends at an EMPTY slot (a guest that grew), inline:
- * a hit there needs neither the loop nor a second walk.  Returns 1 when the
- * frame is done (a hit, updated, or a slot that never settled); otherwise
- * find_cb goes on from scan position pr->skip. */
-static __always_inline int find_first(struct slot_probe *pr)
-{
-	__u32 p, i;
-
-	pr->skip = 0;
-	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
-		return 0;
-	pr->cur_seg = pr->newest;
 #pragma unroll
-	for (p = 0; p < FIND_INLINE; p++) {
-		if (p >= window_of(&pr->g) || pr->done_seg == 0)
-			break;
-		if (probe_next(pr, p))
-			return 0; /* find_cb repeats it and reports the skip */
-		pr->skip = p + 1;
-		if (find_at(pr, 0, p))
-			goto done;
+	for (i = 0; i < CLAT_MAX_SEGMENTS; i++) {
+		k = (newest - i) & (CLAT_MAX_SEGMENTS - 1);
+		if (!(seg_state & (1U << k)) || !td->seg[k].nbuckets)
+			continue;
+		idx = seg_find(&td->seg[k], tr);
+		if (idx != IDX_NONE)
+			return idx;
 	}
-	if (pr->done_seg != 0)
-		return 0;
-	/* The newest segment's scan met an EMPTY slot: the flow, if any, is
-	 * older than the last growth.  The next live segment's first position
-	 * is probed inline too. */
-	pr->skip = scan_next_seg(pr, 1);
-	i = pr->skip / window_of(&pr->g);
-	if (i >= CLAT_MAX_SEGMENTS || view_segment(&pr->g, seg_of(pr, i)))
-		return 0;
-	pr->cur_seg = seg_of(pr, i);
-	if (probe_next(pr, 0))
-		return 0;
-	pr->skip++;
-	if (!find_at(pr, i, 0))
-		return 0;
-done:
-	if (pr->result == TRACK_HIT)
-		pr->released = update_ctx(&pr->g, &pr->s, pr->fi, pr->dir, pr->len, pr->rx_queue,
-					  pr->now);
-	return 1;
+	return IDX_NONE;
 }
 
-/* Finds the flow's context in every live segment, newest first, and
- * updates it: TRACK_HIT, or TRACK_MISS with pr->free_p set for a claim. */
-static __always_inline int find(struct slot_probe *pr)
+/* Free slots of a bucket, as lanes_equal bits. */
+static __always_inline __u64 free_lanes(__u32 bucket)
 {
-	/* One load: resync publishes a segment with a single store. */
-	pr->seg_state = *(volatile __u32 *)&pr->g.b->seg_state;
-	pr->newest = (pr->seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
-	pr->free_p = PROBE_NONE;
-	pr->done_seg = PROBE_NONE;
-	pr->cur_seg = PROBE_NONE;
-	pr->s_seg = PROBE_NONE;
-	pr->result = TRACK_MISS;
-	if (find_first(pr))
-		return pr->result;
-	bpf_loop(window_of(&pr->g) * CLAT_MAX_SEGMENTS - pr->skip, find_cb, pr, 0);
-	if (pr->result == TRACK_HIT)
-		return update_hit(pr);
-	return pr->result;
+	struct clat_bucket *m = bpf_map_lookup_elem(&pool_meta, &bucket);
+
+	return m ? lanes_equal(m, CLAT_TAG_FREE) : 0;
 }
 
-/* What a claim needs from the find that missed, packed into clat_track's
- * return value (a global function takes five arguments): the find's
- * seg_state, its first free position in the newest segment, the direction
- * and the type.  Positive, so 0 can mean "nothing to claim". */
-#define CLAIM_REQ_FLAG (1 << 30)
-#define CLAIM_REQ_DIR_SHIFT 5
-#define CLAIM_REQ_TYPE_SHIFT 6
-#define CLAIM_REQ_SEG_SHIFT 8
-_Static_assert(CLAT_MAX_PROBE <= 1 << CLAIM_REQ_DIR_SHIFT, "claim_req: free position bits");
-_Static_assert(CLAT_MAX_TYPES <= 1 << (CLAIM_REQ_SEG_SHIFT - CLAIM_REQ_TYPE_SHIFT),
-	       "claim_req: type bits");
-
-static __always_inline int claim_req(const struct slot_probe *pr)
+static __always_inline void init_ctx(struct clat_ctx *c, const struct flow_track *tr, __u32 svc)
 {
-	return CLAIM_REQ_FLAG | (pr->seg_state & 0xffff) << CLAIM_REQ_SEG_SHIFT |
-	       pr->g.type << CLAIM_REQ_TYPE_SHIFT | (pr->dir & 1) << CLAIM_REQ_DIR_SHIFT |
-	       (pr->free_p & (CLAT_MAX_PROBE - 1));
+	__builtin_memset((__u8 *)c + sizeof(c->state_word), 0, sizeof(*c) - sizeof(c->state_word));
+	c->key = tr->fi.key;
+	c->tcp_state = tr->fi.key.proto == IPPROTO_TCP ? CLAT_TCP_SYN_SENT : CLAT_TCP_NONE;
+	c->initiator = tr->dir;
+	c->fn = tr->fn;
+	c->type = tr->type;
+	c->svc = svc;
+	c->first_seen_ns = tr->now;
 }
 
-static __always_inline __u32 claim_req_free_p(__u32 req)
+/* Takes a free slot of bucket (its free lanes in cand), home slot first.
+ * Returns the pool index, or IDX_NONE if racing claims took them all. */
+static __always_inline int take_slot(__u32 bucket, __u64 cand, const struct flow_track *tr)
 {
-	return req & (CLAT_MAX_PROBE - 1);
+	__u64 claiming = (__u64)tr->tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_CLAIMING, sw;
+	__u32 home = slot_bit(tr->tag & (CLAT_BUCKET_SLOTS - 1)), bit, slot, idx, i;
+	struct clat_ctx *c;
+
+	for (i = 0; i < CLAT_BUCKET_SLOTS && cand; i++) {
+		bit = (cand >> home) & 1 ? home : lowest_bit(cand);
+		cand &= ~(1ULL << (bit & 63));
+		slot = mask_slot(bit);
+		idx = bucket * CLAT_BUCKET_SLOTS + slot;
+		c = bpf_map_lookup_elem(&pool_ctx, &idx);
+		if (!c)
+			return IDX_NONE;
+		sw = read_state(c);
+		if ((sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_CLAIMING ||
+		    (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE ||
+		    __sync_val_compare_and_swap(&c->state_word, sw, claiming) != sw)
+			continue;
+		init_ctx(c, tr, clat_slot_svc(tr->base, bucket - tr->first_bucket, slot));
+		/* The CAS orders the record's stores before LIVE; the tag goes
+		 * last, so a lookup that matches it finds the record whole. */
+		__sync_val_compare_and_swap(&c->state_word, claiming, live_word(tr->tag));
+		set_tag(idx, tr->tag);
+		return idx;
+	}
+	return IDX_NONE;
 }
 
-static __always_inline __u32 claim_req_dir(__u32 req)
+/* Two CPUs that missed the same new flow can both claim it.  After
+ * publishing, each looks for another copy in both candidates: the lowest
+ * index keeps the flow, whoever sees a higher copy releases it. */
+static __always_inline int settle_copies(int mine, __u32 b0, __u32 b1, struct flow_track *tr)
 {
-	return (req >> CLAIM_REQ_DIR_SHIFT) & 1;
+	__u32 b[2] = { b0, b1 }, loser, j;
+	struct clat_ctx *c;
+	int other;
+
+#pragma unroll
+	for (j = 0; j < 2; j++) {
+		other = clat_bucket_find(b[j], tr->tag, &tr->fi.key, mine);
+		if (other == IDX_NONE)
+			continue;
+		loser = other > mine ? other : mine;
+		mine = other > mine ? mine : other;
+		c = bpf_map_lookup_elem(&pool_ctx, &loser);
+		if (c)
+			release_slot(c, loser, tr->tag);
+	}
+	return mine;
 }
 
-static __always_inline __u32 claim_req_type(__u32 req)
+/* Claims a slot for a flow that find() missed, in the emptier of its two
+ * candidate buckets of the newest segment, and counts the frame in it.  A
+ * global function: only a flow's first frame comes here. */
+__noinline int clat_claim(struct flow_track *tr)
 {
-	return (req >> CLAIM_REQ_TYPE_SHIFT) & (CLAT_MAX_TYPES - 1);
-}
+	__u32 b0, b1, pick;
+	__u64 f0, f1;
+	int idx;
 
-static __always_inline __u32 claim_req_seg_state(__u32 req)
-{
-	return (req >> CLAIM_REQ_SEG_SHIFT) & 0xffff;
-}
-
-/* After find missed: claims the first free slot of the newest segment from
- * pr->free_p on, resolves a duplicate claim and updates the context. */
-static __always_inline int claim(struct slot_probe *pr)
-{
-	if (!(pr->seg_state & (1U << pr->newest)) || view_segment(&pr->g, pr->newest))
+	if (!tr || !tr->nbuckets)
 		return TRACK_SKIP;
-	pr->cur_seg = pr->newest;
-	pr->s_seg = PROBE_NONE;
-	pr->from = pr->free_p;
-	pr->result = TRACK_FULL;
-	bpf_loop(window_of(&pr->g), claim_cb, pr, 0);
-	if (pr->result == TRACK_CLAIM)
-		bpf_loop(window_of(&pr->g), yield_cb, pr, 0);
-	if (pr->result == TRACK_HIT || pr->result == TRACK_CLAIM)
-		return update_hit(pr);
-	return pr->result;
+	b0 = tr->first_bucket + clat_bucket_of(tr->hash, 0, tr->nbuckets);
+	b1 = tr->first_bucket + clat_bucket_of(tr->hash, 1, tr->nbuckets);
+	f0 = free_lanes(b0);
+	f1 = b1 == b0 ? 0 : free_lanes(b1);
+	if (!f0 && !f1)
+		return TRACK_FULL;
+	pick = popcount64(f1) > popcount64(f0) ? 1 : 0;
+	idx = take_slot(pick ? b1 : b0, pick ? f1 : f0, tr);
+	if (idx == IDX_NONE && (pick ? f0 : f1))
+		idx = take_slot(pick ? b0 : b1, pick ? f0 : f1, tr);
+	if (idx == IDX_NONE)
+		return TRACK_BUSY;
+	idx = settle_copies(idx, b0, b1, tr);
+	clat_update(idx, tr);
+	return TRACK_CLAIM;
 }
 
 #endif

@@ -44,82 +44,61 @@ struct {
 	__type(value, struct clat_stats);
 } stats SEC(".maps");
 
-/* ---- Device-side shadow of the guest tables: key fn * CLAT_MAX_TYPES + type */
+/* ---- Context memory: one pool per PF -------------------------------------
+ * The pool maps are sized at attach (--pool-contexts): the max_entries
+ * here are placeholders that clat-load replaces before load.  Mmapable, so
+ * clat-load fills and flushes them in place, without a syscall per entry. */
 
+/* Where each fn's service types live in the pool. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__uint(max_entries, CLAT_MAX_FN);
 	__type(key, __u32);
-	__type(value, struct clat_bat_cache);
-} bat_cache SEC(".maps");
+	__type(value, struct clat_fn_desc);
+} fn_desc SEC(".maps");
 
-/* Capacity segments, as the datapath reads them; key clat_shadow_key(). */
+/* The contexts: bucket b holds slots [b * 32, b * 32 + 32). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CLAT_MAX_SHADOWS);
-	__type(key, __u32);
-	__type(value, struct clat_dev_seg);
-} clat_segs SEC(".maps");
-
-/* Per-CPU scratch record: a fresh context is built here, off the 512-byte
- * BPF stack, then copied into the claimed slot. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, CLAT_BUCKET_SLOTS);
 	__type(key, __u32);
 	__type(value, struct clat_ctx);
-} ctx_scratch SEC(".maps");
+} pool_ctx SEC(".maps");
 
-/* Inner maps are sized per guest; BPF_F_INNER_MAP lets their max_entries
- * differ from the template, BPF_F_MMAPABLE lets clat-load fill and flush
- * them without a syscall per entry.  Userspace must use the same flags. */
-/* Values are __u64 because array elements are 8-byte strided anyway, and
- * mmap then sees a plain array. */
-struct tier_array {
+/* One tag line per bucket. */
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clat_bucket);
+} pool_meta SEC(".maps");
+
+/* Dirty bits, one per bucket: the write-back finds what changed by
+ * scanning words, not buckets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
-};
+} pool_dirty SEC(".maps");
 
-struct ctx_array {
+/* Who owns which extent of the pool; read and written by clat-load only. */
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+	__uint(max_entries, CLAT_MAX_EXTENTS);
+	__type(key, __u32);
+	__type(value, struct clat_extent);
+} pool_alloc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct clat_ctx);
-};
-
-/* One word per context block, set when the datapath writes the block. */
-struct dirty_array {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, CLAT_MAX_SHADOWS);
-	__type(key, __u32);
-	__array(values, struct tier_array);
-} clat_tiers SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, CLAT_MAX_SHADOWS);
-	__type(key, __u32);
-	__array(values, struct ctx_array);
-} clat_ctxs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, CLAT_MAX_SHADOWS);
-	__type(key, __u32);
-	__array(values, struct dirty_array);
-} clat_dirty SEC(".maps");
+	__type(value, struct clat_clock);
+} pf_clock SEC(".maps");
 
 /* Where each fn's guest tables came from; written and read by clat-load only. */
 struct {

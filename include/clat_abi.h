@@ -14,7 +14,7 @@
 #endif
 
 /* Bumped whenever a pinned map's key or value layout changes. */
-#define CLAT_MAP_LAYOUT_VERSION 3
+#define CLAT_MAP_LAYOUT_VERSION 4
 
 enum clat_limits {
 	CLAT_MAX_FN = 256,             /* function numbers 0..255; fn 0 is the PF's own host port */
@@ -24,12 +24,15 @@ enum clat_limits {
 	CLAT_MAX_MACS = 4096,          /* mac_fn entries */
 	CLAT_MAX_TYPES = 4,            /* service types per BAT */
 	CLAT_MAX_LEVELS = 4,           /* CLAT levels N */
-	CLAT_MAX_PROBE = 32,           /* longest probe window */
 	CLAT_MAX_CLAT_ENTRIES = 512,   /* C: 4 KiB page / 8-byte GPA */
 	CLAT_MAX_CAPACITY = 1 << 28,   /* services per type: 32-bit device indexes stay far from overflow */
 	CLAT_MAX_SEGMENTS = 4,         /* capacity segments per type (a power of two) */
-	/* ARRAY_OF_MAPS slots: one per fn, type and segment */
-	CLAT_MAX_SHADOWS = CLAT_MAX_FN * CLAT_MAX_TYPES * CLAT_MAX_SEGMENTS,
+	/* Pool extents: one per fn, type and segment (clat_extent_key) */
+	CLAT_MAX_EXTENTS = CLAT_MAX_FN * CLAT_MAX_TYPES * CLAT_MAX_SEGMENTS,
+	CLAT_BUCKET_SLOTS = 32,        /* contexts per bucket: one tag line */
+	CLAT_BUCKET_CHOICES = 2,       /* candidate buckets per flow and segment */
+	CLAT_POOL_DEFAULT = 1 << 18,   /* pool contexts when attach is not told (32 MiB) */
+	CLAT_POOL_MAX = 1 << 25,       /* 4 GiB of contexts: far beyond any test or bench */
 };
 
 /* VCT entry state, as in a paused/running VF. */
@@ -65,11 +68,11 @@ enum clat_stat {
 	CLAT_STAT_DROP_NO_FN,      /* clat_tx on an ifindex that maps to no fn */
 	CLAT_STAT_CTX_HIT,         /* frame found its context */
 	CLAT_STAT_CTX_CLAIM,       /* first frame of a flow claimed a slot */
-	CLAT_STAT_CTX_RELEASE,     /* FIN from both sides or RST: slot -> tombstone */
-	CLAT_STAT_CTX_FULL,        /* probe window full: delivered without a context */
+	CLAT_STAT_CTX_RELEASE,     /* FIN from both sides or RST: slot released, tag cleared */
+	CLAT_STAT_CTX_FULL,        /* both candidate buckets full: delivered without a context */
 	CLAT_STAT_CTX_MISS,        /* TCP mid-stream with no context: delivered without */
 	CLAT_STAT_CTX_SKIP,        /* fragment, non-TCP/UDP or no service type: no context */
-	CLAT_STAT_CTX_BUSY,        /* slot being claimed by another CPU did not settle */
+	CLAT_STAT_CTX_BUSY,        /* every free slot was taken by racing claims meanwhile */
 	CLAT_STAT__MAX,
 };
 
@@ -107,7 +110,7 @@ struct clat_stats {
 /* ---- Guest table ABI: lives in guest memory, little-endian ---------------- */
 
 #define CLAT_BAT_MAGIC 0x5441424cU /* "LBAT" */
-#define CLAT_BAT_VERSION 2
+#define CLAT_BAT_VERSION 3 /* 3: bucketed placement, 128-byte context record */
 #define CLAT_PAGE_SIZE 4096        /* CLAT pages, blocks and the BAT are page aligned */
 #define CLAT_GPA_NONE 0            /* an empty CLAT entry; GPA 0 is never a table */
 
@@ -125,10 +128,11 @@ struct clat_bat_hdr {
 	__u32 pad;
 };
 
-/* A capacity segment: services base+1 .. base+size, probed with their own
- * modulus.  Growing the capacity appends a segment, so a live context never
- * moves and never changes its service number.  base is a multiple of P:
- * a block belongs to one segment at most. */
+/* A capacity segment: services base+1 .. base+size, in buckets of
+ * CLAT_BUCKET_SLOTS services (the last one may be short).  Growing the
+ * capacity appends a segment, so a live context never moves and never
+ * changes its service number.  base is a multiple of P: a block belongs to
+ * one segment at most.  Which slots a flow may occupy: clat_bucket_of(). */
 struct clat_seg {
 	__u32 base;
 	__u32 size;
@@ -142,7 +146,7 @@ struct clat_bat_entry {
 	__u32 clat_entries;  /* C: entries per CLAT page, 1..512 */
 	__u32 capacity;      /* services 1..capacity are backed by blocks */
 	__u32 hash_seed;     /* chosen by the guest, secret from remote peers */
-	__u16 probe_window;  /* 1..CLAT_MAX_PROBE */
+	__u16 pad1;
 	__u16 proto_mask;    /* enum clat_proto_mask: flows this type tracks */
 	char name[16];       /* NUL-padded */
 	__u16 nsegs;         /* 1..CLAT_MAX_SEGMENTS; seg[nsegs - 1] takes new flows */
@@ -158,14 +162,16 @@ struct clat_bat_entry {
 /* ---- Context record: one per service number ------------------------------ */
 
 enum clat_slot_state {
-	CLAT_SLOT_EMPTY = 0,     /* never used: ends a lookup's probe */
+	CLAT_SLOT_EMPTY = 0,     /* never used */
 	CLAT_SLOT_CLAIMING = 1,  /* a CPU won the slot and is writing the key */
 	CLAT_SLOT_LIVE = 2,
-	CLAT_SLOT_TOMBSTONE = 3, /* released: skipped by lookups, reused by inserts */
+	CLAT_SLOT_RELEASED = 3,  /* the flow closed: free for a claim, kept for the guest to read */
 };
 
+/* state_word: enum clat_slot_state | tag << CLAT_SLOT_TAG_SHIFT.  The tag
+ * in the word makes a release's CAS fail on a slot re-claimed meanwhile. */
 #define CLAT_SLOT_STATE_MASK 0xffULL
-#define CLAT_SLOT_HASH_SHIFT 32
+#define CLAT_SLOT_TAG_SHIFT 32
 
 enum clat_tcp_state {
 	CLAT_TCP_NONE = 0, /* UDP */
@@ -194,9 +200,21 @@ struct clat_flow_key {
 	__u8 pad[3];
 };
 
+/* 128 bytes, so A = 128 fits 32 contexts in a 4 KiB block.  The first
+ * 64-byte line holds what a lookup compares and the packet counters; the
+ * second, the rest of what every frame writes. */
 struct clat_ctx {
-	__u64 state_word;         /* enum clat_slot_state | key hash << 32; CAS target */
+	__u64 state_word;         /* enum clat_slot_state | tag << 32; CAS target */
 	struct clat_flow_key key;
+	__u64 packets[2];         /* per enum clat_dir */
+	/* line 2 */
+	__u64 bytes[2];
+	__u32 seq_next[2];        /* next expected TCP sequence, per direction */
+	__u32 ack_last[2];        /* last TCP ack, per direction */
+	/* timer state: CLOCK_TAI, comparable across hosts after a migration;
+	 * last_seen_ns comes from a coarse clock (a tick, not a nanosecond) */
+	__u64 first_seen_ns;
+	__u64 last_seen_ns;
 	/* run state */
 	__u8 tcp_state;           /* enum clat_tcp_state */
 	__u8 fin_mask;            /* bit per enum clat_dir that sent a FIN */
@@ -206,57 +224,76 @@ struct clat_ctx {
 	__u16 fn;
 	__u16 type;
 	__u32 svc;
-	/* queue state */
-	__u32 rx_queue;           /* last ingress queue */
-	__u32 seq_next[2];        /* next expected TCP sequence, per direction */
-	__u32 ack_last[2];        /* last TCP ack, per direction */
-	/* timer state: CLOCK_TAI, comparable across hosts after a migration */
-	__u64 first_seen_ns;
-	__u64 last_seen_ns;
-	/* statistics, per enum clat_dir */
-	__u64 packets[2];
-	__u64 bytes[2];
-	__u64 drops;
+	__u16 rx_queue;           /* last ingress queue */
+	__u16 drops;
 };
 
-/* One segment as the device holds it (map clat_segs), key
- * clat_shadow_key().  Its inner maps are its own: growing the capacity
- * never touches a live segment. */
+/* ---- Device context memory: the pool ------------------------------------ */
+
+/* Per-bucket metadata (map pool_meta, parallel to the pool's buckets): one
+ * tag per slot, so one cache line says which slot, if any, holds a flow. */
+enum clat_tag {
+	CLAT_TAG_FREE = 0,       /* the slot may be claimed */
+	CLAT_TAG_FENCE = 0xffff, /* past the segment's last service: never used */
+};
+
+struct clat_bucket {
+	__u16 tag[CLAT_BUCKET_SLOTS];
+};
+
+/* One capacity segment on the device: services base + 1 .. base + size
+ * live in the pool's buckets [first_bucket, first_bucket + nbuckets). */
 struct clat_dev_seg {
 	__u32 base;
 	__u32 size;
-	__u32 levels;        /* N when the segment was added: its tiers' depth */
-	__u32 npages;        /* pages in its flattened tiers */
-	__u32 nblocks;       /* blocks, so contexts = nblocks * P */
-	__u32 pad;
+	__u32 first_bucket;
+	__u32 nbuckets;
 };
 
 /* seg_state: bit k set = device segment k is live; bits 8..15 = the newest,
  * which takes new flows.  One aligned store publishes a new segment after
- * its maps and its clat_segs entry are in place. */
+ * its entry and its extent are in place. */
 #define CLAT_SEG_LIVE_MASK ((1U << CLAT_MAX_SEGMENTS) - 1)
 #define CLAT_SEG_NEWEST_SHIFT 8
 
-/* Device-side copy of one validated BAT entry; key fn * CLAT_MAX_TYPES + type. */
-struct clat_bat_cache {
-	__u32 valid;
-	__u32 ctx_size;
-	__u32 per_block;     /* P = B / A */
-	__u32 clat_entries;
-	__u32 hash_seed;
-	__u16 probe_window;
-	__u16 proto_mask;
+/* What the datapath needs of one service type: everything inline, so a
+ * lookup is one descriptor read, then the pool. */
+struct clat_type_desc {
 	__u32 seg_state;
-	__u32 capacity;      /* what the guest's tables back, for resync */
-	__u64 clat_gpa;      /* the root the segments' tiers were built from */
-	__u32 levels;
-	__u32 pad;
+	__u32 hash_seed;
+	__u16 proto_mask;    /* 0: no such type */
+	__u16 pad0;
+	__u32 pad1;
+	struct clat_dev_seg seg[CLAT_MAX_SEGMENTS];
 };
 
-/* Flattened CLAT tiers (inner map of __u64): page p's entries live at
- * [p * C, p * C + C); page 0 is the first level.  An entry is the next
- * level's page index, or at the last level the block index. */
-#define CLAT_TIER_NONE 0xffffffffU
+/* Map fn_desc, one per fn. */
+struct clat_fn_desc {
+	struct clat_type_desc type[CLAT_MAX_TYPES];
+};
+
+/* Map pool_alloc, key clat_extent_key(): who owns which part of the pool.
+ * Kept pinned so a restarted or concurrent clat-load sees it, under the
+ * pin dir's flock. */
+enum clat_extent_state {
+	CLAT_EXTENT_FREE = 0,
+	CLAT_EXTENT_STAGED = 1,  /* being filled by owner_pid; not yet in fn_desc */
+	CLAT_EXTENT_LIVE = 2,    /* in fn_desc, or about to be */
+};
+
+struct clat_extent {
+	__u32 first_bucket;
+	__u32 nbuckets;
+	__u32 state;          /* enum clat_extent_state */
+	__u32 owner_pid;      /* STAGED: the process filling it */
+	__u64 owner_start;    /* its start time (clock ticks after boot): a reused PID is not it */
+};
+
+/* Map pf_clock: what turns the datapath's coarse monotonic clock into
+ * CLOCK_TAI; clat-load sets it at attach and refreshes it on gc. */
+struct clat_clock {
+	__u64 tai_offset_ns;
+};
 
 /* Where a guest's tables came from, for sync/detach (userspace only). */
 struct clat_guest_info {
@@ -272,10 +309,15 @@ struct clat_guest_info {
 _Static_assert(sizeof(struct clat_bat_hdr) == 16, "clat_bat_hdr layout");
 _Static_assert(sizeof(struct clat_seg) == 8, "clat_seg layout");
 _Static_assert(sizeof(struct clat_bat_entry) == 96, "clat_bat_entry layout");
-_Static_assert(sizeof(struct clat_dev_seg) == 24, "clat_dev_seg layout");
+_Static_assert(sizeof(struct clat_dev_seg) == 16, "clat_dev_seg layout");
 _Static_assert(sizeof(struct clat_flow_key) == 40, "clat_flow_key layout");
-_Static_assert(sizeof(struct clat_ctx) == 136, "clat_ctx layout");
-_Static_assert(sizeof(struct clat_bat_cache) == 48, "clat_bat_cache layout");
+_Static_assert(sizeof(struct clat_ctx) == 128, "clat_ctx layout");
+_Static_assert(__builtin_offsetof(struct clat_ctx, bytes) == 64, "clat_ctx: hot line first");
+_Static_assert(sizeof(struct clat_bucket) == 64, "clat_bucket: one cache line");
+_Static_assert(sizeof(struct clat_type_desc) == 80, "clat_type_desc layout");
+_Static_assert(sizeof(struct clat_fn_desc) == 320, "clat_fn_desc layout");
+_Static_assert(sizeof(struct clat_extent) == 24, "clat_extent layout");
+_Static_assert(sizeof(struct clat_clock) == 8, "clat_clock layout");
 _Static_assert((CLAT_MAX_SEGMENTS & (CLAT_MAX_SEGMENTS - 1)) == 0, "segments: power of two");
 _Static_assert(sizeof(struct clat_guest_info) == 280, "clat_guest_info layout");
 _Static_assert(sizeof(struct clat_mac_key) == 8, "clat_mac_key layout");
@@ -320,36 +362,72 @@ static inline int clat_locate(__u64 svc, __u32 per_block, __u32 clat_entries, __
 	return q == 0 ? 0 : -1;
 }
 
-/* Keyed hash of a flow key (seeded by the guest's secret per-type seed). */
-static inline __u32 clat_flow_hash(__u32 seed, const struct clat_flow_key *key)
+static inline __u64 clat_mix(__u64 h, __u64 v)
+{
+	h ^= v;
+	h *= 0xff51afd7ed558ccdULL;
+	return h ^ (h >> 29);
+}
+
+/* Keyed hash of a flow key (seeded by the guest's secret per-type seed).
+ * Only the bytes that carry information: an IPv4 key's mapping prefix is
+ * the same for every flow, so it is left out. */
+static inline __u64 clat_flow_hash(__u32 seed, const struct clat_flow_key *key)
 {
 	const __u32 *w = (const __u32 *)key;
+	const __u64 *q = (const __u64 *)key;
 	__u64 h = 0x9e3779b97f4a7c15ULL ^ seed;
-	int i;
 
-	for (i = 0; i < (int)(sizeof(*key) / 4); i++) {
-		h ^= w[i];
-		h *= 0xff51afd7ed558ccdULL;
-		h ^= h >> 29;
+	/* w[8]: both ports; w[9]: proto and padding (always 0). */
+	if ((q[0] | q[2]) == 0 && w[2] == w[6] && w[2] == 0xffff0000U) {
+		h = clat_mix(h, (__u64)w[3] << 32 | w[7]);
+	} else {
+		h = clat_mix(h, q[0]);
+		h = clat_mix(h, q[1]);
+		h = clat_mix(h, q[2]);
+		h = clat_mix(h, q[3]);
 	}
-	/* Final avalanche: keys that differ only in the last words (sequential
-	 * ports) must still spread over the whole table, or probe windows fill
-	 * long before the capacity does. */
+	h = clat_mix(h, (__u64)w[8] << 32 | w[9]);
+	/* Final avalanche: keys that differ only in a few bits (sequential
+	 * ports) must still spread over every bucket. */
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53ULL;
-	h ^= h >> 33;
-	return (__u32)h;
+	return h ^ (h >> 33);
 }
 
-/* Service number of probe p in the segment [base + 1, base + size]:
- * base + 1 + ((hash + p) mod size). */
-static inline __u32 clat_probe_svc(__u32 hash, __u32 p, __u32 base, __u32 size)
+/* The flow's tag: 1..0xfffe, never CLAT_TAG_FREE or CLAT_TAG_FENCE.  From
+ * its own remix of the hash, so flows that share a bucket (and so share
+ * the hash bits that picked it) still differ in their tags. */
+static inline __u16 clat_tag_of(__u64 h)
 {
-	return base + 1 + (__u32)(((__u64)hash + p) % size);
+	__u32 t = (__u32)((h * 0x9e3779b97f4a7c15ULL) >> 48);
+
+	return (__u16)(t % 0xfffeU + 1);
 }
 
-/* Inner-map slot of fn's type t, device segment k. */
-static inline __u32 clat_shadow_key(__u32 fn, __u32 t, __u32 k)
+/* Candidate bucket c (0 or 1) of a flow in a segment of nbuckets: a
+ * multiply-shift of one half of the hash (no division). */
+static inline __u32 clat_bucket_of(__u64 h, __u32 c, __u32 nbuckets)
+{
+	__u32 x = c ? (__u32)(h >> 32) : (__u32)h;
+
+	return (__u32)(((__u64)x * nbuckets) >> 32);
+}
+
+/* Buckets that hold `size` services. */
+static inline __u32 clat_seg_buckets(__u32 size)
+{
+	return (size + CLAT_BUCKET_SLOTS - 1) / CLAT_BUCKET_SLOTS;
+}
+
+/* Service number of slot s of bucket b of the segment at base. */
+static inline __u32 clat_slot_svc(__u32 base, __u32 b, __u32 s)
+{
+	return base + 1 + b * CLAT_BUCKET_SLOTS + s;
+}
+
+/* Pool-extent key of fn's type t, device segment k. */
+static inline __u32 clat_extent_key(__u32 fn, __u32 t, __u32 k)
 {
 	return (fn * CLAT_MAX_TYPES + t) * CLAT_MAX_SEGMENTS + k;
 }
