@@ -100,6 +100,16 @@ struct {
 	__type(value, struct clat_clock);
 } pf_clock SEC(".maps");
 
+/* The BAT entry each (fn, type) shadow was validated from, key
+ * fn * CLAT_MAX_TYPES + type: what a resync checks growth against.
+ * clat-load only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN * CLAT_MAX_TYPES);
+	__type(key, __u32);
+	__type(value, struct clat_bat_entry);
+} guest_types SEC(".maps");
+
 /* Where each fn's guest tables came from; written and read by clat-load only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

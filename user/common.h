@@ -28,14 +28,14 @@ extern bool verbose;
 #define PIN_MAP_VF_PORTS "vf_ports"
 #define PIN_MAP_PORT_FN  "port_fn"
 #define PIN_MAP_STATS    "stats"
-#define PIN_MAP_BAT      "bat_cache"
-#define PIN_MAP_SEGS     "clat_segs"
-#define PIN_MAP_TIERS    "clat_tiers"
-#define PIN_MAP_CTXS     "clat_ctxs"
-#define PIN_MAP_DIRTY    "clat_dirty"
+#define PIN_MAP_FN_DESC  "fn_desc"
+#define PIN_MAP_POOL_CTX "pool_ctx"
+#define PIN_MAP_POOL_META "pool_meta"
+#define PIN_MAP_POOL_DIRTY "pool_dirty"
+#define PIN_MAP_POOL_ALLOC "pool_alloc"
+#define PIN_MAP_CLOCK    "pf_clock"
 #define PIN_MAP_GUESTS   "guests"
-/* Per-guest inner maps, pinned so bpftool can read contexts typed. */
-#define PIN_INNER_FMT    "%s_fn%u_t%u_s%u" /* "ctx"|"tiers"|"dirty", fn, type, segment */
+#define PIN_MAP_GUEST_TYPES "guest_types"
 /* Guest pages the attached tables own (bit per page), for resync. */
 #define PIN_OWNED_FMT    "owned_fn%u"
 #define PIN_PROG_RX      "prog_rx"
@@ -50,12 +50,15 @@ struct clat_maps {
 	int vf_ports;
 	int port_fn;
 	int stats;
-	int bat_cache;
-	int segs;
-	int tiers;   /* ARRAY_OF_MAPS, key fn * CLAT_MAX_TYPES + type */
-	int ctxs;
-	int dirty;
+	int fn_desc;
+	int pool_ctx;   /* the context pool (see pool.h) */
+	int pool_meta;
+	int pool_dirty;
+	int pool_alloc;
+	int pf_clock;
 	int guests;
+	int guest_types; /* key fn * CLAT_MAX_TYPES + type */
+	int lock_fd;    /* the pin dir, flocked by the pool allocator; -1 unpinned */
 };
 
 int require_root(void);

@@ -2,6 +2,7 @@
 /* Function (VF) table updates shared by attach, vf add/del and status. */
 #include "common.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -18,12 +19,14 @@ static const struct {
 	{ PIN_MAP_VF_PORTS, offsetof(struct clat_maps, vf_ports) },
 	{ PIN_MAP_PORT_FN, offsetof(struct clat_maps, port_fn) },
 	{ PIN_MAP_STATS, offsetof(struct clat_maps, stats) },
-	{ PIN_MAP_BAT, offsetof(struct clat_maps, bat_cache) },
-	{ PIN_MAP_SEGS, offsetof(struct clat_maps, segs) },
-	{ PIN_MAP_TIERS, offsetof(struct clat_maps, tiers) },
-	{ PIN_MAP_CTXS, offsetof(struct clat_maps, ctxs) },
-	{ PIN_MAP_DIRTY, offsetof(struct clat_maps, dirty) },
+	{ PIN_MAP_FN_DESC, offsetof(struct clat_maps, fn_desc) },
+	{ PIN_MAP_POOL_CTX, offsetof(struct clat_maps, pool_ctx) },
+	{ PIN_MAP_POOL_META, offsetof(struct clat_maps, pool_meta) },
+	{ PIN_MAP_POOL_DIRTY, offsetof(struct clat_maps, pool_dirty) },
+	{ PIN_MAP_POOL_ALLOC, offsetof(struct clat_maps, pool_alloc) },
+	{ PIN_MAP_CLOCK, offsetof(struct clat_maps, pf_clock) },
 	{ PIN_MAP_GUESTS, offsetof(struct clat_maps, guests) },
+	{ PIN_MAP_GUEST_TYPES, offsetof(struct clat_maps, guest_types) },
 };
 
 #define MAP_FD(m, i) (*(int *)((char *)(m) + pinned_maps[i].off))
@@ -36,12 +39,15 @@ void maps_from_skel(const struct clat *skel, struct clat_maps *m)
 		.vf_ports = bpf_map__fd(skel->maps.vf_ports),
 		.port_fn = bpf_map__fd(skel->maps.port_fn),
 		.stats = bpf_map__fd(skel->maps.stats),
-		.bat_cache = bpf_map__fd(skel->maps.bat_cache),
-		.segs = bpf_map__fd(skel->maps.clat_segs),
-		.tiers = bpf_map__fd(skel->maps.clat_tiers),
-		.ctxs = bpf_map__fd(skel->maps.clat_ctxs),
-		.dirty = bpf_map__fd(skel->maps.clat_dirty),
+		.fn_desc = bpf_map__fd(skel->maps.fn_desc),
+		.pool_ctx = bpf_map__fd(skel->maps.pool_ctx),
+		.pool_meta = bpf_map__fd(skel->maps.pool_meta),
+		.pool_dirty = bpf_map__fd(skel->maps.pool_dirty),
+		.pool_alloc = bpf_map__fd(skel->maps.pool_alloc),
+		.pf_clock = bpf_map__fd(skel->maps.pf_clock),
 		.guests = bpf_map__fd(skel->maps.guests),
+		.guest_types = bpf_map__fd(skel->maps.guest_types),
+		.lock_fd = -1,
 	};
 }
 
@@ -70,6 +76,11 @@ int maps_open_pinned(const char *dir, struct clat_maps *m)
 
 	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++)
 		MAP_FD(m, i) = -1;
+	m->lock_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (m->lock_fd < 0) {
+		err = -errno;
+		return err;
+	}
 	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++) {
 		err = pin_path(path, sizeof(path), dir, pinned_maps[i].name);
 		if (!err) {
@@ -93,6 +104,9 @@ void maps_close(struct clat_maps *m)
 			close(MAP_FD(m, i));
 		MAP_FD(m, i) = -1;
 	}
+	if (m->lock_fd >= 0)
+		close(m->lock_fd);
+	m->lock_fd = -1;
 }
 
 /* Every MAC key that maps to fn; returns the count or -errno. */
