@@ -182,6 +182,42 @@ static int parse_unknown(const char *s, uint32_t *out)
 	return 0;
 }
 
+/* --pool-contexts: N, NK or NM, rounded up to whole buckets. */
+static int parse_pool(const char *s, uint32_t *n)
+{
+	unsigned long long v;
+	char *end;
+
+	*n = CLAT_POOL_DEFAULT;
+	if (!s)
+		return 0;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end == 'K' || *end == 'k')
+		v <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		v <<= 20, end++;
+	if (errno || end == s || *end || s[0] == '-' || v < CLAT_BUCKET_SLOTS || v > CLAT_POOL_MAX) {
+		pr_err("invalid --pool-contexts '%s': expected %u..%u (K and M suffixes allowed)", s,
+		       CLAT_BUCKET_SLOTS, CLAT_POOL_MAX);
+		return -EUSAGE;
+	}
+	*n = (uint32_t)((v + CLAT_BUCKET_SLOTS - 1) / CLAT_BUCKET_SLOTS * CLAT_BUCKET_SLOTS);
+	return 0;
+}
+
+/* The pool maps take their size from the command line, before load. */
+static int size_pool(struct clat *skel, uint32_t contexts)
+{
+	uint32_t buckets = contexts / CLAT_BUCKET_SLOTS;
+
+	if (bpf_map__set_max_entries(skel->maps.pool_ctx, contexts) ||
+	    bpf_map__set_max_entries(skel->maps.pool_meta, buckets) ||
+	    bpf_map__set_max_entries(skel->maps.pool_dirty, (buckets + 63) / 64))
+		return -EINVAL;
+	return 0;
+}
+
 static int resync_attached(const char *pf, const char *dir, unsigned int pf_ifindex)
 {
 	struct clat_maps m;
@@ -219,7 +255,7 @@ int cmd_attach(const struct invocation *inv)
 	const char *pf = inv->arg[0];
 	char dir[PATH_MAX], parent[PATH_MAX], base[NAME_MAX], staging[PATH_MAX];
 	unsigned int pf_ifindex;
-	uint32_t xdp_flags, unknown, uplink = CLAT_UPLINK_SLOT;
+	uint32_t xdp_flags, unknown, uplink = CLAT_UPLINK_SLOT, pool_contexts;
 	struct vfemu_pf emu;
 	struct clat_maps m;
 	struct clat *skel = NULL;
@@ -229,6 +265,8 @@ int cmd_attach(const struct invocation *inv)
 	err = xdp_mode_flags(inv->opt[OPT_MODE], &xdp_flags);
 	if (!err)
 		err = parse_unknown(inv->opt[OPT_UNKNOWN_UNICAST], &unknown);
+	if (!err)
+		err = parse_pool(inv->opt[OPT_POOL_CONTEXTS], &pool_contexts);
 	if (!err)
 		err = require_root();
 	if (!err)
@@ -279,12 +317,19 @@ int cmd_attach(const struct invocation *inv)
 		goto fail;
 	}
 	skel->rodata->unknown_unicast = unknown;
-	err = clat__load(skel);
+	err = size_pool(skel, pool_contexts);
+	if (!err)
+		err = clat__load(skel);
 	if (err) {
 		pr_err("failed to load BPF programs: %s", strerror(-err));
 		goto fail;
 	}
 	maps_from_skel(skel, &m);
+	err = clock_refresh(&m);
+	if (err) {
+		pr_err("failed to set the datapath clock: %s", strerror(-err));
+		goto fail;
+	}
 	err = pin_objects(skel, &m, staging);
 	if (err)
 		goto fail;

@@ -17,6 +17,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_DEV] = { "dev", "NAME", "representor netdev of the function" },
 	[OPT_UNKNOWN_UNICAST] = { "unknown-unicast", "host|pass|drop",
 				  "unknown unicast: to the host port (default), XDP_PASS, or drop" },
+	[OPT_POOL_CONTEXTS] = { "pool-contexts", "N",
+				"contexts in the PF's context memory, shared by every fn "
+				"(K/M suffixes; default 256K, rounded up to 32)" },
 	[OPT_MEM] = { "mem", "FILE", "guest memory file (offset = GPA)" },
 	[OPT_BAT_GPA] = { "bat-gpa", "GPA", "guest physical address of the BAT" },
 	[OPT_TIMEOUT] = { "timeout", "SECONDS",
@@ -49,7 +52,7 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 
 static const struct command commands[] = {
 	{ "attach", cmd_attach, "<pf>", 1,
-	  { OPT_MODE, OPT_PIN_DIR, OPT_UNKNOWN_UNICAST },
+	  { OPT_MODE, OPT_PIN_DIR, OPT_UNKNOWN_UNICAST, OPT_POOL_CONTEXTS },
 	  "load clat, attach clat_rx to the PF and clat_tx to every representor, pin maps" },
 	{ "detach", cmd_detach, "<pf>", 1, { OPT_PIN_DIR },
 	  "detach the programs and remove every pin; interfaces stay as they were" },

@@ -43,6 +43,7 @@ enum opt_id {
 	OPT_ABORT,
 	OPT_OBJ,
 	OPT_RESYNC_MS,
+	OPT_POOL_CONTEXTS,
 	OPT__MAX,
 };
 

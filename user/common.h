@@ -81,6 +81,8 @@ struct clat;
 void maps_from_skel(const struct clat *skel, struct clat_maps *m);
 int maps_pin(const struct clat_maps *m, const char *dir);
 void maps_close(struct clat_maps *m);
+/* Sets pf_clock's offset from the coarse clock to CLOCK_TAI. */
+int clock_refresh(const struct clat_maps *m);
 int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
 	       uint32_t ifindex);
 int fn_remove(const struct clat_maps *m, uint32_t fn);

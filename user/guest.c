@@ -99,7 +99,6 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 			 const char *path, uint64_t bat_gpa, unsigned int flags)
 {
 	uint64_t live, t0 = now_ns(CLOCK_MONOTONIC);
-	struct shadow_btf btf = { .fd = -1 };
 	struct gtables t;
 	struct gmem g;
 	char msg[512];
@@ -116,10 +115,7 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 		gmem_close(&g);
 		return err;
 	}
-	err = shadow_btf_from_prog(dir, &btf);
-	if (!err)
-		err = shadow_install(m, dir, fn, path, &g, &t, &btf, &live);
-	shadow_btf_close(&btf);
+	err = shadow_install(m, dir, fn, path, &g, &t, &live);
 	if (!err && gmem_shrunk(&g)) {
 		/* Some of what was installed read as zeroes: all or nothing. */
 		shadow_remove(m, dir, fn);
@@ -298,7 +294,6 @@ static void print_resync(bool as_json, uint32_t fn, const struct resync_report *
 int cmd_guest_resync(const struct invocation *inv)
 {
 	struct resync_report r;
-	struct shadow_btf btf;
 	char dir[PATH_MAX];
 	struct clat_maps m;
 	uint32_t fn;
@@ -307,11 +302,7 @@ int cmd_guest_resync(const struct invocation *inv)
 	err = open_fn(inv, &fn, dir, sizeof(dir), &m);
 	if (err)
 		return err;
-	err = shadow_btf_from_prog(dir, &btf);
-	if (!err) {
-		err = guest_resync(&m, dir, fn, &btf, &r);
-		shadow_btf_close(&btf);
-	}
+	err = guest_resync(&m, dir, fn, &r);
 	if (!err)
 		print_resync(has_opt(inv, OPT_JSON), fn, &r);
 	maps_close(&m);
@@ -390,7 +381,7 @@ int cmd_ctx_list(const struct invocation *inv)
 		if (shadow_view_open(&m, fn, t, &v))
 			continue;
 		for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
-			for (i = 0; i < v.seg[k].n; i++) {
+			for (i = 0; (v.live & (1U << k)) && i < v.seg[k].n; i++) {
 				const struct clat_ctx *c = &v.seg[k].ctx[i];
 
 				if ((c->state_word & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE)
@@ -424,7 +415,8 @@ static uint64_t idle_limit_ns(const struct clat_ctx *c, int64_t override_s)
 	return 120ULL * 1000000000ULL;
 }
 
-/* Sweeps one segment's idle contexts to TOMBSTONE. */
+/* Releases one segment's idle contexts (the datapath's release, done by
+ * the host: it loses cleanly to a frame that closes or touches it). */
 static uint64_t gc_segment(struct shadow_view *v, uint32_t k, int64_t timeout_s, uint64_t now)
 {
 	struct shadow_seg_view *sv = &v->seg[k];
@@ -433,24 +425,19 @@ static uint64_t gc_segment(struct shadow_view *v, uint32_t k, int64_t timeout_s,
 
 	for (i = 0; i < sv->n; i++) {
 		struct clat_ctx *c = &sv->ctx[i];
-		__u64 sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
-		__u64 tomb = (sw & ~CLAT_SLOT_STATE_MASK) | CLAT_SLOT_TOMBSTONE;
+		uint64_t sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
 		uint64_t last = __atomic_load_n(&c->last_seen_ns, __ATOMIC_RELAXED);
 
 		if ((sw & CLAT_SLOT_STATE_MASK) != CLAT_SLOT_LIVE || now < last ||
 		    now - last < idle_limit_ns(c, timeout_s))
 			continue;
-		/* Loses cleanly to a packet that claims or closes it meanwhile. */
-		if (__atomic_compare_exchange_n(&c->state_word, &sw, tomb, false, __ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
-			sv->dirty[i / v->bc.per_block] = 1;
-			swept++;
-		}
+		swept += shadow_view_release(v, k, i);
 	}
 	return swept;
 }
 
-static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s, uint64_t now)
+static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s, uint64_t now,
+		      uint32_t *folded)
 {
 	struct shadow_view v;
 	uint64_t swept = 0;
@@ -460,15 +447,20 @@ static uint64_t gc_fn(const struct clat_maps *m, uint32_t fn, int64_t timeout_s,
 		if (shadow_view_open(m, fn, t, &v))
 			continue;
 		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
-			swept += gc_segment(&v, k, timeout_s, now);
+			if (v.live & (1U << k))
+				swept += gc_segment(&v, k, timeout_s, now);
 		shadow_view_close(&v);
 	}
+	/* A guest that grew stops paying for an older segment once it drains. */
+	if (shadow_fold(m, fn, folded))
+		*folded = 0;
 	return swept;
 }
 
 int cmd_gc(const struct invocation *inv)
 {
 	uint64_t now = now_ns(CLOCK_TAI), swept, total = 0;
+	uint32_t folded, folded_total = 0;
 	int64_t timeout_s = -1;
 	char dir[PATH_MAX];
 	struct clat_maps m;
@@ -499,22 +491,27 @@ int cmd_gc(const struct invocation *inv)
 
 		if (bpf_map_lookup_elem(m.guests, &fn, &gi) || !gi.bat_gpa)
 			continue;
-		swept = gc_fn(&m, fn, timeout_s, now);
+		swept = gc_fn(&m, fn, timeout_s, now, &folded);
 		total += swept;
+		folded_total += folded;
 		if (has_opt(inv, OPT_JSON)) {
 			json_obj_open(&j, NULL);
 			json_u64(&j, "fn", fn);
 			json_u64(&j, "swept", swept);
+			json_u64(&j, "segments_folded", folded);
 			json_obj_close(&j);
 		}
 	}
 	if (has_opt(inv, OPT_JSON)) {
 		json_arr_close(&j);
 		json_u64(&j, "swept", total);
+		json_u64(&j, "segments_folded", folded_total);
 		json_obj_close(&j);
 		json_end(&j);
 	}
-	pr_info("gc: %llu idle contexts released on %s", (unsigned long long)total, inv->arg[0]);
+	clock_refresh(&m);
+	pr_info("gc: %llu idle contexts released, %u drained segments folded on %s",
+		(unsigned long long)total, folded_total, inv->arg[0]);
 	maps_close(&m);
 	return 0;
 }

@@ -875,7 +875,6 @@ static void watch_reconcile(struct watch *w, bool quiet_noop)
 static void on_resync(int timer, void *opaque)
 {
 	struct watch *w = opaque;
-	struct shadow_btf btf;
 	struct clat_maps m;
 	char dir[PATH_MAX];
 	uint32_t n;
@@ -883,10 +882,7 @@ static void on_resync(int timer, void *opaque)
 	(void)timer;
 	if (open_attached(w->pf, w->pin_dir, dir, sizeof(dir), &m))
 		return; /* not attached (yet): the reconcile reports it */
-	if (!shadow_btf_from_prog(dir, &btf)) {
-		guest_resync_changed(&m, dir, &btf, &n);
-		shadow_btf_close(&btf);
-	}
+	guest_resync_changed(&m, dir, &n);
 	maps_close(&m);
 }
 

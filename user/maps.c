@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -186,4 +187,21 @@ int fn_remove(const struct clat_maps *m, uint32_t fn)
 	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY))
 		return -errno;
 	return 0;
+}
+
+/* The datapath keeps time as bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC,
+ * a tick's resolution) plus this offset, so contexts carry CLOCK_TAI and
+ * stay comparable across hosts.  Refreshed at attach and by every gc, so
+ * a stepped clock heals. */
+int clock_refresh(const struct clat_maps *m)
+{
+	struct clat_clock c;
+	struct timespec tai, mono;
+	__u32 zero = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_TAI, &tai);
+	c.tai_offset_ns = ((__u64)tai.tv_sec - (__u64)mono.tv_sec) * 1000000000ULL +
+			  (__u64)tai.tv_nsec - (__u64)mono.tv_nsec;
+	return bpf_map_update_elem(m->pf_clock, &zero, &c, BPF_ANY) ? -errno : 0;
 }

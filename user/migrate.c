@@ -358,7 +358,6 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		       uint64_t bat_gpa, struct dst *d)
 {
 	struct clat_guest_info gi = {};
-	struct shadow_btf btf = { .fd = -1 };
 	char msg[512];
 	int err;
 
@@ -392,15 +391,8 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		gmem_close(&d->g);
 		return err;
 	}
-	err = shadow_btf_from_prog(d->dir, &btf);
-	if (!err)
-		err = shadow_stage_build(&d->st, fn, d->mem, &d->g, &d->t, &btf);
-	if (!err) {
-		err = shadow_stage_plug(&d->st, &d->m);
-		if (err)
-			shadow_stage_free(&d->st);
-	}
-	shadow_btf_close(&btf);
+	/* Straight into pool extents: no map to create, no RCU wait. */
+	err = shadow_stage_build(&d->st, &d->m, fn, d->mem, &d->g, &d->t);
 	if (err) {
 		gtables_free(&d->t);
 		gmem_close(&d->g);
@@ -422,7 +414,7 @@ static int dst_commit(struct dst *d, const uint8_t mac[6], struct gpa_list *delt
 		err = shadow_stage_reload(&d->st, &d->g, &d->t, delta->gpa, delta->n, reloaded);
 	test_stall("commit");
 	if (!err)
-		err = shadow_stage_commit(&d->st, &d->m, d->dir);
+		err = shadow_stage_commit(&d->st, d->dir);
 	if (!err) {
 		err = fn_install(&d->m, d->fn, mac, 0, d->vct.ifindex);
 		if (err) /* all or nothing: take the tables back off */

@@ -2,6 +2,7 @@
 /* status / stats: read the pinned state back. */
 #include "cli.h"
 #include "common.h"
+#include "pool.h"
 #include "json.h"
 #include "rodata.h"
 
@@ -92,6 +93,23 @@ static int read_link(const char *path, struct port_link *pl)
 	return err;
 }
 
+/* What the verifier walked to accept the program: the datapath's budget
+ * (1M), reported so every change sees its cost. */
+static uint32_t verified_insns(uint32_t prog_id)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int fd = bpf_prog_get_fd_by_id(prog_id);
+	uint32_t n = 0;
+
+	if (fd < 0)
+		return 0;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+		n = info.verified_insns;
+	close(fd);
+	return n;
+}
+
 static void print_links(const char *dir, struct json *j)
 {
 	char path[PATH_MAX], name[IF_NAMESIZE];
@@ -116,17 +134,18 @@ static void print_links(const char *dir, struct json *j)
 			json_u64(j, "link_id", pl.link_id);
 			json_u64(j, "prog_id", pl.prog_id);
 			json_str(j, "tag", pl.tag);
+			json_u64(j, "verified_insns", verified_insns(pl.prog_id));
 			json_obj_close(j);
 		} else {
-			printf("  %-8s on %-15s ifindex %-5u link %-5u prog %-6u tag %s\n",
+			printf("  %-8s on %-15s ifindex %-5u link %-5u prog %-6u tag %s verified %u insns\n",
 			       rx ? "clat_rx" : "clat_tx", ifname_or_dash(pl.ifindex, name), pl.ifindex,
-			       pl.link_id, pl.prog_id, pl.tag);
+			       pl.link_id, pl.prog_id, pl.tag, verified_insns(pl.prog_id));
 		}
 	}
 	closedir(d);
 }
 
-static void print_fns(const struct clat_maps *m, struct json *j)
+static void print_fns(const struct clat_maps *m, const struct pool_usage *u, struct json *j)
 {
 	struct clat_mac_key keys[16];
 	char name[IF_NAMESIZE], mac[18];
@@ -150,6 +169,7 @@ static void print_fns(const struct clat_maps *m, struct json *j)
 			json_u64(j, "ifindex", e.ifindex);
 			json_u64(j, "bat_gpa", e.bat_gpa);
 			json_u64(j, "generation", e.generation);
+			json_u64(j, "pool_contexts", (uint64_t)u->fn_buckets[fn] * CLAT_BUCKET_SLOTS);
 			json_arr_open(j, "macs");
 			for (i = 0; i < n; i++) {
 				json_obj_open(j, NULL);
@@ -179,6 +199,7 @@ int cmd_status(const struct invocation *inv)
 	bool as_json = has_opt(inv, OPT_JSON);
 	char dir[PATH_MAX], path[PATH_MAX];
 	uint32_t layout = 0;
+	struct pool_usage u;
 	unsigned int pf_ifindex;
 	struct clat_maps m;
 	struct json j;
@@ -208,6 +229,7 @@ int cmd_status(const struct invocation *inv)
 		pr_err("failed to open pinned maps in %s: %s", dir, strerror(-err));
 		return err;
 	}
+	pool_usage(&m, &u);
 	pf_ifindex = if_nametoindex(pf);
 	/* 0 when the running program predates recorded layout versions. */
 	if (!pin_path(path, sizeof(path), dir, PIN_PROG_RX))
@@ -224,8 +246,16 @@ int cmd_status(const struct invocation *inv)
 		print_links(dir, &j);
 		json_arr_close(&j);
 		json_arr_open(&j, "fns");
-		print_fns(&m, &j);
+		print_fns(&m, &u, &j);
 		json_arr_close(&j);
+		json_obj_open(&j, "pool");
+		json_u64(&j, "contexts", (uint64_t)u.nbuckets * CLAT_BUCKET_SLOTS);
+		json_u64(&j, "used", (uint64_t)(u.nbuckets - u.free_buckets) * CLAT_BUCKET_SLOTS);
+		json_u64(&j, "free", (uint64_t)u.free_buckets * CLAT_BUCKET_SLOTS);
+		json_u64(&j, "largest_free", (uint64_t)u.largest_free * CLAT_BUCKET_SLOTS);
+		json_u64(&j, "staged", (uint64_t)u.staged_buckets * CLAT_BUCKET_SLOTS);
+		json_u64(&j, "bytes_per_context", sizeof(struct clat_ctx));
+		json_obj_close(&j);
 		json_obj_close(&j);
 		json_end(&j);
 	} else {
@@ -233,7 +263,12 @@ int cmd_status(const struct invocation *inv)
 		       pf_ifindex ? xdp_mode_name(pf_ifindex) : "none", layout, dir);
 		print_links(dir, NULL);
 		printf("functions:\n");
-		print_fns(&m, NULL);
+		print_fns(&m, &u, NULL);
+		printf("context memory: %llu contexts, %llu free (largest extent %llu), %llu staged\n",
+		       (unsigned long long)u.nbuckets * CLAT_BUCKET_SLOTS,
+		       (unsigned long long)u.free_buckets * CLAT_BUCKET_SLOTS,
+		       (unsigned long long)u.largest_free * CLAT_BUCKET_SLOTS,
+		       (unsigned long long)u.staged_buckets * CLAT_BUCKET_SLOTS);
 	}
 	maps_close(&m);
 	return 0;

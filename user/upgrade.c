@@ -228,6 +228,9 @@ static int reuse_maps(struct upgrade *u)
 				close(fd);
 			return err;
 		}
+		/* The pool's size is the attach's choice, not the object's. */
+		if (!strncmp(name, "pool_", 5) && mi.type == bpf_map__type(map))
+			bpf_map__set_max_entries(map, mi.max_entries);
 		/* The kernel makes every DEVMAP read-only for programs. */
 		if (mi.type == BPF_MAP_TYPE_DEVMAP || mi.type == BPF_MAP_TYPE_DEVMAP_HASH)
 			flags |= BPF_F_RDONLY_PROG;
