@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Flattened tiers of one capacity segment: only the CLAT pages on the paths
  * to the segment's blocks, numbered depth-first (page 0 is the root), with
- * last-level entries holding the segment's own block index.  Built from the
- * validated tables at attach, or from guest memory by a resync. */
+ * last-level entries holding the segment's own block index.
+ *
+ * Obsolete since map layout 4: the device no longer walks CLAT tiers, and
+ * resync keeps only the new blocks' GPAs.  The one remaining user is
+ * gtype_seg_flatten() in gtables.c, which nothing calls: remove it, this
+ * file, flatten.c and `flatten` in the Makefile (LIB_OBJS, FUZZ_LIB)
+ * together. */
 #ifndef CLAT_FLATTEN_H
 #define CLAT_FLATTEN_H
 

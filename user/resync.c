@@ -10,29 +10,37 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 
-#include "flatten.h"
-
 #define PAGE_SHIFT 12
 #define MSG_LEN 512
 
-/* The part of one type's CLAT that a resync walked: every page visited
- * (DFS order, page 0 the root) with the entries read, leaf entries holding
- * the global block index; and the GPAs of the new blocks. */
-struct partial {
-	uint32_t c;
-	struct seg_tiers st;   /* the pages walked, in the flatten.h layout */
-	uint64_t *block_gpa;   /* [nb1 - nb0] */
+/* A range of guest memory a resync claimed: a new CLAT page or block. */
+struct claim {
+	uint64_t gpa, len;
+};
+
+/* One type's change, prepared but not yet visible. */
+struct type_change {
+	bool active, added, published;
+	struct gtype gt;                        /* the new BAT entry; per_block set */
+	struct clat_bat_entry old;              /* guest_types before (zero: a new type) */
+	struct clat_dev_seg seg[CLAT_MAX_SEGMENTS]; /* the new segments' device entries */
+	uint32_t first_new;                     /* segments first_new.. are new */
+	uint32_t tried;                         /* bit k: an extent was asked for segment k */
+	struct claim *claims;                   /* pages and blocks this type claimed */
+	size_t nclaims, cap;
 };
 
 struct rwalk {
 	const struct gmem *g;
 	const struct shadow_owned *owned;
 	uint64_t *fresh;        /* bit per page claimed by this resync */
+	struct type_change *tc; /* the type being walked */
 	struct gtype *gt;       /* the new BAT entry */
+	uint32_t c;             /* entries per CLAT page */
 	uint32_t n1, d;         /* new levels; levels added above the old root */
 	uint64_t old_root;
 	uint64_t nb0, nb1;      /* the new blocks */
-	struct partial pt;
+	uint64_t *block_gpa;    /* [nb1 - nb0]: GPAs of the new blocks */
 	struct resync_report *r;
 	char *err;
 };
@@ -66,6 +74,21 @@ static uint64_t fresh_words(const struct gmem *g)
 	return g->size / CLAT_PAGE_SIZE / 64 + 1;
 }
 
+static int add_claim(struct type_change *tc, uint64_t gpa, uint64_t len)
+{
+	if (tc->nclaims == tc->cap) {
+		size_t cap = tc->cap ? tc->cap * 2 : 64;
+		struct claim *c = realloc(tc->claims, cap * sizeof(*c));
+
+		if (!c)
+			return -ENOMEM;
+		tc->claims = c;
+		tc->cap = cap;
+	}
+	tc->claims[tc->nclaims++] = (struct claim){ gpa, len };
+	return 0;
+}
+
 /* A new page or block: aligned, inside guest memory, owned by nothing. */
 static int claim_fresh(struct rwalk *w, const char *where, uint64_t gpa, uint64_t len)
 {
@@ -85,23 +108,22 @@ static int claim_fresh(struct rwalk *w, const char *where, uint64_t gpa, uint64_
 	}
 	for (pfn = gpa >> PAGE_SHIFT; pfn < (gpa + len) >> PAGE_SHIFT; pfn++)
 		w->fresh[pfn / 64] |= 1ULL << (pfn % 64);
-	return 0;
+	return add_claim(w->tc, gpa, len);
 }
 
 /* Page at level x covering blocks [lo, lo + span * C).  Entries wholly
- * below the new blocks are the old tables' and are not read. */
-static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_t span,
-		uint32_t *out)
+ * below the new blocks are the old tables' and are not read; every entry
+ * that reaches a new block must be there, so the walk finds the GPA of
+ * every block in [nb0, nb1). */
+static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_t span)
 {
 	const uint64_t *pg = gmem_ptr(w->g, page, CLAT_PAGE_SIZE);
-	uint32_t c = w->pt.c, o, idx = 0, sub;
+	uint32_t c = w->c, o;
 	char where[128];
-	int err;
+	int err = 0;
 
 	if (!pg)
 		return fail(w, "level %u page at GPA 0x%" PRIx64 ": outside guest memory", x, page);
-	err = seg_tiers_add_page(&w->pt.st, w->pt.c, &idx);
-	*out = idx;
 	for (o = 0; !err && o < c; o++) {
 		uint64_t a = lo + o * span, v;
 
@@ -124,8 +146,7 @@ static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_
 			err = claim_fresh(w, where, v, w->gt->e.block_size);
 			if (err)
 				return err;
-			w->pt.block_gpa[a - w->nb0] = v;
-			w->pt.st.tiers[(size_t)idx * c + o] = (uint32_t)a;
+			w->block_gpa[a - w->nb0] = v;
 			w->r->blocks_new++;
 			continue;
 		}
@@ -144,53 +165,39 @@ static int walk(struct rwalk *w, uint64_t page, uint32_t x, uint64_t lo, uint64_
 				   "tables", where);
 		}
 		if (!err)
-			err = walk(w, v, x + 1, a, span / c, &sub);
-		if (!err)
-			w->pt.st.tiers[(size_t)idx * c + o] = sub;
+			err = walk(w, v, x + 1, a, span / c);
 	}
 	return err;
 }
 
-static int partial_entry(void *ctx, uint64_t page, uint32_t level, uint32_t o, uint64_t *child)
+/* shadow_seg_fill's block lookup: new blocks only (a new segment starts at
+ * or after nb0, checked before any fill). */
+static uint64_t new_block_gpa(const void *arg, uint32_t b)
 {
-	const struct partial *pt = ctx;
-	uint32_t v;
+	const struct rwalk *w = arg;
 
-	(void)level;
-	if (page >= pt->st.npages)
-		return -EINVAL;
-	v = pt->st.tiers[page * pt->c + o];
-	if (v == CLAT_TIER_NONE)
-		return -EINVAL;
-	*child = v;
-	return 0;
+	return b >= w->nb0 && b < w->nb1 ? w->block_gpa[b - w->nb0] : CLAT_GPA_NONE;
 }
 
-/* One type's change, prepared but not yet visible. */
-struct type_change {
-	bool active, added;
-	struct gtype gt;                        /* the new BAT entry; per_block set */
-	struct clat_bat_cache bc;               /* what bat_cache becomes */
-	struct clat_dev_seg seg[CLAT_MAX_SEGMENTS];
-	uint32_t first_new;                     /* segments first_new.. are new */
-	struct shadow_inner in[CLAT_MAX_SEGMENTS];
-	bool plugged[CLAT_MAX_SEGMENTS];
-};
-
-/* Contexts in new blocks are checked like a full attach checks them. */
-static int load_contexts(struct rwalk *w, uint32_t k, uint32_t fn, struct clat_ctx *dst)
+/* Contexts in new blocks are checked like a full attach checks them, and a
+ * bad one fails the resync (a fill would only leave it EMPTY). */
+static int check_contexts(struct rwalk *w, uint32_t k)
 {
 	const struct clat_seg *sg = &w->gt->e.seg[k];
 	uint32_t p = w->gt->per_block, i;
 
 	for (i = 0; i < sg->size; i++) {
 		uint32_t svc = sg->base + 1 + i, b = (svc - 1) / p;
-		uint64_t gpa = w->pt.block_gpa[b - w->nb0] +
-			       (uint64_t)((svc - 1) % p) * w->gt->e.ctx_size;
-		const struct clat_ctx *src = gmem_ptr(w->g, gpa, sizeof(*src));
+		uint64_t bgpa = new_block_gpa(w, b);
+		uint64_t gpa = bgpa + (uint64_t)((svc - 1) % p) * w->gt->e.ctx_size;
+		const struct clat_ctx *src;
 		struct clat_ctx c;
 		uint64_t st;
 
+		if (bgpa == CLAT_GPA_NONE)
+			return fail(w, "new segment %u: the walk does not reach block %u (svc %u)", k,
+				    b, svc);
+		src = gmem_ptr(w->g, gpa, sizeof(*src));
 		if (!src)
 			return fail(w, "context of svc %u at GPA 0x%" PRIx64 ": outside guest memory",
 				    svc, gpa);
@@ -199,45 +206,49 @@ static int load_contexts(struct rwalk *w, uint32_t k, uint32_t fn, struct clat_c
 		st = c.state_word & CLAT_SLOT_STATE_MASK;
 		if (st == CLAT_SLOT_EMPTY)
 			continue;
-		if (st != CLAT_SLOT_LIVE && st != CLAT_SLOT_TOMBSTONE)
+		if (st != CLAT_SLOT_LIVE && st != CLAT_SLOT_RELEASED)
 			return fail(w, "context of svc %u at GPA 0x%" PRIx64 ": slot state %" PRIu64
 				    " in a new block", svc, gpa, st);
 		if (c.svc != svc || c.type != w->gt->index)
 			return fail(w, "context of svc %u at GPA 0x%" PRIx64 " claims svc %u type %u",
 				    svc, gpa, c.svc, c.type);
-		shadow_take_ctx(&dst[i], &c, svc, w->gt->index, fn);
-		w->r->live += st == CLAT_SLOT_LIVE;
 	}
 	return 0;
 }
 
-/* Flattens each new segment from the walk and fills its (unplugged) maps. */
-static int build_segments(struct rwalk *w, struct type_change *tc, uint32_t fn,
-			  const struct shadow_btf *btf)
+/* Checks each new segment's contexts, then fills a STAGED pool extent for
+ * it from the walk's blocks.  Nothing is visible yet. */
+static int build_segments(struct rwalk *w, const struct clat_maps *m, const struct pool *pool,
+			  struct type_change *tc, uint32_t fn)
 {
 	const struct clat_bat_entry *e = &tc->gt.e;
 	uint32_t k, first, end;
+	uint64_t live, read;
 	int err = 0;
 
-	for (k = tc->first_new; !err && k < e->nsegs; k++) {
-		struct seg_tiers st;
-
+	for (k = tc->first_new; k < e->nsegs; k++) {
 		gseg_blocks(tc->gt.per_block, &e->seg[k], &first, &end);
 		if (first < w->nb0)
 			return fail(w, "new segment %u (services %u..%" PRIu64 ") reaches into blocks "
 				    "that existed before: new services start at %" PRIu64, k,
 				    e->seg[k].base + 1, (uint64_t)e->seg[k].base + e->seg[k].size,
 				    w->nb0 * tc->gt.per_block + 1);
-		err = seg_flatten(partial_entry, &w->pt, 0, w->n1, e->clat_entries, first, end, &st);
+		err = check_contexts(w, k);
 		if (err)
-			return fail(w, "new segment %u: the walk does not reach its blocks", k);
-		err = shadow_seg_create(fn, tc->gt.index, k, &st, e->clat_entries, end - first,
-					tc->gt.per_block, btf, &tc->in[k]);
-		tc->seg[k] = (struct clat_dev_seg){ e->seg[k].base, e->seg[k].size, w->n1,
-						    st.npages, end - first, 0 };
-		seg_tiers_free(&st);
-		if (!err)
-			err = load_contexts(w, k, fn, tc->in[k].map[INNER_CTX]);
+			return err;
+	}
+	for (k = tc->first_new; !err && k < e->nsegs; k++) {
+		live = read = 0;
+		tc->tried |= 1U << k;
+		err = shadow_seg_fill(m, pool, fn, w->g, NULL, e, tc->gt.index, tc->gt.per_block, k,
+				      new_block_gpa, w, &tc->seg[k], &live, &read);
+		if (err) {
+			snprintf(w->err, MSG_LEN, "type %u (%s): new segment %u: %s", tc->gt.index,
+				 e->name, k, err == -ENOSPC ? "no room in the context pool" :
+				 strerror(-err));
+			break;
+		}
+		w->r->live += live;
 		w->r->segments_added++;
 	}
 	return err;
@@ -249,35 +260,41 @@ static uint64_t div_up(uint64_t a, uint64_t b)
 }
 
 /* What may change in a type the device already shadows: only segments
- * appended, with the capacity, levels and root that come with them. */
-static int check_growth(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
-			struct type_change *tc, const struct clat_bat_cache *old)
+ * appended, with the capacity, levels and root that come with them.  The
+ * segments already shadowed are the old entry's: some may have been folded
+ * off the device since, so the live bits do not count them. */
+static int check_growth(struct rwalk *w, struct type_change *tc,
+			const struct clat_type_desc *td)
 {
-	const struct clat_bat_entry *e = &tc->gt.e;
-	uint32_t live = old->seg_state & CLAT_SEG_LIVE_MASK, n = 0, k;
+	const struct clat_bat_entry *e = &tc->gt.e, *old = &tc->old;
+	uint32_t n = old->nsegs, k;
 
-	if (e->ctx_size != old->ctx_size || tc->gt.per_block != old->per_block ||
+	if (e->ctx_size != old->ctx_size || e->block_size != old->block_size ||
 	    e->clat_entries != old->clat_entries || e->hash_seed != old->hash_seed ||
-	    e->probe_window != old->probe_window || e->proto_mask != old->proto_mask)
-		return fail(w, "context size, block size, entries per page, hash seed, probe "
-			    "window or protocols changed: a live type only grows (detach and "
-			    "attach again to change them)");
-	while (n < CLAT_MAX_SEGMENTS && (live & (1U << n)))
-		n++;
+	    e->proto_mask != old->proto_mask)
+		return fail(w, "context size, block size, entries per page, hash seed or protocols "
+			    "changed: a live type only grows (detach and attach again to change "
+			    "them)");
+	if (!td->proto_mask)
+		return fail(w, "the type was shadowed but is not on the device: detach and attach "
+			    "again");
+	if (n > CLAT_MAX_SEGMENTS)
+		return fail(w, "%u capacity segments recorded for the device: detach and attach "
+			    "again", n);
 	if (e->nsegs < n)
-		return fail(w, "%u capacity segments, the device serves %u: a live segment is "
-			    "never removed", e->nsegs, n);
+		return fail(w, "%u capacity segments, the device shadowed %u: a segment is never "
+			    "removed", e->nsegs, n);
 	for (k = 0; k < n; k++) {
-		uint32_t key = clat_shadow_key(fn, tc->gt.index, k);
-		struct clat_dev_seg ds;
+		bool live = td->seg_state & (1U << k);
+		uint32_t base = live ? td->seg[k].base : old->seg[k].base;
+		uint32_t size = live ? td->seg[k].size : old->seg[k].size;
 
-		if (bpf_map_lookup_elem(m->segs, &key, &ds))
-			return -errno;
-		if (ds.base != e->seg[k].base || ds.size != e->seg[k].size)
+		if (base != e->seg[k].base || size != e->seg[k].size)
 			return fail(w, "segment %u is services %u..%" PRIu64 " in the BAT but %u..%"
-				    PRIu64 " on the device: a live segment never changes", k,
-				    e->seg[k].base + 1, (uint64_t)e->seg[k].base + e->seg[k].size,
-				    ds.base + 1, (uint64_t)ds.base + ds.size);
+				    PRIu64 " %s: a %s segment never changes", k, e->seg[k].base + 1,
+				    (uint64_t)e->seg[k].base + e->seg[k].size, base + 1,
+				    (uint64_t)base + size, live ? "on the device" : "when shadowed",
+				    live ? "live" : "shadowed");
 	}
 	tc->first_new = n;
 	if (e->nsegs == n) {
@@ -299,11 +316,10 @@ static int check_growth(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
 	return 0;
 }
 
-static int prepare_type(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
-			struct type_change *tc, const struct shadow_btf *btf)
+static int prepare_type(struct rwalk *w, const struct clat_maps *m, const struct pool *pool,
+			uint32_t fn, const struct clat_fn_desc *desc, struct type_change *tc)
 {
-	struct clat_bat_cache old = {};
-	uint32_t key = fn * CLAT_MAX_TYPES + tc->gt.index, idx, x;
+	uint32_t key = fn * CLAT_MAX_TYPES + tc->gt.index, x;
 	uint64_t span = 1;
 	char where[64];
 	int err;
@@ -311,22 +327,27 @@ static int prepare_type(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
 	err = gtype_check_entry(w->g, &tc->gt, w->err, MSG_LEN);
 	if (err)
 		return err;
-	if (bpf_map_lookup_elem(m->bat_cache, &key, &old))
+	if (bpf_map_lookup_elem(m->guest_types, &key, &tc->old))
 		return -errno;
 	w->gt = &tc->gt;
+	w->tc = tc;
 	w->n1 = tc->gt.e.levels;
-	if (old.valid) {
-		err = check_growth(w, m, fn, tc, &old);
+	if (tc->old.nsegs) {
+		err = check_growth(w, tc, &desc->type[tc->gt.index]);
 		if (err || !tc->active)
 			return err;
 	} else {
+		if (desc->type[tc->gt.index].proto_mask)
+			return fail(w, "a new type in the BAT, but the device already serves one "
+				    "there: detach and attach again");
 		tc->active = tc->added = true;
+		tc->first_new = 0;
 		w->d = w->n1;
 	}
+	w->c = tc->gt.e.clat_entries;
 	w->nb1 = div_up(tc->gt.e.capacity, tc->gt.per_block);
-	w->pt = (struct partial){ .c = tc->gt.e.clat_entries };
-	w->pt.block_gpa = calloc(w->nb1 - w->nb0, sizeof(uint64_t));
-	if (!w->pt.block_gpa)
+	w->block_gpa = calloc(w->nb1 - w->nb0, sizeof(uint64_t));
+	if (!w->block_gpa)
 		return -ENOMEM;
 	snprintf(where, sizeof(where), "clat_gpa 0x%" PRIx64, (uint64_t)tc->gt.e.clat_gpa);
 	if (w->d) {
@@ -334,59 +355,135 @@ static int prepare_type(struct rwalk *w, const struct clat_maps *m, uint32_t fn,
 		w->r->pages_new += !err;
 	}
 	for (x = 1; x < w->n1; x++)
-		span *= w->pt.c;
+		span *= w->c;
 	if (!err)
-		err = walk(w, tc->gt.e.clat_gpa, 1, 0, span, &idx);
+		err = walk(w, tc->gt.e.clat_gpa, 1, 0, span);
 	if (!err)
-		err = build_segments(w, tc, fn, btf);
-	if (!err)
-		shadow_fill_bat_cache(&tc->gt, &tc->bc, (struct clat_dev_seg[CLAT_MAX_SEGMENTS]){});
-	seg_tiers_free(&w->pt.st);
-	free(w->pt.block_gpa);
+		err = build_segments(w, m, pool, tc, fn);
+	free(w->block_gpa);
+	w->block_gpa = NULL;
 	w->r->types_grown += !err && !tc->added;
 	w->r->types_added += !err && tc->added;
 	return err;
 }
 
-static void unplug_all(const struct clat_maps *m, const char *dir, uint32_t fn,
-		       struct type_change *tc, uint32_t n)
+/* Frees the extents a type's change staged, unless published: only those
+ * this process owns (a failed allocation may have met someone else's). */
+static void free_staged(const struct clat_maps *m, uint32_t fn, const struct type_change *tc)
 {
-	uint32_t i, k;
+	struct clat_extent e;
+	uint32_t k, key;
 
-	for (i = 0; i < n; i++)
-		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
-			if (tc[i].plugged[k])
-				shadow_seg_unplug(m, dir, fn, tc[i].gt.index, k);
+	if (tc->published || !tc->tried || pool_lock(m))
+		return;
+	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+		key = clat_extent_key(fn, tc->gt.index, k);
+		if ((tc->tried & (1U << k)) && !bpf_map_lookup_elem(m->pool_alloc, &key, &e) &&
+		    e.state == CLAT_EXTENT_STAGED && e.owner_pid == (uint32_t)getpid())
+			pool_free(m, key);
+	}
+	pool_unlock(m);
 }
 
-/* Plugs every new segment (still invisible), then publishes: one bat_cache
- * update per type, whose seg_state store makes the new segments live. */
-static int publish(const struct clat_maps *m, const char *dir, uint32_t fn,
-		   struct type_change *tc, uint32_t n, const struct rwalk *w,
-		   struct clat_guest_info *gi, uint32_t ntypes, uint32_t gen)
+static int desc_type_update(const struct clat_maps *m, uint32_t fn, uint32_t t,
+			    const struct clat_type_desc *td)
 {
-	struct clat_vct_entry v = {};
-	uint32_t i, k, key;
-	int err = 0;
+	struct clat_fn_desc d;
 
-	for (i = 0; !err && i < n; i++)
-		for (k = tc[i].first_new; !err && tc[i].active && k < tc[i].gt.e.nsegs; k++) {
-			err = shadow_seg_plug(m, dir, fn, tc[i].gt.index, k, &tc[i].seg[k],
-					      &tc[i].in[k]);
-			tc[i].plugged[k] = true;
+	if (bpf_map_lookup_elem(m->fn_desc, &fn, &d))
+		return -errno;
+	d.type[t] = *td;
+	return bpf_map_update_elem(m->fn_desc, &fn, &d, BPF_ANY) ? -errno : 0;
+}
+
+/* Makes one type's change visible: its BAT entry first, then the new
+ * segments' entries with seg_state unchanged (and, for a new type, still
+ * no protocols: proto_mask is what makes a type visible), then the store
+ * that makes them live.  On failure the old entry and descriptor are put
+ * back. */
+static int publish_type(const struct clat_maps *m, uint32_t fn, struct type_change *tc)
+{
+	const struct clat_bat_entry *e = &tc->gt.e;
+	uint32_t t = tc->gt.index, key = fn * CLAT_MAX_TYPES + t, k, bits = 0;
+	struct clat_type_desc old_td, td;
+	struct clat_fn_desc d;
+	int err;
+
+	if (bpf_map_lookup_elem(m->fn_desc, &fn, &d))
+		return -errno;
+	old_td = d.type[t];
+	if (bpf_map_update_elem(m->guest_types, &key, e, BPF_ANY))
+		return -errno;
+	td = old_td;
+	for (k = tc->first_new; k < e->nsegs; k++) {
+		td.seg[k] = tc->seg[k];
+		bits |= 1U << k;
+	}
+	if (tc->added) {
+		td.hash_seed = e->hash_seed;
+		td.proto_mask = 0;
+		td.seg_state = 0;
+	}
+	err = desc_type_update(m, fn, t, &td);
+	if (!err) {
+		/* Re-read: a fold may have taken an old segment off meanwhile. */
+		if (bpf_map_lookup_elem(m->fn_desc, &fn, &d)) {
+			err = -errno;
+		} else {
+			td = d.type[t];
+			td.seg_state = (td.seg_state & CLAT_SEG_LIVE_MASK & ~bits) | bits |
+				       (uint32_t)(e->nsegs - 1) << CLAT_SEG_NEWEST_SHIFT;
+			td.proto_mask = e->proto_mask;
+			err = desc_type_update(m, fn, t, &td);
 		}
+	}
 	if (err) {
-		unplug_all(m, dir, fn, tc, n);
+		desc_type_update(m, fn, t, &old_td);
+		bpf_map_update_elem(m->guest_types, &key, &tc->old, BPF_ANY);
 		return err;
 	}
-	for (i = 0; i < n; i++) {
-		key = fn * CLAT_MAX_TYPES + tc[i].gt.index;
-		if (tc[i].active && bpf_map_update_elem(m->bat_cache, &key, &tc[i].bc, BPF_ANY))
-			pr_err("failed to publish type %u of fn %u: %s", tc[i].gt.index, fn,
-			       strerror(errno));
+	tc->published = true;
+	/* A failure here leaves the extent STAGED: the next reclaim after this
+	 * process exits finds it named by fn_desc and marks it LIVE. */
+	for (k = tc->first_new; k < e->nsegs; k++) {
+		int e2 = pool_set_live(m, clat_extent_key(fn, t, k));
+
+		if (e2 && !err)
+			err = e2;
 	}
-	for (i = 0; i < w->owned->words && i < fresh_words(w->g); i++)
-		__atomic_fetch_or(&w->owned->bits[i], w->fresh[i], __ATOMIC_RELAXED);
+	return err;
+}
+
+/* Publishes type by type; the pages and blocks of each published type are
+ * then owned.  A failure part-way leaves the types already published on the
+ * device, consistent, but the generation unchanged: a retry finds them
+ * current and resumes with the rest. */
+static int publish(const struct clat_maps *m, uint32_t fn, struct type_change *tc, uint32_t n,
+		   const struct rwalk *w, struct clat_guest_info *gi, uint32_t ntypes,
+		   uint32_t gen)
+{
+	struct clat_vct_entry v = {};
+	uint32_t i;
+	size_t j;
+	int err = 0;
+
+	for (i = 0; !err && i < n; i++) {
+		if (!tc[i].active)
+			continue;
+		err = publish_type(m, fn, &tc[i]);
+		if (!tc[i].published)
+			break;
+		for (j = 0; j < tc[i].nclaims; j++) {
+			uint64_t pfn, end = (tc[i].claims[j].gpa + tc[i].claims[j].len) >> PAGE_SHIFT;
+
+			for (pfn = tc[i].claims[j].gpa >> PAGE_SHIFT; pfn < end; pfn++)
+				if (pfn / 64 < w->owned->words)
+					__atomic_fetch_or(&w->owned->bits[pfn / 64], 1ULL << (pfn % 64),
+							  __ATOMIC_RELAXED);
+		}
+	}
+	if (err)
+		return err;
 	gi->generation = gen;
 	gi->ntypes = ntypes;
 	if (bpf_map_update_elem(m->guests, &fn, gi, BPF_ANY) ||
@@ -419,24 +516,23 @@ static int read_bat(const struct gmem *g, uint64_t bat_gpa, struct clat_bat_hdr 
 }
 
 int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
-		 const struct shadow_btf *btf, struct resync_report *r)
+		 struct resync_report *r)
 {
 	struct type_change tc[CLAT_MAX_TYPES];
 	struct clat_bat_entry e[CLAT_MAX_TYPES];
 	struct clat_guest_info gi = {};
 	struct shadow_owned owned = { .fd = -1 };
+	struct clat_fn_desc desc;
+	struct pool pool = {};
 	struct clat_bat_hdr h;
 	struct rwalk w = {};
 	char msg[MSG_LEN] = "";
 	struct gmem g;
-	uint32_t i, k;
+	uint32_t i, folded = 0;
 	int err;
 
 	memset(r, 0, sizeof(*r));
 	memset(tc, 0, sizeof(tc));
-	for (i = 0; i < CLAT_MAX_TYPES; i++)
-		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
-			shadow_inner_init(&tc[i].in[k]);
 	if (fn >= CLAT_MAX_FN || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa) {
 		pr_err("fn %u has no guest tables attached", fn);
 		return -ENOENT;
@@ -459,6 +555,10 @@ int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
 			 "clat-load?): detach and attach again", fn);
 		err = -ENOENT;
 	}
+	if (!err && bpf_map_lookup_elem(m->fn_desc, &fn, &desc))
+		err = -errno;
+	if (!err)
+		err = pool_map(m, &pool);
 	w = (struct rwalk){ .g = &g, .owned = &owned, .r = r, .err = msg };
 	w.fresh = err ? NULL : calloc(fresh_words(&g), sizeof(uint64_t));
 	if (!err && !w.fresh)
@@ -468,10 +568,18 @@ int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
 		tc[i].gt.e = e[i];
 		w.nb0 = w.d = 0;
 		w.old_root = 0;
-		err = prepare_type(&w, m, fn, &tc[i], btf);
+		err = prepare_type(&w, m, &pool, fn, &desc, &tc[i]);
 	}
 	if (!err)
-		err = publish(m, dir, fn, tc, h.ntypes, &w, &gi, h.ntypes, h.generation);
+		err = publish(m, fn, tc, h.ntypes, &w, &gi, h.ntypes, h.generation);
+	/* All or nothing: what was staged and not published goes back. */
+	for (i = 0; i < CLAT_MAX_TYPES; i++)
+		free_staged(m, fn, &tc[i]);
+	/* A guest that grew stops paying for the segments it drained. */
+	if (!err && shadow_fold(m, fn, &folded))
+		pr_err("fn %u: resynced, but folding drained segments failed; the next gc or "
+		       "resync tries again", fn);
+	r->segments_folded = folded;
 out:
 	if (err && msg[0])
 		pr_err("failed to resync fn %u from %s (generation %u -> %u): %s; the device keeps "
@@ -480,9 +588,9 @@ out:
 	else if (err)
 		pr_err("failed to resync fn %u: %s", fn, strerror(-err));
 	for (i = 0; i < CLAT_MAX_TYPES; i++)
-		for (k = 0; k < CLAT_MAX_SEGMENTS; k++)
-			shadow_inner_release(&tc[i].in[k]);
+		free(tc[i].claims);
 	free(w.fresh);
+	pool_unmap(&pool);
 	shadow_owned_close(&owned);
 	gmem_close(&g);
 	return err;
@@ -504,8 +612,7 @@ static int bat_generation(const char *path, uint64_t bat_gpa, uint32_t *gen)
 	return err ? err : (h.magic == CLAT_BAT_MAGIC ? 0 : -EINVAL);
 }
 
-int guest_resync_changed(const struct clat_maps *m, const char *dir,
-			 const struct shadow_btf *btf, uint32_t *resynced)
+int guest_resync_changed(const struct clat_maps *m, const char *dir, uint32_t *resynced)
 {
 	struct clat_guest_info gi;
 	struct resync_report r;
@@ -517,11 +624,12 @@ int guest_resync_changed(const struct clat_maps *m, const char *dir,
 		if (bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa ||
 		    bat_generation(gi.mem_path, gi.bat_gpa, &gen) || gen == gi.generation)
 			continue;
-		err = guest_resync(m, dir, fn, btf, &r);
+		err = guest_resync(m, dir, fn, &r);
 		if (!err) {
 			pr_info("fn %u: resynced generation %u -> %u: %u segments and %u types "
-				"added, %" PRIu64 " CLAT entries read", fn, r.gen_from, r.gen_to,
-				r.segments_added, r.types_added, r.entries_read);
+				"added, %u segments folded, %" PRIu64 " CLAT entries read", fn,
+				r.gen_from, r.gen_to, r.segments_added, r.types_added,
+				r.segments_folded, r.entries_read);
 			(*resynced)++;
 		} else if (!first) {
 			first = err;

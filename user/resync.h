@@ -6,9 +6,12 @@
  * Only what changed is read and validated, as strictly as a full attach:
  * every new page and block must be aligned, inside guest memory and owned by
  * nothing else (checked against the pinned page-ownership map, not by
- * walking the old tables).  New segments get their own inner maps, so live
- * segments and the datapath's writes to them are never touched.  All or
- * nothing: on any error the old shadow keeps serving, unchanged. */
+ * walking the old tables).  Each new segment gets its own extent of the
+ * context pool, filled while still STAGED and published by fn_desc updates,
+ * so live segments and the datapath's writes to them are never touched.
+ * All or nothing: on any error the old shadow keeps serving, unchanged.
+ * After a resync, older segments the guest has drained come off the device
+ * (shadow_fold): a guest that grew stops paying for them. */
 #ifndef CLAT_RESYNC_H
 #define CLAT_RESYNC_H
 
@@ -21,17 +24,17 @@ struct resync_report {
 	uint64_t pages_new, blocks_new;
 	uint64_t contexts_read;   /* guest context records read (new blocks only) */
 	uint64_t live;            /* LIVE contexts found in new blocks */
+	uint32_t segments_folded; /* drained older segments taken off the device after */
 };
 
 /* -ESTALE-free no-op when the generation did not change.  Errors are
  * printed (naming the bad entry and its GPA) and returned as -errno. */
 int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
-		 const struct shadow_btf *btf, struct resync_report *r);
+		 struct resync_report *r);
 
 /* Resyncs every fn whose guest bumped its BAT generation (checked with one
  * small read per guest); *resynced counts them.  Returns the first error;
  * the other fns are still tried. */
-int guest_resync_changed(const struct clat_maps *m, const char *dir,
-			 const struct shadow_btf *btf, uint32_t *resynced);
+int guest_resync_changed(const struct clat_maps *m, const char *dir, uint32_t *resynced);
 
 #endif
