@@ -97,6 +97,8 @@ static void check_tables(const struct gmem *g, const struct gtables *t)
 		abort();
 	if (t->ntypes < 1 || t->ntypes > CLAT_MAX_TYPES)
 		hole("ntypes %u", t->ntypes);
+	if (t->hdr.version != CLAT_BAT_VERSION)
+		hole("BAT version %u accepted", t->hdr.version);
 	own(bm, g, t->bat_gpa, CLAT_PAGE_SIZE, "BAT", 0, 0);
 	for (ti = 0; ti < t->ntypes; ti++) {
 		const struct gtype *gt = &t->types[ti];
@@ -107,6 +109,8 @@ static void check_tables(const struct gmem *g, const struct gtables *t)
 		    !e->block_size || e->block_size % e->ctx_size || !e->capacity ||
 		    e->capacity > CLAT_MAX_CAPACITY || gt->per_block != e->block_size / e->ctx_size)
 			hole("type %u: bad geometry accepted", ti);
+		if (e->pad1)
+			hole("type %u: pad1 0x%x accepted", ti, e->pad1);
 		if ((uint64_t)gt->nblocks * gt->per_block < e->capacity ||
 		    (uint64_t)(gt->nblocks - 1) * gt->per_block >= e->capacity)
 			hole("type %u: %u blocks of %u for capacity %u", ti, gt->nblocks,

@@ -31,6 +31,8 @@ struct seedcfg {
 static const struct seedcfg cfgs[] = {
 	{ "l1-c4", 64 << 10, 1, { { "conn", 256, 4096, 60, 1, 4 } }, false },
 	{ "l1-c8-live", 64 << 10, 1, { { "conn", 256, 4096, 100, 1, 8 } }, true },
+	/* A = 128, the record's size: one 32-slot bucket per 4K block. */
+	{ "l1-a128-live", 64 << 10, 1, { { "conn", 128, 4096, 100, 1, 4 } }, true },
 	{ "l2-c4", 128 << 10, 2, { { "conn", 256, 4096, 100, 2, 4 },
 				   { "udp", 256, 4096, 20, 1, 4 } }, false },
 	{ "l2-c8-2page-block", 128 << 10, 1, { { "big", 512, 8192, 80, 2, 8 } }, true },
@@ -141,11 +143,12 @@ static int build(const struct seedcfg *c, struct gmem *g, uint64_t *bat_gpa)
 			return ret;
 		}
 		x = gmem_ptr(g, gtype_ctx_gpa(&t.types[0], 1), sizeof(*x));
-		x->state_word = CLAT_SLOT_LIVE | (0xabcdULL << CLAT_SLOT_HASH_SHIFT);
+		x->state_word = CLAT_SLOT_LIVE | (0xabcdULL << CLAT_SLOT_TAG_SHIFT);
 		x->svc = 1;
 		x->type = 0;
 		x = gmem_ptr(g, gtype_ctx_gpa(&t.types[0], t.types[0].e.capacity), sizeof(*x));
-		x->state_word = CLAT_SLOT_TOMBSTONE;
+		/* Released as the device leaves it: the tag stays in the word. */
+		x->state_word = CLAT_SLOT_RELEASED | (0x1234ULL << CLAT_SLOT_TAG_SHIFT);
 		x->svc = t.types[0].e.capacity;
 		x->type = 0;
 		gtables_free(&t);

@@ -59,9 +59,9 @@ round_trip() {
 	show=$(guest show --mem "$MEM" --bat-gpa "$BAT" --json)
 	assert_equal "$(jq .bat_gpa <<<"$show")" "$BAT"
 	assert_equal "$(jq .generation <<<"$show")" 1
-	assert_equal "$(jq -c '.types[0] | del(.live, .tombstones, .contexts)' <<<"$show")" \
+	assert_equal "$(jq -c '.types[0] | del(.live, .released, .contexts)' <<<"$show")" \
 		"$(jq -c '.types[0]' <<<"$INIT")"
-	assert_equal "$(jq -c '.types[0] | [.live, .tombstones, (.contexts | length)]' <<<"$show")" \
+	assert_equal "$(jq -c '.types[0] | [.live, .released, (.contexts | length)]' <<<"$show")" \
 		"[0,0,0]"
 	for svc in "$@"; do
 		check_locate "$svc"
@@ -100,10 +100,10 @@ round_trip() {
 
 @test "three levels with small pages: init, show and locate agree" {
 	# P = 32, C = 7: a level-2 entry spans 224 services, a level-1 entry 1568.
-	round_trip 16M sess:ctx=256,block=8K,services=5000,levels=3,entries=7,window=8,proto=tcp,seed=42 \
+	round_trip 16M sess:ctx=256,block=8K,services=5000,levels=3,entries=7,proto=tcp,seed=42 \
 		1 32 33 224 225 1568 1569 2500 4999 5000
-	assert_equal "$(jq -c '.types[0] | [.levels, .clat_entries, .blocks, .pages, .probe_window, .proto, .hash_seed]' <<<"$INIT")" \
-		'[3,7,157,28,8,"tcp",42]'
+	assert_equal "$(jq -c '.types[0] | [.levels, .clat_entries, .blocks, .pages, .proto, .hash_seed]' <<<"$INIT")" \
+		'[3,7,157,28,"tcp",42]'
 }
 
 @test "two types in one BAT are walked independently" {
@@ -261,63 +261,110 @@ round_trip() {
 	assert_output --partial "symlinks are refused"
 }
 
-@test "show lists live contexts (IPv4 and IPv6) and counts tombstones" {
+@test "show lists live contexts (IPv4 and IPv6) and counts released ones" {
 	local gpa show
 	init_tables 4M conn:ctx=256,block=4K,services=100,entries=8,levels=2
-	# svc 17: LIVE TCP 10.0.0.1:80 <-> 192.0.2.7:40000, established, fn 3.
+	# svc 17: LIVE (tag 0x1234) TCP 10.0.0.1:80 <-> 192.0.2.7:40000,
+	# established, fn 3; rx_queue and drops past one byte (they are u16).
 	gpa=$(guest locate --mem "$MEM" --bat-gpa "$BAT" --svc 17 --json | jq .ctx_gpa)
-	write_ctx "$gpa" 2 "00000000000000000000ffff0a000001" "00000000000000000000ffffc0000207" \
-		80 40000 6 3 3 0 17 1000 2000 7 9 700 900 1
+	write_ctx "$gpa" $(((0x1234 << 32) | 2)) "00000000000000000000ffff0a000001" \
+		"00000000000000000000ffffc0000207" 80 40000 6 3 3 0 17 1000 2000 7 9 700 900 300 258
 	# svc 60: LIVE UDP over IPv6.
 	gpa=$(guest locate --mem "$MEM" --bat-gpa "$BAT" --svc 60 --json | jq .ctx_gpa)
 	write_ctx "$gpa" 2 "20010db8000000000000000000000001" "20010db8000000000000000000000002" \
 		53 5353 17 0 4 0 60 5 6 1 1 100 120 0
-	# svc 99: a tombstone, not listed.
+	# svc 99: released (the device keeps the tag in the word), not listed.
 	gpa=$(guest locate --mem "$MEM" --bat-gpa "$BAT" --svc 99 --json | jq .ctx_gpa)
-	write_ctx "$gpa" 3 "00000000000000000000ffff0a000001" "00000000000000000000ffffc0000208" \
-		81 40001 6 6 3 0 99 0 0 0 0 0 0 0
+	write_ctx "$gpa" $(((0x99 << 32) | 3)) "00000000000000000000ffff0a000001" \
+		"00000000000000000000ffffc0000208" 81 40001 6 6 3 0 99 0 0 0 0 0 0 0
 
 	show=$(guest show --mem "$MEM" --bat-gpa "$BAT" --json)
-	assert_equal "$(jq -c '.types[0] | [.live, .tombstones, [.contexts[].svc]]' <<<"$show")" '[2,1,[17,60]]'
-	assert_equal "$(jq -c '.types[0].contexts[0] | [.state, .vm_addr, .vm_port, .remote_addr, .remote_port, .proto, .tcp_state, .fn, .packets_in, .packets_out, .bytes_in, .bytes_out, .drops, .first_seen_ns, .last_seen_ns]' <<<"$show")" \
-		'["live","10.0.0.1",80,"192.0.2.7",40000,"tcp","established",3,7,9,700,900,1,1000,2000]'
+	assert_equal "$(jq -c '.types[0] | [.live, .released, [.contexts[].svc]]' <<<"$show")" '[2,1,[17,60]]'
+	assert_equal "$(jq -c '.types[0].contexts[0] | [.state, .tag, .vm_addr, .vm_port, .remote_addr, .remote_port, .proto, .tcp_state, .fn, .type, .rx_queue, .packets_in, .packets_out, .bytes_in, .bytes_out, .drops, .first_seen_ns, .last_seen_ns]' <<<"$show")" \
+		'["live",4660,"10.0.0.1",80,"192.0.2.7",40000,"tcp","established",3,0,258,7,9,700,900,300,1000,2000]'
 	assert_equal "$(jq -c '.types[0].contexts[1] | [.vm_addr, .remote_addr, .remote_port, .proto, .tcp_state]' <<<"$show")" \
 		'["2001:db8::1","2001:db8::2",5353,"udp","none"]'
 	assert_equal "$(jq '.types[0].contexts[0].gpa' <<<"$show")" \
 		"$(guest locate --mem "$MEM" --bat-gpa "$BAT" --svc 17 --json | jq .ctx_gpa)"
 	run guest show --mem "$MEM" --bat-gpa "$BAT"
 	assert_success
-	assert_output --partial "live 2 tombstones 1"
+	assert_output --partial "live 2 released 1"
 	assert_output --partial "svc 17 live tcp 10.0.0.1:80 <-> 192.0.2.7:40000 established fn 3"
 	assert_output --partial "[2001:db8::1]:53 <-> [2001:db8::2]:5353"
 }
 
-# write_ctx GPA STATE VM_ADDR_HEX REMOTE_ADDR_HEX VM_PORT REMOTE_PORT PROTO
+# seed_flows COUNT FIRST_PORT: TCP flows 10.0.0.1:80 <-> 192.0.2.7:FIRST_PORT+i.
+seed_flows() {
+	guest seed --mem "$MEM" --bat-gpa "$BAT" --count "$1" --vm-addr 10.0.0.1 --vm-port 80 \
+		--remote-addr 192.0.2.7 --first-port "$2" --proto tcp --json
+}
+
+@test "seed places flows in their buckets, finds them in every segment, new ones in the newest" {
+	local show
+	# 1000 services: 32 buckets of 32, the last one 8 slots (slots past 1000 unused).
+	init_tables 8M conn:ctx=128,block=4K,services=1000,proto=tcp,seed=7
+	run seed_flows 500 20000
+	assert_success
+	assert_equal "$(jq .seeded <<<"$output")" 500
+	show=$(guest show --mem "$MEM" --bat-gpa "$BAT" --json)
+	assert_equal "$(jq -c '.types[0] | [.live, .released]' <<<"$show")" '[500,0]'
+	# One context per flow, each LIVE with a tag in 1..0xfffe and its own svc.
+	run jq -e '.types[0].contexts | (map(.svc) | unique | length) == 500
+		and all(.svc >= 1 and .svc <= 1000 and .state == "live" and .tag >= 1 and .tag <= 65534
+			and .tcp_state == "established" and .type == 0)
+		and (map(.remote_port) | sort) == [range(20000; 20500)]' <<<"$show"
+	assert_success
+	# A flow already placed is found (in either candidate bucket).
+	run seed_flows 1 20123
+	assert_equal "$status" 1
+	assert_output --regexp "192\.0\.2\.7:20123: already present at svc [0-9]+"
+	# Grow: blocks 1..32 hold services 1..1024, so the new segment is 1025..2000.
+	guest grow --mem "$MEM" --bat-gpa "$BAT" --capacity 2000 --layout-seed 1 --json >/dev/null
+	run seed_flows 100 30000
+	assert_success
+	show=$(guest show --mem "$MEM" --bat-gpa "$BAT" --json)
+	run jq -e '[.types[0].contexts[] | select(.remote_port >= 30000) | .svc]
+		| length == 100 and all(. >= 1025 and . <= 2000)' <<<"$show"
+	assert_success
+	# The old segment is still searched: no second copy of an old flow.
+	run seed_flows 1 20000
+	assert_equal "$status" 1
+	assert_output --partial "already present at svc"
+	# More flows than slots: both candidates of some flow are full.
+	run seed_flows 2000 40000
+	assert_equal "$status" 1
+	assert_output --regexp "both candidate buckets \(svc [0-9]+\.\. and svc [0-9]+\.\.\) of segment 1 are full"
+	assert_output --partial "flows before the failure"
+}
+
+# write_ctx GPA STATE_WORD VM_ADDR_HEX REMOTE_ADDR_HEX VM_PORT REMOTE_PORT PROTO
 #   TCP_STATE FN TYPE SVC FIRST LAST PKT_IN PKT_OUT BYTES_IN BYTES_OUT DROPS
-# Writes one struct clat_ctx (136 bytes, little-endian) into $MEM.
+#   [RX_QUEUE]
+# Writes one struct clat_ctx (128 bytes, little-endian) into $MEM.
 write_ctx() {
 	local gpa=$1
 	{
-		le "$2" 8
-		hex "$3"
+		le "$2" 8       # state_word
+		hex "$3"        # key
 		hex "$4"
 		be16 "$5"
 		be16 "$6"
 		le "$7" 1
 		le 0 3
-		le "$8" 1
+		le "${14}" 8    # packets[in], packets[out]
+		le "${15}" 8
+		le "${16}" 8    # bytes[in], bytes[out]
+		le "${17}" 8
+		le 0 16         # seq_next[2], ack_last[2]
+		le "${12}" 8    # first_seen_ns, last_seen_ns
+		le "${13}" 8
+		le "$8" 1       # tcp_state
 		le 0 3          # fin_mask, initiator, last_fin_dir
-		le "$9" 2
+		le "$9" 2       # fn, type, svc
 		le "${10}" 2
 		le "${11}" 4
-		le 0 20         # rx_queue, seq_next[2], ack_last[2]
-		le "${12}" 8
-		le "${13}" 8
-		le "${14}" 8
-		le "${15}" 8
-		le "${16}" 8
-		le "${17}" 8
-		le "${18}" 8
+		le "${19:-0}" 2 # rx_queue, drops
+		le "${18}" 2
 	} | dd of="$MEM" bs=1 seek="$gpa" conv=notrunc status=none
 }
 le() { local v=$1 n=$2 i; for ((i = 0; i < n; i++)); do printf "\\x$(printf %02x $(((v >> (8 * i)) & 255)))"; done; }
@@ -394,7 +441,7 @@ corrupt_case() {
 }
 
 @test "hostile tables: unsupported version" {
-	corrupt_case bad-version "unsupported version 3 (expected 2)"
+	corrupt_case bad-version "BAT version 2 is not supported (this clat reads version 3): rebuild the guest tables"
 }
 
 @test "hostile tables: guest memory truncated under the BAT" {

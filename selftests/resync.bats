@@ -12,7 +12,7 @@ setup() {
 	MEM=$BATS_TEST_TMPDIR/guest.mem
 	# P = 16 contexts per block, C = 8 entries per page: 100 services fit in
 	# one level, 1000 need two, 5000 need three.
-	guest_init "$MEM" conn:ctx=256,block=4096,services=100,entries=8,proto=tcp,window=8
+	guest_init "$MEM" conn:ctx=256,block=4096,services=100,entries=8,proto=tcp
 	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
 }
 

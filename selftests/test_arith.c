@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The offset arithmetic (clat_locate) against the patent's worked examples,
- * and against a brute-force walk of real tables built by gbuild.
+ * and against a brute-force walk of real tables built by gbuild; and the
+ * placement helpers (flow hash, tag, candidate buckets) with a simulation
+ * of the device's two-choice placement at the load the sizing assumes.
  *
  * The brute force shares nothing with the code under test: it follows the
  * raw GPAs in the file depth-first in entry order and numbers contexts as it
@@ -9,6 +11,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -274,7 +277,8 @@ static unsigned int capacities(uint32_t p, uint32_t c, uint32_t n, uint32_t *out
 static void test_brute_force(void)
 {
 	static const struct geo geos[] = {
-		{ 1024, 4096 }, { 256, 4096 }, { 4096, 4096 }, { 512, 8192 }, { 136, 69632 },
+		{ 1024, 4096 }, { 256, 4096 }, { 4096, 4096 }, { 512, 8192 }, { 128, 4096 },
+		{ 136, 69632 },
 	};
 	static const uint32_t cs[] = { 2, 3, 4, 7 };
 	bool scattered = false;
@@ -315,6 +319,230 @@ static void test_patent_tables(void)
 	   "patent two-level table (16K services, 8 level-2 pages) agrees with brute force");
 }
 
+/* ---- Placement helpers ---------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static void test_bucket_of(void)
+{
+	static const uint64_t edge_h[] = { 0, 1, 0xffffffffULL, 0xffffffff00000000ULL,
+					   UINT64_MAX };
+	static const uint32_t edge_n[] = { 1, 2, 3, 31, 32, 33, 65535, 1000000 };
+	uint64_t rng = 1, bad = 0, i, h;
+	uint32_t n, c, b, j, k;
+
+	diag_left = 3;
+	for (i = 0; i < 1000000; i++) {
+		h = splitmix64(&rng);
+		n = (uint32_t)(splitmix64(&rng) % 1000000) + 1;
+		for (c = 0; c < CLAT_BUCKET_CHOICES; c++) {
+			b = clat_bucket_of(h, c, n);
+			if (b >= n) {
+				bad++;
+				diag("clat_bucket_of(0x%" PRIx64 ", %u, %u) = %u", h, c, n, b);
+			}
+		}
+	}
+	for (j = 0; j < sizeof(edge_h) / sizeof(edge_h[0]); j++)
+		for (k = 0; k < sizeof(edge_n) / sizeof(edge_n[0]); k++)
+			for (c = 0; c < CLAT_BUCKET_CHOICES; c++)
+				if (clat_bucket_of(edge_h[j], c, edge_n[k]) >= edge_n[k]) {
+					bad++;
+					diag("clat_bucket_of(0x%" PRIx64 ", %u, %u) out of range",
+					     edge_h[j], c, edge_n[k]);
+				}
+	check(!bad, "clat_bucket_of stays below nbuckets for 1M random hashes, nbuckets "
+	      "1..1e6, and the extreme hashes");
+}
+
+/* The tag depends only on the top 16 bits of h * K, K odd: h = K^-1 * (t << 48)
+ * reaches each of the 65536 values, so the check is exhaustive. */
+static void test_tag_of(void)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ULL;
+	uint64_t inv = k, rng = 2, bad = 0, i;
+	uint32_t t, seen = 0;
+	uint16_t tag;
+	int step;
+
+	diag_left = 3;
+	for (step = 0; step < 6; step++) /* Newton: each step doubles the good bits */
+		inv *= 2 - k * inv;
+	for (t = 0; t <= 0xffff; t++) {
+		tag = clat_tag_of(inv * ((uint64_t)t << 48));
+		if (tag == CLAT_TAG_FREE || tag == CLAT_TAG_FENCE) {
+			bad++;
+			diag("top bits 0x%04x give tag 0x%04x", t, tag);
+		}
+		seen += tag == 0xfffe;
+	}
+	for (i = 0; i < 1000000; i++) {
+		tag = clat_tag_of(splitmix64(&rng));
+		bad += tag == CLAT_TAG_FREE || tag == CLAT_TAG_FENCE;
+	}
+	check(inv * k == 1 && !bad && seen,
+	      "clat_tag_of never returns FREE (0) or FENCE (0xffff): all 65536 top-bit values "
+	      "and 1M random hashes; 0xfffe is reached");
+}
+
+static void v4_key(struct clat_flow_key *key, uint32_t vm, uint32_t remote, uint16_t vm_port,
+		   uint16_t remote_port, uint8_t proto)
+{
+	memset(key, 0, sizeof(*key));
+	key->vm_addr[10] = key->vm_addr[11] = 0xff;
+	key->remote_addr[10] = key->remote_addr[11] = 0xff;
+	vm = htonl(vm);
+	remote = htonl(remote);
+	memcpy(key->vm_addr + 12, &vm, 4);
+	memcpy(key->remote_addr + 12, &remote, 4);
+	key->vm_port = htons(vm_port);
+	key->remote_port = htons(remote_port);
+	key->proto = proto;
+}
+
+/* Every bit that carries information moves the hash: the ports and the
+ * protocol, the IPv4 addresses of a mapped key, and every address bit of an
+ * IPv6 key (whose prefix is not the mapping's, so all of it is hashed). */
+static void test_flow_hash(void)
+{
+	struct clat_flow_key base, k;
+	uint64_t rng = 3, h, same = 0, tries = 0;
+	uint32_t r, bit, seed;
+	uint8_t *bytes = (uint8_t *)&k;
+
+	diag_left = 3;
+	for (r = 0; r < 64; r++) {
+		seed = (uint32_t)splitmix64(&rng);
+		v4_key(&base, (uint32_t)splitmix64(&rng), (uint32_t)splitmix64(&rng),
+		       (uint16_t)splitmix64(&rng), (uint16_t)splitmix64(&rng),
+		       r & 1 ? IPPROTO_TCP : IPPROTO_UDP);
+		h = clat_flow_hash(seed, &base);
+		/* Bytes 12..15 and 28..31: the IPv4 addresses; 32..36: ports, proto. */
+		for (bit = 0; bit < 8 * 37; bit++) {
+			uint32_t byte = bit / 8;
+
+			if (!((byte >= 12 && byte < 16) || byte >= 28))
+				continue;
+			k = base;
+			bytes[byte] ^= 1 << (bit % 8);
+			tries++;
+			if (clat_flow_hash(seed, &k) == h) {
+				same++;
+				diag("seed 0x%x: flipping key bit %u leaves the hash", seed, bit);
+			}
+		}
+		/* The same flow over IPv6: every address bit counts. */
+		k = base;
+		bytes[10] = 0x20; /* no longer ::ffff:0:0/96 */
+		h = clat_flow_hash(seed, &k);
+		base = k;
+		for (bit = 0; bit < 8 * 32; bit++) {
+			k = base;
+			bytes[bit / 8] ^= 1 << (bit % 8);
+			tries++;
+			if (clat_flow_hash(seed, &k) == h) {
+				same++;
+				diag("seed 0x%x: IPv6 key bit %u leaves the hash", seed, bit);
+			}
+		}
+	}
+	check(!same, "clat_flow_hash changes with every port, protocol and address bit "
+	      "(%" PRIu64 " one-bit flips of IPv4-mapped and IPv6 keys)", tries);
+}
+
+/* Sequential ports (a scan, a NAT's port range) spread over every bucket
+ * like random ones: a chi-square test of each candidate's counts. */
+static void test_flow_hash_spread(void)
+{
+	enum { NB = 2048, FLOWS = 65536 };
+	static uint32_t count[CLAT_BUCKET_CHOICES][NB];
+	const double want = (double)FLOWS / NB;
+	double chi2[CLAT_BUCKET_CHOICES] = { 0 }, worst = 0;
+	struct clat_flow_key k;
+	uint32_t i, c, empty = 0;
+	uint64_t h;
+
+	memset(count, 0, sizeof(count));
+	for (i = 0; i < FLOWS; i++) {
+		v4_key(&k, 0x0a000001, 0xc0000207, 80, (uint16_t)i, IPPROTO_TCP);
+		h = clat_flow_hash(42, &k);
+		for (c = 0; c < CLAT_BUCKET_CHOICES; c++)
+			count[c][clat_bucket_of(h, c, NB)]++;
+	}
+	for (c = 0; c < CLAT_BUCKET_CHOICES; c++) {
+		for (i = 0; i < NB; i++) {
+			chi2[c] += (count[c][i] - want) * (count[c][i] - want) / want;
+			empty += !count[c][i];
+		}
+		worst = chi2[c] > worst ? chi2[c] : worst;
+	}
+	/* NB - 1 degrees of freedom: mean 2047, sd 64; 6 sd is never chance. */
+	check(!empty && worst < NB + 6 * 64, "65536 sequential remote ports over %u buckets: "
+	      "every bucket reached, chi-square %.0f and %.0f (uniform: 2047 +- 64)", NB,
+	      chi2[0], chi2[1]);
+}
+
+/* The device's claim, greedily: the emptier of the two candidates (ties:
+ * candidate 0), failing only when both are full.  Returns the failures and
+ * the fullest bucket.  Keys are distinct IPv4 flows, hashed for real. */
+static uint64_t place_all(uint32_t slots, uint32_t flows, uint32_t seed, uint32_t *fullest)
+{
+	uint32_t nb = slots / CLAT_BUCKET_SLOTS, i, b0, b1, f0, f1, b;
+	uint8_t *fill = calloc(nb, 1);
+	struct clat_flow_key k;
+	uint64_t fail = 0, h;
+
+	*fullest = 0;
+	if (!fill)
+		return flows;
+	for (i = 0; i < flows; i++) {
+		v4_key(&k, 0x0a000001, 0xc0000000 | i >> 8, 443, (uint16_t)(1024 + (i & 0xff)),
+		       IPPROTO_TCP);
+		h = clat_flow_hash(seed, &k);
+		b0 = clat_bucket_of(h, 0, nb);
+		b1 = clat_bucket_of(h, 1, nb);
+		f0 = CLAT_BUCKET_SLOTS - fill[b0];
+		f1 = b1 == b0 ? 0 : CLAT_BUCKET_SLOTS - fill[b1];
+		if (!f0 && !f1) {
+			fail++;
+			continue;
+		}
+		b = f1 > f0 ? b1 : b0;
+		fill[b]++;
+		*fullest = fill[b] > *fullest ? fill[b] : *fullest;
+	}
+	free(fill);
+	return fail;
+}
+
+/* The sizing claim: at 90% load of 32-slot buckets every flow finds a
+ * slot.  Several hash seeds, since one could be lucky. */
+static void test_two_choice_load(void)
+{
+	static const uint32_t sizes[] = { 1 << 16, 1 << 20 };
+	uint32_t i, seed, fullest, worst;
+	uint64_t fail;
+
+	for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		fail = 0;
+		worst = 0;
+		for (seed = 1; seed <= 4; seed++) {
+			fail += place_all(sizes[i], sizes[i] / 10 * 9, seed * 0x9e3779b9U, &fullest);
+			worst = fullest > worst ? fullest : worst;
+		}
+		check(!fail, "two-choice placement of %u flows in %u slots (90%%, buckets of %u), "
+		      "4 seeds: %" PRIu64 " failures, fullest bucket %u", sizes[i] / 10 * 9,
+		      sizes[i], CLAT_BUCKET_SLOTS, fail, worst);
+	}
+}
+
 static void test_too_small(void)
 {
 	struct gbuild_type ty = { .name = "x", .ctx_size = 1024, .block_size = 4096,
@@ -345,6 +573,11 @@ int main(void)
 	test_patent_tables();
 	test_brute_force();
 	test_too_small();
+	test_bucket_of();
+	test_tag_of();
+	test_flow_hash();
+	test_flow_hash_spread();
+	test_two_choice_load();
 	{
 		char path[300];
 

@@ -45,8 +45,8 @@ static const struct opt_def opt_defs[G__MAX] = {
 	[G_SIZE] = { "size", "SIZE", "guest memory size, K/M/G suffixes allowed" },
 	[G_TYPE_SPEC] = { "type", "NAME:ctx=A,block=B,services=S[,...]",
 			  "a service type; repeat for more (up to 4). Optional keys: levels=N "
-			  "(default: smallest that fits), entries=C (512), window=W (16), "
-			  "proto=tcp|udp|any (any), seed=X (random)" },
+			  "(default: smallest that fits), entries=C (512), proto=tcp|udp|any (any), "
+			  "seed=X (random). A is at least 128, the context record's size" },
 	[G_TYPE] = { "type", "T", "service type, by index or name (default 0)" },
 	[G_LAYOUT_SEED] = { "layout-seed", "N", "seed of the page/block placement "
 			    "(default: from the hash seeds)" },
@@ -172,7 +172,6 @@ static void type_json_fields(struct json *j, const struct gtype *t)
 	json_u64(j, "blocks", t->nblocks);
 	json_u64(j, "pages", t->npages);
 	json_u64(j, "clat_gpa", t->e.clat_gpa);
-	json_u64(j, "probe_window", t->e.probe_window);
 	json_str(j, "proto", proto_mask_name(t->e.proto_mask));
 	json_u64(j, "hash_seed", t->e.hash_seed);
 	json_arr_open(j, "segments");
@@ -190,10 +189,9 @@ static void type_print(const struct gtype *t)
 	uint32_t k;
 
 	printf("type %u %s: ctx_size %u block_size %u per_block %u levels %u clat_entries %u "
-	       "capacity %u blocks %u pages %u clat_gpa 0x%" PRIx64 " probe_window %u proto %s "
-	       "hash_seed 0x%08x\n", t->index, t->e.name, t->e.ctx_size, t->e.block_size,
-	       t->per_block, t->e.levels, t->e.clat_entries, t->e.capacity, t->nblocks,
-	       t->npages, (uint64_t)t->e.clat_gpa, t->e.probe_window,
+	       "capacity %u blocks %u pages %u clat_gpa 0x%" PRIx64 " proto %s hash_seed 0x%08x\n",
+	       t->index, t->e.name, t->e.ctx_size, t->e.block_size, t->per_block, t->e.levels,
+	       t->e.clat_entries, t->e.capacity, t->nblocks, t->npages, (uint64_t)t->e.clat_gpa,
 	       proto_mask_name(t->e.proto_mask), t->e.hash_seed);
 	for (k = 0; k < t->e.nsegs; k++)
 		printf("  segment %u: services %u..%" PRIu64 "%s\n", k, t->e.seg[k].base + 1,
@@ -366,14 +364,14 @@ static int cmd_init(const struct invocation *inv)
 
 /* ---- show ---------------------------------------------------------------- */
 
-/* Calls fn for every LIVE context of t, counting tombstones on the way.
+/* Calls fn for every LIVE context of t, counting released ones on the way.
  * Blocks in file holes are all EMPTY and are not read.  Each record is
  * copied out once: the guest may be changing it. */
 struct ctx_walk {
 	const struct gmem *g;
 	const struct gtype *t;
 	struct gmem_data data;
-	uint64_t live, tombstones;
+	uint64_t live, released;
 };
 
 static void ctx_walk(struct ctx_walk *w, void (*fn)(void *arg, const struct clat_ctx *c,
@@ -383,7 +381,7 @@ static void ctx_walk(struct ctx_walk *w, void (*fn)(void *arg, const struct clat
 	uint32_t b, e, svc;
 	struct clat_ctx c;
 
-	w->live = w->tombstones = 0;
+	w->live = w->released = 0;
 	for (b = 0; b < t->nblocks; b++) {
 		if (gmem_data_hole(&w->data, t->block_gpa[b], t->e.block_size))
 			continue;
@@ -397,7 +395,7 @@ static void ctx_walk(struct ctx_walk *w, void (*fn)(void *arg, const struct clat
 				break;
 			memcpy(&c, p, sizeof(c));
 			state = c.state_word & CLAT_SLOT_STATE_MASK;
-			w->tombstones += state == CLAT_SLOT_TOMBSTONE;
+			w->released += state == CLAT_SLOT_RELEASED;
 			if (state != CLAT_SLOT_LIVE)
 				continue;
 			w->live++;
@@ -434,7 +432,7 @@ static void show_type_json(struct json *j, struct ctx_walk *w)
 	json_arr_close(j);
 	/* Counted on the way: after the list, a reader keys by name anyway. */
 	json_u64(j, "live", w->live);
-	json_u64(j, "tombstones", w->tombstones);
+	json_u64(j, "released", w->released);
 	json_obj_close(j);
 }
 
@@ -442,7 +440,7 @@ static void show_type_text(struct ctx_walk *w)
 {
 	type_print(w->t);
 	ctx_walk(w, NULL, NULL);
-	printf("  live %" PRIu64 " tombstones %" PRIu64 "\n", w->live, w->tombstones);
+	printf("  live %" PRIu64 " released %" PRIu64 "\n", w->live, w->released);
 	if (w->live)
 		ctx_walk(w, ctx_emit_text, NULL);
 }
@@ -673,99 +671,163 @@ static int seed_args(const struct invocation *inv, struct seed_args *a)
 	return 0;
 }
 
-/* One probe window in segment k: stops at our key or at the first EMPTY
- * slot; remembers the first EMPTY or TOMBSTONE one. */
-struct probe_result {
-	bool found;
-	uint32_t svc;             /* where the key was found */
-	struct clat_ctx *free;
-	uint32_t free_svc;
+/* The seed's view of one capacity segment: its buckets as the device cuts
+ * them (clat_seg_buckets, clat_slot_svc), read from guest memory. */
+struct seed_seg {
+	const struct gmem *g;
+	const struct gtype *gt;
+	const struct clat_seg *sg;
+	uint32_t nbuckets;
 };
 
-static int probe_segment(const struct gmem *g, const struct gtype *gt, uint32_t k, uint32_t hash,
-			 const struct clat_flow_key *key, struct probe_result *r)
+/* Slot s of bucket b: its context, or NULL past the segment's last service
+ * (the device fences those slots: never used). */
+static int seed_slot(const struct seed_seg *ss, uint32_t b, uint32_t s, uint32_t *svc,
+		     struct clat_ctx **c)
 {
-	const struct clat_seg *sg = &gt->e.seg[k];
-	uint32_t p, svc;
+	*svc = clat_slot_svc(ss->sg->base, b, s);
+	*c = NULL;
+	if (*svc - ss->sg->base > ss->sg->size)
+		return 0;
+	*c = gmem_ptr(ss->g, gtype_ctx_gpa(ss->gt, *svc), sizeof(**c));
+	if (!*c) {
+		gerr("failed to seed: svc %u of type %u has no context in guest memory", *svc,
+		     ss->gt->index);
+		return -EIO;
+	}
+	return 0;
+}
 
-	memset(r, 0, sizeof(*r));
-	for (p = 0; p < gt->e.probe_window; p++) {
-		struct clat_ctx *c;
-		uint64_t sw, state;
+/* The service of bucket b's LIVE slot that holds key with tag, matched as
+ * the device matches it (whole state word, then key); *found 0 if none. */
+static int seed_find(const struct seed_seg *ss, uint32_t b, uint16_t tag,
+		     const struct clat_flow_key *key, uint32_t *found)
+{
+	uint64_t live = (uint64_t)tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE;
+	struct clat_ctx *c;
+	uint32_t s, svc;
+	int err;
 
-		svc = clat_probe_svc(hash, p, sg->base, sg->size);
-		c = gmem_ptr(g, gtype_ctx_gpa(gt, svc), sizeof(*c));
-		if (!c) {
-			gerr("failed to seed: svc %u of type %u has no context in guest memory", svc,
-			     gt->index);
-			return -EIO;
-		}
-		sw = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE);
-		state = sw & CLAT_SLOT_STATE_MASK;
-		if (state == CLAT_SLOT_EMPTY || state == CLAT_SLOT_TOMBSTONE) {
-			if (!r->free) {
-				r->free = c;
-				r->free_svc = svc;
-			}
-			if (state == CLAT_SLOT_EMPTY)
-				break;
-			continue;
-		}
-		if (state == CLAT_SLOT_LIVE && (uint32_t)(sw >> CLAT_SLOT_HASH_SHIFT) == hash &&
+	*found = 0;
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+		err = seed_slot(ss, b, s, &svc, &c);
+		if (err)
+			return err;
+		if (c && __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE) == live &&
 		    !memcmp(&c->key, key, sizeof(*key))) {
-			r->found = true;
-			r->svc = svc;
-			break;
+			*found = svc;
+			return 0;
 		}
 	}
 	return 0;
 }
 
-/* Places one flow like the datapath's find-then-claim: the lookup searches
- * every segment, newest first; the insert goes to the newest. */
+/* The device's lane order of a bucket's slots (context.h slot_bit): its
+ * "lowest free slot" is the lowest in this order, not the lowest number. */
+static uint32_t slot_rank(uint32_t s)
+{
+	return (s & 3) * 16 + (s >> 2);
+}
+
+/* Free slots of bucket b (EMPTY or RELEASED: the ones whose tag the device
+ * keeps FREE), and the one a claim takes: the tag's home slot if free, else
+ * the free slot lowest in lane order. */
+static int seed_free(const struct seed_seg *ss, uint32_t b, uint16_t tag, uint32_t *nfree,
+		     uint32_t *pick)
+{
+	uint32_t home = tag & (CLAT_BUCKET_SLOTS - 1), s, svc, best = CLAT_BUCKET_SLOTS;
+	struct clat_ctx *c;
+	uint64_t state;
+	int err;
+
+	*nfree = 0;
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+		err = seed_slot(ss, b, s, &svc, &c);
+		if (err)
+			return err;
+		if (!c)
+			continue;
+		state = __atomic_load_n(&c->state_word, __ATOMIC_ACQUIRE) & CLAT_SLOT_STATE_MASK;
+		if (state != CLAT_SLOT_EMPTY && state != CLAT_SLOT_RELEASED)
+			continue;
+		(*nfree)++;
+		if (best == CLAT_BUCKET_SLOTS || s == home ||
+		    (best != home && slot_rank(s) < slot_rank(best)))
+			best = s;
+	}
+	*pick = best;
+	return 0;
+}
+
+static void seed_seg_init(struct seed_seg *ss, const struct gmem *g, const struct gtype *gt,
+			  uint32_t k)
+{
+	ss->g = g;
+	ss->gt = gt;
+	ss->sg = &gt->e.seg[k];
+	ss->nbuckets = clat_seg_buckets(ss->sg->size);
+}
+
+/* Places one flow like the datapath's find-then-claim (bpf/context.h), so
+ * that either side finds what the other placed: the lookup tries both
+ * candidate buckets of every segment, newest first; the insert goes to the
+ * emptier candidate of the newest segment (ties: candidate 0). */
 static int seed_one(const struct gmem *g, const struct gtype *gt, const struct clat_flow_key *key,
 		    uint64_t now)
 {
-	uint32_t hash = clat_flow_hash(gt->e.hash_seed, key), newest = gt->e.nsegs - 1, k;
+	uint64_t h = clat_flow_hash(gt->e.hash_seed, key);
+	uint16_t tag = clat_tag_of(h);
 	char vm[INET_ADDRSTRLEN], rem[INET_ADDRSTRLEN];
-	struct probe_result r = { 0 }, in_newest = { 0 };
+	uint32_t b[2], nfree[2] = { 0 }, pick[2] = { 0 }, found = 0, k, i, svc;
+	struct seed_seg ss;
 	struct clat_ctx *dst;
-	int err;
+	int err = 0;
 
-	for (k = gt->e.nsegs; k-- > 0;) {
-		err = probe_segment(g, gt, k, hash, key, &r);
-		if (err)
-			return err;
-		if (k == newest)
-			in_newest = r;
-		if (r.found)
-			break;
-	}
 	inet_ntop(AF_INET, key->vm_addr + 12, vm, sizeof(vm));
 	inet_ntop(AF_INET, key->remote_addr + 12, rem, sizeof(rem));
-	if (r.found) {
+	for (k = gt->e.nsegs; !found && k-- > 0;) {
+		seed_seg_init(&ss, g, gt, k);
+		b[0] = clat_bucket_of(h, 0, ss.nbuckets);
+		b[1] = clat_bucket_of(h, 1, ss.nbuckets);
+		err = seed_find(&ss, b[0], tag, key, &found);
+		if (!err && !found && b[1] != b[0])
+			err = seed_find(&ss, b[1], tag, key, &found);
+		if (err)
+			return err;
+	}
+	if (found) {
 		gerr("failed to seed flow %s:%u <-> %s:%u: already present at svc %u", vm,
-		     ntohs(key->vm_port), rem, ntohs(key->remote_port), r.svc);
+		     ntohs(key->vm_port), rem, ntohs(key->remote_port), found);
 		return -EEXIST;
 	}
-	dst = in_newest.free;
-	if (!dst) {
-		const struct clat_seg *sg = &gt->e.seg[newest];
-
-		gerr("failed to seed flow %s:%u <-> %s:%u: probe window of %u slots from svc %u "
-		     "is full", vm, ntohs(key->vm_port), rem, ntohs(key->remote_port),
-		     gt->e.probe_window, clat_probe_svc(hash, 0, sg->base, sg->size));
+	seed_seg_init(&ss, g, gt, gt->e.nsegs - 1);
+	b[0] = clat_bucket_of(h, 0, ss.nbuckets);
+	b[1] = clat_bucket_of(h, 1, ss.nbuckets);
+	err = seed_free(&ss, b[0], tag, &nfree[0], &pick[0]);
+	if (!err && b[1] != b[0])
+		err = seed_free(&ss, b[1], tag, &nfree[1], &pick[1]);
+	if (err)
+		return err;
+	if (!nfree[0] && !nfree[1]) {
+		gerr("failed to seed flow %s:%u <-> %s:%u: both candidate buckets (svc %u.. and "
+		     "svc %u..) of segment %u are full", vm, ntohs(key->vm_port), rem,
+		     ntohs(key->remote_port), clat_slot_svc(ss.sg->base, b[0], 0),
+		     clat_slot_svc(ss.sg->base, b[1], 0), gt->e.nsegs - 1);
 		return -ENOSPC;
 	}
-	/* Everything but the state word, then LIVE|hash last. */
+	i = nfree[1] > nfree[0];
+	err = seed_slot(&ss, b[i], pick[i], &svc, &dst);
+	if (err)
+		return err;
+	/* Everything but the state word, then LIVE|tag last. */
 	memset((uint8_t *)dst + sizeof(dst->state_word), 0, sizeof(*dst) - sizeof(dst->state_word));
 	dst->key = *key;
 	dst->tcp_state = key->proto == IPPROTO_TCP ? CLAT_TCP_ESTABLISHED : CLAT_TCP_NONE;
 	dst->type = (uint16_t)gt->index;
-	dst->svc = in_newest.free_svc;
+	dst->svc = svc;
 	dst->first_seen_ns = dst->last_seen_ns = now;
-	__atomic_store_n(&dst->state_word,
-			 ((uint64_t)hash << CLAT_SLOT_HASH_SHIFT) | CLAT_SLOT_LIVE, __ATOMIC_RELEASE);
+	__atomic_store_n(&dst->state_word, (uint64_t)tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE,
+			 __ATOMIC_RELEASE);
 	return 0;
 }
 

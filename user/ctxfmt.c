@@ -27,7 +27,7 @@ const char *slot_state_name(uint64_t state_word)
 	case CLAT_SLOT_EMPTY: return "empty";
 	case CLAT_SLOT_CLAIMING: return "claiming";
 	case CLAT_SLOT_LIVE: return "live";
-	case CLAT_SLOT_TOMBSTONE: return "tombstone";
+	case CLAT_SLOT_RELEASED: return "released";
 	default: return "invalid";
 	}
 }
@@ -64,7 +64,7 @@ void ctx_json_fields(struct json *j, const struct clat_ctx *c)
 	ctx_format_addr(c->key.vm_addr, vm);
 	ctx_format_addr(c->key.remote_addr, remote);
 	json_str(j, "state", slot_state_name(c->state_word));
-	json_u64(j, "hash", c->state_word >> CLAT_SLOT_HASH_SHIFT);
+	json_u64(j, "tag", c->state_word >> CLAT_SLOT_TAG_SHIFT);
 	json_str(j, "vm_addr", vm);
 	json_u64(j, "vm_port", ntohs(c->key.vm_port));
 	json_str(j, "remote_addr", remote);

@@ -11,7 +11,7 @@
 #include "json.h"
 
 const char *tcp_state_name(uint8_t state);   /* "established", ...; "invalid" */
-const char *slot_state_name(uint64_t state_word); /* "empty", "claiming", "live", "tombstone" */
+const char *slot_state_name(uint64_t state_word); /* "empty", "claiming", "live", "released" */
 const char *ctx_proto_name(uint8_t proto, char buf[8]); /* "tcp", "udp" or the number */
 /* IPv4-mapped addresses as dotted quads, others as IPv6. */
 void ctx_format_addr(const uint8_t addr[16], char buf[46]);

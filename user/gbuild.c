@@ -98,7 +98,6 @@ static int parse_kv(const char *kv, size_t n, struct gbuild_type *t, char *err, 
 		{ "services", false, UINT32_MAX, offsetof(struct gbuild_type, services) },
 		{ "levels", false, CLAT_MAX_LEVELS, offsetof(struct gbuild_type, levels) },
 		{ "entries", false, CLAT_MAX_CLAT_ENTRIES, offsetof(struct gbuild_type, clat_entries) },
-		{ "window", false, CLAT_MAX_PROBE, offsetof(struct gbuild_type, probe_window) },
 		{ "seed", false, UINT32_MAX, offsetof(struct gbuild_type, hash_seed) },
 	};
 	const char *eq = memchr(kv, '=', n);
@@ -127,7 +126,7 @@ static int parse_kv(const char *kv, size_t n, struct gbuild_type *t, char *err, 
 		return 0;
 	}
 	return say(err, errlen, "unknown key '%.*s' (expected ctx, block, services, levels, "
-		   "entries, window, proto or seed)", (int)klen, kv);
+		   "entries, proto or seed)", (int)klen, kv);
 }
 
 int gbuild_parse_type(const char *spec, struct gbuild_type *t, char *err, size_t errlen)
@@ -227,11 +226,6 @@ int gbuild_resolve(struct gbuild_type *t, char *err, size_t errlen)
 	if (t->clat_entries > CLAT_MAX_CLAT_ENTRIES)
 		return say(err, errlen, "type '%s': entries=%u out of range 1..%u", t->name,
 			   t->clat_entries, CLAT_MAX_CLAT_ENTRIES);
-	if (!t->probe_window)
-		t->probe_window = GBUILD_DEFAULT_WINDOW;
-	if (t->probe_window > CLAT_MAX_PROBE)
-		return say(err, errlen, "type '%s': window=%u out of range 1..%u", t->name,
-			   t->probe_window, CLAT_MAX_PROBE);
 	if (!t->proto_mask)
 		t->proto_mask = GBUILD_DEFAULT_PROTO;
 	p = t->block_size / t->ctx_size;
@@ -425,7 +419,6 @@ static void write_bat(struct gmem *g, const struct layout *ly, const struct gbui
 		e[t].clat_entries = types[t].clat_entries;
 		e[t].capacity = types[t].services;
 		e[t].hash_seed = types[t].hash_seed;
-		e[t].probe_window = (uint16_t)types[t].probe_window;
 		e[t].proto_mask = (uint16_t)types[t].proto_mask;
 		memcpy(e[t].name, types[t].name, sizeof(e[t].name));
 		e[t].nsegs = 1;
@@ -679,9 +672,10 @@ static int corrupt_bat(struct corrupt *c, const char *kind)
 			 c->t.bat_gpa, h->magic);
 		h->magic = 0xdeadbeef;
 	} else if (!strcmp(kind, "bad-version")) {
+		/* The version before: tables left by an older clat. */
 		snprintf(c->msg, c->msglen, "BAT at GPA 0x%" PRIx64 ": version %u -> %u",
-			 c->t.bat_gpa, h->version, CLAT_BAT_VERSION + 1);
-		h->version = CLAT_BAT_VERSION + 1;
+			 c->t.bat_gpa, h->version, CLAT_BAT_VERSION - 1);
+		h->version = CLAT_BAT_VERSION - 1;
 	} else if (!strcmp(kind, "too-many-levels")) {
 		snprintf(c->msg, c->msglen, "type %u (%s): levels %u -> %u", c->gt->index,
 			 e->name, e->levels, CLAT_MAX_LEVELS + 1);
@@ -734,7 +728,7 @@ static int corrupt_ctx(struct corrupt *c, const char *kind)
 	}
 	snprintf(c->msg, c->msglen, "type %u (%s): context of svc %u at GPA 0x%" PRIx64
 		 ": made LIVE with svc field %u", c->gt->index, c->gt->e.name, svc, gpa, svc + 1);
-	x->state_word = CLAT_SLOT_LIVE | (0x5eedULL << CLAT_SLOT_HASH_SHIFT);
+	x->state_word = CLAT_SLOT_LIVE | (0x5eedULL << CLAT_SLOT_TAG_SHIFT);
 	x->svc = svc + 1;
 	x->type = (uint16_t)c->gt->index;
 	return 0;

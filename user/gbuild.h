@@ -15,7 +15,6 @@
 #include "gtables.h"
 
 #define GBUILD_DEFAULT_ENTRIES CLAT_MAX_CLAT_ENTRIES
-#define GBUILD_DEFAULT_WINDOW 16
 #define GBUILD_DEFAULT_PROTO (CLAT_PROTO_TCP | CLAT_PROTO_UDP)
 
 /* One service type to build.  Zero means "default" where noted;
@@ -27,7 +26,6 @@ struct gbuild_type {
 	uint32_t services;      /* S: becomes the capacity */
 	uint32_t levels;        /* N; 0 = the smallest N with P * C^N >= S */
 	uint32_t clat_entries;  /* C; 0 = 512 */
-	uint32_t probe_window;  /* 0 = 16 */
 	uint32_t proto_mask;    /* enum clat_proto_mask; 0 = tcp|udp */
 	uint32_t hash_seed;
 	bool seed_set;          /* else a random seed from getrandom() */
@@ -40,12 +38,13 @@ struct gbuild_opts {
 	uint64_t layout_seed;   /* permutes where pages and blocks go */
 };
 
-/* "NAME:ctx=A,block=B,services=S[,levels=N][,entries=C][,window=W]
- *  [,proto=tcp|udp|any][,seed=X]"; A and B take K/M suffixes. */
+/* "NAME:ctx=A,block=B,services=S[,levels=N][,entries=C][,proto=tcp|udp|any]
+ *  [,seed=X]"; A and B take K/M suffixes.  A = 128 (the record's size)
+ *  with B = 4K puts one 32-slot bucket in each block. */
 int gbuild_parse_type(const char *spec, struct gbuild_type *t, char *err, size_t errlen);
 /* A byte count with an optional K/M/G (binary) suffix. */
 int gbuild_parse_size(const char *s, uint64_t *out);
-/* Checks a spec and fills in its defaults (levels, C, window, proto, seed). */
+/* Checks a spec and fills in its defaults (levels, C, proto, seed). */
 int gbuild_resolve(struct gbuild_type *t, char *err, size_t errlen);
 /* Guest pages the tables of these (resolved) types take, BAT included. */
 uint64_t gbuild_pages_needed(const struct gbuild_type *types, unsigned int ntypes);

@@ -408,7 +408,6 @@ int ggrow_add_type(struct gmem *g, const struct gtables *t, const struct gbuild_
 			.clat_gpa = root, .ctx_size = ty->ctx_size, .block_size = ty->block_size,
 			.levels = ty->levels, .clat_entries = ty->clat_entries,
 			.capacity = ty->services, .hash_seed = ty->hash_seed,
-			.probe_window = (uint16_t)ty->probe_window,
 			.proto_mask = (uint16_t)ty->proto_mask, .nsegs = 1,
 			.seg = { { 0, ty->services } },
 		};

@@ -258,9 +258,12 @@ static int load_bat(struct loader *l, uint64_t bat_gpa)
 	if (t->hdr.magic != CLAT_BAT_MAGIC)
 		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": bad magic 0x%08x (expected 0x%08x)",
 			    bat_gpa, t->hdr.magic, CLAT_BAT_MAGIC);
+	/* One version only: an older BAT places flows differently (and its
+	 * contexts have another layout), so reading it would misplace them. */
 	if (t->hdr.version != CLAT_BAT_VERSION)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": unsupported version %u (expected %u)",
-			    bat_gpa, t->hdr.version, CLAT_BAT_VERSION);
+		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": BAT version %u is not supported "
+			    "(this clat reads version %u): rebuild the guest tables", bat_gpa,
+			    t->hdr.version, CLAT_BAT_VERSION);
 	if (t->hdr.ntypes < 1 || t->hdr.ntypes > CLAT_MAX_TYPES)
 		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": ntypes %u out of range 1..%u",
 			    bat_gpa, t->hdr.ntypes, CLAT_MAX_TYPES);
@@ -323,11 +326,12 @@ static int check_entry(struct loader *l, struct gtype *gt)
 	if (!e->block_size || e->block_size % CLAT_PAGE_SIZE || e->block_size > MAX_BLOCK_SIZE)
 		return fail(l, gt, "block size B=%u must be a non-zero multiple of %u up to %u",
 			    e->block_size, CLAT_PAGE_SIZE, MAX_BLOCK_SIZE);
-	if (e->probe_window < 1 || e->probe_window > CLAT_MAX_PROBE)
-		return fail(l, gt, "probe window %u out of range 1..%u", e->probe_window,
-			    CLAT_MAX_PROBE);
+	/* Was version 2's probe window: zero keeps the field free for reuse. */
+	if (e->pad1)
+		return fail(l, gt, "BAT entry at GPA 0x%" PRIx64 ": pad1 is 0x%x, must be 0",
+			    gt->entry_gpa, e->pad1);
 	gt->per_block = e->block_size / e->ctx_size;
-	/* P <= 2^21 / 136 and C^N <= 2^36: no overflow. */
+	/* P <= 2^21 / 128 and C^N <= 2^36: no overflow. */
 	cap_max = gt->per_block;
 	for (x = 0; x < e->levels; x++)
 		cap_max *= e->clat_entries;
@@ -593,7 +597,7 @@ static int check_contexts(struct loader *l, const struct gtype *gt)
 				return fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 ": slot state "
 					    "CLAIMING: a claim was in flight when the tables were "
 					    "saved", svc, gpa);
-			if (state != CLAT_SLOT_LIVE && state != CLAT_SLOT_TOMBSTONE)
+			if (state != CLAT_SLOT_LIVE && state != CLAT_SLOT_RELEASED)
 				return fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 ": invalid "
 					    "slot state %u", svc, gpa, state);
 			csvc = __atomic_load_n(&c->svc, __ATOMIC_RELAXED);

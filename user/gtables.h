@@ -47,7 +47,12 @@ int gmem_data_scan(const struct gmem *g, struct gmem_data *d);
 bool gmem_data_hole(const struct gmem_data *d, uint64_t gpa, uint64_t len);
 void gmem_data_free(struct gmem_data *d);
 
-/* One validated service type, with its CLAT flattened for the device:
+/* An empty entry of the flattened tiers.  Userspace only since map layout
+ * 4: the device no longer walks tiers, but the host still flattens the
+ * guest's CLAT to check it and to find blocks. */
+#define CLAT_TIER_NONE 0xffffffffU
+
+/* One validated service type, with its CLAT flattened:
  * page 0 is the level-1 page; tiers[p * C + o] is the next page index (or at
  * the last level the block index), CLAT_TIER_NONE when the entry is empty. */
 struct gtype {
