@@ -125,7 +125,8 @@ teardown() {
 	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9500,sourceport=9501" <<<"x"
 	in_host "$HOST_A" "$CLAT_LOAD" migrate-out "$PF_A" --fn 1
 	cp "$MEM_A" "$MEM_B"
-	CLAT_TEST_STALL=commit in_host "$HOST_B" "$CLAT_LOAD" migrate-in "$PF_B" --fn 2 --mac "$VM_MAC" --mem "$MEM_B" --bat-gpa "$BAT" &
+	# nsenter execs clat-load: $! is the process to kill, not a subshell.
+	CLAT_TEST_STALL=commit nsenter --net="/run/netns/$HOST_B" "$CLAT_LOAD" migrate-in "$PF_B" --fn 2 --mac "$VM_MAC" --mem "$MEM_B" --bat-gpa "$BAT" &
 	local pid=$!
 	sleep 1.5
 	kill -9 "$pid"

@@ -191,7 +191,12 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 		err = -EBUSY;
 		goto out;
 	}
-	err = attach_tables(&m, dir, fn, path, bat_gpa, flags);
+	/* A killed attach or migration may have left device state behind:
+	 * fn is not tracking, so it can go before anything is built. */
+	if (!v.bat_gpa && shadow_leftovers(&m, fn))
+		err = shadow_remove(&m, dir, fn);
+	if (!err)
+		err = attach_tables(&m, dir, fn, path, bat_gpa, flags);
 out:
 	maps_close(&m);
 	return err;
@@ -325,6 +330,8 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 		return err;
 	bpf_map_lookup_elem(m.guests, &fn, &gi);
 	if (!gi.bat_gpa) {
+		/* An attach killed before it published leaves STAGED extents. */
+		pool_reclaim(&m);
 		if (!(flags & GUEST_F_QUIET))
 			pr_info("fn %u has no guest tables attached; nothing to do", fn);
 		goto out;

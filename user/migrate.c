@@ -382,6 +382,11 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		       fn, gi.mem_path);
 		return -EBUSY;
 	}
+	if (shadow_leftovers(&d->m, fn)) { /* a killed attach or migrate-in */
+		err = shadow_remove(&d->m, d->dir, fn);
+		if (err)
+			return err;
+	}
 	err = gmem_open(d->mem, false, &d->g);
 	if (err)
 		return err;

@@ -84,7 +84,7 @@ void pool_unlock(const struct clat_maps *m)
 }
 
 /* Start time of pid in clock ticks after boot (field 22 of its stat), 0 if
- * it does not exist. */
+ * it does not exist or is dead (a zombie not yet reaped). */
 static uint64_t proc_start(uint32_t pid)
 {
 	char path[64], buf[1024], *p;
@@ -102,6 +102,8 @@ static uint64_t proc_start(uint32_t pid)
 		return 0;
 	buf[n] = 0;
 	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
+		return 0;
 	for (field = 2; p && field < 22; field++)
 		p = strchr(p + 1, ' ');
 	if (p)
@@ -239,6 +241,17 @@ int pool_reclaim_locked(const struct clat_maps *m)
 	return err ? err : freed;
 }
 
+int pool_reclaim(const struct clat_maps *m)
+{
+	int err = pool_lock(m);
+
+	if (err)
+		return err;
+	err = pool_reclaim_locked(m);
+	pool_unlock(m);
+	return err;
+}
+
 int pool_alloc_locked(const struct clat_maps *m, const struct pool *p, uint32_t key,
 		      uint32_t nbuckets, uint32_t *first_bucket)
 {
@@ -251,8 +264,14 @@ int pool_alloc_locked(const struct clat_maps *m, const struct pool *p, uint32_t 
 	if (!ext)
 		return -ENOMEM;
 	err = key < CLAT_MAX_EXTENTS && nbuckets ? read_all(m, ext) : -EINVAL;
-	if (!err && ext[key].state != CLAT_EXTENT_FREE)
-		err = -EBUSY; /* the caller frees or reuses an extent it owns */
+	if (!err && ext[key].state != CLAT_EXTENT_FREE) {
+		/* Reclaim ran first: its holder is alive, or it is published. */
+		pr_err("failed to allocate context memory for fn %u type %u segment %u: already %s%s",
+		       key / (CLAT_MAX_TYPES * CLAT_MAX_SEGMENTS), key / CLAT_MAX_SEGMENTS % CLAT_MAX_TYPES,
+		       key % CLAT_MAX_SEGMENTS, ext[key].state == CLAT_EXTENT_LIVE ? "in use" :
+		       "being filled by another clat-load", "");
+		err = -EBUSY;
+	}
 	if (!err)
 		err = gaps(ext, p->nbuckets, first_fit, &f);
 	free(ext);

@@ -48,6 +48,8 @@ int pool_free(const struct clat_maps *m, uint32_t key);
 /* Frees every STAGED extent of dead owners and every LIVE extent that
  * fn_desc does not name; returns the number freed or -errno. */
 int pool_reclaim_locked(const struct clat_maps *m);
+/* The same, taking the lock itself. */
+int pool_reclaim(const struct clat_maps *m);
 
 /* Waits until no datapath run still uses what was just unpublished (an
  * RCU grace period): before an extent is handed to someone else. */

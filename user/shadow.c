@@ -139,6 +139,7 @@ int shadow_seg_fill(const struct clat_maps *m, const struct pool *p, uint32_t fn
 	if (err >= 0)
 		err = pool_alloc_locked(m, p, key, sg->nbuckets, &sg->first_bucket);
 	pool_unlock(m);
+	test_stall("pool_staged"); /* crash tests: an extent STAGED by a process that dies */
 	if (!err)
 		err = fill_extent(&f, p, sg);
 	return err;
@@ -314,6 +315,8 @@ static void free_extents(const struct clat_maps *m, uint32_t fn, bool staged_onl
 					: e.state == CLAT_EXTENT_LIVE)
 				pool_free(m, key);
 		}
+	if (!staged_only) /* what crashed processes left goes too */
+		pool_reclaim_locked(m);
 	pool_unlock(m);
 }
 
@@ -453,6 +456,8 @@ int shadow_stage_commit(struct shadow_stage *st, const char *dir)
 		err = -errno;
 	if (!err && bpf_map_update_elem(m->fn_desc, &fn, &st->desc, BPF_ANY))
 		err = -errno;
+	if (!err)
+		test_stall("pool_published"); /* in fn_desc, still STAGED */
 	for (t = 0; !err && t < CLAT_MAX_TYPES; t++)
 		for (k = 0; !err && k < CLAT_MAX_SEGMENTS; k++)
 			if (st->desc.type[t].seg_state & (1U << k))
@@ -500,6 +505,26 @@ int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 	return err;
 }
 
+bool shadow_leftovers(const struct clat_maps *m, uint32_t fn)
+{
+	struct clat_fn_desc d = {};
+	struct clat_extent e;
+	uint32_t t, k, key;
+
+	bpf_map_lookup_elem(m->fn_desc, &fn, &d);
+	for (t = 0; t < CLAT_MAX_TYPES; t++) {
+		if (d.type[t].proto_mask || d.type[t].seg_state)
+			return true;
+		for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
+			key = clat_extent_key(fn, t, k);
+			if (!bpf_map_lookup_elem(m->pool_alloc, &key, &e) &&
+			    e.state != CLAT_EXTENT_FREE)
+				return true;
+		}
+	}
+	return false;
+}
+
 int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
 {
 	struct clat_bat_entry none = {};
@@ -517,6 +542,7 @@ int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
 	}
 	if (bpf_map_update_elem(m->fn_desc, &fn, &(struct clat_fn_desc){}, BPF_ANY))
 		return -errno;
+	test_stall("pool_unpublished"); /* out of fn_desc, still LIVE */
 	/* No frame may still be using the extents when they are handed on. */
 	err = pool_quiesce();
 	if (err)

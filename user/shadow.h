@@ -68,6 +68,9 @@ int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 		   const char *mem_path, const struct gmem *g, const struct gtables *t,
 		   uint64_t *live);
 
+/* fn is not tracking but holds device state of an attach or a migration
+ * that died before it finished: fn_desc entries or pool extents. */
+bool shadow_leftovers(const struct clat_maps *m, uint32_t fn);
 /* Turns tracking off for fn and frees its extents (no sync). */
 int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn);
 
