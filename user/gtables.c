@@ -11,7 +11,6 @@
  * of guest pages (one bit per 4 KiB page), not by comparing ranges pairwise.
  */
 #include "gtables.h"
-#include "flatten.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -752,30 +751,4 @@ uint64_t gtype_ctx_gpa(const struct gtype *t, uint32_t svc)
 	struct gtype_path path;
 
 	return gtype_path(t, svc, &path) ? 0 : path.ctx_gpa;
-}
-
-static int gtype_entry(void *ctx, uint64_t page, uint32_t level, uint32_t o, uint64_t *child)
-{
-	const struct gtype *t = ctx;
-	uint32_t v;
-
-	(void)level;
-	if (page >= t->npages)
-		return -EINVAL;
-	v = t->tiers[page * t->e.clat_entries + o];
-	if (v == CLAT_TIER_NONE)
-		return -EINVAL;
-	*child = v;
-	return 0;
-}
-
-int gtype_seg_flatten(const struct gtype *t, uint32_t k, struct seg_tiers *out)
-{
-	uint32_t first, end;
-
-	if (k >= t->e.nsegs)
-		return -EINVAL;
-	gseg_blocks(t->per_block, &t->e.seg[k], &first, &end);
-	return seg_flatten(gtype_entry, (void *)t, 0, t->e.levels, t->e.clat_entries, first, end,
-			   out);
 }

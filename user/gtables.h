@@ -119,8 +119,4 @@ static inline void gseg_blocks(uint32_t per_block, const struct clat_seg *sg, ui
 	*end = (uint32_t)(((uint64_t)sg->base + sg->size + per_block - 1) / per_block);
 }
 
-struct seg_tiers;
-/* The flattened tiers of segment k (see flatten.h), from validated tables. */
-int gtype_seg_flatten(const struct gtype *t, uint32_t k, struct seg_tiers *out);
-
 #endif
