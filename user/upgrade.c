@@ -173,34 +173,6 @@ out:
 	return err;
 }
 
-static int inner_matches(int outer_fd, const struct bpf_map *tmpl)
-{
-	struct bpf_map_info oi = {}, ii = {};
-	__u32 len = sizeof(oi), key, id;
-	int fd, err = 0;
-
-	if (bpf_obj_get_info_by_fd(outer_fd, &oi, &len))
-		return -errno;
-	/* Any live inner map shows what the pinned outer map holds. */
-	for (key = 0; key < oi.max_entries; key++) {
-		if (bpf_map_lookup_elem(outer_fd, &key, &id))
-			continue;
-		fd = bpf_map_get_fd_by_id(id);
-		if (fd < 0)
-			continue;
-		len = sizeof(ii);
-		if (bpf_obj_get_info_by_fd(fd, &ii, &len))
-			err = -errno;
-		close(fd);
-		if (err)
-			return err;
-		return ii.type == bpf_map__type(tmpl) && ii.key_size == bpf_map__key_size(tmpl) &&
-		       ii.value_size == bpf_map__value_size(tmpl) &&
-		       ii.map_flags == bpf_map__map_flags(tmpl);
-	}
-	return 1;
-}
-
 /* Point every map of the new object at its pinned twin, after checking that
  * the twin has the shape the object was compiled for. */
 static int reuse_maps(struct upgrade *u)
@@ -220,7 +192,7 @@ static int reuse_maps(struct upgrade *u)
 			return -ENAMETOOLONG;
 		fd = bpf_obj_get(path);
 		if (fd < 0 && errno == ENOENT)
-			continue; /* not pinned (per-CPU scratch): the object makes its own */
+			continue; /* not pinned: the object makes its own */
 		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &mi, &len)) {
 			err = -errno;
 			pr_err("failed to open pinned map %s: %s", path, strerror(-err));
@@ -237,14 +209,8 @@ static int reuse_maps(struct upgrade *u)
 		ok = mi.type == bpf_map__type(map) && mi.key_size == bpf_map__key_size(map) &&
 		     mi.value_size == bpf_map__value_size(map) &&
 		     mi.max_entries == bpf_map__max_entries(map) && mi.map_flags == flags;
-		if (ok && bpf_map__inner_map(map))
-			ok = inner_matches(fd, bpf_map__inner_map(map));
-		if (ok != 1) {
+		if (!ok) {
 			close(fd);
-			if (ok < 0) {
-				pr_err("failed to inspect pinned map %s: %s", path, strerror(-ok));
-				return ok;
-			}
 			pr_err("map '%s' of %s does not match the pinned map (type %u/%u, key %u/%u, value %u/%u, entries %u/%u, flags %#x/%#x); refusing it, nothing changed",
 			       name, obj_label(u), bpf_map__type(map), mi.type, bpf_map__key_size(map),
 			       mi.key_size, bpf_map__value_size(map), mi.value_size,
