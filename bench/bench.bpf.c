@@ -3,17 +3,21 @@
  * floor, the two peer designs (LRU hash, the patent's literal flow table),
  * and the live-path traffic generator and counting sink.
  *
- * The peers parse the frame with clat's own parsers and do the same
- * dispatch (MAC hash -> VCT array -> DEVMAP redirect -> per-CPU counters)
- * and the same context update on the same 136-byte struct clat_ctx, so the
- * only difference left is how the context is found.
+ * The peers parse the frame with clat's own parsers, do the same dispatch
+ * on the same maps (bpf/maps.h: MAC hash -> VCT array -> DEVMAP redirect ->
+ * per-CPU counters) and the same context update as clat_update() on the
+ * same 128-byte struct clat_ctx (coarse clock, TCP state, fetching atomic
+ * counters), so the only difference left is how the context is found.  The
+ * peers do not mark a dirty bit: they have no write-back to feed.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "clat_abi.h"
 #include "../bpf/parsing.h"
+#include "../bpf/maps.h"
 #include "../bpf/flow.h"
+#include "../bpf/tcp.h"
 #include "bench_abi.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -78,34 +82,9 @@ int floor_pass(struct xdp_md *ctx)
 }
 
 /* ---- peer dispatch: what clat_rx does before its context work ------------- */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CLAT_MAX_MACS);
-	__type(key, struct clat_mac_key);
-	__type(value, struct clat_mac_val);
-} p_mac SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, CLAT_MAX_FN);
-	__type(key, __u32);
-	__type(value, struct clat_vct_entry);
-} p_vct SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP);
-	__uint(max_entries, CLAT_MAX_FN + 1);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} p_ports SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, CLAT_MAX_FN + 1);
-	__type(key, __u32);
-	__type(value, struct clat_stats);
-} p_stats SEC(".maps");
+/* The maps are bpf/maps.h's own (mac_fn, vct, vf_ports, stats, pf_clock):
+ * this object has its copies, filled by the bench like clat-load fills
+ * clat's. */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -113,6 +92,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct clat_ctx);
 } p_scratch SEC(".maps");
+
+/* clat_rx's clock: the coarse clock plus pf_clock's offset to TAI. */
+static __always_inline __u64 coarse_tai(void)
+{
+	__u32 zero = 0;
+	struct clat_clock *clk = bpf_map_lookup_elem(&pf_clock, &zero);
+
+	return bpf_ktime_get_coarse_ns() + (clk ? clk->tai_offset_ns : 0);
+}
 
 /* XDP_REDIRECT with the frame's flow in fi, or another verdict. */
 static __always_inline int peer_dispatch(struct xdp_md *ctx, struct flow_info *fi, __u32 *fn)
@@ -129,15 +117,15 @@ static __always_inline int peer_dispatch(struct xdp_md *ctx, struct flow_info *f
 		return XDP_DROP;
 	mk.vlan = l2.vlan;
 	__builtin_memcpy(mk.mac, l2.eth->h_dest, ETH_ALEN);
-	mv = bpf_map_lookup_elem(&p_mac, &mk);
+	mv = bpf_map_lookup_elem(&mac_fn, &mk);
 	if (!mv)
 		return XDP_PASS;
 	*fn = mv->fn;
-	e = bpf_map_lookup_elem(&p_vct, fn);
+	e = bpf_map_lookup_elem(&vct, fn);
 	if (!e || e->state != CLAT_FN_ACTIVE)
 		return XDP_DROP;
-	ret = bpf_redirect_map(&p_ports, *fn, XDP_DROP);
-	s = bpf_map_lookup_elem(&p_stats, fn);
+	ret = bpf_redirect_map(&vf_ports, *fn, XDP_DROP);
+	s = bpf_map_lookup_elem(&stats, fn);
 	if (s) {
 		s->slot[CLAT_STAT_RX_PACKETS]++;
 		s->slot[CLAT_STAT_RX_BYTES] += ctx->data_end - ctx->data;
@@ -159,6 +147,7 @@ static __always_inline struct clat_ctx *fresh_ctx(const struct flow_info *fi, __
 	__builtin_memset(f, 0, sizeof(*f));
 	f->state_word = CLAT_SLOT_LIVE;
 	f->key = fi->key;
+	f->tcp_state = fi->key.proto == IPPROTO_TCP ? CLAT_TCP_SYN_SENT : CLAT_TCP_NONE;
 	f->initiator = CLAT_DIR_IN;
 	f->fn = fn;
 	f->svc = svc;
@@ -166,13 +155,20 @@ static __always_inline struct clat_ctx *fresh_ctx(const struct flow_info *fi, __
 	return f;
 }
 
-/* The per-frame update clat's update_ctx() does for a UDP frame coming in. */
-static __always_inline void touch(struct clat_ctx *c, struct xdp_md *ctx, __u64 now)
+/* clat_update() on a context the peer found: the same stores, the same
+ * TCP state machine, the same fetching (fully ordered) atomics. */
+static __always_inline void touch(struct clat_ctx *c, struct xdp_md *ctx,
+				  const struct flow_info *fi, __u64 now)
 {
-	__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
-	__sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], ctx->data_end - ctx->data);
+	__u64 fence;
+
 	c->last_seen_ns = now;
 	c->rx_queue = ctx->rx_queue_index;
+	if (fi->key.proto == IPPROTO_TCP && tcp_update(c, fi, CLAT_DIR_IN, now))
+		c->state_word = CLAT_SLOT_RELEASED;
+	__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
+	fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], ctx->data_end - ctx->data);
+	barrier_var(fence);
 }
 
 /* ---- peer: Cilium/Katran-style LRU hash keyed by the flow ---------------- */
@@ -187,7 +183,7 @@ struct {
 SEC("xdp")
 int peer_lru(struct xdp_md *ctx)
 {
-	__u64 now = bpf_ktime_get_tai_ns();
+	__u64 now = coarse_tai();
 	struct flow_info fi;
 	struct clat_ctx *c, *f;
 	__u32 fn = 0;
@@ -208,14 +204,16 @@ int peer_lru(struct xdp_md *ctx)
 		if (!c)
 			return ret;
 	}
-	touch(c, ctx, now);
+	touch(c, ctx, &fi, now);
 	return ret;
 }
 
 /* ---- ablation: the patent's letter --------------------------------------- */
-/* A flow hash gives a sequentially allocated service number, then the same
- * CLAT walk as clat reaches the context.  Plain global arrays stand in for
- * clat's per-fn inner maps (the prototype timed both the same). */
+/* A flow hash gives a sequentially allocated service number, then a CLAT
+ * walk over flattened tiers reaches the context: what clat did before the
+ * walk moved to the host.  Plain global arrays stand in for the tiers. */
+
+#define LIT_TIER_NONE 0xffffffffU
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -228,7 +226,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1); /* resized */
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, __u32);
 } lit_tiers SEC(".maps");
 
 struct {
@@ -241,8 +239,7 @@ struct {
 static __always_inline struct clat_ctx *lit_walk(__u32 svc)
 {
 	struct clat_loc loc;
-	__u32 page = 0, idx;
-	__u64 *ent;
+	__u32 page = 0, idx, *ent;
 	int l;
 
 	if (clat_locate(svc, lit_per_block, lit_entries, lit_levels, &loc))
@@ -253,9 +250,9 @@ static __always_inline struct clat_ctx *lit_walk(__u32 svc)
 			break;
 		idx = page * lit_entries + loc.offset[l];
 		ent = bpf_map_lookup_elem(&lit_tiers, &idx);
-		if (!ent || *ent == CLAT_TIER_NONE)
+		if (!ent || *ent == LIT_TIER_NONE)
 			return NULL;
-		page = (__u32)*ent;
+		page = *ent;
 	}
 	idx = page * lit_per_block + loc.element;
 	return bpf_map_lookup_elem(&lit_ctxs, &idx);
@@ -264,7 +261,7 @@ static __always_inline struct clat_ctx *lit_walk(__u32 svc)
 SEC("xdp")
 int peer_literal(struct xdp_md *ctx)
 {
-	__u64 now = bpf_ktime_get_tai_ns();
+	__u64 now = coarse_tai();
 	struct flow_info fi;
 	struct clat_ctx *c, *f;
 	__u32 fn = 0, svc, *sp;
@@ -278,7 +275,7 @@ int peer_literal(struct xdp_md *ctx)
 		cnt[CNT_HIT]++;
 		c = lit_walk(svc);
 		if (c)
-			touch(c, ctx, now);
+			touch(c, ctx, &fi, now);
 		return ret;
 	}
 	svc = ++lit_next; /* single-CPU test runs; a real device would need an atomic */
@@ -291,7 +288,7 @@ int peer_literal(struct xdp_md *ctx)
 	f = fresh_ctx(&fi, fn, svc, now);
 	if (c && f) {
 		__builtin_memcpy(c, f, sizeof(*c));
-		touch(c, ctx, now);
+		touch(c, ctx, &fi, now);
 	}
 	return ret;
 }

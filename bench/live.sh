@@ -50,7 +50,7 @@ run_pair() { # prefix: 1 VF, then all VFs
 clat_plain=$(run_pair) || die "clat run failed"
 for ((i = 0; i < N; i++)); do
 	g=$("$OUT/clat-guest" init --mem "$TMPD/vm$i.mem" --size 64M \
-		--type "conn:ctx=256,block=4K,services=4096" --json) || die "clat-guest init failed"
+		--type "conn:ctx=128,block=4K,services=4096" --json) || die "clat-guest init failed"
 	"$OUT/clat-load" guest attach "$PF" --fn $((i + 1)) --mem "$TMPD/vm$i.mem" \
 		--bat-gpa "$(jq .bat_gpa <<<"$g")" >/dev/null || die "guest attach failed"
 done

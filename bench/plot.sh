@@ -6,9 +6,11 @@ set -eu
 D=$1
 R=$D/results.json
 for d in clat lru literal; do
-	jq -r --arg d "$d" '.pkt.cases[] | select(.design == $d and .conns > 1 and (.segments // 1) == 1) |
+	jq -r --arg d "$d" '.pkt.cases[] | select(.design == $d and .conns > 1 and (.segments // 1) == 1 and (.cap_pct // 150) == 150) |
 		"\(.conns) \(.ns.median) \(.ns.min) \(.ns.max)"' "$R" >"$D/pkt_$d.dat"
 done
+jq -r '.pkt.cases[] | select(.design == "clat" and .conns > 1 and (.segments // 1) == 1 and .cap_pct == 110) |
+	"\(.conns) \(.ns.median) \(.ns.min) \(.ns.max)"' "$R" >"$D/pkt_clat90.dat"
 jq -r '.migration.sizes[] | "\(.contexts) \(.switchover_ms.median) \(.total_ms.median) \(.copy_one_ms.median) \(.copy_batch_ms.median)"' \
 	"$R" >"$D/migration.dat"
 jq -r '.live as $l | ["clat", "clat_ctx", "bridge", "macvlan"][] as $k |
@@ -27,7 +29,8 @@ set logscale x 2
 set xlabel "live connections"
 set ylabel "ns per packet (median, min-max)"
 set yrange [0:*]
-plot "$D/pkt_clat.dat" using 1:2:3:4 with yerrorlines lw 2 title "clat (slots)", \
+plot "$D/pkt_clat.dat" using 1:2:3:4 with yerrorlines lw 2 title "clat (pool, capacity 1.5x)", \
+     "$D/pkt_clat90.dat" using 1:2:3:4 with yerrorlines lw 2 title "clat (pool, 90% load)", \
      "$D/pkt_lru.dat" using 1:2:3:4 with yerrorlines lw 2 title "LRU hash peer", \
      "$D/pkt_literal.dat" using 1:2:3:4 with yerrorlines lw 2 title "patent literal (flow map + walk)", \
      $floor with lines dt 2 lw 2 title "floor (empty XDP\\\\_PASS)"

@@ -25,9 +25,9 @@ trap 'exit 130' INT TERM HUP
 [ "$stats_was" = 0 ] || sysctl -qw kernel.bpf_stats_enabled=0 || die "failed to turn off kernel.bpf_stats_enabled"
 
 if [ -n "$QUICK" ] && [ "$QUICK" != 0 ]; then
-	q=--quick runs=3 vfs=2 frames=200000 live_runs=2
+	q=--quick runs=3 mig_runs=3 vfs=2 frames=200000 live_runs=2
 else
-	q= runs=5 vfs=4 frames=2000000 live_runs=3
+	q= runs=5 mig_runs=5 vfs=4 frames=2000000 live_runs=3
 fi
 start=$(date +%s)
 if [ "${RENDER_ONLY:-0}" != 1 ]; then
@@ -35,7 +35,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "bench: per-packet cost (BPF_PROG_TEST_RUN)" >&2
 "$BIN" pkt $q --runs "$runs" >"$OUT/pkt.json" || die "per-packet benchmark failed"
 echo "bench: migration and rebuild" >&2
-"$BIN" mig $q --runs 3 >"$OUT/mig.json" || die "migration benchmark failed"
+"$BIN" mig $q --runs "$mig_runs" >"$OUT/mig.json" || die "migration benchmark failed"
 echo "bench: live path" >&2
 "$ROOT/bench/live.sh" "$vfs" "$frames" "$live_runs" >"$OUT/live.json" || die "live-path benchmark failed"
 
