@@ -73,6 +73,10 @@ enum clat_stat {
 	CLAT_STAT_CTX_MISS,        /* TCP mid-stream with no context: delivered without */
 	CLAT_STAT_CTX_SKIP,        /* fragment, non-TCP/UDP or no service type: no context */
 	CLAT_STAT_CTX_BUSY,        /* every free slot was taken by racing claims meanwhile */
+	CLAT_STAT_DROP_SPOOF,      /* from a VF: source MAC or VLAN not the fn's (spoofchk) */
+	CLAT_STAT_DROP_LINK_DOWN,  /* to or from a fn whose link state is disable */
+	CLAT_STAT_DROP_RATE,       /* from a VF over its max-rate */
+	CLAT_STAT_CTX_EVICT,       /* a claim took the slot of a flow never answered */
 	CLAT_STAT__MAX,
 };
 
@@ -97,6 +101,24 @@ struct clat_vct_entry {
 
 struct clat_port_val {
 	__u32 fn;
+};
+
+/* Per-VF port policy, the knobs of `ip link set PF vf N ...` (map
+ * fn_policy, key fn).  Written by clat-load vf add/set. */
+enum clat_link_state {
+	CLAT_LINK_AUTO = 0,    /* follows the PF */
+	CLAT_LINK_ENABLE = 1,  /* up whatever the PF does */
+	CLAT_LINK_DISABLE = 2, /* down: frames to and from the VF are dropped */
+};
+
+struct clat_fn_policy {
+	__u16 vlan;           /* port VLAN: the VM sees untagged frames; 0 = none */
+	__u8 spoofchk;        /* 1: a VF's frames must carry one of its MACs and its VLAN */
+	__u8 trust;           /* 1: the VF may have MACs beyond its first */
+	__u8 link_state;      /* enum clat_link_state */
+	__u8 pad[3];
+	__u32 max_rate_mbit;  /* per-VF policer on frames from the VF; 0 = none */
+	__u32 pad2;
 };
 
 /* Room for new counters without a layout change; a power of two so the
@@ -324,6 +346,7 @@ _Static_assert(sizeof(struct clat_mac_key) == 8, "clat_mac_key layout");
 _Static_assert(sizeof(struct clat_mac_val) == 4, "clat_mac_val layout");
 _Static_assert(sizeof(struct clat_vct_entry) == 24, "clat_vct_entry layout");
 _Static_assert(sizeof(struct clat_port_val) == 4, "clat_port_val layout");
+_Static_assert(sizeof(struct clat_fn_policy) == 16, "clat_fn_policy layout");
 _Static_assert(sizeof(struct clat_stats) == 8 * CLAT_STAT_SLOTS, "clat_stats layout");
 _Static_assert(CLAT_STAT__MAX <= CLAT_STAT_SLOTS, "stats slots exhausted");
 

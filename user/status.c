@@ -39,6 +39,10 @@ static const char *const stat_names[] = {
 	[CLAT_STAT_CTX_MISS] = "ctx_miss",
 	[CLAT_STAT_CTX_SKIP] = "ctx_skip",
 	[CLAT_STAT_CTX_BUSY] = "ctx_busy",
+	[CLAT_STAT_DROP_SPOOF] = "drop_spoof",
+	[CLAT_STAT_DROP_LINK_DOWN] = "drop_link_down",
+	[CLAT_STAT_DROP_RATE] = "drop_rate",
+	[CLAT_STAT_CTX_EVICT] = "ctx_evict",
 };
 _Static_assert(ARRAY_SIZE(stat_names) == CLAT_STAT__MAX, "a stat slot has no name");
 
