@@ -17,6 +17,25 @@ teardown() {
 	topo_destroy
 }
 
+# le32 N: N as the four bytes of a little-endian map key, for bpftool.
+le32() {
+	printf '%d %d %d %d' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255))
+}
+
+# fn_desc_seg FN FIELD: FIELD of segment 0 of type 0 of FN on the device.
+fn_desc_seg() {
+	bpftool -j map lookup pinned "/sys/fs/bpf/clat/$PF/fn_desc" key $(le32 "$1") |
+		jq ".formatted.value.type[0].seg[0].$2"
+}
+
+# tags_set FIRST N: tags that are not FREE (nor FENCE) in pool buckets FIRST..FIRST+N-1.
+tags_set() {
+	bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/pool_meta" |
+		jq --argjson f "$1" --argjson n "$2" \
+			'[.[] | select(.formatted.key >= $f and .formatted.key < $f + $n) |
+			  .formatted.value.tag[] | select(. != 0 and . != 65535)] | length'
+}
+
 # udp_send COUNT SIZE DIR: DIR "in" sends from the wire to VM0, "out" back.
 udp_send() {
 	local n=$1 size=$2 dir=$3 i payload
@@ -72,20 +91,26 @@ udp_send() {
 	done
 }
 
-@test "TCP: states run to closed, the slot becomes a tombstone and is reused" {
+@test "TCP: states run to closed, the slot is released (tag cleared) and is reused" {
 	spawn ip netns exec "${VM_NS[0]}" socat -u TCP-LISTEN:7001,reuseaddr /dev/null
 	wait_listen "${VM_NS[0]}" 7001
 	head -c 1000 /dev/zero | wire timeout 10 socat -u - "TCP:${VM_IP[0]}:7001,sourceport=42000,reuseaddr"
 	sleep 0.5
 	assert_equal "$(ctx_json 1 | jq '[.contexts[] | select(.proto == "tcp")] | length')" 0
 	[ "$(counter 1 ctx_release)" -ge 1 ]
+	# No tag of fn 1's buckets is left set: the released slot is free.
+	local fb nb
+	fb=$(fn_desc_seg 1 first_bucket)
+	nb=$(fn_desc_seg 1 nbuckets)
+	assert_equal "$(tags_set "$fb" "$nb")" 0
 	# The same 5-tuple again: it takes its old slot back.
 	spawn ip netns exec "${VM_NS[0]}" socat -u TCP-LISTEN:7001,reuseaddr /dev/null
 	wait_listen "${VM_NS[0]}" 7001
-	spawn bash -c "(head -c 1000 /dev/zero; sleep 3) | ip netns exec $WIRE_NS socat -u - TCP:${VM_IP[0]}:7001,sourceport=42000,reuseaddr"
+	spawn bash -c "(head -c 1000 /dev/zero; sleep 5) | ip netns exec $WIRE_NS socat -u - TCP:${VM_IP[0]}:7001,sourceport=42000,reuseaddr"
 	sleep 1
 	run ctx_json 1
 	assert_equal "$(jq '[.contexts[] | select(.remote_port == 42000)] | length' <<<"$output")" 1
+	assert_equal "$(tags_set "$fb" "$nb")" 1
 	[ "$(counter 1 ctx_claim)" -eq 2 ]
 	[ "$(counter 1 ctx_full)" -eq 0 ]
 }
@@ -125,7 +150,10 @@ udp_send() {
 	svc=$(jq .svc <<<"$before")
 	"$CLAT_LOAD" guest detach "$PF" --fn 1
 	assert_equal "$(bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/vct" | jq '.[1].formatted.value.bat_gpa')" 0
-	[ ! -e "/sys/fs/bpf/clat/$PF/ctx_fn1_t0_s0" ]
+	# fn 1 has no types on the device and owns no pool extent any more.
+	assert_equal "$(fn_desc_seg 1 nbuckets)" 0
+	assert_equal "$(bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/pool_alloc" |
+		jq '[.[] | select(.formatted.key >= 16 and .formatted.key < 32 and .formatted.value.state != 0)] | length')" 0
 	sleep 1
 	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
 	sleep 2
@@ -137,18 +165,29 @@ udp_send() {
 	[ "$(counter 1 ctx_claim)" -eq 1 ] # found again, never claimed anew
 }
 
-@test "bpftool prints typed fields of the pinned context map" {
+@test "bpftool prints typed fields of the pinned context pool and its tag line" {
 	wire ping -c 1 -W 2 "${VM_IP[0]}" >/dev/null
 	udp_send 1 10 in
-	run bpftool -j map dump pinned "/sys/fs/bpf/clat/$PF/ctx_fn1_t0_s0"
+	local svc base fb idx c tag
+	svc=$(ctx_json 1 | jq '.contexts[0].svc')
+	base=$(fn_desc_seg 1 base)
+	fb=$(fn_desc_seg 1 first_bucket)
+	# Service base + 1 + i sits at pool index first_bucket * 32 + i.
+	idx=$((fb * 32 + svc - base - 1))
+	run bpftool -j map lookup pinned "/sys/fs/bpf/clat/$PF/pool_ctx" key $(le32 "$idx")
 	assert_success
-	# state_word exceeds jq's 53-bit numbers; the typed key and svc do not.
-	local live
-	live=$(jq '[.[] | select(.formatted.value.svc > 0)]' <<<"$output")
-	assert_equal "$(jq length <<<"$live")" 1
-	assert_equal "$(jq '.[0].formatted.value.key.proto' <<<"$live")" 17
-	assert_equal "$(jq '.[0].formatted.value.key.vm_port' <<<"$live")" "$(( (5000 >> 8) | ((5000 & 255) << 8) ))"
-	assert_equal "$(jq '.[0].formatted.value.packets[0]' <<<"$live")" 1
+	c=$(jq '.formatted.value' <<<"$output")
+	assert_equal "$(jq .svc <<<"$c")" "$svc"
+	assert_equal "$(jq .fn <<<"$c")" 1
+	assert_equal "$(jq .key.proto <<<"$c")" 17
+	assert_equal "$(jq .key.vm_port <<<"$c")" "$(( (5000 >> 8) | ((5000 & 255) << 8) ))"
+	assert_equal "$(jq '.packets[0]' <<<"$c")" 1
+	# LIVE (2) with its tag in the state word (below 2^48: exact in jq),
+	# and the same tag in the bucket's tag line.
+	tag=$(bpftool -j map lookup pinned "/sys/fs/bpf/clat/$PF/pool_meta" key $(le32 $((idx / 32))) |
+		jq ".formatted.value.tag[$((idx % 32))]")
+	[ "$tag" -gt 0 ] && [ "$tag" -lt 65535 ]
+	assert_equal "$(jq .state_word <<<"$c")" "$((tag * 4294967296 + 2))"
 }
 
 @test "guest attach is idempotent and refuses a second set of tables" {

@@ -9,8 +9,13 @@
  * predicts each frame's verdict, every counter it moves (so a frame counted
  * against the wrong fn, i.e. redirected to a VF whose MAC does not match,
  * shows up as a counter that moved where it must not) and, for frames that
- * reach the fn with a guest, the context outcome: which slot of the probe
- * window it hits or claims and that the slot's packet counter moves by one.
+ * reach the fn with a guest, the context outcome in the PF's context pool:
+ * a hit if the flow is LIVE in one of its two candidate buckets, else a
+ * claim of the emptier candidate's home slot (or its free slot lowest in
+ * lane order), or FULL when both are full; that only the slot hit or
+ * claimed changes, that its packet counter moves by one, that a release
+ * leaves it RELEASED with its tag cleared, and that both tag lines agree
+ * with their slots.
  *
  * Deterministic: the seed is printed, and --seed S --iterations N replays a
  * run.  Any frame that broke a rule is printed in hex; such frames belong
@@ -41,8 +46,8 @@
 
 #define LO 1
 #define GUEST_FN 1
-#define WINDOW 4
-#define CAPACITY 512 /* about twice the flows the generator names: windows fill, slots get reused */
+#define CAPACITY 512 /* 16 buckets: random flows fill candidates, slots get released and reused */
+#define POOL_CONTEXTS 4096
 #define NFN 6
 static const uint32_t FNS[NFN] = { 0, 1, 2, 3, 4, CLAT_FN_NONE };
 #define FI_NONE 5
@@ -178,6 +183,7 @@ struct env {
 	struct clat *skel;
 	struct clat_maps m;
 	struct shadow_view v;
+	struct clat_dev_seg sg; /* the newest (only) segment */
 	char mem[64];
 	uint32_t seed;
 	int ncpu;
@@ -186,15 +192,15 @@ struct env {
 
 static int env_open(struct env *e)
 {
-	struct gbuild_type ty = { .name = "conn", .ctx_size = 256, .block_size = 4096,
-				  .services = CAPACITY, .probe_window = WINDOW,
-				  .hash_seed = 0xf022, .seed_set = true };
+	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
+				  .services = CAPACITY, .hash_seed = 0xf022, .seed_set = true };
 	struct gbuild_opts go = { .size = 4 << 20 };
 	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO, fn;
 	struct clat_port_val pv = { .fn = GUEST_FN };
 	char err[256];
 	struct gtables t;
 	uint64_t bat, live;
+	uint32_t newest;
 	struct gmem g;
 	int rc;
 
@@ -208,10 +214,23 @@ static int env_open(struct env *e)
 		return rc;
 	}
 	e->seed = ty.hash_seed;
-	e->skel = clat__open_and_load();
+	/* The pool sized as attach does (clat__open_and_load would leave the
+	 * placeholder of one bucket). */
+	e->skel = clat__open();
 	if (!e->skel)
 		return -errno;
+	if (bpf_map__set_max_entries(e->skel->maps.pool_ctx, POOL_CONTEXTS) ||
+	    bpf_map__set_max_entries(e->skel->maps.pool_meta, POOL_CONTEXTS / CLAT_BUCKET_SLOTS) ||
+	    bpf_map__set_max_entries(e->skel->maps.pool_dirty,
+				     (POOL_CONTEXTS / CLAT_BUCKET_SLOTS + 63) / 64))
+		return -EINVAL;
+	rc = clat__load(e->skel);
+	if (rc)
+		return rc;
 	maps_from_skel(e->skel, &e->m);
+	rc = clock_refresh(&e->m);
+	if (rc)
+		return rc;
 	for (fn = 0; fn < 5; fn++) {
 		struct clat_mac_key mk = { .vlan = FN_TABLE[fn].vlan };
 		struct clat_mac_val mv = { .fn = fn };
@@ -230,13 +249,24 @@ static int env_open(struct env *e)
 		return rc;
 	rc = gtables_load(&g, bat, &t, err, sizeof(err));
 	if (!rc) {
-		rc = shadow_install(&e->m, NULL, GUEST_FN, e->mem, &g, &t, NULL, &live);
+		rc = shadow_install(&e->m, NULL, GUEST_FN, e->mem, &g, &t, &live);
 		gtables_free(&t);
 	} else {
 		fprintf(stderr, "gtables: %s\n", err);
 	}
 	gmem_close(&g);
-	return rc ? rc : shadow_view_open(&e->m, GUEST_FN, 0, &e->v);
+	if (!rc)
+		rc = shadow_view_open(&e->m, GUEST_FN, 0, &e->v);
+	if (rc)
+		return rc;
+	newest = (e->v.td.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
+	e->sg = e->v.td.seg[newest];
+	if (e->v.td.seg_state != (1U | newest << CLAT_SEG_NEWEST_SHIFT) || e->sg.size != CAPACITY) {
+		fprintf(stderr, "unexpected device segments: state %#x, size %u\n",
+			e->v.td.seg_state, e->sg.size);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static void env_close(struct env *e)
@@ -271,9 +301,12 @@ struct outcome {
 	int dir;
 	struct oflow fl;
 	int result;     /* enum clat_stat CTX_* */
-	uint32_t pos;   /* window position hit or claimed */
-	struct clat_ctx before[WINDOW];
-	uint32_t svc[WINDOW];
+	uint32_t idx;   /* pool index hit or claimed */
+	uint16_t tag;
+	uint32_t nb;    /* distinct candidate buckets: 1 or 2 */
+	uint32_t b[2];  /* pool buckets */
+	struct clat_ctx before[2][CLAT_BUCKET_SLOTS];
+	struct clat_bucket meta[2];
 };
 
 static int fi_of(uint32_t fn)
@@ -281,53 +314,89 @@ static int fi_of(uint32_t fn)
 	return fn == CLAT_FN_NONE ? FI_NONE : (int)fn;
 }
 
-static struct clat_ctx *ctx_of(struct env *e, uint32_t svc)
+static struct clat_ctx *pool_at(struct env *e, uint32_t idx)
 {
-	return shadow_view_ctx(&e->v, svc, NULL);
+	return &e->v.pool.ctx[idx];
 }
 
-/* The slot design: find the key up to the first EMPTY slot, else claim the
- * first free position if this frame may open a flow. */
+/* Service number of a pool index of the segment. */
+static uint32_t svc_at(struct env *e, uint32_t idx)
+{
+	return clat_slot_svc(e->sg.base, idx / CLAT_BUCKET_SLOTS - e->sg.first_bucket,
+			     idx % CLAT_BUCKET_SLOTS);
+}
+
+/* The order a claim tries free slots after the home slot: lane order
+ * (0, 4, .., 28, 1, 5, ..), the device's "lowest". */
+static uint32_t slot_rank(uint32_t s)
+{
+	return (s & 3) * 16 + (s >> 2);
+}
+
+/* The placement design: the flow is found if it is LIVE (with its tag) in
+ * either candidate bucket; else a frame that may open a flow claims the
+ * emptier candidate (ties: candidate 0), its home slot (tag & 31) if free,
+ * else its free slot lowest in lane order; FULL if neither has a free slot.
+ * Free: EMPTY or RELEASED, within the segment. */
 static void predict_ctx(struct env *e, struct outcome *o, const struct frame *f, int dir)
 {
 	struct clat_flow_key k = o->fl.key;
-	uint32_t hash = clat_flow_hash(e->seed, &k), p, free_p = WINDOW;
+	uint64_t h = clat_flow_hash(e->seed, &k), live;
 	bool may_claim = k.proto == IPPROTO_UDP || (o->fl.flags & 0x12) == 0x02;
+	uint32_t j, s, nfree[2] = { 0 }, pick, home, best = CLAT_BUCKET_SLOTS;
 
 	(void)f;
 	o->tracked = true;
 	o->dir = dir;
 	o->result = -1;
-	for (p = 0; p < WINDOW; p++) {
-		o->svc[p] = clat_probe_svc(hash, p, 0, CAPACITY);
-		o->before[p] = *ctx_of(e, o->svc[p]);
+	o->tag = clat_tag_of(h);
+	live = (uint64_t)o->tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE;
+	o->b[0] = e->sg.first_bucket + clat_bucket_of(h, 0, e->sg.nbuckets);
+	o->b[1] = e->sg.first_bucket + clat_bucket_of(h, 1, e->sg.nbuckets);
+	o->nb = o->b[1] == o->b[0] ? 1 : 2;
+	for (j = 0; j < o->nb; j++) {
+		memcpy(o->before[j], pool_at(e, o->b[j] * CLAT_BUCKET_SLOTS), sizeof(o->before[j]));
+		o->meta[j] = e->v.pool.meta[o->b[j]];
 	}
-	for (p = 0; p < WINDOW; p++) {
-		uint64_t sw = o->before[p].state_word;
-		uint32_t st = sw & CLAT_SLOT_STATE_MASK;
+	for (j = 0; j < o->nb; j++)
+		for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+			const struct clat_ctx *c = &o->before[j][s];
+			uint32_t st = c->state_word & CLAT_SLOT_STATE_MASK;
 
-		if (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_TOMBSTONE) {
-			if (free_p == WINDOW)
-				free_p = p;
-			if (st == CLAT_SLOT_EMPTY)
-				break;
-			continue;
+			if (c->state_word == live && !memcmp(&c->key, &k, sizeof(k))) {
+				o->result = CLAT_STAT_CTX_HIT;
+				o->idx = o->b[j] * CLAT_BUCKET_SLOTS + s;
+				return;
+			}
+			if ((st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_RELEASED) &&
+			    svc_at(e, o->b[j] * CLAT_BUCKET_SLOTS + s) - e->sg.base <= e->sg.size)
+				nfree[j]++;
 		}
-		if (st == CLAT_SLOT_LIVE && (uint32_t)(sw >> CLAT_SLOT_HASH_SHIFT) == hash &&
-		    !memcmp(&o->before[p].key, &k, sizeof(k))) {
-			o->result = CLAT_STAT_CTX_HIT;
-			o->pos = p;
-			return;
-		}
-	}
-	if (!may_claim)
+	if (!may_claim) {
 		o->result = CLAT_STAT_CTX_MISS;
-	else if (free_p == WINDOW)
-		o->result = CLAT_STAT_CTX_FULL;
-	else {
-		o->result = CLAT_STAT_CTX_CLAIM;
-		o->pos = free_p;
+		return;
 	}
+	if (!nfree[0] && !nfree[1]) {
+		o->result = CLAT_STAT_CTX_FULL;
+		return;
+	}
+	pick = nfree[1] > nfree[0] ? 1 : 0;
+	home = o->tag & (CLAT_BUCKET_SLOTS - 1);
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+		uint32_t st = o->before[pick][s].state_word & CLAT_SLOT_STATE_MASK;
+
+		if ((st != CLAT_SLOT_EMPTY && st != CLAT_SLOT_RELEASED) ||
+		    svc_at(e, o->b[pick] * CLAT_BUCKET_SLOTS + s) - e->sg.base > e->sg.size)
+			continue;
+		if (s == home) {
+			best = s;
+			break;
+		}
+		if (best == CLAT_BUCKET_SLOTS || slot_rank(s) < slot_rank(best))
+			best = s;
+	}
+	o->result = CLAT_STAT_CTX_CLAIM;
+	o->idx = o->b[pick] * CLAT_BUCKET_SLOTS + best;
 }
 
 static void track(struct env *e, struct outcome *o, const struct frame *f, uint32_t fn, int dir)
@@ -434,42 +503,74 @@ static void show(struct tally *t, const char *why, const char *name, const struc
 	printf("\n");
 }
 
-/* The context after the frame, against the prediction. */
+/* A tag line agrees with its slots: a LIVE slot's entry is its tag, a free
+ * one's FREE, one past the segment's end FENCE. */
+static bool tags_consistent(struct env *e, uint32_t b)
+{
+	uint32_t s, idx, st;
+	uint16_t t;
+
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+		idx = b * CLAT_BUCKET_SLOTS + s;
+		st = pool_at(e, idx)->state_word & CLAT_SLOT_STATE_MASK;
+		t = e->v.pool.meta[b].tag[s];
+		if (svc_at(e, idx) - e->sg.base > e->sg.size) {
+			if (t != CLAT_TAG_FENCE)
+				return false;
+		} else if (st == CLAT_SLOT_LIVE) {
+			if (t != pool_at(e, idx)->state_word >> CLAT_SLOT_TAG_SHIFT)
+				return false;
+		} else if (t != CLAT_TAG_FREE) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The candidate buckets after the frame, against the prediction. */
 static bool ctx_ok(struct env *e, const struct outcome *o, bool released)
 {
-	uint32_t p;
+	uint64_t live = (uint64_t)o->tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE;
+	uint32_t j, s, idx;
 
-	for (p = 0; p < WINDOW; p++) {
-		const struct clat_ctx *b = &o->before[p], *a = ctx_of(e, o->svc[p]);
-		uint32_t st = a->state_word & CLAT_SLOT_STATE_MASK;
-		bool ours = (o->result == CLAT_STAT_CTX_HIT || o->result == CLAT_STAT_CTX_CLAIM) &&
-			    p == o->pos;
+	for (j = 0; j < o->nb; j++) {
+		if (!tags_consistent(e, o->b[j]))
+			return false;
+		for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+			const struct clat_ctx *b = &o->before[j][s];
+			const struct clat_ctx *a;
+			bool ours;
 
-		if (!ours) {
-			/* Probe slots that are not ours keep state and counters, unless
-			 * two window positions name the same svc. */
-			bool alias = false;
-
-			for (uint32_t q = 0; q < WINDOW; q++)
-				alias |= q != p && o->svc[q] == o->svc[p];
-			if (!alias && (a->state_word != b->state_word ||
-				       a->packets[0] != b->packets[0] || a->packets[1] != b->packets[1]))
+			idx = o->b[j] * CLAT_BUCKET_SLOTS + s;
+			a = pool_at(e, idx);
+			ours = (o->result == CLAT_STAT_CTX_HIT || o->result == CLAT_STAT_CTX_CLAIM) &&
+			       idx == o->idx;
+			if (!ours) {
+				/* Slots that are not ours keep state, counters and tag. */
+				if (a->state_word != b->state_word || a->packets[0] != b->packets[0] ||
+				    a->packets[1] != b->packets[1] ||
+				    e->v.pool.meta[o->b[j]].tag[s] != o->meta[j].tag[s])
+					return false;
+				continue;
+			}
+			if (memcmp(&a->key, &o->fl.key, sizeof(a->key)) || a->fn != GUEST_FN ||
+			    a->type != 0 || a->svc != svc_at(e, idx) ||
+			    shadow_view_ctx(&e->v, a->svc, NULL) != a)
 				return false;
-			continue;
-		}
-		if (memcmp(&a->key, &o->fl.key, sizeof(a->key)) || a->fn != GUEST_FN ||
-		    a->svc != o->svc[p])
-			return false;
-		if (st != CLAT_SLOT_LIVE && !(st == CLAT_SLOT_TOMBSTONE && released))
-			return false;
-		if (released != (st == CLAT_SLOT_TOMBSTONE))
-			return false;
-		if (o->result == CLAT_STAT_CTX_CLAIM) {
-			if (a->packets[o->dir] != 1 || a->packets[!o->dir] != 0)
+			/* Released: RELEASED with the tag kept in the word, the tag
+			 * line's entry cleared; else LIVE and tagged. */
+			if (a->state_word != (released ? (live & ~CLAT_SLOT_STATE_MASK) |
+								 CLAT_SLOT_RELEASED : live) ||
+			    e->v.pool.meta[o->b[j]].tag[s] != (released ? CLAT_TAG_FREE : o->tag))
 				return false;
-		} else if (a->packets[o->dir] != b->packets[o->dir] + 1 ||
-			   a->packets[!o->dir] != b->packets[!o->dir]) {
-			return false;
+			if (o->result == CLAT_STAT_CTX_CLAIM) {
+				if (a->packets[o->dir] != 1 || a->packets[!o->dir] != 0 ||
+				    a->initiator != o->dir)
+					return false;
+			} else if (a->packets[o->dir] != b->packets[o->dir] + 1 ||
+				   a->packets[!o->dir] != b->packets[!o->dir]) {
+				return false;
+			}
 		}
 	}
 	return true;
@@ -657,12 +758,15 @@ int main(int argc, char **argv)
 	report("random frames", &rn);
 
 	/* Every packet a context ever counted came from a hit or a claim, and a
-	 * context loses its counts only when a claim reuses its tombstone. */
+	 * context loses its counts only when a claim reuses its released slot. */
 	hits_claims = fx.outcome[CLAT_STAT_CTX_HIT] + fx.outcome[CLAT_STAT_CTX_CLAIM] +
 		      rn.outcome[CLAT_STAT_CTX_HIT] + rn.outcome[CLAT_STAT_CTX_CLAIM];
-	for (i = 0; i < e.v.seg[0].n; i++)
-		if ((e.v.seg[0].ctx[i].state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE)
-			live_pk += e.v.seg[0].ctx[i].packets[0] + e.v.seg[0].ctx[i].packets[1];
+	for (i = 0; i < e.sg.size; i++) {
+		const struct clat_ctx *c = shadow_view_ctx(&e.v, e.sg.base + 1 + (uint32_t)i, NULL);
+
+		if (c && (c->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE)
+			live_pk += c->packets[0] + c->packets[1];
+	}
 	check(live_pk <= hits_claims && e.stats[GUEST_FN][CLAT_STAT_CTX_HIT] +
 	      e.stats[GUEST_FN][CLAT_STAT_CTX_CLAIM] == hits_claims &&
 	      e.stats[GUEST_FN][CLAT_STAT_CTX_BUSY] == 0,
