@@ -46,7 +46,7 @@ VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gtables gbuild ggrow pool shadow writeback resync ctxfmt)
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
-TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/flowgen \
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.

@@ -119,6 +119,8 @@ __noinline int clat_track(struct xdp_md *ctx, __u32 fn, __u32 dir, __u32 l3_off,
 		struct clat_stats *s = fn_stats(fn);
 
 		count(s, r, 1);
+		if (r == TRACK_EVICT) /* a claim too */
+			count(s, CLAT_STAT_CTX_CLAIM, 1);
 		if (tr.released)
 			count(s, CLAT_STAT_CTX_RELEASE, 1);
 	}

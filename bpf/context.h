@@ -13,6 +13,11 @@
 
 #define IDX_NONE (-1)
 
+/* How long a flow that was never answered keeps its slot against a claim
+ * that finds both candidate buckets full (see evict_slot).  Set by
+ * clat-load before load. */
+const volatile __u64 evict_age_ns = 2000000000ULL;
+
 /* One frame's tracking state, on clat_track's stack; global subprograms
  * get a pointer to it. */
 struct flow_track {
@@ -219,6 +224,7 @@ enum track_result {
 	TRACK_MISS = CLAT_STAT_CTX_MISS,
 	TRACK_SKIP = CLAT_STAT_CTX_SKIP,
 	TRACK_BUSY = CLAT_STAT_CTX_BUSY,
+	TRACK_EVICT = CLAT_STAT_CTX_EVICT, /* a claim that took over an unanswered flow's slot */
 };
 
 /* Looks for the flow in segment sg: both candidates. */
@@ -304,27 +310,84 @@ static __always_inline int take_slot(__u32 bucket, __u64 cand, const struct flow
 	return IDX_NONE;
 }
 
-/* Two CPUs that missed the same new flow can both claim it.  After
- * publishing, each looks for another copy in both candidates: the lowest
- * index keeps the flow, whoever sees a higher copy releases it. */
-static __always_inline int settle_copies(int mine, __u32 b0, __u32 b1, struct flow_track *tr)
+/* Claims of one flow serialize on a stripe of claim locks, picked by its
+ * tag: the second CPU to miss a new flow finds, under the lock, the slot
+ * the first one published, so a flow never takes two slots and no frame
+ * is counted into a copy that is then dropped.  Only a flow's first frames
+ * come here; the hit path takes no lock.  XDP runs with preemption off, so
+ * a holder finishes within a few hundred ns; a waiter gives up after
+ * CLAIM_SPINS tries (a preempted vCPU) and counts the frame as busy. */
+#define CLAIM_SPINS (1 << 12)
+
+struct claim_spin {
+	__u64 *lock;
+	int got;
+};
+
+static long claim_spin_cb(__u32 i, struct claim_spin *a)
 {
-	__u32 b[2] = { b0, b1 }, loser, j;
+	if (__sync_val_compare_and_swap(a->lock, 0, 1) != 0)
+		return 0;
+	a->got = 1;
+	return 1;
+}
+
+static __always_inline __u64 *claim_lock(__u32 tag)
+{
+	__u32 stripe = tag & (CLAT_CLAIM_STRIPES - 1);
+	__u64 *lock = bpf_map_lookup_elem(&claim_locks, &stripe);
+	struct claim_spin a = { lock, 0 };
+
+	if (!lock)
+		return NULL;
+	if (__sync_val_compare_and_swap(lock, 0, 1) == 0)
+		return lock;
+	bpf_loop(CLAIM_SPINS, claim_spin_cb, &a, 0);
+	return a.got ? lock : NULL;
+}
+
+static __always_inline void claim_unlock(__u64 *lock)
+{
+	__sync_val_compare_and_swap(lock, 1, 0); /* fully ordered: our slot's tag is out */
+}
+
+/* A flood of flows that are never answered must not keep the flows a VM
+ * opens from getting contexts: when both candidates are full, a slot whose
+ * flow got no reply and was last seen more than evict_age_ns ago may be
+ * taken over.  A few slots of each bucket are looked at, spread by tag. */
+#define EVICT_LOOKS 4
+
+static __always_inline int evictable(const struct clat_ctx *c, __u64 sw, __u64 now)
+{
+	__u32 replies = c->initiator ? c->packets[CLAT_DIR_IN] : c->packets[CLAT_DIR_OUT];
+
+	return (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE && !replies &&
+	       now >= c->last_seen_ns && now - c->last_seen_ns >= evict_age_ns;
+}
+
+static __always_inline int evict_slot(__u32 bucket, const struct flow_track *tr)
+{
+	__u64 claiming = (__u64)tr->tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_CLAIMING, sw;
+	__u32 j, slot, idx;
 	struct clat_ctx *c;
-	int other;
 
 #pragma unroll
-	for (j = 0; j < 2; j++) {
-		other = clat_bucket_find(b[j], tr->tag, &tr->fi.key, mine);
-		if (other == IDX_NONE)
+	for (j = 0; j < EVICT_LOOKS; j++) {
+		slot = (tr->tag + j * 11) & (CLAT_BUCKET_SLOTS - 1);
+		idx = bucket * CLAT_BUCKET_SLOTS + slot;
+		c = bpf_map_lookup_elem(&pool_ctx, &idx);
+		if (!c)
+			return IDX_NONE;
+		sw = read_state(c);
+		if (!evictable(c, sw, tr->now) ||
+		    __sync_val_compare_and_swap(&c->state_word, sw, claiming) != sw)
 			continue;
-		loser = other > mine ? other : mine;
-		mine = other > mine ? mine : other;
-		c = bpf_map_lookup_elem(&pool_ctx, &loser);
-		if (c)
-			release_slot(c, loser, tr->tag);
+		init_ctx(c, tr, clat_slot_svc(tr->base, bucket - tr->first_bucket, slot));
+		__sync_val_compare_and_swap(&c->state_word, claiming, live_word(tr->tag));
+		set_tag(idx, tr->tag);
+		return idx;
 	}
-	return mine;
+	return IDX_NONE;
 }
 
 /* Claims a slot for a flow that find() missed, in the emptier of its two
@@ -332,27 +395,48 @@ static __always_inline int settle_copies(int mine, __u32 b0, __u32 b1, struct fl
  * global function: only a flow's first frame comes here. */
 __noinline int clat_claim(struct flow_track *tr)
 {
-	__u32 b0, b1, pick;
-	__u64 f0, f1;
-	int idx;
+	const struct clat_fn_desc *d;
+	__u32 b0, b1, pick, seg_state;
+	int idx, r = TRACK_CLAIM;
+	__u64 f0, f1, *lock;
 
 	if (!tr || !tr->nbuckets)
 		return TRACK_SKIP;
+	lock = claim_lock(tr->tag);
+	if (!lock)
+		return TRACK_BUSY;
+	/* Under the lock: another CPU may have claimed the flow meanwhile. */
+	d = bpf_map_lookup_elem(&fn_desc, &tr->fn);
+	if (!d) {
+		claim_unlock(lock);
+		return TRACK_SKIP;
+	}
+	seg_state = *(volatile __u32 *)&d->type[tr->type & (CLAT_MAX_TYPES - 1)].seg_state;
+	idx = find(&d->type[tr->type & (CLAT_MAX_TYPES - 1)], seg_state, tr);
+	if (idx != IDX_NONE) {
+		claim_unlock(lock);
+		clat_update(idx, tr);
+		return TRACK_HIT;
+	}
 	b0 = tr->first_bucket + clat_bucket_of(tr->hash, 0, tr->nbuckets);
 	b1 = tr->first_bucket + clat_bucket_of(tr->hash, 1, tr->nbuckets);
 	f0 = free_lanes(b0);
 	f1 = b1 == b0 ? 0 : free_lanes(b1);
-	if (!f0 && !f1)
-		return TRACK_FULL;
 	pick = popcount64(f1) > popcount64(f0) ? 1 : 0;
 	idx = take_slot(pick ? b1 : b0, pick ? f1 : f0, tr);
 	if (idx == IDX_NONE && (pick ? f0 : f1))
 		idx = take_slot(pick ? b0 : b1, pick ? f0 : f1, tr);
+	if (idx == IDX_NONE && !f0 && !f1) {
+		idx = evict_slot(b0, tr);
+		if (idx == IDX_NONE && b1 != b0)
+			idx = evict_slot(b1, tr);
+		r = idx == IDX_NONE ? TRACK_FULL : TRACK_EVICT;
+	}
+	claim_unlock(lock);
 	if (idx == IDX_NONE)
-		return TRACK_BUSY;
-	idx = settle_copies(idx, b0, b1, tr);
+		return r == TRACK_FULL ? TRACK_FULL : TRACK_BUSY;
 	clat_update(idx, tr);
-	return TRACK_CLAIM;
+	return r;
 }
 
 #endif

@@ -14,6 +14,11 @@
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 #define CLAT_MAX_EXT_HDRS 4
+#define TCP_MAX_OPTS 10    /* options walked in a SYN, looking for the window scale */
+#define TCPOPT_EOL 0
+#define TCPOPT_NOP 1
+#define TCPOPT_WINDOW 3
+#define TCP_WSCALE_NONE 0xff
 
 #define TCPF_FIN 0x01
 #define TCPF_SYN 0x02
@@ -30,7 +35,9 @@ struct flow_info {
 	__u32 seq;
 	__u32 ack;
 	__u32 seq_len;  /* payload + SYN + FIN: sequence space consumed */
+	__u16 win;      /* the window field, unscaled */
 	__u8 tcp_flags;
+	__u8 wscale;    /* a SYN's window scale option, TCP_WSCALE_NONE if none */
 };
 
 static __always_inline void map_v4(__u8 *dst, __be32 addr)
@@ -39,6 +46,30 @@ static __always_inline void map_v4(__u8 *dst, __be32 addr)
 	dst[10] = 0xff;
 	dst[11] = 0xff;
 	__builtin_memcpy(dst + 12, &addr, 4);
+}
+
+/* The window scale option of a SYN (RFC 7323), or TCP_WSCALE_NONE.  Only
+ * SYNs carry it, so only a flow's first frames pay for the walk. */
+static __always_inline __u8 syn_wscale(const struct hdr_cursor *c, const struct tcphdr *th,
+				       __u32 doff)
+{
+	const __u8 *o = (const __u8 *)(th + 1), *end = (const __u8 *)th + doff;
+	__u32 i;
+
+	for (i = 0; i < TCP_MAX_OPTS; i++) {
+		if (o + 1 > (const __u8 *)c->end || o >= end || o[0] == TCPOPT_EOL)
+			break;
+		if (o[0] == TCPOPT_NOP) {
+			o++;
+			continue;
+		}
+		if (o + 3 > (const __u8 *)c->end || o + 2 > end || o[1] < 2)
+			break;
+		if (o[0] == TCPOPT_WINDOW && o[1] == 3)
+			return o[2] > 14 ? 14 : o[2]; /* RFC 7323: at most 14 */
+		o += o[1] & 0x3f; /* options fit in 40 bytes: the mask bounds o for the verifier */
+	}
+	return TCP_WSCALE_NONE;
 }
 
 /* Fills key ports and the TCP fields; l4_len is the L4 bytes from the IP header. */
@@ -63,6 +94,8 @@ static __always_inline int parse_l4(struct hdr_cursor *c, __u8 proto, __u32 l4_l
 		fi->ack = bpf_ntohl(th->ack_seq);
 		fi->seq_len = l4_len - doff + !!(fi->tcp_flags & TCPF_SYN) +
 			      !!(fi->tcp_flags & TCPF_FIN);
+		fi->win = bpf_ntohs(th->window);
+		fi->wscale = fi->tcp_flags & TCPF_SYN ? syn_wscale(c, th, doff) : TCP_WSCALE_NONE;
 	} else if (proto == IPPROTO_UDP) {
 		struct udphdr *uh = c->pos;
 
@@ -88,7 +121,9 @@ static __always_inline int parse_ipv4(struct hdr_cursor *c, __u32 dir, struct fl
 		return FLOW_SKIP;
 	hlen = iph->ihl * 4;
 	tot = bpf_ntohs(iph->tot_len);
-	if (hlen < sizeof(*iph) || tot < hlen)
+	/* A length beyond the frame would claim sequence space no byte
+	 * carries: such a frame gets no context. */
+	if (hlen < sizeof(*iph) || tot < hlen || (void *)iph + tot > c->end)
 		return FLOW_SKIP;
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return FLOW_SKIP;

@@ -100,6 +100,16 @@ struct {
 	__type(value, struct clat_clock);
 } pf_clock SEC(".maps");
 
+/* Claim locks: a word per stripe, 1 while a CPU claims a flow of that
+ * stripe (bpf/context.h).  Pinned, so an old and a new program share them
+ * during a hot upgrade. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_CLAIM_STRIPES);
+	__type(key, __u32);
+	__type(value, __u64);
+} claim_locks SEC(".maps");
+
 /* The BAT entry each (fn, type) shadow was validated from, key
  * fn * CLAT_MAX_TYPES + type: what a resync checks growth against.
  * clat-load only. */

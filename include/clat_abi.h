@@ -33,6 +33,7 @@ enum clat_limits {
 	CLAT_BUCKET_CHOICES = 2,       /* candidate buckets per flow and segment */
 	CLAT_POOL_DEFAULT = 1 << 18,   /* pool contexts when attach is not told (32 MiB) */
 	CLAT_POOL_MAX = 1 << 25,       /* 4 GiB of contexts: far beyond any test or bench */
+	CLAT_CLAIM_STRIPES = 1024,     /* claim locks (map claim_locks), picked by flow tag */
 };
 
 /* VCT entry state, as in a paused/running VF. */
@@ -247,8 +248,21 @@ struct clat_ctx {
 	__u16 type;
 	__u32 svc;
 	__u16 rx_queue;           /* last ingress queue */
-	__u16 drops;
+	__u8 wscale;              /* TCP window scale of each direction: nibble per enum clat_dir */
+	__u8 wlog;                /* TCP window each direction advertised: clat_ctx_window() */
 };
+
+/* wlog's nibble d is 0 while direction d has acknowledged nothing, else
+ * the window it advertised (scaled) rounded up to a power of two,
+ * 2^(CLAT_TCP_WLOG_BASE + n - 1), n in 1..15 (4 KiB to 64 MiB). */
+#define CLAT_TCP_WLOG_BASE 12
+
+static inline __u32 clat_ctx_window(const struct clat_ctx *c, __u32 dir)
+{
+	__u32 n = dir ? c->wlog >> 4 : c->wlog & 15;
+
+	return n ? 1U << (CLAT_TCP_WLOG_BASE + n - 1) : 0;
+}
 
 /* ---- Device context memory: the pool ------------------------------------ */
 

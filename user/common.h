@@ -34,6 +34,7 @@ extern bool verbose;
 #define PIN_MAP_POOL_DIRTY "pool_dirty"
 #define PIN_MAP_POOL_ALLOC "pool_alloc"
 #define PIN_MAP_CLOCK    "pf_clock"
+#define PIN_MAP_CLAIM_LOCKS "claim_locks"
 #define PIN_MAP_GUESTS   "guests"
 #define PIN_MAP_GUEST_TYPES "guest_types"
 /* Guest pages the attached tables own (bit per page), for resync. */
@@ -56,6 +57,7 @@ struct clat_maps {
 	int pool_dirty;
 	int pool_alloc;
 	int pf_clock;
+	int claim_locks;
 	int guests;
 	int guest_types; /* key fn * CLAT_MAX_TYPES + type */
 	int lock_fd;    /* the pin dir, flocked by the pool allocator; -1 unpinned */

@@ -84,7 +84,8 @@ void ctx_json_fields(struct json *j, const struct clat_ctx *c)
 	json_u64(j, "packets_out", c->packets[CLAT_DIR_OUT]);
 	json_u64(j, "bytes_in", c->bytes[CLAT_DIR_IN]);
 	json_u64(j, "bytes_out", c->bytes[CLAT_DIR_OUT]);
-	json_u64(j, "drops", c->drops);
+	json_u64(j, "window_in", clat_ctx_window(c, CLAT_DIR_IN));
+	json_u64(j, "window_out", clat_ctx_window(c, CLAT_DIR_OUT));
 	json_u64(j, "first_seen_ns", c->first_seen_ns);
 	json_u64(j, "last_seen_ns", c->last_seen_ns);
 }
@@ -114,9 +115,9 @@ void ctx_print(FILE *out, const struct clat_ctx *c, uint32_t svc)
 	fputs(" <-> ", out);
 	print_endpoint(out, remote, ntohs(c->key.remote_port));
 	fprintf(out, " %s fn %u in %" PRIu64 "/%" PRIu64 " out %" PRIu64 "/%" PRIu64
-		" drops %" PRIu64 " first_seen_ns %" PRIu64 " last_seen_ns %" PRIu64 "\n",
+		" first_seen_ns %" PRIu64 " last_seen_ns %" PRIu64 "\n",
 		tcp_state_name(c->tcp_state), c->fn, (uint64_t)c->packets[CLAT_DIR_IN],
 		(uint64_t)c->bytes[CLAT_DIR_IN], (uint64_t)c->packets[CLAT_DIR_OUT],
-		(uint64_t)c->bytes[CLAT_DIR_OUT], (uint64_t)c->drops, (uint64_t)c->first_seen_ns,
+		(uint64_t)c->bytes[CLAT_DIR_OUT], (uint64_t)c->first_seen_ns,
 		(uint64_t)c->last_seen_ns);
 }

@@ -26,6 +26,7 @@ static const struct {
 	{ PIN_MAP_POOL_DIRTY, offsetof(struct clat_maps, pool_dirty) },
 	{ PIN_MAP_POOL_ALLOC, offsetof(struct clat_maps, pool_alloc) },
 	{ PIN_MAP_CLOCK, offsetof(struct clat_maps, pf_clock) },
+	{ PIN_MAP_CLAIM_LOCKS, offsetof(struct clat_maps, claim_locks) },
 	{ PIN_MAP_GUESTS, offsetof(struct clat_maps, guests) },
 	{ PIN_MAP_GUEST_TYPES, offsetof(struct clat_maps, guest_types) },
 };
@@ -46,6 +47,7 @@ void maps_from_skel(const struct clat *skel, struct clat_maps *m)
 		.pool_dirty = bpf_map__fd(skel->maps.pool_dirty),
 		.pool_alloc = bpf_map__fd(skel->maps.pool_alloc),
 		.pf_clock = bpf_map__fd(skel->maps.pf_clock),
+		.claim_locks = bpf_map__fd(skel->maps.claim_locks),
 		.guests = bpf_map__fd(skel->maps.guests),
 		.guest_types = bpf_map__fd(skel->maps.guest_types),
 		.lock_fd = -1,

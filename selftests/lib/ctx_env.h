@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* What the C context tests share: frames of named flows, a guest of one
+ * type shadowed into a sized pool on fn FN (BPF_PROG_TEST_RUN on a loaded
+ * skeleton), and the placement rule computed from the ABI, to check where
+ * the datapath put a flow.  Header-only: the TAP counters are per test. */
+#ifndef CLAT_CTX_ENV_H
+#define CLAT_CTX_ENV_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/if_link.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "clat_abi.h"
+#include "clat.skel.h"
+#include "common.h"
+#include "gbuild.h"
+#include "gtables.h"
+#include "shadow.h"
+#include "../tap.h"
+
+#define LO 1
+#define FN 1
+
+/* evict_age_ns for the next env_open; negative: the program's default. */
+static long long ctx_env_evict_age = -1;
+
+static const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
+static const uint8_t WIRE_MAC[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
+
+/* ---- frames -------------------------------------------------------------- */
+
+struct flow {
+	bool v6;
+	uint8_t proto;
+	uint32_t vm4, remote4;       /* host order */
+	uint8_t vm6[16], remote6[16];
+	uint16_t vm_port, remote_port;
+};
+
+struct frame {
+	uint8_t buf[256];
+	uint32_t len;
+};
+
+enum { TH_FIN = 1, TH_SYN = 2, TH_RST = 4, TH_ACK = 16 };
+
+/* Stores an already network-order value at any alignment (frame offsets
+ * are not aligned, and UBSan rightly refuses misaligned stores). */
+static inline void put_be(uint8_t *p, uint32_t v, size_t n)
+{
+	if (n == 2) {
+		uint16_t w = (uint16_t)v;
+
+		memcpy(p, &w, 2);
+	} else {
+		memcpy(p, &v, 4);
+	}
+}
+
+/* dir IN: remote -> VM (clat_rx); OUT: VM -> remote (clat_tx). */
+static inline struct frame build(const struct flow *f, int dir, uint8_t tcp_flags, uint32_t payload,
+			  bool fragment)
+{
+	struct frame fr = { .len = 0 };
+	uint8_t *p = fr.buf;
+	uint32_t l4 = f->proto == IPPROTO_TCP ? 20 : 8, l3;
+	uint16_t sport = htons(dir ? f->vm_port : f->remote_port);
+	uint16_t dport = htons(dir ? f->remote_port : f->vm_port);
+
+	memcpy(p, dir ? WIRE_MAC : VF_MAC, 6);
+	memcpy(p + 6, dir ? VF_MAC : WIRE_MAC, 6);
+	p[12] = f->v6 ? 0x86 : 0x08;
+	p[13] = f->v6 ? 0xdd : 0x00;
+	p += 14;
+	if (f->v6) {
+		l3 = 40;
+		p[0] = 0x60;
+		put_be(p + 4, htons(l4 + payload), 2);
+		p[6] = f->proto;
+		p[7] = 64;
+		memcpy(p + 8, dir ? f->vm6 : f->remote6, 16);
+		memcpy(p + 24, dir ? f->remote6 : f->vm6, 16);
+	} else {
+		uint32_t s = htonl(dir ? f->vm4 : f->remote4), d = htonl(dir ? f->remote4 : f->vm4);
+
+		l3 = 20;
+		p[0] = 0x45;
+		put_be(p + 2, htons(20 + l4 + payload), 2);
+		if (fragment)
+			put_be(p + 6, htons(0x2000), 2); /* MF */
+		p[8] = 64;
+		p[9] = f->proto;
+		memcpy(p + 12, &s, 4);
+		memcpy(p + 16, &d, 4);
+	}
+	p += l3;
+	put_be(p, sport, 2);
+	put_be(p + 2, dport, 2);
+	if (f->proto == IPPROTO_TCP) {
+		/* Each side's sequence starts at its ISN; every later segment
+		 * sits where the other side acknowledged (ISN + 1), in the
+		 * window the datapath checks RSTs and FINs against. */
+		uint32_t isn = dir ? 5000 : 1000, peer = dir ? 1000 : 5000;
+
+		put_be(p + 4, htonl(tcp_flags & TH_SYN ? isn : isn + 1), 4);
+		if (tcp_flags & TH_ACK)
+			put_be(p + 8, htonl(peer + 1), 4);
+		p[12] = 5 << 4;
+		p[13] = tcp_flags;
+		put_be(p + 14, htons(65535), 2);
+	} else {
+		put_be(p + 4, htons(8 + payload), 2);
+	}
+	fr.len = 14 + l3 + l4 + payload;
+	memset(fr.buf + 14 + l3 + l4, 0xab, payload);
+	return fr;
+}
+
+static inline struct flow tcp4(uint16_t remote_port)
+{
+	return (struct flow){ .proto = IPPROTO_TCP, .vm4 = 0xc6120a0a, .remote4 = 0xc6120a01,
+			      .vm_port = 80, .remote_port = remote_port };
+}
+
+static inline struct flow udp4(uint16_t remote_port)
+{
+	struct flow f = tcp4(remote_port);
+
+	f.proto = IPPROTO_UDP;
+	return f;
+}
+
+/* Out parameter, zeroed first: the hash reads the padding too, and a
+ * struct returned by value need not carry zeroed padding. */
+static inline void key_of(const struct flow *f, struct clat_flow_key *out)
+{
+	struct clat_flow_key k;
+	uint32_t a;
+
+	memset(&k, 0, sizeof(k));
+	if (f->v6) {
+		memcpy(k.vm_addr, f->vm6, 16);
+		memcpy(k.remote_addr, f->remote6, 16);
+	} else {
+		k.vm_addr[10] = k.vm_addr[11] = k.remote_addr[10] = k.remote_addr[11] = 0xff;
+		a = htonl(f->vm4);
+		memcpy(k.vm_addr + 12, &a, 4);
+		a = htonl(f->remote4);
+		memcpy(k.remote_addr + 12, &a, 4);
+	}
+	k.vm_port = htons(f->vm_port);
+	k.remote_port = htons(f->remote_port);
+	k.proto = f->proto;
+	memcpy(out, &k, sizeof(k));
+}
+
+/* ---- environment ---------------------------------------------------------- */
+
+struct env {
+	struct clat *skel;
+	struct clat_maps m;
+	struct shadow_view v;
+	struct clat_dev_seg sg;   /* the newest (only) segment */
+	char mem[64];
+	uint32_t seed;
+};
+
+static inline int run(struct env *e, const struct frame *fr, int dir, uint32_t *verdict)
+{
+	struct xdp_md ctx_in = { .data_end = fr->len, .ingress_ifindex = LO };
+	uint8_t out[512];
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = fr->buf, .data_size_in = fr->len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+
+	if (dir) {
+		o.ctx_in = &ctx_in;
+		o.ctx_size_in = sizeof(ctx_in);
+	}
+	if (bpf_prog_test_run_opts(bpf_program__fd(dir ? e->skel->progs.clat_tx
+						      : e->skel->progs.clat_rx), &o))
+		return -errno;
+	*verdict = o.retval;
+	return 0;
+}
+
+static inline uint64_t stat_of(struct env *e, enum clat_stat slot)
+{
+	return stat_sum(e->m.stats, FN, slot);
+}
+
+static inline void reset_stats(struct env *e)
+{
+	stats_reset(e->m.stats, FN);
+}
+
+/* The pool sized as clat-load's attach does (size_pool): a skeleton from
+ * clat__open_and_load would get the placeholder pool of one bucket. */
+static inline int load_sized(struct env *e, uint32_t contexts)
+{
+	uint32_t buckets = contexts / CLAT_BUCKET_SLOTS;
+	int err;
+
+	e->skel = clat__open();
+	if (!e->skel)
+		return -errno;
+	if (ctx_env_evict_age >= 0)
+		e->skel->rodata->evict_age_ns = (uint64_t)ctx_env_evict_age;
+	if (bpf_map__set_max_entries(e->skel->maps.pool_ctx, contexts) ||
+	    bpf_map__set_max_entries(e->skel->maps.pool_meta, buckets) ||
+	    bpf_map__set_max_entries(e->skel->maps.pool_dirty, (buckets + 63) / 64))
+		return -EINVAL;
+	err = clat__load(e->skel);
+	if (err)
+		return err;
+	maps_from_skel(e->skel, &e->m);
+	return clock_refresh(&e->m);
+}
+
+/* A guest with one type of capacity services (one segment) on fn FN, in a
+ * pool with room to spare around it. */
+static inline int env_open(struct env *e, uint32_t capacity)
+{
+	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
+				  .services = capacity, .hash_seed = 0x5eed, .seed_set = true };
+	struct gbuild_opts go = { .size = ((uint64_t)capacity * 256 + (8 << 20)) & ~4095ULL };
+	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
+	struct clat_mac_key mk = { .vlan = 0 };
+	struct clat_mac_val mv = { .fn = FN };
+	struct clat_port_val pv = { .fn = FN };
+	uint32_t fn = FN, lo = LO, uplink = CLAT_UPLINK_SLOT, newest;
+	char err[256];
+	struct gtables t;
+	uint64_t bat, live;
+	struct gmem g;
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-test-ctx.%d", (int)getpid());
+	unlink(e->mem);
+	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "gbuild: %s\n", err);
+		return rc;
+	}
+	e->seed = ty.hash_seed;
+	rc = load_sized(e, (capacity + 31) / 32 * 32 + 64 * CLAT_BUCKET_SLOTS);
+	if (rc)
+		return rc;
+	memcpy(mk.mac, VF_MAC, 6);
+	bpf_map_update_elem(e->m.mac_fn, &mk, &mv, BPF_ANY);
+	bpf_map_update_elem(e->m.vct, &fn, &vct, BPF_ANY);
+	bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
+	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
+	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
+	rc = gmem_open(e->mem, false, &g);
+	if (rc)
+		return rc;
+	rc = gtables_load(&g, bat, &t, err, sizeof(err));
+	if (!rc) {
+		rc = shadow_install(&e->m, NULL, FN, e->mem, &g, &t, &live);
+		gtables_free(&t);
+	} else {
+		fprintf(stderr, "gtables: %s\n", err);
+	}
+	gmem_close(&g);
+	if (!rc)
+		rc = shadow_view_open(&e->m, FN, 0, &e->v);
+	if (rc)
+		return rc;
+	newest = (e->v.td.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
+	e->sg = e->v.td.seg[newest];
+	if (e->v.td.seg_state != (1U | newest << CLAT_SEG_NEWEST_SHIFT) || e->sg.size != capacity ||
+	    e->sg.nbuckets != clat_seg_buckets(capacity)) {
+		fprintf(stderr, "unexpected device segments: state %#x, size %u, %u buckets\n",
+			e->v.td.seg_state, e->sg.size, e->sg.nbuckets);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static inline void env_close(struct env *e)
+{
+	shadow_view_close(&e->v);
+	clat__destroy(e->skel);
+	unlink(e->mem);
+}
+
+/* ---- where a flow lives: the placement rule, from the ABI ---------------- */
+
+static inline uint64_t hash_of(struct env *e, const struct flow *f)
+{
+	struct clat_flow_key k;
+
+	key_of(f, &k);
+	return clat_flow_hash(e->seed, &k);
+}
+
+/* Candidate c (0 or 1) of f, as a pool bucket. */
+static inline uint32_t cand(struct env *e, const struct flow *f, uint32_t c)
+{
+	return e->sg.first_bucket + clat_bucket_of(hash_of(e, f), c, e->sg.nbuckets);
+}
+
+static inline uint16_t tag_of(struct env *e, const struct flow *f)
+{
+	return clat_tag_of(hash_of(e, f));
+}
+
+static inline struct clat_ctx *pool_at(struct env *e, uint32_t idx)
+{
+	return &e->v.pool.ctx[idx];
+}
+
+static inline uint16_t meta_tag(struct env *e, uint32_t idx)
+{
+	return e->v.pool.meta[idx / CLAT_BUCKET_SLOTS].tag[idx % CLAT_BUCKET_SLOTS];
+}
+
+static inline uint32_t state_at(struct env *e, uint32_t idx)
+{
+	return pool_at(e, idx)->state_word & CLAT_SLOT_STATE_MASK;
+}
+
+static inline uint32_t svc_at(struct env *e, uint32_t idx)
+{
+	return clat_slot_svc(e->sg.base, idx / CLAT_BUCKET_SLOTS - e->sg.first_bucket,
+			     idx % CLAT_BUCKET_SLOTS);
+}
+
+/* The order in which a claim tries a bucket's free slots after the home
+ * slot: lane order (bpf/context.h slot_bit), slots 0, 4, .., 28, 1, 5, .. */
+static inline uint32_t slot_rank(uint32_t s)
+{
+	return (s & 3) * 16 + (s >> 2);
+}
+
+static inline bool slot_free(struct env *e, uint32_t idx)
+{
+	uint32_t st = state_at(e, idx);
+
+	return svc_at(e, idx) - e->sg.base <= e->sg.size &&
+	       (st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_RELEASED);
+}
+
+static inline uint32_t nfree(struct env *e, uint32_t b)
+{
+	uint32_t s, n = 0;
+
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++)
+		n += slot_free(e, b * CLAT_BUCKET_SLOTS + s);
+	return n;
+}
+
+/* Pool index of f's LIVE context in either candidate, or -1. */
+static inline int where(struct env *e, const struct flow *f)
+{
+	uint64_t live = (uint64_t)tag_of(e, f) << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE;
+	struct clat_flow_key k;
+	uint32_t c, s, idx;
+
+	key_of(f, &k);
+	for (c = 0; c < 2; c++)
+		for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+			idx = cand(e, f, c) * CLAT_BUCKET_SLOTS + s;
+			if (pool_at(e, idx)->state_word == live &&
+			    !memcmp(&pool_at(e, idx)->key, &k, sizeof(k)))
+				return (int)idx;
+		}
+	return -1;
+}
+
+/* Pool index a claim of f takes now: the emptier candidate (ties:
+ * candidate 0), its home slot (tag & 31) if free, else its free slot
+ * lowest in lane order.  -1 if both candidates are full. */
+static inline int predict_claim(struct env *e, const struct flow *f)
+{
+	uint32_t b0 = cand(e, f, 0), b1 = cand(e, f, 1), f0 = nfree(e, b0);
+	uint32_t f1 = b1 == b0 ? 0 : nfree(e, b1), b, s, home, best = CLAT_BUCKET_SLOTS;
+
+	if (!f0 && !f1)
+		return -1;
+	b = f1 > f0 ? b1 : b0;
+	home = tag_of(e, f) & (CLAT_BUCKET_SLOTS - 1);
+	if (slot_free(e, b * CLAT_BUCKET_SLOTS + home))
+		return (int)(b * CLAT_BUCKET_SLOTS + home);
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++)
+		if (slot_free(e, b * CLAT_BUCKET_SLOTS + s) &&
+		    (best == CLAT_BUCKET_SLOTS || slot_rank(s) < slot_rank(best)))
+			best = s;
+	return (int)(b * CLAT_BUCKET_SLOTS + best);
+}
+
+/* Every slot of bucket b: a LIVE slot's tag line entry is its tag, a free
+ * one's is FREE, one past the segment's end is FENCE. */
+static inline bool tags_consistent(struct env *e, uint32_t b)
+{
+	uint32_t s, idx;
+
+	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
+		idx = b * CLAT_BUCKET_SLOTS + s;
+		if (svc_at(e, idx) - e->sg.base > e->sg.size) {
+			if (meta_tag(e, idx) != CLAT_TAG_FENCE)
+				return false;
+		} else if (state_at(e, idx) == CLAT_SLOT_LIVE) {
+			if (meta_tag(e, idx) != pool_at(e, idx)->state_word >> CLAT_SLOT_TAG_SHIFT)
+				return false;
+		} else if (meta_tag(e, idx) != CLAT_TAG_FREE) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The next flow after counter *n (remote port, then VM port) that shares
+ * f's candidate buckets, both in order, and, when want_home, its home slot
+ * too; or, when want_tag, its tag and candidate 0 (not its candidate 1). */
+static inline struct flow sharing_proto(struct env *e, const struct flow *f, uint8_t proto, uint32_t *n,
+				 bool want_home, bool want_tag)
+{
+	uint32_t b0 = cand(e, f, 0), b1 = cand(e, f, 1), home = tag_of(e, f) % CLAT_BUCKET_SLOTS;
+	struct flow c = *f;
+
+	c.proto = proto;
+	for (;; (*n)++) {
+		c.remote_port = (uint16_t)(*n & 0xffff);
+		c.vm_port = (uint16_t)(f->vm_port + 1 + (*n >> 16));
+		if (cand(e, &c, 0) != b0)
+			continue;
+		if (want_tag) {
+			if (tag_of(e, &c) == tag_of(e, f))
+				break;
+			continue;
+		}
+		if (cand(e, &c, 1) == b1 && (!want_home || tag_of(e, &c) % CLAT_BUCKET_SLOTS == home))
+			break;
+	}
+	(*n)++;
+	return c;
+}
+
+static inline struct flow sharing(struct env *e, const struct flow *f, uint32_t *n, bool want_home,
+			   bool want_tag)
+{
+	return sharing_proto(e, f, f->proto, n, want_home, want_tag);
+}
+
+/* ---- single-CPU verdict tests --------------------------------------------- */
+
+static inline void send_expect(struct env *e, const char *name, struct frame fr, int dir,
+			enum clat_stat slot, uint64_t want)
+{
+	uint32_t verdict = 0;
+	int err;
+
+	reset_stats(e);
+	err = run(e, &fr, dir, &verdict);
+	check(!err && verdict == XDP_REDIRECT && stat_of(e, slot) == want,
+	      "%s: verdict %u, counter %d = %llu (want %llu)", name, verdict, slot,
+	      (unsigned long long)stat_of(e, slot), (unsigned long long)want);
+}
+
+/* A frame that opens f; checks the claim took the predicted slot and that
+ * the context there is f's, whole. */
+static inline int claim_expect(struct env *e, const char *name, const struct flow *f, int dir,
+			struct frame fr)
+{
+	int want = predict_claim(e, f), got;
+	struct clat_flow_key k;
+	struct clat_ctx *c;
+
+	key_of(f, &k);
+	send_expect(e, name, fr, dir, CLAT_STAT_CTX_CLAIM, 1);
+	got = where(e, f);
+	c = got < 0 ? NULL : pool_at(e, got);
+	check(want >= 0 && got == want && c && c->svc == svc_at(e, got) && c->fn == FN &&
+	      c->type == 0 && c->packets[dir] == 1 && c->packets[!dir] == 0 &&
+	      c->bytes[dir] == fr.len && c->initiator == dir && c->first_seen_ns &&
+	      meta_tag(e, got) == tag_of(e, f) &&
+	      shadow_view_ctx(&e->v, c->svc, NULL) == c &&
+	      tags_consistent(e, cand(e, f, 0)) && tags_consistent(e, cand(e, f, 1)),
+	      "%s: placed at bucket %d slot %d (want %d/%d: candidates %u/%u with %u/%u free "
+	      "before, home %u), svc, fn, counters and tag line right", name,
+	      got / CLAT_BUCKET_SLOTS - (int)e->sg.first_bucket, got % CLAT_BUCKET_SLOTS,
+	      want / CLAT_BUCKET_SLOTS - (int)e->sg.first_bucket, want % CLAT_BUCKET_SLOTS,
+	      cand(e, f, 0) - e->sg.first_bucket, cand(e, f, 1) - e->sg.first_bucket,
+	      nfree(e, cand(e, f, 0)) + (got >= 0 && (uint32_t)got / 32 == cand(e, f, 0)),
+	      nfree(e, cand(e, f, 1)) + (got >= 0 && (uint32_t)got / 32 == cand(e, f, 1) &&
+					 cand(e, f, 1) != cand(e, f, 0)),
+	      tag_of(e, f) % CLAT_BUCKET_SLOTS);
+	return got;
+}
+
+#endif
