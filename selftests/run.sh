@@ -69,6 +69,7 @@ sanitizer_reports() {
 suite verdicts "$bin/test_verdicts"
 suite arithmetic "$bin/test_arith"
 suite contexts "$bin/test_ctx"
+suite contexts-attack "$bin/test_ctx_attack"
 suite datapath-fuzz "$bin/fuzz_datapath" --seconds "${CLAT_DPFUZZ_SECONDS:-20}"
 # libFuzzer brings its own sanitizers and reports; keep ours out of its way.
 suite fuzz env -u ASAN_OPTIONS -u UBSAN_OPTIONS -u LSAN_OPTIONS selftests/fuzz.sh "${CLAT_FUZZ_SECONDS:-30}"
