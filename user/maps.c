@@ -70,6 +70,10 @@ int maps_open_pinned(const char *dir, struct clat_maps *m)
 
 	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++)
 		MAP_FD(m, i) = -1;
+	/* A dir that is a link, or not root's, is nobody's pins to trust. */
+	err = pin_dir_check(dir);
+	if (err)
+		return err;
 	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++) {
 		err = pin_path(path, sizeof(path), dir, pinned_maps[i].name);
 		if (!err) {
