@@ -58,9 +58,10 @@ static void gmem_sigbus(int sig, siginfo_t *si, void *uc)
 		/* Returning would fault again and die of the signal: exit 1
 		 * instead, like any failed command (a rerun cleans up). */
 		if (write(STDERR_FILENO, program_invocation_short_name,
-			  strlen(program_invocation_short_name)) >= 0 &&
-		    write(STDERR_FILENO, fatal, sizeof(fatal) - 1) >= 0)
-			_exit(1);
+			  strlen(program_invocation_short_name)) < 0 ||
+		    write(STDERR_FILENO, fatal, sizeof(fatal) - 1) < 0) {
+			/* nothing more to say: exit anyway */
+		}
 		_exit(1);
 	}
 	/* Not a guest mapping: the previous disposition decides. */
@@ -121,7 +122,7 @@ static int gmem_refuse(const char *path, mode_t mode)
 					    : "of an unknown type";
 
 	if (S_ISLNK(mode)) {
-		gmem_err("failed to open guest memory %s: it is a symlink (refused: give the file itself)",
+		gmem_err("failed to open guest memory %s: it is a symlink (symlinks are refused: give the file itself)",
 			 path);
 		return -ELOOP;
 	}

@@ -269,7 +269,7 @@ int cmd_status(const struct invocation *inv)
 	/* The program on the PF must be the one these pins hold. */
 	pf_prog = xdp_prog_on(pf_ifindex, &is_rx);
 	rx_prog = pinned_rx_prog(dir);
-	if (pf_prog != rx_prog)
+	if (pf_ifindex && pf_prog != rx_prog)
 		pr_err("warning: the XDP program on %s (id %u%s) is not the pinned clat_rx (id %u)",
 		       pf, pf_prog, is_rx ? ", a clat_rx: another pin dir?" : "", rx_prog);
 	if (as_json) {
@@ -280,7 +280,7 @@ int cmd_status(const struct invocation *inv)
 		json_bool(&j, "attached", true);
 		json_str(&j, "mode", pf_ifindex ? xdp_mode_name(pf_ifindex) : "none");
 		json_u64(&j, "layout_version", layout);
-		json_bool(&j, "pf_prog_pinned", pf_prog == rx_prog);
+		json_bool(&j, "pf_prog_pinned", pf_ifindex && pf_prog == rx_prog);
 		json_arr_open(&j, "programs");
 		print_links(dir, &j);
 		json_arr_close(&j);
