@@ -129,9 +129,9 @@ guests_bat() {
 	assert_equal "$(fn_field 2 '.macs[0].mac')" "$VMMAC"
 	# The MAC is one key of mac_fn: it now selects fn 2 only.
 	assert_equal "$(fn_field 1 '.macs | length')" 0
-	run bpftool map show pinned "$PIN/ctx_fn1_t0_s0"
-	assert_failure
-	bpftool map show pinned "$PIN/ctx_fn2_t0_s0" >/dev/null
+	# fn 1's context memory went back to the pool; fn 2 holds the guest's.
+	assert_equal "$(fn_field 1 .pool_contexts)" 0
+	[ "$(fn_field 2 .pool_contexts)" -gt 0 ]
 
 	run reconcile --connect "$after"
 	assert_output --partial "nothing to do"
@@ -184,7 +184,8 @@ guests_bat() {
 	assert_success
 	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .mem]]' <<<"$output")" \
 		"[[\"detach\",1,\"$MEM1\"],[\"attach\",1,\"$MEM2\"]]"
-	assert_equal "$(jq -r '.actions[0].reason' <<<"$output")" "the domain's guest tables changed"
+	assert_equal "$(jq -r '.actions[0].reason' <<<"$output")" "another guest memory file owns it"
+	assert_equal "$(jq '.actions[0].forced' <<<"$output")" true
 	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT2"
 
 	uri=$(node c vm1 1 "$VMMAC" "${PCI[1]}" "$MEM2" "$BAT2" nometa)
@@ -287,7 +288,12 @@ guests_bat() {
 
 	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml"
 	assert_success
-	assert_output "1 $VMMAC 0 $(fn_field 1 .ifindex) $(printf '0x%x' "$BAT1") $MEM1"
+	# One record for the domain, one line.
+	assert_equal "${#lines[@]}" 1
+	assert_equal "$(jq -c '[.domain, .mem, .bat_gpa]' <<<"$output")" \
+		"[\"vm1\",\"$MEM1\",\"$(printf '0x%x' "$BAT1")\"]"
+	assert_equal "$(jq -c '.fns' <<<"$output")" \
+		"[{\"fn\":1,\"mac\":\"$VMMAC\",\"vlan\":0,\"ifindex\":$(fn_field 1 .ifindex),\"tables\":\"none\"}]"
 
 	run "$HOOK" vm1 prepare begin - <"$xml"
 	assert_success
@@ -296,7 +302,7 @@ guests_bat() {
 	assert_output --partial "already has these guest tables attached; nothing to do"
 	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
 	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
-	bpftool map show pinned "$PIN/ctx_fn1_t0_s0" >/dev/null
+	[ "$(fn_field 1 .pool_contexts)" -gt 0 ]
 	run ctx_json 1
 	assert_success
 
@@ -310,8 +316,7 @@ guests_bat() {
 	assert_success
 	assert_output --partial "no guest tables attached; nothing to do"
 	assert_equal "$(fn_field 1 .bat_gpa)" 0
-	run bpftool map show pinned "$PIN/ctx_fn1_t0_s0"
-	assert_failure
+	assert_equal "$(fn_field 1 .pool_contexts)" 0
 	# A reconcile would now find the MAC as the hook left it.
 	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
 }
@@ -345,4 +350,143 @@ guests_bat() {
 	CLAT_PF= run "$HOOK" vm1 started begin - <"$xml"
 	assert_success
 	assert_output --partial "CLAT_PF is not set"
+}
+
+# flows MAC N FIRST_PORT: N UDP flows from the wire to the fn that MAC selects.
+flows() {
+	"$BIN/flowgen" --prog "$PIN/prog_rx" --dst-mac "$1" --src-mac 02:00:5e:00:00:01 \
+		--vm-addr "${VM_IP[0]}" --vm-port 5000 --remote-addr "$WIRE_IP" --first-port "$3" \
+		--count "$2" --proto udp >/dev/null
+}
+
+sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+@test "reconcile: mem= that is a symlink, a FIFO or a device is refused, never resolved or opened" {
+	local uri bad
+	ln -s "$MEM1" "$BATS_TEST_TMPDIR/link.mem"
+	mkfifo "$BATS_TEST_TMPDIR/fifo.mem"
+	for bad in "$BATS_TEST_TMPDIR/link.mem" "$BATS_TEST_TMPDIR/fifo.mem" /dev/zero; do
+		uri=$(node bad vm1 1 "$VMMAC" "${PCI[0]}" "$bad" "$BAT1")
+		run timeout 20 "$CLAT_LOAD" libvirt reconcile "$PF" --connect "$uri"
+		assert_failure 1
+		assert_output --partial "domain vm1: <clat:guest> mem=$bad refused; fn 1 gets no guest tables"
+		assert_output --regexp "failed to open guest memory $bad: it is a (symlink|FIFO|character device)"
+		assert_equal "$(fn_field 1 .bat_gpa)" 0
+		# The domain's own VF still gets its MAC.
+		assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+	done
+	# Attached tables whose domain now names a refused file: another owner, dropped.
+	uri=$(node good vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	reconcile --connect "$uri" >/dev/null
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	uri=$(node bad vm1 1 "$VMMAC" "${PCI[0]}" "$BATS_TEST_TMPDIR/link.mem" "$BAT1")
+	run --separate-stderr reconcile --connect "$uri" --json
+	assert_failure 1
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .reason, .ok]]' <<<"$output")" \
+		'[["detach",1,"its domain'"'"'s guest memory file is refused",true]]'
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+}
+
+@test "hook and reconcile: a newline in mem= cannot forge a record for another fn" {
+	local xml=$BATS_TEST_TMPDIR/evil.dom uri mac2 forged
+	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
+	mac2=$(fn_field 2 '.macs[0].mac')
+	# What the old line format would have read as fn 2's record.
+	forged="2 02:66:66:66:66:66 0 $(fn_field 2 .ifindex) - -"
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" @EVIL@ "$BAT1" |
+		sed "s|@EVIL@|$MEM1\&#10;$forged|" >"$xml"
+	grep -q "&#10;$forged" "$xml"
+
+	run --separate-stderr "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml"
+	assert_failure 1
+	assert_output ""
+	[[ "$stderr" == *"<guest mem=...> holds a control character or whitespace (refused)"* ]]
+	[[ "$stderr" == *"domain vm1: refused"* ]]
+
+	for op in prepare started; do
+		run "$HOOK" vm1 "$op" begin - <"$xml"
+		assert_failure 1
+		assert_output --partial "failed to read the domain XML"
+	done
+	run "$HOOK" vm1 stopped end - <"$xml"
+	assert_failure 1
+	assert_equal "$(fn_field 2 '.macs[0].mac')" "$mac2"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	assert_equal "$(fn_field 2 .bat_gpa)" 0
+
+	uri=$(node evil vm1 1 "$VMMAC" "${PCI[0]}" /x "$BAT1")
+	sed -i "s|mem='/x'|mem='$MEM1\&#10;$forged'|" "${uri#test://}"
+	run --separate-stderr reconcile --connect "$uri" --json
+	assert_failure 1
+	[[ "$stderr" == *"holds a control character or whitespace (refused)"* ]]
+	assert_equal "$(fn_field 2 '.macs[0].mac')" "$mac2"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	assert_equal "$(fn_field 2 .bat_gpa)" 0
+	assert_equal "$(jq -c '[.actions[] | select(.fn == 2)]' <<<"$output")" '[]'
+}
+
+@test "reconcile: a guest that broke its BAT loses its fn to the next domain; its file is never written again" {
+	local uri old new mac2=52:54:00:00:00:22
+	uri=$(node a vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	reconcile --connect "$uri" >/dev/null
+	flows "$VMMAC" 40 20000
+	assert_equal "$(ctx_json 1 | jq '.contexts | length')" 40
+	# vm1 breaks its BAT, then vm2 gets the same VF.
+	dd if="$MEM1" of="$BATS_TEST_TMPDIR/magic" bs=1 skip="$BAT1" count=4 status=none
+	dd if=/dev/zero of="$MEM1" bs=1 seek="$BAT1" count=4 conv=notrunc status=none
+	uri=$(node b vm2 1 "$mac2" "${PCI[0]}" "$MEM2" "$BAT2")
+	run --separate-stderr reconcile --connect "$uri" --json
+	assert_success
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .ok]]' <<<"$output")" \
+		'[["detach",1,true],["set-mac",1,true],["attach",1,true]]'
+	assert_equal "$(jq -c '[.actions[0].reason, .actions[0].forced]' <<<"$output")" \
+		'["another guest memory file owns it",true]'
+	[[ "$stderr" == *"warning: fn 1: contexts were NOT written back to guest memory $MEM1"* ]]
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT2"
+	assert_equal "$(guests_bat 1)" "$BAT2"
+	# vm2's flows land in vm2's shadow; vm1 repairs its BAT; a sync writes vm2's file only.
+	flows "$mac2" 30 40000
+	assert_equal "$(ctx_json 1 | jq '.contexts | length')" 30
+	dd if="$BATS_TEST_TMPDIR/magic" of="$MEM1" bs=1 seek="$BAT1" conv=notrunc status=none
+	old=$(sum "$MEM1")
+	new=$(sum "$MEM2")
+	run "$CLAT_LOAD" guest sync "$PF" --fn 1
+	assert_success
+	assert_output --partial "synced 30 contexts"
+	assert_equal "$(sum "$MEM1")" "$old"
+	[ "$(sum "$MEM2")" != "$new" ]
+	run reconcile --connect "$uri"
+	assert_output --partial "nothing to do"
+	assert_equal "$(sum "$MEM1")" "$old"
+}
+
+@test "hook: a fn that still holds another guest's tables is dropped (forced) before the new domain gets it" {
+	local xml1=$BATS_TEST_TMPDIR/vm1.dom xml2=$BATS_TEST_TMPDIR/vm2.dom old
+	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml1"
+	domain_xml vm2 1 52:54:00:00:00:22 "${PCI[0]}" "$MEM2" "$BAT2" >"$xml2"
+	"$HOOK" vm1 prepare begin - <"$xml1"
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	flows "$VMMAC" 20 20000
+	# vm1 breaks its BAT and its stop hook never ran (or failed).
+	dd if=/dev/zero of="$MEM1" bs=1 seek="$BAT1" count=4 conv=notrunc status=none
+	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml2"
+	assert_success
+	assert_equal "$(jq -r '.fns[0].tables' <<<"$output")" other
+	# vm2's stop hook leaves vm1's tables alone; its start drops them first.
+	run "$HOOK" vm2 stopped end - <"$xml2"
+	assert_success
+	assert_output --partial "fn 1 holds another guest's tables; left alone"
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	old=$(sum "$MEM1")
+	run "$HOOK" vm2 prepare begin - <"$xml2"
+	assert_success
+	assert_output --partial "fn 1 holds another guest's tables; dropping them first"
+	assert_output --partial "contexts were NOT written back to guest memory $MEM1"
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT2"
+	assert_equal "$(fn_field 1 '.macs[0].mac')" 52:54:00:00:00:22
+	assert_equal "$(sum "$MEM1")" "$old"
+	run "$HOOK" vm2 release end - <"$xml2"
+	assert_success
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
 }

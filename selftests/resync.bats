@@ -146,8 +146,9 @@ wait_ctx() {
 # hostile KIND WANT [CAPACITY]: grow, damage the new part, resync must fail
 # naming it, and the old shadow keeps serving.
 hostile() {
-	local kind=$1 want=$2 cap=${3:-1000} gen
+	local kind=$1 want=$2 cap=${3:-1000} gen pool
 	gen=$(device_generation)
+	pool=$("$CLAT_LOAD" status "$PF" --json | jq -c '.pool | [.used, .staged]')
 	grow --capacity "$cap" >/dev/null
 	run "$BIN/clat-guest" corrupt --mem "$MEM" --bat-gpa "$BAT" --kind "$kind"
 	assert_success
@@ -158,7 +159,7 @@ hostile() {
 	assert_output --partial "the device keeps serving generation $gen"
 	assert_equal "$(device_generation)" "$gen"
 	# Nothing of the refused change is on the device.
-	[ ! -e "/sys/fs/bpf/clat/$PF/ctx_fn1_t0_s1" ] || fail "a refused segment was pinned"
+	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq -c '.pool | [.used, .staged]')" "$pool"
 	# And the old shadow still tracks flows.
 	spawn ip netns exec "${VM_NS[0]}" socat TCP-LISTEN:7000,reuseaddr,fork EXEC:cat
 	wait_listen "${VM_NS[0]}" 7000

@@ -28,28 +28,17 @@
  * staging dir never collides with a PF's pin dir. */
 #define STAGING_FMT "%s:staging:%d" /* <pin dir basename>, pid */
 
-static int mkdir_0700(const char *dir)
-{
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		int err = -errno;
-
-		pr_err("failed to create %s: %s", dir, strerror(-err));
-		return err;
-	}
-	return chmod(dir, 0700) < 0 ? -errno : 0;
-}
-
 /* 1: clat is attached to pf from dir; 0: no state; -ESTALE: state that does
  * not match a live attachment (interface gone, or a different PF). */
 static int attach_state(const char *dir, unsigned int pf_ifindex)
 {
 	char path[PATH_MAX];
 	unsigned int ifindex = 0;
-	struct stat st;
 	int fd, err;
 
-	if (stat(dir, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
+	err = pin_dir_check(dir);
+	if (err)
+		return err == -ENOENT ? 0 : err;
 	err = pin_path(path, sizeof(path), dir, PIN_LINK_RX);
 	if (err)
 		return err;
@@ -259,6 +248,7 @@ int cmd_attach(const struct invocation *inv)
 	struct vfemu_pf emu;
 	struct clat_maps m;
 	struct clat *skel = NULL;
+	struct pin_dir spd;
 	bool have_emu;
 	int err, state;
 
@@ -287,7 +277,8 @@ int cmd_attach(const struct invocation *inv)
 		if (err)
 			return err;
 	} else if (state < 0) {
-		pr_err("failed to inspect %s: %s", dir, strerror(-state));
+		pr_err("failed to attach clat to %s: pin dir %s refused (%s)", pf, dir,
+		       strerror(-state));
 		return state;
 	}
 
@@ -302,13 +293,15 @@ int cmd_attach(const struct invocation *inv)
 	snprintf(base, sizeof(base), "%s", basename(parent));
 	snprintf(parent, sizeof(parent), "%s", dir);
 	dirname(parent);
-	if (!inv->opt[OPT_PIN_DIR] && (err = mkdir_0700(parent)))
-		return err;
-	reap_staging(parent, base);
 	snprintf(staging, sizeof(staging), "%s/" STAGING_FMT, parent, base, (int)getpid());
-	err = mkdir_0700(staging);
-	if (err)
+	/* Creates (or accepts, by the pin dir rules) CLAT_PIN_BASE too. */
+	err = pin_dir_open(staging, true, &spd);
+	pin_dir_close(&spd);
+	if (err) {
+		pr_err("failed to attach clat to %s: cannot create its staging dir %s", pf, staging);
 		return err;
+	}
+	reap_staging(parent, base);
 
 	skel = clat__open();
 	if (!skel) {
@@ -371,7 +364,6 @@ int cmd_detach(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
 	char dir[PATH_MAX], parent[PATH_MAX], base[NAME_MAX];
-	struct stat st;
 	int err;
 
 	err = require_root();
@@ -384,11 +376,17 @@ int cmd_detach(const struct invocation *inv)
 	snprintf(parent, sizeof(parent), "%s", dir);
 	snprintf(base, sizeof(base), "%s", basename(parent));
 	snprintf(parent, sizeof(parent), "%s", dir);
-	reap_staging(dirname(parent), base);
-	if (stat(dir, &st) < 0 && errno == ENOENT) {
+	err = pin_dir_check(dir);
+	if (err == -ENOENT) {
+		reap_staging(dirname(parent), base);
 		pr_info("clat is not attached to %s (no %s); nothing to do", pf, dir);
 		return 0;
 	}
+	if (err) {
+		pr_err("failed to detach clat from %s: pin dir %s refused", pf, dir);
+		return err;
+	}
+	reap_staging(dirname(parent), base);
 	err = remove_pin_dir(dir);
 	if (err)
 		return err;

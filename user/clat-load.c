@@ -48,6 +48,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_DELTA] = { "delta", "FILE", "write the GPAs of the blocks copied while stopped" },
 	[OPT_ABORT] = { "abort", NULL, "resume a paused fn instead of migrating it" },
 	[OPT_OBJ] = { "obj", "FILE", "BPF object to load (default: the one built into clat-load)" },
+	[OPT_FORCE] = { "force", NULL,
+			"drop the shadow even if the write-back fails (warns: those contexts are "
+			"lost); for a fn that goes to another owner" },
 };
 
 static const struct command commands[] = {
@@ -75,8 +78,9 @@ static const struct command commands[] = {
 	{ "guest resync", cmd_guest_resync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "after the guest grew its tables (new generation): validate only what changed and "
 	  "add it to the live shadow; all or nothing" },
-	{ "guest detach", cmd_guest_detach, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
-	  "sync, then free everything fn's guest tables use on the device" },
+	{ "guest detach", cmd_guest_detach, "<pf>", 1, { OPT_FN, OPT_FORCE, OPT_PIN_DIR, OPT_JSON },
+	  "sync, then free everything fn's guest tables use on the device (--force: free them "
+	  "even if the sync fails)" },
 	{ "ctx list", cmd_ctx_list, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "list fn's live contexts with their service numbers" },
 	{ "gc", cmd_gc, "<pf>", 1, { OPT_FN, OPT_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
@@ -92,7 +96,10 @@ static const struct command commands[] = {
 	  "reconcile now, on every domain lifecycle event and every interval, and resync guests "
 	  "that grew their tables, until SIGINT/SIGTERM" },
 	{ "libvirt hook-parse", cmd_libvirt_hook_parse, "<pf>", 1, { OPT_PIN_DIR },
-	  "read a domain XML on stdin; print 'fn mac vlan ifindex bat-gpa mem' per hostdev interface of pf ('-' = none)" },
+	  "read a domain XML on stdin; print one JSON record for the qemu hook: domain, mem, "
+	  "bat_gpa and per hostdev interface of pf its fn, mac, vlan, ifindex and the tables "
+	  "the fn holds (none/same/other); a domain with a control character or whitespace "
+	  "in a value is refused" },
 	{ "migrate-out", cmd_migrate_out, "<pf>", 1,
 	  { OPT_FN, OPT_ROUNDS, OPT_DELTA, OPT_ABORT, OPT_PIN_DIR, OPT_JSON },
 	  "source side: pre-copy contexts to guest memory, pause, copy the rest, release fn" },

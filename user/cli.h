@@ -44,6 +44,7 @@ enum opt_id {
 	OPT_OBJ,
 	OPT_RESYNC_MS,
 	OPT_POOL_CONTEXTS,
+	OPT_FORCE,
 	OPT__MAX,
 };
 
@@ -76,9 +77,15 @@ int cmd_libvirt_hook_parse(const struct invocation *inv);
 enum {
 	GUEST_F_JSON = 1 << 0,
 	GUEST_F_QUIET = 1 << 1,
+	GUEST_F_FORCE = 1 << 2, /* detach even if the write-back fails (warns) */
 };
 int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
 		    uint64_t bat_gpa, unsigned int flags);
 int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsigned int flags);
+/* -EBUSY and *other when a fn other than fn has id's file attached. */
+struct clat_maps;
+struct gmem_id;
+int guest_mem_user(const struct clat_maps *m, uint32_t fn, const struct gmem_id *id,
+		   uint32_t *other);
 
 #endif

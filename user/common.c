@@ -83,30 +83,178 @@ int pin_path(char *buf, size_t len, const char *dir, const char *name)
 	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
 }
 
-/* Unpinning a link detaches its program once no fd holds it. */
+/* A directory we may create names in: root's, and writable by nobody
+ * else unless sticky (then others can neither rename nor remove our names,
+ * as in a bpffs mounted mode 1777). */
+static int check_parent(int fd, const char *parent)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_uid != 0 || ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))) {
+		pr_err("failed to use pin dir parent %s: owned by uid %u with mode %04o; it must be root's and not writable by others unless sticky (refused)",
+		       parent, (unsigned int)st.st_uid, (unsigned int)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* The checks on an existing pin dir, opened without following a link. */
+static int check_pin_dir(int fd, const char *dir)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_uid != 0) {
+		pr_err("failed to use pin dir %s: owned by uid %u, not root (refused; remove it as root)",
+		       dir, (unsigned int)st.st_uid);
+		return -EPERM;
+	}
+	/* Ours: a mode someone loosened is put back, never trusted. */
+	if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0) {
+		int err = -errno;
+
+		pr_err("failed to set mode 0700 on pin dir %s: %s", dir, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static int refuse_non_dir(int pfd, const char *base, const char *dir, int err)
+{
+	struct stat st;
+
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+		pr_err("failed to use pin dir %s: it is a symlink (refused; nothing is followed)", dir);
+		return -ELOOP;
+	}
+	if (err == -ENOTDIR || err == -ELOOP) {
+		pr_err("failed to use pin dir %s: not a directory (refused)", dir);
+		return -ENOTDIR;
+	}
+	pr_err("failed to open pin dir %s: %s", dir, strerror(-err));
+	return err;
+}
+
+void pin_dir_close(struct pin_dir *pd)
+{
+	if (pd->fd >= 0)
+		close(pd->fd);
+	if (pd->parent >= 0)
+		close(pd->parent);
+	pd->fd = pd->parent = -1;
+}
+
+int pin_dir_open(const char *dir, bool create, struct pin_dir *pd)
+{
+	char parent[PATH_MAX];
+	size_t n = strlen(dir);
+	char *slash;
+	int err;
+
+	pd->fd = pd->parent = -1;
+	while (n > 1 && dir[n - 1] == '/')
+		n--;
+	if (n >= sizeof(parent))
+		return -ENAMETOOLONG;
+	memcpy(parent, dir, n);
+	parent[n] = '\0';
+	slash = strrchr(parent, '/');
+	if (!slash || !slash[1] || !strcmp(slash + 1, ".") || !strcmp(slash + 1, "..")) {
+		pr_err("failed to use pin dir %s: give an absolute path to a directory", dir);
+		return -EINVAL;
+	}
+	if (strlen(slash + 1) >= sizeof(pd->base))
+		return -ENAMETOOLONG;
+	snprintf(pd->base, sizeof(pd->base), "%s", slash + 1);
+	if (slash == parent)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (!strcmp(parent, CLAT_PIN_BASE)) {
+		struct pin_dir base;
+
+		/* Our own base dir gets the same rules as a pin dir. */
+		err = pin_dir_open(parent, create, &base);
+		if (err)
+			return err;
+		pd->parent = base.fd;
+		base.fd = -1;
+		pin_dir_close(&base);
+	} else {
+		pd->parent = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pd->parent < 0)
+			return -errno;
+		err = check_parent(pd->parent, parent);
+		if (err)
+			goto fail;
+	}
+	if (create && mkdirat(pd->parent, pd->base, 0700) < 0 && errno != EEXIST) {
+		err = -errno;
+		pr_err("failed to create %s: %s", dir, strerror(-err));
+		goto fail;
+	}
+	pd->fd = openat(pd->parent, pd->base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (pd->fd < 0) {
+		err = -errno;
+		if (err != -ENOENT)
+			err = refuse_non_dir(pd->parent, pd->base, dir, err);
+		goto fail;
+	}
+	err = check_pin_dir(pd->fd, dir);
+	if (err)
+		goto fail;
+	return 0;
+fail:
+	pin_dir_close(pd);
+	return err;
+}
+
+int pin_dir_check(const char *dir)
+{
+	struct pin_dir pd;
+	int err = pin_dir_open(dir, false, &pd);
+
+	pin_dir_close(&pd);
+	return err;
+}
+
+/* Unpinning a link detaches its program once no fd holds it.  Names are
+ * removed relative to the checked dir fd: nothing is followed. */
 int remove_pin_dir(const char *dir)
 {
+	struct pin_dir pd;
 	struct dirent *de;
-	char path[PATH_MAX];
-	int err = 0;
+	int dfd, err;
 	DIR *d;
 
-	d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
+	err = pin_dir_open(dir, false, &pd);
+	if (err)
+		return err == -ENOENT ? 0 : err;
+	dfd = dup(pd.fd);
+	d = dfd < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		err = -errno;
+		if (dfd >= 0)
+			close(dfd);
+		goto out;
+	}
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
-		if (pin_path(path, sizeof(path), dir, de->d_name) == 0 && unlink(path) < 0 &&
-		    errno != ENOENT && !err)
+		if (unlinkat(pd.fd, de->d_name, 0) < 0 && errno != ENOENT && !err)
 			err = -errno;
 		test_stall("unpin"); /* crash tests: die with the dir half removed */
 	}
 	closedir(d);
-	if (rmdir(dir) < 0 && errno != ENOENT && !err)
+	if (unlinkat(pd.parent, pd.base, AT_REMOVEDIR) < 0 && errno != ENOENT && !err)
 		err = -errno;
+out:
 	if (err)
 		pr_err("failed to remove %s: %s", dir, strerror(-err));
+	pin_dir_close(&pd);
 	return err;
 }
 

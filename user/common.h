@@ -69,6 +69,17 @@ void test_stall(const char *phase);
 int ensure_bpffs(void);
 int pin_dir_for(const char *pf, const char *override, char *buf, size_t len);
 int pin_path(char *buf, size_t len, const char *dir, const char *name);
+/* Pin dirs (CLAT_PIN_BASE included) are real directories, owned by root,
+ * mode 0700 (a looser mode is fixed), opened without following a link;
+ * their parent is root's and, if others may write it, sticky.  Refused
+ * with a message otherwise; -ENOENT (no message) when missing. */
+struct pin_dir {
+	int fd, parent;
+	char base[256];
+};
+int pin_dir_open(const char *dir, bool create, struct pin_dir *pd);
+void pin_dir_close(struct pin_dir *pd);
+int pin_dir_check(const char *dir);
 int remove_pin_dir(const char *dir);
 int resolve_ifindex(const char *dev, unsigned int *ifindex);
 int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out);

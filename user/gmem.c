@@ -39,6 +39,8 @@ static struct sigaction gmem_old_bus;
 
 static void gmem_sigbus(int sig, siginfo_t *si, void *uc)
 {
+	static const char fatal[] = ": guest memory shrank while mapped and no zero page could "
+				    "be mapped over it; exiting\n";
 	uint8_t *addr = si->si_addr;
 	long pg = CLAT_PAGE_SIZE;
 	int i;
@@ -53,13 +55,22 @@ static void gmem_sigbus(int sig, siginfo_t *si, void *uc)
 		if (mmap((void *)((uintptr_t)addr & ~(uintptr_t)(pg - 1)), pg, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED)
 			return;
-		break;
+		/* Returning would fault again and die of the signal: exit 1
+		 * instead, like any failed command (a rerun cleans up). */
+		if (write(STDERR_FILENO, program_invocation_short_name,
+			  strlen(program_invocation_short_name)) < 0 ||
+		    write(STDERR_FILENO, fatal, sizeof(fatal) - 1) < 0) {
+			/* nothing more to say: exit anyway */
+		}
+		_exit(1);
 	}
-	/* Not ours (or the remap failed): the previous disposition decides. */
+	/* Not a guest mapping: the previous disposition decides. */
 	sigaction(sig, &gmem_old_bus, NULL);
 }
 
-static void gmem_track(uint8_t *base, size_t size)
+/* A mapping the handler does not know would kill the loader on a shrink:
+ * refuse to map instead. */
+static int gmem_track(uint8_t *base, size_t size)
 {
 	static bool installed;
 	int i;
@@ -69,15 +80,18 @@ static void gmem_track(uint8_t *base, size_t size)
 					.sa_flags = SA_SIGINFO | SA_NODEFER };
 
 		sigemptyset(&sa.sa_mask);
-		installed = sigaction(SIGBUS, &sa, &gmem_old_bus) == 0;
+		if (sigaction(SIGBUS, &sa, &gmem_old_bus) < 0)
+			return -errno;
+		installed = true;
 	}
 	for (i = 0; i < GMEM_MAX_MAPS; i++)
 		if (__sync_bool_compare_and_swap(&gmem_maps[i].base, NULL, (uint8_t *)-1)) {
 			gmem_maps[i].size = size;
 			gmem_maps[i].shrunk = 0;
 			__atomic_store_n(&gmem_maps[i].base, base, __ATOMIC_RELEASE);
-			return;
+			return 0;
 		}
+	return -EMFILE;
 }
 
 static struct gmem_map *gmem_map_of(const uint8_t *base)
@@ -97,49 +111,103 @@ bool gmem_shrunk(const struct gmem *g)
 	return m && m->shrunk;
 }
 
-static int gmem_check_file(const char *path, int fd, uint64_t *size)
+static int gmem_refuse(const char *path, mode_t mode)
 {
-	struct stat st;
+	const char *what = S_ISLNK(mode)    ? "a symlink"
+			   : S_ISFIFO(mode) ? "a FIFO"
+			   : S_ISSOCK(mode) ? "a socket"
+			   : S_ISCHR(mode)  ? "a character device"
+			   : S_ISBLK(mode)  ? "a block device"
+			   : S_ISDIR(mode)  ? "a directory"
+					    : "of an unknown type";
 
-	if (fstat(fd, &st) < 0) {
-		int err = -errno;
+	if (S_ISLNK(mode)) {
+		gmem_err("failed to open guest memory %s: it is a symlink (symlinks are refused: give the file itself)",
+			 path);
+		return -ELOOP;
+	}
+	gmem_err("failed to open guest memory %s: it is %s, not a regular file (refused)", path,
+		 what);
+	return -EINVAL;
+}
 
-		gmem_err("failed to stat guest memory %s: %s", path, strerror(-err));
+/* Opens path as a regular file, never blocking and never following a
+ * symlink in its last component.  lstat first, so that a FIFO or a device
+ * is not even opened; O_NONBLOCK in case one is swapped in meanwhile (a
+ * FIFO would block the open forever); fstat must then find the same
+ * regular file.  Returns the fd (blocking again) or -errno, message printed. */
+static int gmem_open_fd(const char *path, bool writable, struct stat *st)
+{
+	int flags = (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC;
+	struct stat lst;
+	int fd, fl, err;
+
+	if (lstat(path, &lst) < 0) {
+		err = -errno;
+		gmem_err("failed to open guest memory %s: %s", path, strerror(-err));
 		return err;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		gmem_err("failed to open guest memory %s: not a regular file", path);
-		return -EINVAL;
+	if (!S_ISREG(lst.st_mode))
+		return gmem_refuse(path, lst.st_mode);
+	fd = open(path, flags);
+	if (fd < 0) {
+		err = -errno;
+		if (err == -ELOOP)
+			return gmem_refuse(path, S_IFLNK);
+		gmem_err("failed to open guest memory %s: %s", path, strerror(-err));
+		return err;
 	}
-	if (st.st_size <= 0 || st.st_size % CLAT_PAGE_SIZE) {
+	if (fstat(fd, st) < 0) {
+		err = -errno;
+		gmem_err("failed to stat guest memory %s: %s", path, strerror(-err));
+		goto fail;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		err = gmem_refuse(path, st->st_mode);
+		goto fail;
+	}
+	if (st->st_dev != lst.st_dev || st->st_ino != lst.st_ino) {
+		gmem_err("failed to open guest memory %s: it was replaced while being opened", path);
+		err = -ESTALE;
+		goto fail;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+		err = -errno;
+		gmem_err("failed to open guest memory %s: %s", path, strerror(-err));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return err;
+}
+
+static int gmem_check_size(const char *path, const struct stat *st, uint64_t *size)
+{
+	if (st->st_size <= 0 || st->st_size % CLAT_PAGE_SIZE) {
 		gmem_err("failed to open guest memory %s: size %lld is not a non-zero multiple of %u",
-			 path, (long long)st.st_size, CLAT_PAGE_SIZE);
+			 path, (long long)st->st_size, CLAT_PAGE_SIZE);
 		return -EINVAL;
 	}
-	if ((uint64_t)st.st_size > SIZE_MAX) {
+	if ((uint64_t)st->st_size > SIZE_MAX) {
 		gmem_err("failed to open guest memory %s: too large to map", path);
 		return -EFBIG;
 	}
-	*size = (uint64_t)st.st_size;
+	*size = (uint64_t)st->st_size;
 	return 0;
 }
 
-int gmem_open(const char *path, bool writable, struct gmem *g)
+/* Maps the file open as fd (which g then owns) whole. */
+static int gmem_map_fd(const char *path, int fd, const struct stat *st, bool writable,
+		       struct gmem *g)
 {
-	int flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC;
 	int err, prot = PROT_READ | (writable ? PROT_WRITE : 0);
 	void *base;
 
 	memset(g, 0, sizeof(*g));
-	g->fd = -1;
-	g->fd = open(path, flags);
-	if (g->fd < 0) {
-		err = -errno;
-		gmem_err("failed to open guest memory %s: %s%s", path, strerror(-err),
-			 err == -ELOOP ? " (symlinks are refused)" : "");
-		return err;
-	}
-	err = gmem_check_file(path, g->fd, &g->size);
+	g->fd = fd;
+	err = gmem_check_size(path, st, &g->size);
 	if (err)
 		goto fail;
 	base = mmap(NULL, (size_t)g->size, prot, MAP_SHARED, g->fd, 0);
@@ -148,15 +216,114 @@ int gmem_open(const char *path, bool writable, struct gmem *g)
 		gmem_err("failed to map guest memory %s: %s", path, strerror(-err));
 		goto fail;
 	}
+	err = gmem_track(base, (size_t)g->size);
+	if (err) {
+		gmem_err("failed to map guest memory %s: %s", path,
+			 err == -EMFILE ? "too many guest memories mapped at once" : strerror(-err));
+		munmap(base, (size_t)g->size);
+		goto fail;
+	}
 	g->base = base;
 	g->writable = writable;
-	gmem_track(base, (size_t)g->size);
+	g->dev = (uint64_t)st->st_dev;
+	g->ino = (uint64_t)st->st_ino;
 	return 0;
 fail:
-	close(g->fd);
+	close(fd);
 	g->fd = -1;
 	g->size = 0;
 	return err;
+}
+
+int gmem_open(const char *path, bool writable, struct gmem *g)
+{
+	struct stat st;
+	int fd;
+
+	memset(g, 0, sizeof(*g));
+	g->fd = -1;
+	fd = gmem_open_fd(path, writable, &st);
+	return fd < 0 ? fd : gmem_map_fd(path, fd, &st, writable, g);
+}
+
+/* Refused in recorded paths: they end up in logs, JSON and hook lines. */
+static bool has_control_char(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+int gmem_intake(const char *mem, char *path, size_t len, struct gmem_id *id)
+{
+	char proc[64];
+	struct stat st;
+	ssize_t n;
+	int fd, err = 0;
+
+	if (has_control_char(mem)) {
+		gmem_err("failed to open guest memory: the path holds a control character (refused)");
+		return -EINVAL;
+	}
+	fd = gmem_open_fd(mem, false, &st);
+	if (fd < 0)
+		return fd;
+	/* The name of what was opened, not a second resolution of mem. */
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	n = readlink(proc, path, len);
+	if (n < 0) {
+		err = -errno;
+		gmem_err("failed to resolve guest memory %s: %s", mem, strerror(-err));
+	} else if ((size_t)n >= len) {
+		err = -ENAMETOOLONG;
+		gmem_err("failed to resolve guest memory %s: path too long", mem);
+	} else if (st.st_nlink == 0 || path[0] != '/') {
+		err = -ENOENT;
+		gmem_err("failed to open guest memory %s: it was removed while being opened", mem);
+	}
+	if (!err) {
+		path[n] = '\0';
+		id->dev = (uint64_t)st.st_dev;
+		id->ino = (uint64_t)st.st_ino;
+	}
+	close(fd);
+	return err;
+}
+
+int gmem_open_id(const char *path, bool writable, const struct gmem_id *id, struct gmem *g)
+{
+	struct stat st;
+	int fd;
+
+	memset(g, 0, sizeof(*g));
+	g->fd = -1;
+	if (!id->dev && !id->ino) {
+		gmem_err("failed to reopen guest memory %s: no device and inode recorded at attach "
+			 "(attached by an older clat-load?); detach and attach it again", path);
+		return -ESTALE;
+	}
+	fd = gmem_open_fd(path, writable, &st);
+	if (fd < 0)
+		return fd;
+	if ((uint64_t)st.st_dev != id->dev || (uint64_t)st.st_ino != id->ino) {
+		gmem_err("failed to reopen guest memory: guest memory %s was replaced since attach "
+			 "(device/inode changed)", path);
+		close(fd);
+		return -ESTALE;
+	}
+	return gmem_map_fd(path, fd, &st, writable, g);
+}
+
+int gmem_reopen(const struct clat_guest_info *gi, bool writable, struct gmem *g)
+{
+	struct gmem_id id = { gi->mem_dev, gi->mem_ino };
+	char path[sizeof(gi->mem_path) + 1];
+
+	/* mem_path comes from a map: never trust it to be terminated. */
+	memcpy(path, gi->mem_path, sizeof(gi->mem_path));
+	path[sizeof(gi->mem_path)] = '\0';
+	return gmem_open_id(path, writable, &id, g);
 }
 
 void gmem_close(struct gmem *g)

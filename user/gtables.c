@@ -492,6 +492,10 @@ static int walk_page(struct loader *l, struct gtype *gt, uint32_t p)
 	char where[128];
 	int err;
 
+	/* Checked when it was listed; NULL now means the file shrank since. */
+	if (!pg)
+		return fail(l, gt, "level %u page at GPA 0x%" PRIx64 ": no longer inside guest "
+			    "memory (it shrank)", level, page);
 	for (o = 0; o < c; o++) {
 		uint64_t j = (uint64_t)wi->local[p] * c + o;
 		uint64_t v = __atomic_load_n(&pg[o], __ATOMIC_RELAXED);
@@ -582,6 +586,9 @@ static int check_contexts(struct loader *l, const struct gtype *gt)
 
 		if (gmem_data_hole(&l->data, gt->block_gpa[b], gt->e.block_size))
 			continue; /* zeroes: every slot EMPTY */
+		if (!blk)
+			return fail(l, gt, "block %u at GPA 0x%" PRIx64 ": no longer inside guest "
+				    "memory (it shrank)", b, gt->block_gpa[b]);
 		for (e = 0; e < n; e++) {
 			const struct clat_ctx *c = (const void *)(blk + (size_t)e * a);
 			uint64_t sw = __atomic_load_n(&c->state_word, __ATOMIC_RELAXED);

@@ -20,11 +20,28 @@ struct gmem {
 	uint64_t size;
 	uint8_t *base;    /* MAP_SHARED mapping of the whole file */
 	bool writable;
+	uint64_t dev, ino; /* st_dev and st_ino of the mapped file */
+};
+
+/* Which file a guest memory is: recorded at attach, checked at every reopen. */
+struct gmem_id {
+	uint64_t dev, ino;
 };
 
 /* Opens a regular file without following a symlink in its last component
- * and maps it; -errno on failure (message printed). */
+ * and without ever blocking (a FIFO, socket or device is refused before it
+ * is opened), and maps it; -errno on failure (message printed). */
 int gmem_open(const char *path, bool writable, struct gmem *g);
+/* The one intake of a guest memory path given by a user or a domain: the
+ * rules of gmem_open, then the absolute path of the file that was opened
+ * (directory symlinks resolved, the last component never) into path, and
+ * its identity into id.  Nothing stays open. */
+int gmem_intake(const char *mem, char *path, size_t len, struct gmem_id *id);
+/* gmem_open of path, refused ("... was replaced since attach") unless it is
+ * still the file id names. */
+int gmem_open_id(const char *path, bool writable, const struct gmem_id *id, struct gmem *g);
+/* Reopens the guest memory of an attached fn by its recorded path and identity. */
+int gmem_reopen(const struct clat_guest_info *gi, bool writable, struct gmem *g);
 void gmem_close(struct gmem *g);
 /* Bounds-checked pointer to [gpa, gpa+len) or NULL. */
 void *gmem_ptr(const struct gmem *g, uint64_t gpa, uint64_t len);

@@ -94,9 +94,11 @@ static void print_attach_json(uint32_t fn, const char *path, uint64_t bat_gpa,
 	json_end(&j);
 }
 
-/* Validates the tables in path and installs the shadow of fn. */
+/* Validates the tables in path (still the file id names) and installs the
+ * shadow of fn. */
 static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn,
-			 const char *path, uint64_t bat_gpa, unsigned int flags)
+			 const char *path, const struct gmem_id *id, uint64_t bat_gpa,
+			 unsigned int flags)
 {
 	uint64_t live, t0 = now_ns(CLOCK_MONOTONIC);
 	struct gtables t;
@@ -104,7 +106,7 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 	char msg[512];
 	int err;
 
-	err = gmem_open(path, false, &g);
+	err = gmem_open_id(path, false, id, &g);
 	if (err)
 		return err;
 	test_stall("guest_mapped"); /* tests shrink the file here */
@@ -138,14 +140,38 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 	return err;
 }
 
+static bool same_file(const struct clat_guest_info *gi, const struct gmem_id *id)
+{
+	return gi->mem_dev == id->dev && gi->mem_ino == id->ino;
+}
+
+int guest_mem_user(const struct clat_maps *m, uint32_t fn, const struct gmem_id *id,
+		   uint32_t *other)
+{
+	uint32_t k;
+
+	for (k = 0; k < CLAT_MAX_FN; k++) {
+		struct clat_guest_info gi = {};
+
+		if (k == fn || bpf_map_lookup_elem(m->guests, &k, &gi) || !gi.bat_gpa)
+			continue;
+		if (same_file(&gi, id)) {
+			*other = k;
+			return -EBUSY;
+		}
+	}
+	return 0;
+}
+
 int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
 		    uint64_t bat_gpa, unsigned int flags)
 {
 	char dir[PATH_MAX], path[PATH_MAX];
 	struct clat_guest_info gi = {};
 	struct clat_vct_entry v = {};
+	struct gmem_id id;
 	struct clat_maps m;
-	struct stat st;
+	uint32_t other;
 	int err;
 
 	err = require_root();
@@ -153,19 +179,10 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 		err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
 	if (err)
 		return err;
-	/* realpath() below would resolve a symlink that gmem_open's
-	 * O_NOFOLLOW is there to refuse: check the name as given first. */
-	if (lstat(mem, &st) == 0 && S_ISLNK(st.st_mode)) {
-		pr_err("failed to open guest memory %s: it is a symlink (refused: give the file itself)",
-		       mem);
-		err = -ELOOP;
+	/* Symlinks, FIFOs and devices are refused here, without blocking. */
+	err = gmem_intake(mem, path, sizeof(path), &id);
+	if (err)
 		goto out;
-	}
-	if (!realpath(mem, path)) {
-		err = -errno;
-		pr_err("failed to open guest memory %s: %s", mem, strerror(-err));
-		goto out;
-	}
 	bpf_map_lookup_elem(m.vct, &fn, &v);
 	if (v.state == CLAT_FN_FREE) {
 		pr_err("failed to attach guest tables: fn %u is not in use on %s (add it with 'clat-load vf add')",
@@ -173,21 +190,30 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 		err = -ENODEV;
 		goto out;
 	}
+	/* Two fns writing back into one file would overwrite each other's
+	 * contexts, and one guest would see another's flows. */
+	if (guest_mem_user(&m, fn, &id, &other)) {
+		pr_err("failed to attach guest tables of fn %u: guest memory %s is already attached to fn %u",
+		       fn, path, other);
+		err = -EBUSY;
+		goto out;
+	}
 	bpf_map_lookup_elem(m.guests, &fn, &gi);
 	/* guests[fn] is written just before VCT[fn].bat_gpa turns tracking on;
 	 * an attach killed in between is not attached, and is redone. */
 	if (gi.bat_gpa && v.bat_gpa != gi.bat_gpa && gi.bat_gpa == bat_gpa &&
-	    !strcmp(gi.mem_path, path))
+	    !strcmp(gi.mem_path, path) && same_file(&gi, &id))
 		gi.bat_gpa = 0;
 	if (gi.bat_gpa) {
-		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path)) {
+		if (gi.bat_gpa == bat_gpa && !strcmp(gi.mem_path, path) && same_file(&gi, &id)) {
 			if (!(flags & GUEST_F_QUIET))
 				pr_info("fn %u already has these guest tables attached; nothing to do",
 					fn);
 			goto out;
 		}
-		pr_err("failed to attach guest tables: fn %u already has tables (%s, BAT 0x%llx); detach them first",
-		       fn, gi.mem_path, (unsigned long long)gi.bat_gpa);
+		pr_err("failed to attach guest tables: fn %u already has tables (%s, BAT 0x%llx%s); detach them first",
+		       fn, gi.mem_path, (unsigned long long)gi.bat_gpa,
+		       strcmp(gi.mem_path, path) || same_file(&gi, &id) ? "" : ", another file since");
 		err = -EBUSY;
 		goto out;
 	}
@@ -196,7 +222,7 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 	if (!v.bat_gpa && shadow_leftovers(&m, fn))
 		err = shadow_remove(&m, dir, fn);
 	if (!err)
-		err = attach_tables(&m, dir, fn, path, bat_gpa, flags);
+		err = attach_tables(&m, dir, fn, path, &id, bat_gpa, flags);
 out:
 	maps_close(&m);
 	return err;
@@ -321,6 +347,7 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	char dir[PATH_MAX];
 	uint64_t written, bytes;
 	struct clat_maps m;
+	bool forced = false;
 	int err;
 
 	err = require_root();
@@ -343,12 +370,23 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	bpf_map_lookup_elem(m.vct, &fn, &v);
 	written = bytes = 0;
 	err = v.bat_gpa != gi.bat_gpa ? 0 : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
+	/* Forced: the fn goes to another owner, and the old owner's broken or
+	 * replaced tables must not keep the new owner's flows. */
+	if (err && (flags & GUEST_F_FORCE)) {
+		pr_err("warning: fn %u: contexts were NOT written back to guest memory %s (%s); "
+		       "dropping its shadow anyway (--force)", fn, gi.mem_path, strerror(-err));
+		err = 0;
+		written = bytes = 0;
+		forced = true;
+	}
 	if (!err)
 		err = shadow_remove(&m, dir, fn);
 	if (!err)
-		print_sync(flags, fn, written, bytes, "detached after writing back");
+		print_sync(flags, fn, written, bytes,
+			   forced ? "detached (forced), writing back" : "detached after writing back");
 	else
-		pr_err("failed to detach guest tables of fn %u: %s", fn, strerror(-err));
+		pr_err("failed to detach guest tables of fn %u: %s%s", fn, strerror(-err),
+		       flags & GUEST_F_FORCE ? "" : " (--force drops them without writing back)");
 out:
 	maps_close(&m);
 	return err;
@@ -361,7 +399,8 @@ int cmd_guest_detach(const struct invocation *inv)
 
 	if (err)
 		return err;
-	return guest_detach_fn(inv->arg[0], inv->opt[OPT_PIN_DIR], fn, json_flag(inv));
+	return guest_detach_fn(inv->arg[0], inv->opt[OPT_PIN_DIR], fn,
+			       json_flag(inv) | (has_opt(inv, OPT_FORCE) ? GUEST_F_FORCE : 0));
 }
 
 int cmd_ctx_list(const struct invocation *inv)

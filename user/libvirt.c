@@ -16,6 +16,7 @@
 #define _GNU_SOURCE /* pipe2 */
 #include "cli.h"
 #include "common.h"
+#include "gtables.h"
 #include "json.h"
 #include "resync.h"
 #include "vfemu.h"
@@ -26,6 +27,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <libvirt/libvirt.h>
@@ -57,6 +59,7 @@ struct lv_iface {
 struct lv_domain {
 	char name[256];
 	enum meta_state meta;
+	bool mem_ok;       /* mem holds a clean absolute path (bat-gpa may still be bad) */
 	char mem[PATH_MAX];
 	uint64_t bat_gpa;
 	int nif;
@@ -77,7 +80,18 @@ static const xmlNode *child_elem(const xmlNode *n, const char *name)
 	return NULL;
 }
 
-/* Copies attribute name of n into buf; -ENOENT if absent, -E2BIG if long. */
+/* Values from a domain XML end up in command lines, hook records and logs:
+ * a newline there could forge a record for another fn. */
+static bool unclean(const char *s, bool allow_space)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f || (*s == ' ' && !allow_space))
+			return true;
+	return false;
+}
+
+/* Copies attribute name of n into buf; -ENOENT if absent, -E2BIG if long,
+ * -EILSEQ (message printed) if it holds a control character or whitespace. */
 static int attr_get(const xmlNode *n, const char *name, char *buf, size_t len)
 {
 	xmlChar *v = n ? xmlGetNoNsProp(n, BAD_CAST name) : NULL;
@@ -85,8 +99,13 @@ static int attr_get(const xmlNode *n, const char *name, char *buf, size_t len)
 
 	if (!v)
 		return -ENOENT;
-	if ((size_t)snprintf(buf, len, "%s", (const char *)v) >= len)
+	if (unclean((const char *)v, false)) {
+		pr_err("domain XML: <%s %s=...> holds a control character or whitespace (refused)",
+		       (const char *)n->name, name);
+		ret = -EILSEQ;
+	} else if ((size_t)snprintf(buf, len, "%s", (const char *)v) >= len) {
 		ret = -E2BIG;
+	}
 	xmlFree(v);
 	return ret;
 }
@@ -174,8 +193,10 @@ static void parse_meta(const xmlNode *root, struct lv_domain *d)
 	if (attr_get(g, "mem", d->mem, sizeof(d->mem)) || d->mem[0] != '/') {
 		pr_err("domain %s: <clat:guest> needs mem=\"/absolute/path\" of the guest memory file",
 		       d->name);
+		d->mem[0] = '\0';
 		return;
 	}
+	d->mem_ok = true;
 	if (attr_u64(g, "bat-gpa", UINT64_MAX, &d->bat_gpa) || !d->bat_gpa) {
 		pr_err("domain %s: <clat:guest> needs bat-gpa=\"0x...\", the non-zero GPA of the BAT",
 		       d->name);
@@ -232,6 +253,13 @@ static int lv_parse_domain(const char *xml, size_t len, struct lv_domain *d)
 	}
 	name = child_elem(root, "name");
 	txt = name ? xmlNodeGetContent(name) : NULL;
+	if (txt && unclean((const char *)txt, true)) {
+		/* It is printed in every action and log line about the domain. */
+		pr_err("failed to parse domain XML: the domain name holds a control character (refused)");
+		xmlFree(txt);
+		xmlFreeDoc(doc);
+		return -EINVAL;
+	}
 	snprintf(d->name, sizeof(d->name), "%s", txt ? (const char *)txt : "?");
 	xmlFree(txt);
 	parse_meta(root, d);
@@ -411,7 +439,9 @@ struct want {
 	bool conflict;               /* two domains claim it: leave it alone */
 	bool paused;                 /* QUIESCED by a migration: leave it alone */
 	bool skip_attach;
-	char mem[PATH_MAX];          /* the metadata's mem, resolved like guest attach does */
+	bool mem_known;              /* mem and id: the metadata's file, through gmem_intake */
+	char mem[PATH_MAX];
+	struct gmem_id id;
 };
 
 struct recon {
@@ -460,8 +490,17 @@ static void build_wants(struct recon *r, const struct lv_domain *d, int nd,
 			}
 			x->dom = &d[i];
 			x->ifc = ifc;
-			if (d[i].meta == META_OK && !realpath(d[i].mem, x->mem))
-				snprintf(x->mem, sizeof(x->mem), "%s", d[i].mem);
+			/* The same intake as guest attach: no symlink is resolved,
+			 * no FIFO opened; the file is known by device and inode. */
+			if (d[i].mem_ok) {
+				x->mem_known = !gmem_intake(d[i].mem, x->mem, sizeof(x->mem),
+							    &x->id);
+				if (!x->mem_known) {
+					pr_err("domain %s: <clat:guest> mem=%s refused; fn %u gets no guest tables",
+					       d[i].name, d[i].mem, fe->fn);
+					recon_fail(r, -EINVAL);
+				}
+			}
 		}
 	}
 	for (i = 0; i < nd; i++)
@@ -516,17 +555,29 @@ static void report_tables(struct recon *r, const char *mem, uint64_t bat)
 	}
 }
 
-/* Why fn's attached tables must go, or NULL when they stay. */
-static const char *detach_reason(const struct want *w, const struct clat_guest_info *gi)
+/* Why fn's attached tables must go, or NULL when they stay.  *force when
+ * the fn changes owner (another guest memory file, or none): the old
+ * owner's shadow goes even if it can no longer be written back, so that
+ * the new owner's flows never land in the old owner's memory. */
+static const char *detach_reason(const struct want *w, const struct clat_guest_info *gi,
+				 bool *force)
 {
+	*force = true;
 	if (w->conflict)
 		return NULL;
 	if (!w->dom)
 		return "no running domain uses it";
 	if (w->dom->meta == META_NONE)
 		return "its domain has no clat metadata";
+	if (!w->mem_known)
+		return w->dom->meta == META_BAD && !w->dom->mem_ok
+			       ? "its domain's guest memory is unusable"
+			       : "its domain's guest memory file is refused";
+	if (gi->mem_dev != w->id.dev || gi->mem_ino != w->id.ino)
+		return "another guest memory file owns it";
+	*force = false;
 	if (w->dom->meta == META_BAD)
-		return NULL;
+		return NULL; /* the same file: left alone until the metadata is fixed */
 	if (gi->bat_gpa != w->dom->bat_gpa || strcmp(gi->mem_path, w->mem))
 		return "the domain's guest tables changed";
 	return NULL;
@@ -539,20 +590,24 @@ static void phase_detach(struct recon *r, const struct clat_maps *m, struct want
 	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
 		struct clat_guest_info gi = {};
 		const char *why;
+		bool force;
 		int err;
 
 		if (w[fn].paused || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa)
 			continue;
-		why = detach_reason(&w[fn], &gi);
+		why = detach_reason(&w[fn], &gi, &force);
 		if (!why)
 			continue;
-		err = guest_detach_fn(r->pf, r->pin_dir, fn, GUEST_F_QUIET);
+		err = guest_detach_fn(r->pf, r->pin_dir, fn,
+				      GUEST_F_QUIET | (force ? GUEST_F_FORCE : 0));
 		action_open(r, "detach", fn, &w[fn]);
 		report_tables(r, gi.mem_path, gi.bat_gpa);
-		if (r->j)
+		if (r->j) {
 			json_str(r->j, "reason", why);
-		else
+			json_bool(r->j, "forced", force);
+		} else {
 			fprintf(r->out, " (%s)", why);
+		}
 		action_close(r, err);
 		if (err)
 			w[fn].skip_attach = true;
@@ -616,7 +671,7 @@ static void phase_attach(struct recon *r, const struct clat_maps *m, struct want
 		int err;
 
 		if (!w[fn].dom || w[fn].conflict || w[fn].paused || w[fn].skip_attach ||
-		    w[fn].dom->meta != META_OK)
+		    w[fn].dom->meta != META_OK || !w[fn].mem_known)
 			continue;
 		bpf_map_lookup_elem(m->guests, &fn, &gi);
 		if (gi.bat_gpa)
@@ -1251,21 +1306,59 @@ static unsigned int port_ifindex(const struct clat_maps *m, bool have_maps,
 	return fe->rep_ifindex;
 }
 
-static void print_hook_line(const struct lv_domain *d, const struct lv_iface *ifc,
-			    const struct fn_entry *fe, unsigned int ifindex)
+/* What fn holds now, against the domain's guest memory: "none", "same"
+ * (that file) or "other" (another owner's: the hook drops it first).  By
+ * lstat, silently: at prepare the file may not exist yet. */
+static const char *fn_tables(const struct clat_maps *m, bool have_maps, uint32_t fn,
+			     const struct lv_domain *d)
 {
-	char mac[18];
+	struct clat_guest_info gi = {};
+	struct stat st;
 
-	format_mac(ifc->mac, mac);
-	printf("%u %s %u ", fe->fn, mac, ifc->vlan);
-	if (ifindex)
-		printf("%u ", ifindex);
-	else
-		printf("- ");
+	if (!have_maps || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa)
+		return "none";
+	if (d->meta == META_OK && lstat(d->mem, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_dev == gi.mem_dev && (uint64_t)st.st_ino == gi.mem_ino)
+		return "same";
+	return "other";
+}
+
+/* One record per domain, every field validated or encoded: nothing a
+ * domain author writes can become a second record. */
+static void print_hook_record(const struct lv_domain *d, const struct fn_table *t,
+			      const struct clat_maps *m, bool have_maps, const char *pf)
+{
+	char bat[32] = "";
+	struct json j;
+	int i;
+
 	if (d->meta == META_OK)
-		printf("0x%llx %s\n", (unsigned long long)d->bat_gpa, d->mem);
-	else
-		printf("- -\n");
+		snprintf(bat, sizeof(bat), "0x%llx", (unsigned long long)d->bat_gpa);
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "domain", d->name);
+	json_str(&j, "mem", d->meta == META_OK ? d->mem : "");
+	json_str(&j, "bat_gpa", bat);
+	json_arr_open(&j, "fns");
+	for (i = 0; i < d->nif; i++) {
+		const struct fn_entry *fe = fn_lookup(t, d->ifs[i].pci);
+
+		if (!fe) {
+			pr_info("domain %s: %s is not a VF of %s; ignored", d->name, d->ifs[i].pci,
+				pf);
+			continue;
+		}
+		json_obj_open(&j, NULL);
+		json_u64(&j, "fn", fe->fn);
+		json_mac(&j, "mac", d->ifs[i].mac);
+		json_u64(&j, "vlan", d->ifs[i].vlan);
+		json_u64(&j, "ifindex", port_ifindex(m, have_maps, fe));
+		json_str(&j, "tables", fn_tables(m, have_maps, fe->fn, d));
+		json_obj_close(&j);
+	}
+	json_arr_close(&j);
+	json_obj_close(&j);
+	json_end(&j);
 }
 
 int cmd_libvirt_hook_parse(const struct invocation *inv)
@@ -1277,7 +1370,7 @@ int cmd_libvirt_hook_parse(const struct invocation *inv)
 	bool have_maps = false;
 	struct clat_maps m;
 	size_t len = 0;
-	int err, i;
+	int err;
 
 	err = read_all(STDIN_FILENO, &xml, &len);
 	if (err) {
@@ -1294,22 +1387,17 @@ int cmd_libvirt_hook_parse(const struct invocation *inv)
 	if (d->meta == META_NONE)
 		pr_info("domain %s: no <clat:guest> metadata (namespace %s); no guest tables", d->name,
 			CLAT_XMLNS);
+	/* A domain with anything refused gets no record at all. */
+	if (d->nerr) {
+		pr_err("domain %s: refused (see above); nothing for the hook to do", d->name);
+		err = -EINVAL;
+		goto out;
+	}
 	if (geteuid() == 0 && !pin_dir_for(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir)))
 		have_maps = maps_open_pinned(dir, &m) == 0;
-	for (i = 0; i < d->nif; i++) {
-		const struct fn_entry *fe = fn_lookup(t, d->ifs[i].pci);
-
-		if (!fe) {
-			pr_info("domain %s: %s is not a VF of %s; ignored", d->name, d->ifs[i].pci,
-				pf);
-			continue;
-		}
-		print_hook_line(d, &d->ifs[i], fe, port_ifindex(&m, have_maps, fe));
-	}
+	print_hook_record(d, t, &m, have_maps, pf);
 	if (have_maps)
 		maps_close(&m);
-	if (d->nerr)
-		err = -EINVAL;
 out:
 	free(t);
 	free(d);

@@ -79,10 +79,17 @@ int maps_open_pinned(const char *dir, struct clat_maps *m)
 
 	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++)
 		MAP_FD(m, i) = -1;
-	m->lock_fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (m->lock_fd < 0) {
-		err = -errno;
-		return err;
+	/* A dir that is a link, or not root's, is nobody's pins to trust; the
+	 * checked fd is also what the pool allocator locks. */
+	{
+		struct pin_dir pd;
+
+		err = pin_dir_open(dir, false, &pd);
+		if (err)
+			return err;
+		m->lock_fd = pd.fd;
+		pd.fd = -1;
+		pin_dir_close(&pd);
 	}
 	for (i = 0; i < ARRAY_SIZE(pinned_maps); i++) {
 		err = pin_path(path, sizeof(path), dir, pinned_maps[i].name);

@@ -358,7 +358,9 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		       uint64_t bat_gpa, struct dst *d)
 {
 	struct clat_guest_info gi = {};
+	struct gmem_id id;
 	char msg[512];
+	uint32_t other;
 	int err;
 
 	memset(d, 0, sizeof(*d));
@@ -372,9 +374,13 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		pr_err("failed to migrate in: fn %u has no port on %s", fn, pf);
 		return -ENODEV;
 	}
-	if (!realpath(mem, d->mem)) {
-		pr_err("failed to open guest memory %s: %s", mem, strerror(errno));
-		return -errno;
+	err = gmem_intake(mem, d->mem, sizeof(d->mem), &id);
+	if (err)
+		return err;
+	if (guest_mem_user(&d->m, fn, &id, &other)) {
+		pr_err("failed to migrate in fn %u: guest memory %s is already attached to fn %u",
+		       fn, d->mem, other);
+		return -EBUSY;
 	}
 	if (gi.bat_gpa || d->vct.bat_gpa) {
 		/* Re-plugging under live traffic would roll contexts back to the file. */
@@ -387,7 +393,7 @@ static int dst_prepare(const char *pf, const char *pin_dir, uint32_t fn, const c
 		if (err)
 			return err;
 	}
-	err = gmem_open(d->mem, false, &d->g);
+	err = gmem_open_id(d->mem, false, &id, &d->g);
 	if (err)
 		return err;
 	err = gtables_load(&d->g, bat_gpa, &d->t, msg, sizeof(msg));

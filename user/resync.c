@@ -538,7 +538,7 @@ int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
 		return -ENOENT;
 	}
 	r->gen_from = r->gen_to = gi.generation;
-	err = gmem_open(gi.mem_path, false, &g);
+	err = gmem_reopen(&gi, false, &g);
 	if (err)
 		return err;
 	err = read_bat(&g, gi.bat_gpa, &h, e, msg);

@@ -144,7 +144,10 @@ int rodata_copy_vars(struct rodata *to, const struct rodata *from, const char *s
 		void *dst;
 		__u32 size;
 
-		if (!name || !strcmp(name, skip) || (size_t)vi->offset + vi->size > from->size)
+		/* Options are global const volatile variables; static consts
+		 * (lookup tables) are the object's own. */
+		if (!name || !strcmp(name, skip) || (size_t)vi->offset + vi->size > from->size ||
+		    !btf_is_var(t) || btf_var(t)->linkage == BTF_VAR_STATIC)
 			continue;
 		if (rodata_var(to, name, &dst, &size) || size != vi->size) {
 			pr_info("running option '%s' has no match in the new object; dropped", name);

@@ -381,6 +381,9 @@ int shadow_stage_build(struct shadow_stage *st, const struct clat_maps *m, uint3
 		.ntypes = t->ntypes,
 	};
 	memcpy(st->gi.mem_path, mem_path, strlen(mem_path));
+	/* Every later reopen by path must find this same file. */
+	st->gi.mem_dev = g->dev;
+	st->gi.mem_ino = g->ino;
 	err = owned_build(fn, g, t, &st->owned);
 	if (err)
 		pr_err("failed to create the page-ownership map of fn %u: %s", fn, strerror(-err));

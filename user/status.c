@@ -197,6 +197,70 @@ static void print_fns(const struct clat_maps *m, const struct pool_usage *u, str
 	}
 }
 
+/* The id of the XDP program on ifindex, and whether it is a clat_rx. */
+static __u32 xdp_prog_on(unsigned int ifindex, bool *is_clat_rx)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info), id;
+	int fd;
+
+	*is_clat_rx = false;
+	if (!ifindex || bpf_xdp_query(ifindex, 0, &q))
+		return 0;
+	id = q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id : q.skb_prog_id;
+	fd = id ? bpf_prog_get_fd_by_id(id) : -1;
+	if (fd >= 0) {
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			*is_clat_rx = !strcmp(info.name, "clat_rx");
+		close(fd);
+	}
+	return id;
+}
+
+/* The prog id the pinned clat_rx link holds, 0 if none. */
+static __u32 pinned_rx_prog(const char *dir)
+{
+	char path[PATH_MAX];
+	struct port_link pl = {};
+
+	if (pin_path(path, sizeof(path), dir, PIN_LINK_RX) || read_link(path, &pl))
+		return 0;
+	return pl.prog_id;
+}
+
+/* No pins, yet a clat_rx runs on the PF: its pin dir was renamed or
+ * removed, and nothing clat-load does can reach that program any more. */
+static int status_unpinned(const char *pf, const char *dir, bool as_json)
+{
+	bool is_rx;
+	__u32 id = xdp_prog_on(if_nametoindex(pf), &is_rx);
+	bool orphan = id && is_rx;
+	struct json j;
+
+	if (as_json) {
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_str(&j, "pf", pf);
+		json_str(&j, "pin_dir", dir);
+		json_bool(&j, "attached", false);
+		json_bool(&j, "pin_dir_missing", orphan);
+		if (orphan)
+			json_u64(&j, "unpinned_prog_id", id);
+		json_obj_close(&j);
+		json_end(&j);
+	} else if (orphan) {
+		printf("%s: clat_rx attached (prog %u) but its pin dir %s is missing (renamed or removed?)\n",
+		       pf, id, dir);
+	} else {
+		printf("%s: clat not attached (no pins in %s)\n", pf, dir);
+	}
+	if (orphan && as_json)
+		pr_err("%s: clat_rx attached (prog %u) but its pin dir %s is missing (renamed or removed?)",
+		       pf, id, dir);
+	return 0;
+}
+
 int cmd_status(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
@@ -205,6 +269,8 @@ int cmd_status(const struct invocation *inv)
 	uint32_t layout = 0;
 	struct pool_usage u;
 	unsigned int pf_ifindex;
+	__u32 pf_prog, rx_prog;
+	bool is_rx;
 	struct clat_maps m;
 	struct json j;
 	int err;
@@ -215,20 +281,8 @@ int cmd_status(const struct invocation *inv)
 	if (err)
 		return err;
 	err = maps_open_pinned(dir, &m);
-	if (err == -ENOENT) {
-		if (as_json) {
-			json_init(&j, stdout);
-			json_obj_open(&j, NULL);
-			json_str(&j, "pf", pf);
-			json_str(&j, "pin_dir", dir);
-			json_bool(&j, "attached", false);
-			json_obj_close(&j);
-			json_end(&j);
-		} else {
-			printf("%s: clat not attached (no pins in %s)\n", pf, dir);
-		}
-		return 0;
-	}
+	if (err == -ENOENT)
+		return status_unpinned(pf, dir, as_json);
 	if (err) {
 		pr_err("failed to open pinned maps in %s: %s", dir, strerror(-err));
 		return err;
@@ -238,6 +292,12 @@ int cmd_status(const struct invocation *inv)
 	/* 0 when the running program predates recorded layout versions. */
 	if (!pin_path(path, sizeof(path), dir, PIN_PROG_RX))
 		pinned_layout_version(path, &layout);
+	/* The program on the PF must be the one these pins hold. */
+	pf_prog = xdp_prog_on(pf_ifindex, &is_rx);
+	rx_prog = pinned_rx_prog(dir);
+	if (pf_ifindex && pf_prog != rx_prog)
+		pr_err("warning: the XDP program on %s (id %u%s) is not the pinned clat_rx (id %u)",
+		       pf, pf_prog, is_rx ? ", a clat_rx: another pin dir?" : "", rx_prog);
 	if (as_json) {
 		json_init(&j, stdout);
 		json_obj_open(&j, NULL);
@@ -246,6 +306,7 @@ int cmd_status(const struct invocation *inv)
 		json_bool(&j, "attached", true);
 		json_str(&j, "mode", pf_ifindex ? xdp_mode_name(pf_ifindex) : "none");
 		json_u64(&j, "layout_version", layout);
+		json_bool(&j, "pf_prog_pinned", pf_ifindex && pf_prog == rx_prog);
 		json_arr_open(&j, "programs");
 		print_links(dir, &j);
 		json_arr_close(&j);

@@ -272,7 +272,7 @@ int shadow_writeback_open(const struct clat_maps *m, uint32_t fn, struct shadow_
 		pr_err("fn %u has no guest tables attached", fn);
 		return -ENOENT;
 	}
-	err = gmem_open(wb->gi.mem_path, true, &wb->g);
+	err = gmem_reopen(&wb->gi, true, &wb->g);
 	if (err)
 		return err;
 	err = gtables_load(&wb->g, wb->gi.bat_gpa, &wb->t, err_msg, sizeof(err_msg));
