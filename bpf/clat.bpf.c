@@ -99,7 +99,7 @@ __noinline int clat_track(struct xdp_md *ctx, __u32 fn, __u32 dir, __u32 l3_off,
 	tr.rx_queue = ctx->rx_queue_index;
 	tr.now = coarse_tai();
 	tr.released = 0;
-	idx = find(td, seg_state, &tr);
+	idx = clat_find(&tr, seg_state);
 	if (idx != IDX_NONE) {
 		clat_update(idx, &tr);
 		r = TRACK_HIT;

@@ -119,22 +119,18 @@ static __always_inline int slot_holds(__u32 idx, __u32 tag, const struct clat_fl
 }
 
 /* The pool index of the LIVE slot of bucket that holds key (tag tag),
- * other than skip; IDX_NONE if none.  The slot a claim prefers (the tag's
- * home) is tried first: at moderate load most flows sit there, and one
- * tag compare finds them.  A global function: verified once. */
+ * other than skip; IDX_NONE if none.  All 32 tags are compared four at a
+ * time, then the key of each match.  A global function: verified once. */
 __noinline int clat_bucket_find(__u32 bucket, __u32 tag, const struct clat_flow_key *key,
 				int skip)
 {
 	struct clat_bucket *m = bpf_map_lookup_elem(&pool_meta, &bucket);
-	__u32 home = tag & (CLAT_BUCKET_SLOTS - 1), idx, i;
+	__u32 idx, i;
 	__u64 cand;
 
 	if (!m || !key) /* key: for the verifier, a global function's pointer may be NULL */
 		return IDX_NONE;
-	idx = bucket * CLAT_BUCKET_SLOTS + home;
-	if (m->tag[home] == tag && (int)idx != skip && slot_holds(idx, tag, key))
-		return idx;
-	cand = lanes_equal(m, tag) & ~(1ULL << slot_bit(home));
+	cand = lanes_equal(m, tag);
 	/* Tags collide in a bucket about once in 2000 lookups, twice almost
 	 * never: the bound is for the verifier. */
 	for (i = 0; i < CLAT_BUCKET_SLOTS && cand; i++) {
@@ -204,12 +200,14 @@ __noinline int clat_update(__u32 idx, struct flow_track *tr)
 	if (tr->fi.key.proto == IPPROTO_TCP && tcp_update(c, &tr->fi, dir, tr->now))
 		tr->released = release_slot(c, idx, tr->tag);
 	/* Constant indexes per branch: a loaded dir carries no bound the
-	 * verifier could use. */
+	 * verifier could use.  One direction of a flow arrives on one queue
+	 * (RSS), so its packet counter has one writer; the byte counter's
+	 * atomic add is the fence mark_dirty needs. */
 	if (dir == CLAT_DIR_OUT) {
-		__sync_fetch_and_add(&c->packets[CLAT_DIR_OUT], 1);
+		c->packets[CLAT_DIR_OUT]++;
 		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_OUT], tr->len);
 	} else {
-		__sync_fetch_and_add(&c->packets[CLAT_DIR_IN], 1);
+		c->packets[CLAT_DIR_IN]++;
 		fence = __sync_fetch_and_add(&c->bytes[CLAT_DIR_IN], tr->len);
 	}
 	barrier_var(fence); /* a used result makes it BPF_FETCH, fully ordered */
@@ -227,35 +225,81 @@ enum track_result {
 	TRACK_EVICT = CLAT_STAT_CTX_EVICT, /* a claim that took over an unanswered flow's slot */
 };
 
-/* Looks for the flow in segment sg: both candidates. */
-static __always_inline int seg_find(const struct clat_dev_seg *sg, const struct flow_track *tr)
+#define BUCKET_NONE 0xffffffffU
+
+/* The flow's slot in any live segment of td, or IDX_NONE.  A claim puts
+ * a flow in its home slot (tag mod 32) when that is free, so the home
+ * contexts of both candidates of every live segment are read first,
+ * together with their tag lines: independent loads whose cache misses
+ * overlap, so an extra segment adds loads, not a memory latency.  Only
+ * then are the home slots compared, and last every tag of each candidate
+ * (clat_bucket_find) for a flow that is not at home.  A flow lives in one
+ * segment at most (a claim first looks everywhere), so the order of the
+ * comparisons does not matter.  Unrolled: no loop callback.  A global
+ * function, verified once for its two callers (a frame, and a claim
+ * looking again under its lock); seg_state is what the caller read. */
+__noinline int clat_find(const struct flow_track *tr, __u32 seg_state)
 {
-	__u32 b0 = sg->first_bucket + clat_bucket_of(tr->hash, 0, sg->nbuckets);
-	__u32 b1 = sg->first_bucket + clat_bucket_of(tr->hash, 1, sg->nbuckets);
-	int idx = clat_bucket_find(b0, tr->tag, &tr->fi.key, IDX_NONE);
+	const struct clat_type_desc *td;
+	const struct clat_fn_desc *d;
+	__u32 newest = (seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
+	__u32 home, b[CLAT_MAX_SEGMENTS][2], i, c, k, idx;
+	__u32 at_home = 0; /* bit 2 * i + c: that home slot's state word is the flow's */
+	const struct clat_dev_seg *sg;
+	struct clat_bucket *m;
+	struct clat_ctx *ctx;
+	__u64 live;
+	int found;
 
-	if (idx == IDX_NONE && b1 != b0)
-		idx = clat_bucket_find(b1, tr->tag, &tr->fi.key, IDX_NONE);
-	return idx;
-}
-
-/* The flow's slot in any live segment of td, newest first, or IDX_NONE.
- * Unrolled: a segment costs two tag-line reads, no loop callback. */
-static __always_inline int find(const struct clat_type_desc *td, __u32 seg_state,
-				const struct flow_track *tr)
-{
-	__u32 newest = (seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1), i, k;
-	int idx;
-
+	if (!tr) /* for the verifier: a global function's pointer may be NULL */
+		return IDX_NONE;
+	home = tr->tag & (CLAT_BUCKET_SLOTS - 1);
+	live = live_word(tr->tag);
+	d = bpf_map_lookup_elem(&fn_desc, &tr->fn);
+	if (!d)
+		return IDX_NONE;
+	td = &d->type[tr->type & (CLAT_MAX_TYPES - 1)];
 #pragma unroll
 	for (i = 0; i < CLAT_MAX_SEGMENTS; i++) {
 		k = (newest - i) & (CLAT_MAX_SEGMENTS - 1);
-		if (!(seg_state & (1U << k)) || !td->seg[k].nbuckets)
-			continue;
-		idx = seg_find(&td->seg[k], tr);
-		if (idx != IDX_NONE)
-			return idx;
+		sg = &td->seg[k];
+#pragma unroll
+		for (c = 0; c < 2; c++) {
+			b[i][c] = BUCKET_NONE;
+			if (!(seg_state & (1U << k)) || !sg->nbuckets)
+				continue;
+			b[i][c] = sg->first_bucket + clat_bucket_of(tr->hash, c, sg->nbuckets);
+			idx = b[i][c] * CLAT_BUCKET_SLOTS + home;
+			ctx = bpf_map_lookup_elem(&pool_ctx, &idx);
+			m = bpf_map_lookup_elem(&pool_meta, &b[i][c]);
+			if (ctx && read_state(ctx) == live)
+				at_home |= 1U << (2 * i + c);
+			if (m)
+				(void)*(volatile __u16 *)&m->tag[0];
+		}
 	}
+#pragma unroll
+	for (i = 0; i < CLAT_MAX_SEGMENTS; i++)
+#pragma unroll
+		for (c = 0; c < 2; c++) {
+			if (!(at_home & (1U << (2 * i + c))))
+				continue;
+			idx = b[i][c] * CLAT_BUCKET_SLOTS + home;
+			ctx = bpf_map_lookup_elem(&pool_ctx, &idx);
+			if (ctx && key_eq(&ctx->key, &tr->fi.key))
+				return idx;
+		}
+#pragma unroll
+	for (i = 0; i < CLAT_MAX_SEGMENTS; i++)
+#pragma unroll
+		for (c = 0; c < 2; c++) {
+			if (b[i][c] == BUCKET_NONE || (c && b[i][1] == b[i][0]))
+				continue;
+			found = clat_bucket_find(b[i][c], tr->tag, &tr->fi.key,
+						 b[i][c] * CLAT_BUCKET_SLOTS + home);
+			if (found != IDX_NONE)
+				return found;
+		}
 	return IDX_NONE;
 }
 
@@ -412,7 +456,7 @@ __noinline int clat_claim(struct flow_track *tr)
 		return TRACK_SKIP;
 	}
 	seg_state = *(volatile __u32 *)&d->type[tr->type & (CLAT_MAX_TYPES - 1)].seg_state;
-	idx = find(&d->type[tr->type & (CLAT_MAX_TYPES - 1)], seg_state, tr);
+	idx = clat_find(tr, seg_state);
 	if (idx != IDX_NONE) {
 		claim_unlock(lock);
 		clat_update(idx, tr);

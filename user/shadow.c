@@ -97,26 +97,64 @@ static int fill_slot(const struct fill *f, uint32_t base, uint32_t i, struct cla
 	return 0;
 }
 
-static int fill_extent(const struct fill *f, const struct pool *p, const struct clat_dev_seg *sg)
+/* The contexts of one guest block that lie in the segment, [first, end)
+ * of the extent's slots, taken from guest memory.  The extent was zeroed:
+ * only what is not EMPTY in the guest is written. */
+static int fill_block(const struct fill *f, const struct pool *p, const struct clat_dev_seg *sg,
+		      uint32_t first, uint32_t end)
 {
-	uint32_t i, n = sg->nbuckets * CLAT_BUCKET_SLOTS;
-	int err;
+	uint32_t svc = sg->base + 1 + first, e0 = (svc - 1) % f->per_block, i;
+	uint64_t bgpa = f->block_gpa(f->arg, (svc - 1) / f->per_block);
+	const uint8_t *src;
 
-	for (i = 0; i < n; i++) {
+	/* Blocks in holes of a sparse file hold only EMPTY contexts: not read
+	 * (reading would make the kernel allocate and zero page cache). */
+	if (f->data && gmem_data_hole(f->data, bgpa, f->e->block_size))
+		return 0;
+	src = gmem_ptr(f->g, bgpa + (uint64_t)e0 * f->e->ctx_size,
+		       (uint64_t)(end - first - 1) * f->e->ctx_size + sizeof(struct clat_ctx));
+	if (!src)
+		return -EFAULT; /* validated before: the file shrank */
+	*f->read += end - first;
+	for (i = first; i < end; i++, src += f->e->ctx_size) {
+		const struct clat_ctx *c = (const struct clat_ctx *)src;
 		uint32_t b = sg->first_bucket + i / CLAT_BUCKET_SLOTS;
-		struct clat_ctx *dst = &p->ctx[(size_t)sg->first_bucket * CLAT_BUCKET_SLOTS + i];
-		uint16_t *tag = &p->meta[b].tag[i % CLAT_BUCKET_SLOTS];
+		uint16_t tag;
 
-		if (i >= sg->size) { /* the last bucket's slots past the segment */
-			memset(dst, 0, sizeof(*dst));
-			*tag = CLAT_TAG_FENCE;
+		if ((c->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_EMPTY)
 			continue;
+		if (shadow_take_ctx(&p->ctx[(size_t)sg->first_bucket * CLAT_BUCKET_SLOTS + i], c,
+				    sg->base + 1 + i, f->type, f->fn, f->e->hash_seed, f->nbuckets,
+				    i / CLAT_BUCKET_SLOTS, &tag) && tag != CLAT_TAG_FREE) {
+			p->meta[b].tag[i % CLAT_BUCKET_SLOTS] = tag;
+			(*f->live)++;
 		}
-		err = fill_slot(f, sg->base, i, dst, tag);
-		if (err)
-			return err;
 	}
 	return 0;
+}
+
+/* The extent is zeroed in one pass (a reused one holds another fn's
+ * contexts), the slots past the segment fenced, then the guest's blocks
+ * are read one at a time. */
+static int fill_extent(const struct fill *f, const struct pool *p, const struct clat_dev_seg *sg)
+{
+	uint32_t n = sg->nbuckets * CLAT_BUCKET_SLOTS, i, end;
+	int err = 0;
+
+	memset(&p->ctx[(size_t)sg->first_bucket * CLAT_BUCKET_SLOTS], 0,
+	       (size_t)n * sizeof(struct clat_ctx));
+	for (i = sg->size; i < n; i++)
+		p->meta[sg->first_bucket + i / CLAT_BUCKET_SLOTS].tag[i % CLAT_BUCKET_SLOTS] =
+			CLAT_TAG_FENCE;
+	for (i = 0; !err && i < sg->size; i = end) {
+		uint32_t e0 = (sg->base + i) % f->per_block;
+
+		end = i + (f->per_block - e0);
+		if (end > sg->size)
+			end = sg->size;
+		err = fill_block(f, p, sg, i, end);
+	}
+	return err;
 }
 
 int shadow_seg_fill(const struct clat_maps *m, const struct pool *p, uint32_t fn,
@@ -355,6 +393,26 @@ static int stage_type(struct shadow_stage *st, const struct gmem *g, const struc
 	return err;
 }
 
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+
+/* Faults in the parts of guest memory that hold data, in one call per
+ * extent: taken one 4 KiB page at a time, a fault costs microseconds
+ * under virtualization and dominated the rebuild.  Holes stay holes (a
+ * sparse guest pins no memory), and a failure is only slower. */
+static void prefault(const struct gmem *g, const struct gmem_data *d)
+{
+	uint64_t i;
+
+	if (d->all_data) {
+		madvise(g->base, g->size, MADV_POPULATE_READ);
+		return;
+	}
+	for (i = 0; i < d->n; i++)
+		madvise(g->base + d->ext[i][0], d->ext[i][1] - d->ext[i][0], MADV_POPULATE_READ);
+}
+
 int shadow_stage_build(struct shadow_stage *st, const struct clat_maps *m, uint32_t fn,
 		       const char *mem_path, const struct gmem *g, const struct gtables *t)
 {
@@ -391,6 +449,8 @@ int shadow_stage_build(struct shadow_stage *st, const struct clat_maps *m, uint3
 		err = pool_map(m, &st->pool);
 	if (!err)
 		err = gmem_data_scan(g, &data);
+	if (!err)
+		prefault(g, &data);
 	for (i = 0; !err && i < t->ntypes; i++)
 		err = stage_type(st, g, &data, &t->types[i]);
 	gmem_data_free(&data);
