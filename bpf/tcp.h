@@ -14,7 +14,7 @@
  * fork the verifier's paths through everything after it. */
 static __always_inline __u32 log2_up(__u64 x)
 {
-	__u64 v = (x | 1) - 1;
+	__u64 v = (x - 1) + ((x - 1) >> 63); /* x - 1, and 0 for x = 0 */
 
 	v |= v >> 1;
 	v |= v >> 2;
