@@ -231,3 +231,35 @@ udp_send() {
 		[ -z "$(ls "/sys/fs/bpf/clat/$PF" | grep '_fn2_')" ]
 	done
 }
+
+@test "a flood of flows that are never answered does not starve the VM's own new flows" {
+	local mem=$BATS_TEST_TMPDIR/small.mem i
+	# A table of 64 contexts (two buckets), flooded with 2000 one-packet
+	# UDP flows from the wire that the VM never answers.
+	"$CLAT_LOAD" guest detach "$PF" --fn 1
+	guest_init "$mem" conn:ctx=128,block=4096,services=64
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$mem" --bat-gpa "$BAT"
+	run "$BIN/flowgen" --prog "/sys/fs/bpf/clat/$PF/prog_rx" --dst-mac "${VM_MAC[0]}" \
+		--src-mac 02:00:5e:00:00:01 --vm-addr "${VM_IP[0]}" --vm-port 7000 \
+		--remote-addr "$WIRE_IP" --first-port 20000 --count 2000 --proto udp
+	assert_success
+	assert_equal "$(ctx_json 1 | jq '.contexts | length')" 64
+	[ "$(counter 1 ctx_full)" -gt 1000 ]
+	# Past the age an unanswered flow keeps its slot against a claim (2 s),
+	# the VM opens 20 flows of its own: every one gets a context.
+	sleep 2.5
+	wire ping -c 1 -W 2 "${VM_IP[0]}" >/dev/null
+	for ((i = 0; i < 20; i++)); do
+		vm 0 socat -u - "UDP4-SENDTO:$WIRE_IP:9000,sourceport=$((30000 + i))" <<<x
+	done
+	assert_equal "$(ctx_json 1 | jq '[.contexts[] | select(.vm_port >= 30000 and .vm_port < 30020)] | length')" 20
+	[ "$(counter 1 ctx_evict)" -ge 20 ]
+	# and an answered flow is never taken over: the wire answers one of
+	# them, another flood comes, it keeps its context.
+	wire socat -u - "UDP4-SENDTO:${VM_IP[0]}:30000,sourceport=9000" <<<y
+	sleep 2.5
+	"$BIN/flowgen" --prog "/sys/fs/bpf/clat/$PF/prog_rx" --dst-mac "${VM_MAC[0]}" \
+		--src-mac 02:00:5e:00:00:01 --vm-addr "${VM_IP[0]}" --vm-port 7001 \
+		--remote-addr "$WIRE_IP" --first-port 20000 --count 2000 --proto udp >/dev/null
+	assert_equal "$(ctx_json 1 | jq '[.contexts[] | select(.vm_port == 30000 and .packets_in == 1)] | length')" 1
+}
