@@ -265,10 +265,11 @@ round_trip() {
 	local gpa show
 	init_tables 4M conn:ctx=256,block=4K,services=100,entries=8,levels=2
 	# svc 17: LIVE (tag 0x1234) TCP 10.0.0.1:80 <-> 192.0.2.7:40000,
-	# established, fn 3; rx_queue and drops past one byte (they are u16).
+	# established, fn 3; rx_queue past one byte (it is u16); window scale 7
+	# in, windows 64 KiB in and 16 KiB out (wlog nibbles 5 and 3).
 	gpa=$(guest locate --mem "$MEM" --bat-gpa "$BAT" --svc 17 --json | jq .ctx_gpa)
 	write_ctx "$gpa" $(((0x1234 << 32) | 2)) "00000000000000000000ffff0a000001" \
-		"00000000000000000000ffffc0000207" 80 40000 6 3 3 0 17 1000 2000 7 9 700 900 300 258
+		"00000000000000000000ffffc0000207" 80 40000 6 3 3 0 17 1000 2000 7 9 700 900 $((0x3507)) 258
 	# svc 60: LIVE UDP over IPv6.
 	gpa=$(guest locate --mem "$MEM" --bat-gpa "$BAT" --svc 60 --json | jq .ctx_gpa)
 	write_ctx "$gpa" 2 "20010db8000000000000000000000001" "20010db8000000000000000000000002" \
@@ -280,8 +281,8 @@ round_trip() {
 
 	show=$(guest show --mem "$MEM" --bat-gpa "$BAT" --json)
 	assert_equal "$(jq -c '.types[0] | [.live, .released, [.contexts[].svc]]' <<<"$show")" '[2,1,[17,60]]'
-	assert_equal "$(jq -c '.types[0].contexts[0] | [.state, .tag, .vm_addr, .vm_port, .remote_addr, .remote_port, .proto, .tcp_state, .fn, .type, .rx_queue, .packets_in, .packets_out, .bytes_in, .bytes_out, .drops, .first_seen_ns, .last_seen_ns]' <<<"$show")" \
-		'["live",4660,"10.0.0.1",80,"192.0.2.7",40000,"tcp","established",3,0,258,7,9,700,900,300,1000,2000]'
+	assert_equal "$(jq -c '.types[0].contexts[0] | [.state, .tag, .vm_addr, .vm_port, .remote_addr, .remote_port, .proto, .tcp_state, .fn, .type, .rx_queue, .packets_in, .packets_out, .bytes_in, .bytes_out, .window_in, .window_out, .first_seen_ns, .last_seen_ns]' <<<"$show")" \
+		'["live",4660,"10.0.0.1",80,"192.0.2.7",40000,"tcp","established",3,0,258,7,9,700,900,65536,16384,1000,2000]'
 	assert_equal "$(jq -c '.types[0].contexts[1] | [.vm_addr, .remote_addr, .remote_port, .proto, .tcp_state]' <<<"$show")" \
 		'["2001:db8::1","2001:db8::2",5353,"udp","none"]'
 	assert_equal "$(jq '.types[0].contexts[0].gpa' <<<"$show")" \
@@ -338,8 +339,8 @@ seed_flows() {
 }
 
 # write_ctx GPA STATE_WORD VM_ADDR_HEX REMOTE_ADDR_HEX VM_PORT REMOTE_PORT PROTO
-#   TCP_STATE FN TYPE SVC FIRST LAST PKT_IN PKT_OUT BYTES_IN BYTES_OUT DROPS
-#   [RX_QUEUE]
+#   TCP_STATE FN TYPE SVC FIRST LAST PKT_IN PKT_OUT BYTES_IN BYTES_OUT
+#   WSCALE_WLOG (wscale byte | wlog byte << 8) [RX_QUEUE]
 # Writes one struct clat_ctx (128 bytes, little-endian) into $MEM.
 write_ctx() {
 	local gpa=$1
@@ -363,7 +364,7 @@ write_ctx() {
 		le "$9" 2       # fn, type, svc
 		le "${10}" 2
 		le "${11}" 4
-		le "${19:-0}" 2 # rx_queue, drops
+		le "${19:-0}" 2 # rx_queue, then wscale and wlog
 		le "${18}" 2
 	} | dd of="$MEM" bs=1 seek="$gpa" conv=notrunc status=none
 }
