@@ -210,3 +210,49 @@ hostile() {
 	assert_failure
 	assert_output --partial "fn 9 has no guest tables attached"
 }
+
+# pool_used: contexts of the pool in use, on the whole PF.
+pool_used() { "$CLAT_LOAD" status "$PF" --json | jq '.pool.used'; }
+
+@test "a drained older segment is folded away by gc; a live one is not, and its flows are found" {
+	spawn ip netns exec "${VM_NS[0]}" socat TCP-LISTEN:7000,reuseaddr,fork EXEC:cat
+	wait_listen "${VM_NS[0]}" 7000
+	stream 42001
+	wait_ctx 42001
+	local svc used1 used2 out
+	svc=$(ctx_of 42001 | jq .svc)
+	grow --capacity 1000 >/dev/null
+	resync >/dev/null
+	used1=$(pool_used)
+	# The old segment still holds a live flow: gc keeps it on the device.
+	run "$CLAT_LOAD" gc "$PF" --json
+	assert_success
+	assert_equal "$(jq .segments_folded <<<"$output")" 0
+	assert_equal "$(pool_used)" "$used1"
+	# A flow opened now goes to the new segment (services 101..1000).
+	stream 42002
+	wait_ctx 42002
+	[ "$(ctx_of 42002 | jq .svc)" -gt 100 ]
+	# The old segment's flow ends; gc folds the drained segment away.
+	kill -- -"${SPAWNED[1]}" # the stream of 42001, its whole group
+	for _ in $(seq 50); do
+		[ "$(ctx_of 42001 | jq -r .state)" != live ] && break
+		sleep 0.1
+	done
+	run "$CLAT_LOAD" gc "$PF" --json
+	assert_success
+	assert_equal "$(jq .segments_folded <<<"$output")" 1
+	used2=$(pool_used)
+	[ "$used2" -lt "$used1" ]
+	# The new segment's flow is still found and counted.
+	out=$(ctx_of 42002 | jq .packets_in)
+	sleep 0.3
+	[ "$(ctx_of 42002 | jq .packets_in)" -gt "$out" ]
+	# and a write-back after the fold still matches the guest's tables.
+	run "$CLAT_LOAD" guest sync "$PF" --fn 1
+	assert_success
+	# A detach and attach rebuilds without the drained segment.
+	"$CLAT_LOAD" guest detach "$PF" --fn 1 >/dev/null
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT" >/dev/null
+	assert_equal "$(pool_used)" "$used2"
+}
