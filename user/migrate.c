@@ -95,12 +95,14 @@ static int set_fn_state(struct src *s, uint32_t state)
 	s->vct.state = state;
 	if (bpf_map_update_elem(s->m.vct, &fn, &s->vct, BPF_ANY))
 		return -errno;
-	/* Floods reach exactly the ports in vf_ports: a paused VF gets none. */
-	if (state == CLAT_FN_QUIESCED)
+	/* Floods reach exactly the ports in flood_ports: a paused VF gets none. */
+	if (state == CLAT_FN_QUIESCED) {
 		bpf_map_delete_elem(s->m.vf_ports, &fn);
-	else if (bpf_map_update_elem(s->m.vf_ports, &fn, &s->vct.ifindex, BPF_ANY))
+		return flood_port_set(&s->m, fn, 0);
+	}
+	if (bpf_map_update_elem(s->m.vf_ports, &fn, &s->vct.ifindex, BPF_ANY))
 		return -errno;
-	return 0;
+	return flood_port_set(&s->m, fn, s->vct.ifindex);
 }
 
 /* Validating the tables costs O(contexts): done once, before the first
