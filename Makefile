@@ -51,7 +51,7 @@ TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
-TEST_PROGS  += $(OUTPUT)/seqstream
+TEST_PROGS  += $(OUTPUT)/seqstream $(OUTPUT)/policy_cost
 
 .PHONY: all check demo install uninstall clean help deps fuzz bench
 all: $(BINS) $(TEST_PROGS) $(TEST_BPF)
@@ -123,6 +123,11 @@ $(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
 
 # flowgen: drives a pinned, live program with named frames (selftests).
 $(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# policy_cost: ns per frame of the dispatch path, with and without port policy.
+$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 

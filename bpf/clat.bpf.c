@@ -4,6 +4,11 @@
  * clat_rx runs on the PF uplink: dst MAC (+VLAN) -> fn -> VCT[fn] -> VF port.
  * clat_tx runs on every representor: fn = ingress port; hairpin to a local
  * fn or send out the uplink.
+ * clat_flood is the egress program of every fn's flood_ports entry: it
+ * keeps a broadcast inside its VLAN.
+ * Port policy (fn_policy, `clat-load vf set`): the sender's spoof check,
+ * link state and policer in clat_tx; the receiver's link state and the
+ * port VLAN's push/pop where a frame is steered to it.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -13,6 +18,7 @@
 #include "maps.h"
 #include "flow.h"
 #include "context.h"
+#include "policy.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -134,23 +140,28 @@ static __always_inline void track(struct xdp_md *ctx, __u32 fn, __u32 dir,
 	clat_track(ctx, fn, dir, l2->l3_off, l2->proto);
 }
 
-static __always_inline struct clat_mac_val *lookup_mac(struct l2_info *l2)
+static __always_inline struct clat_mac_val *lookup_mac(const __u8 *mac, __u16 vlan)
 {
-	struct clat_mac_key key = { .vlan = l2->vlan };
+	struct clat_mac_key key = { .vlan = vlan };
 
-	__builtin_memcpy(key.mac, l2->eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(key.mac, mac, ETH_ALEN);
 	return bpf_map_lookup_elem(&mac_fn, &key);
 }
 
 /* Redirect to an ACTIVE fn's port, counting into (slot, slot+1) of the
  * stats of count_fn: packets then bytes.  The frame enters fn's VM, so it
- * updates fn's context in the IN direction. */
+ * updates fn's context in the IN direction.  vlan is the frame's VLAN
+ * (the sender's port VLAN, or its outer tag), tagged whether it carries
+ * that tag now: a fn with a port VLAN gets it untagged, any other fn
+ * tagged with it. */
 static __always_inline int deliver(struct xdp_md *ctx, const struct l2_info *l2, __u32 fn,
-				   __u32 count_fn, enum clat_stat pkt_slot)
+				   __u32 count_fn, enum clat_stat pkt_slot, __u16 vlan, int tagged)
 {
 	struct clat_stats *s = fn_stats(count_fn);
 	struct clat_vct_entry *e = bpf_map_lookup_elem(&vct, &fn);
-	int ret;
+	const struct clat_fn_policy *p = policy_of(fn);
+	struct l2_info out = *l2;
+	int ret, want_tag;
 
 	if (!e || e->state == CLAT_FN_FREE) {
 		count(s, CLAT_STAT_DROP_INACTIVE, 1);
@@ -160,6 +171,20 @@ static __always_inline int deliver(struct xdp_md *ctx, const struct l2_info *l2,
 		count(fn_stats(fn), CLAT_STAT_DROP_QUIESCED, 1);
 		return XDP_DROP;
 	}
+	if (!p) /* for the verifier: an ACTIVE fn is inside fn_policy */
+		return XDP_DROP;
+	if (p->link_state == CLAT_LINK_DISABLE) {
+		count(fn_stats(fn), CLAT_STAT_DROP_LINK_DOWN, 1);
+		return XDP_DROP;
+	}
+	want_tag = !p->vlan && vlan;
+	if (tagged != want_tag) {
+		if (tagged ? vlan_pop(ctx) : vlan_push(ctx, vlan)) {
+			count(s, CLAT_STAT_DROP_MALFORMED, 1);
+			return XDP_DROP;
+		}
+		out.l3_off = tagged ? out.l3_off - VLAN_HLEN : out.l3_off + VLAN_HLEN;
+	}
 	/* The low bits of flags are the verdict when the slot is empty. */
 	ret = bpf_redirect_map(&vf_ports, fn, XDP_DROP);
 	if (ret == XDP_DROP) {
@@ -168,7 +193,7 @@ static __always_inline int deliver(struct xdp_md *ctx, const struct l2_info *l2,
 	}
 	count(s, pkt_slot, 1);
 	count(s, pkt_slot + 1, frame_len(ctx));
-	track(ctx, fn, CLAT_DIR_IN, l2);
+	track(ctx, fn, CLAT_DIR_IN, &out);
 	return ret;
 }
 
@@ -200,12 +225,12 @@ int clat_rx(struct xdp_md *ctx)
 	if (is_multicast_mac(l2.eth->h_dest)) {
 		/* The uplink slot is the ingress, so it is excluded. */
 		count(fn_stats(CLAT_FN_NONE), CLAT_STAT_FLOOD_RX, 1);
-		return bpf_redirect_map(&vf_ports, 0, FLOOD_FLAGS);
+		return bpf_redirect_map(&flood_ports, 0, FLOOD_FLAGS);
 	}
-	mv = lookup_mac(&l2);
+	mv = lookup_mac(l2.eth->h_dest, l2.vlan);
 	if (!mv)
 		return unknown_unicast_verdict();
-	return deliver(ctx, &l2, mv->fn, mv->fn, CLAT_STAT_RX_PACKETS);
+	return deliver(ctx, &l2, mv->fn, mv->fn, CLAT_STAT_RX_PACKETS, l2.vlan, l2.vlan != 0);
 }
 
 SEC("xdp")
@@ -215,11 +240,13 @@ int clat_tx(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	struct clat_port_val *pv;
 	struct clat_vct_entry *e;
+	const struct clat_fn_policy *p;
 	struct clat_mac_val *mv;
 	struct clat_stats *s;
 	struct l2_info l2;
+	int ret, tagged;
+	__u16 vlan;
 	__u32 fn;
-	int ret;
 
 	pv = bpf_map_lookup_elem(&port_fn, &ifindex);
 	if (!pv) {
@@ -241,19 +268,72 @@ int clat_tx(struct xdp_md *ctx)
 		count(s, CLAT_STAT_DROP_MALFORMED, 1);
 		return XDP_DROP;
 	}
-	if (is_multicast_mac(l2.eth->h_dest)) {
-		/* Uplink plus every other ACTIVE fn; the ingress port is excluded. */
-		count(s, CLAT_STAT_FLOOD_TX, 1);
-		return bpf_redirect_map(&vf_ports, 0, FLOOD_FLAGS);
+	/* The frame's VLAN: the port VLAN (the VM sends untagged), or its
+	 * own outer tag. */
+	vlan = l2.vlan;
+	tagged = vlan != 0;
+	p = policy_of(fn);
+	if (!p) { /* for the verifier: port_fn only names fns inside fn_policy */
+		count(s, CLAT_STAT_DROP_NO_FN, 1);
+		return XDP_DROP;
 	}
-	mv = lookup_mac(&l2);
+	if (p->link_state == CLAT_LINK_DISABLE) {
+		count(s, CLAT_STAT_DROP_LINK_DOWN, 1);
+		return XDP_DROP;
+	}
+	if (p->vlan) {
+		/* Behind a port VLAN any tag of the VM's own is a spoof, whatever
+		 * spoofchk says: the VM must not pick its VLAN. */
+		if (l2.l3_off != ETH_HLEN) {
+			count(s, CLAT_STAT_DROP_SPOOF, 1);
+			return XDP_DROP;
+		}
+		vlan = p->vlan;
+	}
+	if (p->spoofchk) {
+		/* The source MAC must be one of fn's, registered under this VLAN. */
+		mv = lookup_mac(l2.eth->h_source, vlan);
+		if (!mv || mv->fn != fn) {
+			count(s, CLAT_STAT_DROP_SPOOF, 1);
+			return XDP_DROP;
+		}
+	}
+	if (p->max_rate_mbit && !police(fn, p->max_rate_mbit, frame_len(ctx))) {
+		count(s, CLAT_STAT_DROP_RATE, 1);
+		return XDP_DROP;
+	}
+	if (is_multicast_mac(l2.eth->h_dest)) {
+		/* Uplink plus every other ACTIVE fn; the ingress port is excluded.
+		 * Tagged with the VLAN, so the uplink gets it tagged and each
+		 * fn's clat_flood can tell who belongs to it. */
+		if (tagged != (vlan != 0) && vlan_push(ctx, vlan)) {
+			count(s, CLAT_STAT_DROP_MALFORMED, 1);
+			return XDP_DROP;
+		}
+		count(s, CLAT_STAT_FLOOD_TX, 1);
+		return bpf_redirect_map(&flood_ports, 0, FLOOD_FLAGS);
+	}
+	/* Keyed with the sender's VLAN: no hairpin into another VLAN. */
+	mv = lookup_mac(l2.eth->h_dest, vlan);
 	if (mv && mv->fn != fn) {
-		ret = deliver(ctx, &l2, mv->fn, fn, CLAT_STAT_HAIRPIN_PACKETS);
-		if (ret == XDP_REDIRECT)
-			track(ctx, fn, CLAT_DIR_OUT, &l2);
+		ret = deliver(ctx, &l2, mv->fn, fn, CLAT_STAT_HAIRPIN_PACKETS, vlan, tagged);
+		if (ret == XDP_REDIRECT) {
+			/* deliver() may have moved L3 by a tag: track from the
+			 * frame as it leaves. */
+			if (parse_l2(&(struct hdr_cursor){ (void *)(long)ctx->data,
+							   (void *)(long)ctx->data_end }, &l2) == 0)
+				track(ctx, fn, CLAT_DIR_OUT, &l2);
+		}
 		return ret;
 	}
 
+	if (tagged != (vlan != 0)) {
+		if (vlan_push(ctx, vlan)) {
+			count(s, CLAT_STAT_DROP_MALFORMED, 1);
+			return XDP_DROP;
+		}
+		l2.l3_off += VLAN_HLEN;
+	}
 	ret = bpf_redirect_map(&vf_ports, CLAT_UPLINK_SLOT, XDP_DROP);
 	if (ret == XDP_DROP) {
 		count(s, CLAT_STAT_DROP_NO_PORT, 1);
@@ -263,4 +343,41 @@ int clat_tx(struct xdp_md *ctx)
 	count(s, CLAT_STAT_TX_BYTES, frame_len(ctx));
 	track(ctx, fn, CLAT_DIR_OUT, &l2);
 	return ret;
+}
+
+/* Egress program of every fn's flood_ports entry, run once per copy of a
+ * broadcast: the copy reaches fn only inside its VLAN.  A flood carries
+ * its VLAN as its outer tag (clat_tx pushed a sender's port VLAN).  fn
+ * with port VLAN V: only floods tagged V, popped.  fn without: only
+ * untagged floods, except fn 0, the PF's host port, which like a PF sees
+ * every VLAN.  A fn whose link is disabled gets none. */
+SEC("xdp/devmap")
+int clat_flood(struct xdp_md *ctx)
+{
+	struct hdr_cursor c = { (void *)(long)ctx->data, (void *)(long)ctx->data_end };
+	__u32 ifindex = ctx->egress_ifindex;
+	const struct clat_fn_policy *p;
+	struct clat_port_val *pv;
+	struct l2_info l2;
+	__u32 fn;
+
+	if (parse_l2(&c, &l2) < 0)
+		return XDP_DROP;
+	pv = bpf_map_lookup_elem(&port_fn, &ifindex);
+	if (!pv)
+		return XDP_DROP; /* only fns' entries run this program */
+	fn = pv->fn;
+	p = policy_of(fn);
+	if (!p) /* for the verifier: fn_policy covers every fn */
+		return XDP_DROP;
+	if (p->link_state == CLAT_LINK_DISABLE) {
+		count(fn_stats(fn), CLAT_STAT_DROP_LINK_DOWN, 1);
+		return XDP_DROP;
+	}
+	if (p->vlan) {
+		if (l2.l3_off == ETH_HLEN || l2.vlan != p->vlan || vlan_pop(ctx))
+			return XDP_DROP;
+		return XDP_PASS;
+	}
+	return l2.vlan == 0 || fn == 0 ? XDP_PASS : XDP_DROP;
 }

@@ -28,6 +28,17 @@ struct {
 	__uint(value_size, sizeof(__u32));
 } vf_ports SEC(".maps");
 
+/* The flood domain: the uplink (slot CLAT_UPLINK_SLOT, no program) and
+ * every ACTIVE fn's port, each with clat_flood as its egress program,
+ * which drops the copies that leave the frame's VLAN and pops the tag for
+ * a port VLAN.  Unicast goes through vf_ports and never runs it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
+	__uint(max_entries, CLAT_MAX_FN + 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct bpf_devmap_val));
+} flood_ports SEC(".maps");
+
 /* Representor ifindex -> fn, for clat_tx. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -43,6 +54,33 @@ struct {
 	__type(key, __u32);
 	__type(value, struct clat_stats);
 } stats SEC(".maps");
+
+/* Per-VF port policy (clat-load vf set), key fn.  All zero is a fn
+ * without policy: no port VLAN, no spoof check, link auto, no policer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN);
+	__type(key, __u32);
+	__type(value, struct clat_fn_policy);
+} fn_policy SEC(".maps");
+
+/* Policer state of a fn with a max-rate: a token bucket in units of
+ * 1/8000 byte, so a refill of elapsed_ns * rate_mbit needs no division and
+ * loses no fraction.  Datapath-private (userspace never reads it); a
+ * spin lock because one VF's frames arrive on every CPU. */
+struct clat_rate_state {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tokens;
+	__u64 last_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, CLAT_MAX_FN);
+	__type(key, __u32);
+	__type(value, struct clat_rate_state);
+} fn_rate SEC(".maps");
 
 /* ---- Context memory: one pool per PF -------------------------------------
  * The pool maps are sized at attach (--pool-contexts): the max_entries

@@ -254,6 +254,91 @@ static void tx_tests(struct env *e)
 	       CLAT_STAT_DROP_NO_FN);
 }
 
+static void set_policy(struct env *e, uint32_t fn, uint16_t vlan, uint8_t spoofchk,
+		       uint8_t link_state)
+{
+	struct clat_fn_policy p = { .vlan = vlan, .spoofchk = spoofchk, .link_state = link_state };
+
+	bpf_map_update_elem(bpf_map__fd(e->skel->maps.fn_policy), &fn, &p, BPF_ANY);
+}
+
+/* Port policy (fn_policy): clat_tx enters on lo as fn 1. */
+static void port_policy_tests(struct env *e)
+{
+	uint16_t ten = 10, twenty = 20;
+	struct frame f;
+	uint32_t verdict;
+	uint8_t out[512];
+
+	set_policy(e, 1, 0, 1, CLAT_LINK_AUTO);
+	f = fixture_ipv4_udp(MAC_WIRE);
+	memcpy(f.buf + 6, MAC_VF1, 6);
+	expect(e, "spoofchk: tx with fn 1's own MAC goes out", e->tx, f, LO_IFINDEX, XDP_REDIRECT,
+	       1, CLAT_STAT_TX_PACKETS);
+	memcpy(f.buf + 6, MAC_HOST, 6);
+	expect(e, "spoofchk: tx with fn 0's MAC is dropped", e->tx, f, LO_IFINDEX, XDP_DROP, 1,
+	       CLAT_STAT_DROP_SPOOF);
+	f = eth(MAC_VF2, 1, &twenty, 0x0800, 46);
+	memcpy(f.buf + 6, MAC_VF1, 6);
+	expect(e, "spoofchk: tx tagged with a VLAN fn 1's MAC is not under is dropped", e->tx, f,
+	       LO_IFINDEX, XDP_DROP, 1, CLAT_STAT_DROP_SPOOF);
+
+	/* fn 1 behind port VLAN 10: its MAC keyed with 10. */
+	bpf_map_delete_elem(bpf_map__fd(e->skel->maps.mac_fn),
+			    &(struct clat_mac_key){ .mac = { 0x02, 0xc1, 0, 0, 0, 1 } });
+	add_fn(e, 1, MAC_VF1, 10, LO_IFINDEX, CLAT_FN_ACTIVE);
+	set_policy(e, 1, 10, 1, CLAT_LINK_AUTO);
+	f = eth(MAC_VF1, 1, &ten, 0x0800, 46);
+	expect(e, "port VLAN: rx tagged 10 reaches fn 1", e->rx, f, 0, XDP_REDIRECT, 1,
+	       CLAT_STAT_RX_PACKETS);
+	{
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = f.buf, .data_size_in = f.len,
+			    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+
+		check(!bpf_prog_test_run_opts(e->rx, &o) && o.data_size_out == f.len - 4 &&
+			      out[12] == 0x08 && out[13] == 0x00 && !memcmp(out, MAC_VF1, 6),
+		      "port VLAN: rx pops the tag (%u -> %u bytes)", f.len, o.data_size_out);
+	}
+	f = fixture_ipv4_udp(MAC_WIRE);
+	memcpy(f.buf + 6, MAC_VF1, 6);
+	expect(e, "port VLAN: untagged tx from fn 1 goes out", e->tx, f, LO_IFINDEX,
+	       XDP_REDIRECT, 1, CLAT_STAT_TX_PACKETS);
+	{
+		struct xdp_md ctx = { .data_end = f.len, .ingress_ifindex = LO_IFINDEX };
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = f.buf, .data_size_in = f.len,
+			    .data_out = out, .data_size_out = sizeof(out), .repeat = 1,
+			    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx));
+
+		check(!bpf_prog_test_run_opts(e->tx, &o) && o.data_size_out == f.len + 4 &&
+			      out[12] == 0x81 && out[13] == 0x00 && out[15] == 10 &&
+			      out[16] == 0x08 && !memcmp(out + 6, MAC_VF1, 6),
+		      "port VLAN: tx pushes tag 10 (%u -> %u bytes)", f.len, o.data_size_out);
+	}
+	f = eth(MAC_WIRE, 1, &twenty, 0x0800, 46);
+	memcpy(f.buf + 6, MAC_VF1, 6);
+	expect(e, "port VLAN: a tag of the VM's own is a spoof", e->tx, f, LO_IFINDEX, XDP_DROP,
+	       1, CLAT_STAT_DROP_SPOOF);
+	f = fixture_ipv4_udp(MAC_VF2);
+	memcpy(f.buf + 6, MAC_VF1, 6);
+	expect(e, "port VLAN: no hairpin to a MAC of another VLAN", e->tx, f, LO_IFINDEX,
+	       XDP_REDIRECT, 1, CLAT_STAT_TX_PACKETS);
+
+	set_policy(e, 1, 10, 1, CLAT_LINK_DISABLE);
+	f = eth(MAC_VF1, 1, &ten, 0x0800, 46);
+	expect(e, "link disable: rx to fn 1 is dropped", e->rx, f, 0, XDP_DROP, 1,
+	       CLAT_STAT_DROP_LINK_DOWN);
+	f = fixture_ipv4_udp(MAC_WIRE);
+	memcpy(f.buf + 6, MAC_VF1, 6);
+	expect(e, "link disable: tx from fn 1 is dropped", e->tx, f, LO_IFINDEX, XDP_DROP, 1,
+	       CLAT_STAT_DROP_LINK_DOWN);
+	(void)verdict;
+
+	bpf_map_delete_elem(bpf_map__fd(e->skel->maps.mac_fn),
+			    &(struct clat_mac_key){ .mac = { 0x02, 0xc1, 0, 0, 0, 1 }, .vlan = 10 });
+	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
+	set_policy(e, 1, 0, 0, CLAT_LINK_AUTO);
+}
+
 static void policy_tests(void)
 {
 	struct env e;
@@ -296,6 +381,7 @@ int main(void)
 	expect(&e, "rx unknown MAC without a host port is XDP_PASS", e.rx,
 	       fixture_ipv4_udp(MAC_UNKNOWN), 0, XDP_PASS, CLAT_FN_NONE, CLAT_STAT_PASS_UNKNOWN);
 	add_fn(&e, 0, MAC_HOST, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
+	port_policy_tests(&e);
 	tx_tests(&e);
 	clat__destroy(e.skel);
 	policy_tests();

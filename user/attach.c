@@ -327,7 +327,12 @@ int cmd_attach(const struct invocation *inv)
 	if (err)
 		goto fail;
 
-	if (bpf_map_update_elem(m.vf_ports, &uplink, &pf_ifindex, BPF_ANY)) {
+	/* The uplink's flood entry runs no program: a flood leaves tagged
+	 * with its VLAN, as clat_tx made it. */
+	if (bpf_map_update_elem(m.vf_ports, &uplink, &pf_ifindex, BPF_ANY) ||
+	    bpf_map_update_elem(m.flood_ports, &uplink,
+				&(struct bpf_devmap_val){ .ifindex = pf_ifindex, .bpf_prog.fd = -1 },
+				BPF_ANY)) {
 		err = -errno;
 		pr_err("failed to add uplink port: %s", strerror(-err));
 		goto fail;

@@ -5,6 +5,7 @@
 #define CLAT_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "cmdline.h"
 #include <stdint.h>
@@ -45,6 +46,12 @@ enum opt_id {
 	OPT_RESYNC_MS,
 	OPT_POOL_CONTEXTS,
 	OPT_FORCE,
+	OPT_SPOOFCHK,
+	OPT_TRUST,
+	OPT_STATE,
+	OPT_MAX_RATE,
+	OPT_ADD_MAC,
+	OPT_DEL_MAC,
 	OPT__MAX,
 };
 
@@ -56,6 +63,13 @@ int cmd_status(const struct invocation *inv);
 int cmd_stats(const struct invocation *inv);
 int cmd_vf_add(const struct invocation *inv);
 int cmd_vf_del(const struct invocation *inv);
+int cmd_vf_set(const struct invocation *inv);
+/* Port policy, for status and vf set (vf.c). */
+struct json;
+struct clat_fn_policy;
+void json_policy(struct json *j, const struct clat_fn_policy *p, const char *pf);
+const char *link_state_name(uint32_t s);
+const char *pf_operstate(const char *pf, char *buf, size_t len);
 int cmd_locate(const struct invocation *inv);
 int cmd_guest_attach(const struct invocation *inv);
 int cmd_guest_sync(const struct invocation *inv);

@@ -37,6 +37,11 @@ extern bool verbose;
 #define PIN_MAP_CLAIM_LOCKS "claim_locks"
 #define PIN_MAP_GUESTS   "guests"
 #define PIN_MAP_GUEST_TYPES "guest_types"
+#define PIN_MAP_FN_POLICY "fn_policy"
+#define PIN_MAP_FN_RATE  "fn_rate"
+#define PIN_MAP_FLOOD_PORTS "flood_ports"
+/* clat_flood, the egress program of every fn's flood_ports entry. */
+#define PIN_PROG_FLOOD   "prog_flood"
 /* Guest pages the attached tables own (bit per page), for resync. */
 #define PIN_OWNED_FMT    "owned_fn%u"
 #define PIN_PROG_RX      "prog_rx"
@@ -60,6 +65,10 @@ struct clat_maps {
 	int claim_locks;
 	int guests;
 	int guest_types; /* key fn * CLAT_MAX_TYPES + type */
+	int fn_policy;  /* struct clat_fn_policy per fn */
+	int fn_rate;    /* policer state per fn (datapath-private layout) */
+	int flood_ports; /* DEVMAP of struct bpf_devmap_val: the flood domain */
+	int prog_flood; /* clat_flood, for flood_ports entries (a program, pinned with the maps) */
 	int lock_fd;    /* the pin dir, flocked by the pool allocator; -1 unpinned */
 };
 
@@ -99,6 +108,11 @@ int clock_refresh(const struct clat_maps *m);
 int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
 	       uint32_t ifindex);
 int fn_remove(const struct clat_maps *m, uint32_t fn);
+int policer_reset(const struct clat_maps *m, uint32_t fn);
+/* fn's flood_ports entry: its port with clat_flood, or none (ifindex 0). */
+int flood_port_set(const struct clat_maps *m, uint32_t fn, uint32_t ifindex);
+/* The policy of a fn that vf add, vf-emu sync or fn_install creates. */
+#define CLAT_POLICY_DEFAULT ((struct clat_fn_policy){ .spoofchk = 1, .link_state = CLAT_LINK_AUTO })
 int fn_macs(const struct clat_maps *m, uint32_t fn, struct clat_mac_key *keys, int max);
 
 /* XDP links: attach prog to ifindex in mode, pin as name; returns 0 or -errno. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/bpf.h>
 
 #include "clat.skel.h"
 
@@ -29,6 +30,10 @@ static const struct {
 	{ PIN_MAP_CLAIM_LOCKS, offsetof(struct clat_maps, claim_locks) },
 	{ PIN_MAP_GUESTS, offsetof(struct clat_maps, guests) },
 	{ PIN_MAP_GUEST_TYPES, offsetof(struct clat_maps, guest_types) },
+	{ PIN_MAP_FN_POLICY, offsetof(struct clat_maps, fn_policy) },
+	{ PIN_MAP_FN_RATE, offsetof(struct clat_maps, fn_rate) },
+	{ PIN_MAP_FLOOD_PORTS, offsetof(struct clat_maps, flood_ports) },
+	{ PIN_PROG_FLOOD, offsetof(struct clat_maps, prog_flood) },
 };
 
 #define MAP_FD(m, i) (*(int *)((char *)(m) + pinned_maps[i].off))
@@ -50,6 +55,10 @@ void maps_from_skel(const struct clat *skel, struct clat_maps *m)
 		.claim_locks = bpf_map__fd(skel->maps.claim_locks),
 		.guests = bpf_map__fd(skel->maps.guests),
 		.guest_types = bpf_map__fd(skel->maps.guest_types),
+		.fn_policy = bpf_map__fd(skel->maps.fn_policy),
+		.fn_rate = bpf_map__fd(skel->maps.fn_rate),
+		.flood_ports = bpf_map__fd(skel->maps.flood_ports),
+		.prog_flood = bpf_program__fd(skel->progs.clat_flood),
 		.lock_fd = -1,
 	};
 }
@@ -147,8 +156,28 @@ static int remove_macs(const struct clat_maps *m, uint32_t fn)
 	return 0;
 }
 
+int flood_port_set(const struct clat_maps *m, uint32_t fn, uint32_t ifindex)
+{
+	struct bpf_devmap_val v = { .ifindex = ifindex, .bpf_prog.fd = m->prog_flood };
+
+	if (!ifindex)
+		return bpf_map_delete_elem(m->flood_ports, &fn) && errno != ENOENT ? -errno : 0;
+	return bpf_map_update_elem(m->flood_ports, &fn, &v, BPF_ANY) ? -errno : 0;
+}
+
+/* Whether key maps to fn already. */
+static bool mac_is(const struct clat_maps *m, const struct clat_mac_key *key, uint32_t fn)
+{
+	struct clat_mac_val v;
+
+	return bpf_map_lookup_elem(m->mac_fn, key, &v) == 0 && v.fn == fn;
+}
+
 /* The MAC entry is written last: until then no frame can reach the fn, and a
- * failure part-way leaves it FREE. */
+ * failure part-way leaves it FREE.  A new fn gets the default policy
+ * (spoofchk on); an installed one keeps its policy, and keeps its MACs when
+ * mac is one of them (a re-attach must not drop a trusted VF's extra MACs).
+ * Under a port VLAN the MAC is keyed with it, whatever vlan says. */
 int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
 	       uint32_t ifindex)
 {
@@ -156,23 +185,38 @@ int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uin
 	struct clat_port_val pv = { .fn = fn };
 	struct clat_mac_val mv = { .fn = fn };
 	struct clat_mac_key key = { .vlan = vlan };
+	struct clat_fn_policy pol = CLAT_POLICY_DEFAULT;
+	bool fresh, keep_macs;
 	int err;
 
 	if (fn >= CLAT_MAX_FN)
 		return -ERANGE;
 	memcpy(key.mac, mac, 6);
 	bpf_map_lookup_elem(m->vct, &fn, &e);
+	fresh = e.state == CLAT_FN_FREE;
+	if (!fresh)
+		bpf_map_lookup_elem(m->fn_policy, &fn, &pol);
+	if (pol.vlan)
+		key.vlan = pol.vlan;
 	if (e.state == CLAT_FN_ACTIVE && e.ifindex && e.ifindex != ifindex)
 		bpf_map_delete_elem(m->port_fn, &e.ifindex);
-	remove_macs(m, fn);
+	keep_macs = !fresh && e.ifindex == ifindex && mac_is(m, &key, fn);
+	if (!keep_macs)
+		remove_macs(m, fn);
 
 	e.state = CLAT_FN_ACTIVE;
 	e.ifindex = ifindex;
+	err = 0;
 	if (bpf_map_update_elem(m->port_fn, &ifindex, &pv, BPF_ANY) ||
-	    bpf_map_update_elem(m->vf_ports, &fn, &ifindex, BPF_ANY) ||
-	    bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY) ||
-	    bpf_map_update_elem(m->mac_fn, &key, &mv, BPF_ANY)) {
+	    bpf_map_update_elem(m->fn_policy, &fn, &pol, BPF_ANY) ||
+	    bpf_map_update_elem(m->vf_ports, &fn, &ifindex, BPF_ANY))
 		err = -errno;
+	if (!err)
+		err = flood_port_set(m, fn, ifindex);
+	if (!err && (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY) ||
+		     bpf_map_update_elem(m->mac_fn, &key, &mv, BPF_ANY)))
+		err = -errno;
+	if (err) {
 		fn_remove(m, fn);
 		bpf_map_delete_elem(m->port_fn, &ifindex);
 		return err;
@@ -180,22 +224,39 @@ int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uin
 	return 0;
 }
 
-/* MAC entries go first so no new frame is steered to a half-removed fn. */
+/* MAC entries go first so no new frame is steered to a half-removed fn.
+ * The policy goes back to all zero, so whoever installs fn next starts
+ * from the default, and the policer from a full bucket. */
 int fn_remove(const struct clat_maps *m, uint32_t fn)
 {
 	struct clat_vct_entry e = {};
+	struct clat_fn_policy pol = {};
 
 	if (fn >= CLAT_MAX_FN)
 		return -ERANGE;
 	remove_macs(m, fn);
 	bpf_map_lookup_elem(m->vct, &fn, &e);
 	bpf_map_delete_elem(m->vf_ports, &fn);
+	flood_port_set(m, fn, 0);
 	if (e.ifindex)
 		bpf_map_delete_elem(m->port_fn, &e.ifindex);
 	memset(&e, 0, sizeof(e));
-	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY))
+	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY) ||
+	    bpf_map_update_elem(m->fn_policy, &fn, &pol, BPF_ANY))
 		return -errno;
+	policer_reset(m, fn);
 	return 0;
+}
+
+/* A full bucket: the datapath refills a bucket idle for a second or more
+ * to its burst, and last_ns 0 is that long ago. */
+int policer_reset(const struct clat_maps *m, uint32_t fn)
+{
+	/* The map value's layout is the datapath's (bpf/maps.h): a spin
+	 * lock, padding, tokens, last_ns; all zero is a fresh bucket. */
+	uint64_t zero[3] = {};
+
+	return bpf_map_update_elem(m->fn_rate, &fn, zero, BPF_ANY) ? -errno : 0;
 }
 
 /* The datapath keeps time as bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC,

@@ -95,12 +95,14 @@ static int set_fn_state(struct src *s, uint32_t state)
 	s->vct.state = state;
 	if (bpf_map_update_elem(s->m.vct, &fn, &s->vct, BPF_ANY))
 		return -errno;
-	/* Floods reach exactly the ports in vf_ports: a paused VF gets none. */
-	if (state == CLAT_FN_QUIESCED)
+	/* Floods reach exactly the ports in flood_ports: a paused VF gets none. */
+	if (state == CLAT_FN_QUIESCED) {
 		bpf_map_delete_elem(s->m.vf_ports, &fn);
-	else if (bpf_map_update_elem(s->m.vf_ports, &fn, &s->vct.ifindex, BPF_ANY))
+		return flood_port_set(&s->m, fn, 0);
+	}
+	if (bpf_map_update_elem(s->m.vf_ports, &fn, &s->vct.ifindex, BPF_ANY))
 		return -errno;
-	return 0;
+	return flood_port_set(&s->m, fn, s->vct.ifindex);
 }
 
 /* Validating the tables costs O(contexts): done once, before the first
@@ -608,7 +610,10 @@ static int vm_addrs_put(const char *vm_ns, const struct vm_addrs *v)
 }
 
 /* The VMM's part: the VM leaves its VF on host A and lands on a VF of host B
- * with the same MAC and addresses, then announces itself. */
+ * with the same MAC and addresses.  It announces itself (announce_vm) only
+ * once a device serves its MAC, as QEMU does after the VM resumes: before
+ * the switch, B's spoof check would drop the announcement as a frame with
+ * a MAC that is not its fn's, and the wire would keep sending to A. */
 static int move_vm(struct move *mv, const char *src_ns, const char *dst_ns)
 {
 	int err = vm_addrs_get(mv->vm_ns, &mv->addrs);
@@ -619,11 +624,18 @@ static int move_vm(struct move *mv, const char *src_ns, const char *dst_ns)
 		err = in_netns(dst_ns, move_assign, mv);
 	if (!err)
 		err = vm_addrs_put(mv->vm_ns, &mv->addrs);
-	if (!err)
-		err = netns_run(mv->vm_ns, announce, mv);
 	if (err)
 		pr_err("failed to move the VM from %s VF %d to %s VF %d: %s", mv->src_pf, mv->src_vf,
 		       mv->dst_pf, mv->dst_vf, strerror(-err));
+	return err;
+}
+
+static int announce_vm(struct move *mv)
+{
+	int err = netns_run(mv->vm_ns, announce, mv);
+
+	if (err)
+		pr_err("failed to announce the VM's addresses: %s", strerror(-err));
 	return err;
 }
 
@@ -835,6 +847,8 @@ int cmd_migrate(const struct invocation *inv)
 		err = in_netns(dst_ns, commit_cb, &ca);
 		reloaded = ca.reloaded;
 	}
+	if (!err)
+		announce_vm(&mv); /* a lost announcement does not fail the migration */
 	json_obj_open(&j, "switch");
 	json_u64(&j, "ns", mono_ns() - t);
 	json_u64(&j, "blocks_reloaded", reloaded);
@@ -863,6 +877,8 @@ int cmd_migrate(const struct invocation *inv)
 		if (moved && move_vm_back(&mv, src_ns, dst_ns))
 			pr_err("the VM could not be moved back to %s VF %d", mv.src_pf, mv.src_vf);
 		in_netns(src_ns, resume_cb, &s);
+		if (moved)
+			announce_vm(&mv);
 	} else {
 		pr_info("migrated fn %u on %s to fn %u on %s: %llu live contexts, downtime %.3f ms",
 			fn, inv->arg[0], to_fn, inv->arg[1], (unsigned long long)d.st.live,

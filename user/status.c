@@ -149,7 +149,8 @@ static void print_links(const char *dir, struct json *j)
 	closedir(d);
 }
 
-static void print_fns(const struct clat_maps *m, const struct pool_usage *u, struct json *j)
+static void print_fns(const struct clat_maps *m, const struct pool_usage *u, const char *pf,
+		      struct json *j)
 {
 	struct clat_mac_key keys[16];
 	char name[IF_NAMESIZE], mac[18];
@@ -157,8 +158,8 @@ static void print_fns(const struct clat_maps *m, const struct pool_usage *u, str
 	int n, i;
 
 	if (!j)
-		printf("%-4s %-9s %-15s %-8s %-18s %s\n", "fn", "state", "dev", "ifindex", "bat_gpa",
-		       "macs");
+		printf("%-4s %-9s %-15s %-8s %-18s %-5s %-5s %-5s %-8s %-6s %s\n", "fn", "state", "dev",
+		       "ifindex", "bat_gpa", "vlan", "spoof", "trust", "link", "mbit", "macs");
 	for (fn = 0; fn < CLAT_MAX_FN; fn++) {
 		struct clat_vct_entry e;
 
@@ -174,6 +175,12 @@ static void print_fns(const struct clat_maps *m, const struct pool_usage *u, str
 			json_u64(j, "bat_gpa", e.bat_gpa);
 			json_u64(j, "generation", e.generation);
 			json_u64(j, "pool_contexts", (uint64_t)u->fn_buckets[fn] * CLAT_BUCKET_SLOTS);
+			{
+				struct clat_fn_policy p = {};
+
+				bpf_map_lookup_elem(m->fn_policy, &fn, &p);
+				json_policy(j, &p, pf);
+			}
 			json_arr_open(j, "macs");
 			for (i = 0; i < n; i++) {
 				json_obj_open(j, NULL);
@@ -185,8 +192,19 @@ static void print_fns(const struct clat_maps *m, const struct pool_usage *u, str
 			json_obj_close(j);
 			continue;
 		}
-		printf("%-4u %-9s %-15s %-8u 0x%-16llx", fn, fn_state_name(e.state),
-		       ifname_or_dash(e.ifindex, name), e.ifindex, (unsigned long long)e.bat_gpa);
+		{
+			struct clat_fn_policy p = {};
+			char oper[32], link[16];
+
+			bpf_map_lookup_elem(m->fn_policy, &fn, &p);
+			snprintf(link, sizeof(link), "%s", link_state_name(p.link_state));
+			if (p.link_state == CLAT_LINK_AUTO)
+				snprintf(link, sizeof(link), "auto:%s", pf_operstate(pf, oper, sizeof(oper)));
+			printf("%-4u %-9s %-15s %-8u 0x%-16llx %-5u %-5s %-5s %-8s %-6u", fn,
+			       fn_state_name(e.state), ifname_or_dash(e.ifindex, name), e.ifindex,
+			       (unsigned long long)e.bat_gpa, p.vlan, p.spoofchk ? "on" : "off",
+			       p.trust ? "on" : "off", link, p.max_rate_mbit);
+		}
 		for (i = 0; i < n; i++) {
 			format_mac(keys[i].mac, mac);
 			printf(" %s", mac);
@@ -311,7 +329,7 @@ int cmd_status(const struct invocation *inv)
 		print_links(dir, &j);
 		json_arr_close(&j);
 		json_arr_open(&j, "fns");
-		print_fns(&m, &u, &j);
+		print_fns(&m, &u, pf, &j);
 		json_arr_close(&j);
 		json_obj_open(&j, "pool");
 		json_u64(&j, "contexts", (uint64_t)u.nbuckets * CLAT_BUCKET_SLOTS);
@@ -328,7 +346,7 @@ int cmd_status(const struct invocation *inv)
 		       pf_ifindex ? xdp_mode_name(pf_ifindex) : "none", layout, dir);
 		print_links(dir, NULL);
 		printf("functions:\n");
-		print_fns(&m, &u, NULL);
+		print_fns(&m, &u, pf, NULL);
 		printf("context memory: %llu contexts, %llu free (largest extent %llu), %llu staged\n",
 		       (unsigned long long)u.nbuckets * CLAT_BUCKET_SLOTS,
 		       (unsigned long long)u.free_buckets * CLAT_BUCKET_SLOTS,
@@ -376,7 +394,9 @@ static uint64_t drops(const struct clat_stats *s)
 {
 	return s->slot[CLAT_STAT_DROP_UNKNOWN] + s->slot[CLAT_STAT_DROP_MALFORMED] +
 	       s->slot[CLAT_STAT_DROP_QUIESCED] + s->slot[CLAT_STAT_DROP_INACTIVE] +
-	       s->slot[CLAT_STAT_DROP_NO_PORT] + s->slot[CLAT_STAT_DROP_NO_FN];
+	       s->slot[CLAT_STAT_DROP_NO_PORT] + s->slot[CLAT_STAT_DROP_NO_FN] +
+	       s->slot[CLAT_STAT_DROP_SPOOF] + s->slot[CLAT_STAT_DROP_LINK_DOWN] +
+	       s->slot[CLAT_STAT_DROP_RATE];
 }
 
 static void json_counters(struct json *j, const char *key, const struct clat_stats *s)
