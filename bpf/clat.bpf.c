@@ -117,7 +117,7 @@ __noinline int clat_track(struct xdp_md *ctx, __u32 fn, __u32 dir, __u32 l3_off,
 		tr.base = td->seg[newest].base;
 		tr.first_bucket = td->seg[newest].first_bucket;
 		tr.nbuckets = seg_state & (1U << newest) ? td->seg[newest].nbuckets : 0;
-		r = clat_claim(&tr);
+		r = claim(&tr, seg_state);
 	} else {
 		r = TRACK_MISS;
 	}

@@ -35,7 +35,7 @@ struct flow_track {
 	__u32 base;
 	__u32 first_bucket;
 	__u32 nbuckets;
-	__u32 pad;
+	__u32 result;     /* clat_take: enum track_result */
 };
 
 /* ---- Tag lines: 32 16-bit tags in 8 words, compared 4 at a time -------- */
@@ -434,34 +434,19 @@ static __always_inline int evict_slot(__u32 bucket, const struct flow_track *tr)
 	return IDX_NONE;
 }
 
-/* Claims a slot for a flow that find() missed, in the emptier of its two
- * candidate buckets of the newest segment, and counts the frame in it.  A
- * global function: only a flow's first frame comes here. */
-__noinline int clat_claim(struct flow_track *tr)
+/* Under the claim lock: a slot for the flow in the emptier of its two
+ * candidate buckets of the newest segment, or an unanswered flow's slot
+ * when both are full.  Returns the pool index or IDX_NONE, and sets
+ * tr->result.  A global function: only a flow's first frame comes here. */
+__noinline int clat_take(struct flow_track *tr)
 {
-	const struct clat_fn_desc *d;
-	__u32 b0, b1, pick, seg_state;
-	int idx, r = TRACK_CLAIM;
-	__u64 f0, f1, *lock;
+	__u32 b0, b1, pick;
+	__u64 f0, f1;
+	int idx;
 
-	if (!tr || !tr->nbuckets)
-		return TRACK_SKIP;
-	lock = claim_lock(tr->tag);
-	if (!lock)
-		return TRACK_BUSY;
-	/* Under the lock: another CPU may have claimed the flow meanwhile. */
-	d = bpf_map_lookup_elem(&fn_desc, &tr->fn);
-	if (!d) {
-		claim_unlock(lock);
-		return TRACK_SKIP;
-	}
-	seg_state = *(volatile __u32 *)&d->type[tr->type & (CLAT_MAX_TYPES - 1)].seg_state;
-	idx = clat_find(tr, seg_state);
-	if (idx != IDX_NONE) {
-		claim_unlock(lock);
-		clat_update(idx, tr);
-		return TRACK_HIT;
-	}
+	if (!tr) /* for the verifier: a global function's pointer may be NULL */
+		return IDX_NONE;
+	tr->result = TRACK_CLAIM;
 	b0 = tr->first_bucket + clat_bucket_of(tr->hash, 0, tr->nbuckets);
 	b1 = tr->first_bucket + clat_bucket_of(tr->hash, 1, tr->nbuckets);
 	f0 = free_lanes(b0);
@@ -470,17 +455,43 @@ __noinline int clat_claim(struct flow_track *tr)
 	idx = take_slot(pick ? b1 : b0, pick ? f1 : f0, tr);
 	if (idx == IDX_NONE && (pick ? f0 : f1))
 		idx = take_slot(pick ? b0 : b1, pick ? f0 : f1, tr);
-	if (idx == IDX_NONE && !f0 && !f1) {
-		idx = evict_slot(b0, tr);
-		if (idx == IDX_NONE && b1 != b0)
-			idx = evict_slot(b1, tr);
-		r = idx == IDX_NONE ? TRACK_FULL : TRACK_EVICT;
+	if (idx != IDX_NONE || f0 || f1) {
+		if (idx == IDX_NONE) /* racing claims took every free slot */
+			tr->result = TRACK_BUSY;
+		return idx;
 	}
+	idx = evict_slot(b0, tr);
+	if (idx == IDX_NONE && b1 != b0)
+		idx = evict_slot(b1, tr);
+	tr->result = idx == IDX_NONE ? TRACK_FULL : TRACK_EVICT;
+	return idx;
+}
+
+/* A frame that opens a flow find() missed: under the flow's claim lock,
+ * look again (another CPU may have claimed it meanwhile), else take a
+ * slot; then count the frame in it.  Inline in clat_track, so that the
+ * deepest call chain stays within the 512-byte stack. */
+static __always_inline int claim(struct flow_track *tr, __u32 seg_state)
+{
+	__u64 *lock;
+	int idx;
+
+	if (!tr->nbuckets)
+		return TRACK_SKIP;
+	lock = claim_lock(tr->tag);
+	if (!lock)
+		return TRACK_BUSY;
+	idx = clat_find(tr, seg_state);
+	if (idx != IDX_NONE) {
+		claim_unlock(lock);
+		clat_update(idx, tr);
+		return TRACK_HIT;
+	}
+	idx = clat_take(tr);
 	claim_unlock(lock);
-	if (idx == IDX_NONE)
-		return r == TRACK_FULL ? TRACK_FULL : TRACK_BUSY;
-	clat_update(idx, tr);
-	return r;
+	if (idx != IDX_NONE)
+		clat_update(idx, tr);
+	return tr->result;
 }
 
 #endif
