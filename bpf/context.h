@@ -323,6 +323,19 @@ static __always_inline void init_ctx(struct clat_ctx *c, const struct flow_track
 	c->first_seen_ns = tr->now;
 }
 
+/* Fills a slot won by a claim (state CLAIMING) and makes it the flow's.
+ * The CAS orders the record's stores before LIVE; the tag goes last, so a
+ * lookup that matches it finds the record whole. */
+static __always_inline void publish(struct clat_ctx *c, const struct flow_track *tr,
+				    __u32 bucket, __u32 slot)
+{
+	__u64 claiming = (__u64)tr->tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_CLAIMING;
+
+	init_ctx(c, tr, clat_slot_svc(tr->base, bucket - tr->first_bucket, slot));
+	__sync_val_compare_and_swap(&c->state_word, claiming, live_word(tr->tag));
+	set_tag(bucket * CLAT_BUCKET_SLOTS + slot, tr->tag);
+}
+
 /* Takes a free slot of bucket (its free lanes in cand), home slot first.
  * Returns the pool index, or IDX_NONE if racing claims took them all. */
 static __always_inline int take_slot(__u32 bucket, __u64 cand, const struct flow_track *tr)
@@ -344,11 +357,7 @@ static __always_inline int take_slot(__u32 bucket, __u64 cand, const struct flow
 		    (sw & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE ||
 		    __sync_val_compare_and_swap(&c->state_word, sw, claiming) != sw)
 			continue;
-		init_ctx(c, tr, clat_slot_svc(tr->base, bucket - tr->first_bucket, slot));
-		/* The CAS orders the record's stores before LIVE; the tag goes
-		 * last, so a lookup that matches it finds the record whole. */
-		__sync_val_compare_and_swap(&c->state_word, claiming, live_word(tr->tag));
-		set_tag(idx, tr->tag);
+		publish(c, tr, bucket, slot);
 		return idx;
 	}
 	return IDX_NONE;
@@ -426,9 +435,7 @@ static __always_inline int evict_slot(__u32 bucket, const struct flow_track *tr)
 		if (!evictable(c, sw, tr->now) ||
 		    __sync_val_compare_and_swap(&c->state_word, sw, claiming) != sw)
 			continue;
-		init_ctx(c, tr, clat_slot_svc(tr->base, bucket - tr->first_bucket, slot));
-		__sync_val_compare_and_swap(&c->state_word, claiming, live_word(tr->tag));
-		set_tag(idx, tr->tag);
+		publish(c, tr, bucket, slot);
 		return idx;
 	}
 	return IDX_NONE;
