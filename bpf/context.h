@@ -227,24 +227,24 @@ enum track_result {
 
 #define BUCKET_NONE 0xffffffffU
 
-/* The flow's slot in any live segment of td, or IDX_NONE.  A claim puts
- * a flow in its home slot (tag mod 32) when that is free, so the home
- * contexts of both candidates of every live segment are read first,
- * together with their tag lines: independent loads whose cache misses
- * overlap, so an extra segment adds loads, not a memory latency.  Only
- * then are the home slots compared, and last every tag of each candidate
- * (clat_bucket_find) for a flow that is not at home.  A flow lives in one
- * segment at most (a claim first looks everywhere), so the order of the
- * comparisons does not matter.  Unrolled: no loop callback.  A global
- * function, verified once for its two callers (a frame, and a claim
- * looking again under its lock); seg_state is what the caller read. */
+/* The flow's slot in any live segment, or IDX_NONE.  A claim puts a flow
+ * in its home slot (tag mod 32) when that is free, so the home tags of
+ * both candidates of every live segment are read first: the tag lines are
+ * small (64 bytes per 32 contexts) and mostly cached, and their loads are
+ * independent.  A home tag that matches names the one context line to
+ * read: a flow at home costs one context miss, like a hash table's entry.
+ * Then every tag of each candidate (clat_bucket_find) for a flow that is
+ * not at home.  A flow lives in one segment at most (a claim first looks
+ * everywhere), so the order does not matter.  Unrolled: no loop callback.
+ * A global function, verified once for its two callers (a frame, and a
+ * claim looking again under its lock); seg_state is what the caller read. */
 __noinline int clat_find(const struct flow_track *tr, __u32 seg_state)
 {
 	const struct clat_type_desc *td;
 	const struct clat_fn_desc *d;
 	__u32 newest = (seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
 	__u32 home, b[CLAT_MAX_SEGMENTS][2], i, c, k, idx;
-	__u32 at_home = 0; /* bit 2 * i + c: that home slot's state word is the flow's */
+	__u32 at_home = 0; /* bit 2 * i + c: that candidate's home tag is the flow's */
 	const struct clat_dev_seg *sg;
 	struct clat_bucket *m;
 	struct clat_ctx *ctx;
@@ -269,13 +269,9 @@ __noinline int clat_find(const struct flow_track *tr, __u32 seg_state)
 			if (!(seg_state & (1U << k)) || !sg->nbuckets)
 				continue;
 			b[i][c] = sg->first_bucket + clat_bucket_of(tr->hash, c, sg->nbuckets);
-			idx = b[i][c] * CLAT_BUCKET_SLOTS + home;
-			ctx = bpf_map_lookup_elem(&pool_ctx, &idx);
 			m = bpf_map_lookup_elem(&pool_meta, &b[i][c]);
-			if (ctx && read_state(ctx) == live)
+			if (m && *(volatile __u16 *)&m->tag[home] == tr->tag)
 				at_home |= 1U << (2 * i + c);
-			if (m)
-				(void)*(volatile __u16 *)&m->tag[0];
 		}
 	}
 #pragma unroll
@@ -286,7 +282,7 @@ __noinline int clat_find(const struct flow_track *tr, __u32 seg_state)
 				continue;
 			idx = b[i][c] * CLAT_BUCKET_SLOTS + home;
 			ctx = bpf_map_lookup_elem(&pool_ctx, &idx);
-			if (ctx && key_eq(&ctx->key, &tr->fi.key))
+			if (ctx && read_state(ctx) == live && key_eq(&ctx->key, &tr->fi.key))
 				return idx;
 		}
 #pragma unroll
