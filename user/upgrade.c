@@ -373,6 +373,49 @@ static int replace_pins(struct upgrade *u)
 	return err;
 }
 
+/* Every fn's flood entry runs clat_flood as its egress program: point the
+ * entries at the new one (one atomic devmap update each), then its pin,
+ * which `vf add` reads for new entries.  Floods stay correct throughout:
+ * both programs work on the same maps. */
+static int switch_floods(struct upgrade *u)
+{
+	struct bpf_program *p = bpf_object__find_program_by_name(u->obj, "clat_flood");
+	char path[PATH_MAX], tmp[PATH_MAX], name[NAME_MAX];
+	int fd, map, err = 0;
+	uint32_t fn;
+
+	if (!p)
+		return 0; /* an object without VLAN-scoped floods */
+	fd = bpf_program__fd(p);
+	if (pin_path(path, sizeof(path), u->dir, PIN_MAP_FLOOD_PORTS))
+		return -ENAMETOOLONG;
+	map = bpf_obj_get(path);
+	if (map < 0)
+		return -errno;
+	for (fn = 0; fn < CLAT_MAX_FN; fn++) {
+		struct bpf_devmap_val v = {};
+
+		if (bpf_map_lookup_elem(map, &fn, &v) || !v.bpf_prog.id)
+			continue;
+		v.bpf_prog.fd = fd;
+		if (bpf_map_update_elem(map, &fn, &v, BPF_EXIST) && errno != ENOENT && !err)
+			err = -errno;
+	}
+	close(map);
+	snprintf(name, sizeof(name), "%s:new:%d", PIN_PROG_FLOOD, (int)getpid());
+	if (!err && (pin_path(tmp, sizeof(tmp), u->dir, name) ||
+		     pin_path(path, sizeof(path), u->dir, PIN_PROG_FLOOD)))
+		err = -ENAMETOOLONG;
+	if (!err && (bpf_obj_pin(fd, tmp) || rename(tmp, path)))
+		err = -errno;
+	if (!err)
+		unlink(tmp);
+	if (err)
+		pr_err("failed to switch the flood program: %s (floods keep the old one)",
+		       strerror(-err));
+	return err;
+}
+
 /* A representor linked by a concurrent `vf add` between collect_links and
  * replace_pins got the old clat_tx: move it too. */
 static void catch_up_links(struct upgrade *u)
@@ -488,6 +531,7 @@ int cmd_upgrade(const struct invocation *inv)
 	}
 	if (!err) {
 		catch_up_links(&u);
+		err = switch_floods(&u);
 		report(&u, has_opt(inv, OPT_JSON));
 	}
 	upgrade_free(&u);
