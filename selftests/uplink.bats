@@ -221,3 +221,26 @@ got() {
 	run wire ping -c 1 -W 2 "$HOST_IP"
 	assert_success
 }
+
+@test "upgrade switches clat_flood_tc too and keeps the plain-uplink flood path" {
+	local d=$BATS_TEST_TMPDIR before after json
+	before=$(host "$CLAT_LOAD" status "$PF" --json |
+		jq -r '.programs[] | select(.prog == "clat_flood_tc") | .prog_id')
+	[ -n "$before" ]
+	json=$(host "$CLAT_LOAD" upgrade "$PF" --json)
+	echo "$json"
+	after=$(host "$CLAT_LOAD" status "$PF" --json |
+		jq -r '.programs[] | select(.prog == "clat_flood_tc") | .prog_id')
+	[ -n "$after" ] && [ "$after" != "$before" ]
+	assert_equal "$(jq -r '.programs[] | select(.prog == "clat_flood_tc") | .new_id' <<<"$json")" "$after"
+	# plain_uplink was carried over: floods still reach the host and both VMs.
+	listen "$H" 9004 "$d/host"
+	listen "${VMS[0]}" 9004 "$d/vm1"
+	listen "${VMS[1]}" 9004 "$d/vm2"
+	wire socat -u - "UDP4-DATAGRAM:$NET.255:9004,broadcast" <<<"after-upgrade"
+	got "$d/host" after-upgrade
+	got "$d/vm1" after-upgrade
+	got "$d/vm2" after-upgrade
+	run wire ping -c 1 -W 2 "$HOST_IP"
+	assert_success
+}
