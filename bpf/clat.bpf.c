@@ -6,6 +6,9 @@
  * fn or send out the uplink.
  * clat_flood is the egress program of every fn's flood_ports entry: it
  * keeps a broadcast inside its VLAN.
+ * clat_flood_tc (TCX ingress of a plain uplink, one vf-emu did not make):
+ * XDP cannot clone, so there clat_rx passes floods to the stack and this
+ * copies each to the fns of its VLAN.
  * Port policy (fn_policy, `clat-load vf set`): the sender's spoof check,
  * link state and policer in clat_tx; the receiver's link state and the
  * port VLAN's push/pop where a frame is steered to it.
@@ -28,6 +31,11 @@ const volatile __u32 unknown_unicast = CLAT_UNKNOWN_HOST;
  * reads it from the object before load and from the running program's
  * .rodata, and refuses a mismatch. */
 const volatile __u32 layout_version = CLAT_MAP_LAYOUT_VERSION;
+/* Set by clat-load at attach: 1 on an uplink without a host port fn 0 (not
+ * made by vf-emu).  There the host stack is the PF's own: clat_rx passes
+ * broadcast and multicast up (XDP_PASS) and clat_flood_tc, on the PF's TCX
+ * ingress, copies them to the fns.  0 keeps every flood in flood_ports. */
+const volatile __u32 plain_uplink = 0;
 
 #define FLOOD_FLAGS (BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS)
 
@@ -225,6 +233,8 @@ int clat_rx(struct xdp_md *ctx)
 	if (is_multicast_mac(l2.eth->h_dest)) {
 		/* The uplink slot is the ingress, so it is excluded. */
 		count(fn_stats(CLAT_FN_NONE), CLAT_STAT_FLOOD_RX, 1);
+		if (plain_uplink)
+			return XDP_PASS; /* clat_flood_tc copies it to the fns */
 		return bpf_redirect_map(&flood_ports, 0, FLOOD_FLAGS);
 	}
 	mv = lookup_mac(l2.eth->h_dest, l2.vlan);
@@ -380,4 +390,74 @@ int clat_flood(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	return l2.vlan == 0 || fn == 0 ? XDP_PASS : XDP_DROP;
+}
+
+/* Open-coded iterator over fns (kfuncs of this kernel; the libbpf headers
+ * here predate bpf_for): the verifier walks the body a few times, not 256. */
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
+
+#define for_each_num(i, start, end)                                                        \
+	for (struct bpf_iter_num ___it __attribute__((aligned(8), cleanup(bpf_iter_num_destroy))), \
+	     *___p __attribute__((unused)) =                                                  \
+		     (bpf_iter_num_new(&___it, (start), (end)), (void)bpf_iter_num_destroy,   \
+		      (void *)0);                                                             \
+	     ({                                                                               \
+		     int *___t = bpf_iter_num_next(&___it);                                   \
+		     (___t && ((i) = *___t, (i) >= (start) && (i) < (end)));                  \
+	     });)
+
+#define TC_ACT_OK 0
+
+/* TCX ingress of a plain uplink, for the broadcast and multicast clat_rx
+ * passed to the stack: a copy to every ACTIVE fn of the frame's VLAN, by
+ * clat_flood's rules (port VLAN V: only copies tagged V, popped; no port
+ * VLAN: only untagged copies, fn 0 every VLAN; link disabled: none), then
+ * the original goes on to the host stack as it arrived.  The stack has
+ * moved the outer tag into the skb's metadata by now, so vlan_pop/push
+ * are the kernel's helpers: the original is tagged again after each
+ * popped copy.  A QUIESCED or FREE fn gets nothing, like flood_ports. */
+SEC("tc")
+int clat_flood_tc(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u16 vlan = 0, tci = 0;
+	__be16 vproto = 0;
+	int fn;
+
+	if ((void *)(eth + 1) > end || !is_multicast_mac(eth->h_dest))
+		return TC_ACT_OK;
+	if (skb->vlan_present) {
+		tci = skb->vlan_tci;
+		vlan = tci & VLAN_VID_MASK;
+		vproto = skb->vlan_proto;
+	}
+	for_each_num(fn, 0, CLAT_MAX_FN) {
+		struct clat_vct_entry *v = bpf_map_lookup_elem(&vct, &fn);
+		const struct clat_fn_policy *p = policy_of(fn);
+
+		if (!v || !p || v->state != CLAT_FN_ACTIVE || !v->ifindex)
+			continue;
+		if (p->link_state == CLAT_LINK_DISABLE) {
+			count(fn_stats(fn), CLAT_STAT_DROP_LINK_DOWN, 1);
+			continue;
+		}
+		if (!p->vlan) {
+			if (!vlan || fn == 0)
+				bpf_clone_redirect(skb, v->ifindex, 0);
+			continue;
+		}
+		if (vlan != p->vlan)
+			continue;
+		if (bpf_skb_vlan_pop(skb)) {
+			count(fn_stats(fn), CLAT_STAT_DROP_MALFORMED, 1);
+			continue;
+		}
+		bpf_clone_redirect(skb, v->ifindex, 0);
+		if (bpf_skb_vlan_push(skb, vproto, tci))
+			return 2; /* TC_ACT_SHOT: the host must not see it untagged */
+	}
+	return TC_ACT_OK;
 }

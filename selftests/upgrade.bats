@@ -144,8 +144,8 @@ tcp_in() {
 	before=$("$CLAT_LOAD" status "$PF" --json | jq -c .fns)
 	run "$CLAT_LOAD" upgrade "$PF" --obj "$BIN/clat.bpf.o" --json
 	assert_success
-	# unknown_unicast and evict_age_ns: every const volatile option.
-	assert_equal "$(jq .options_kept <<<"$output")" 2
+	# unknown_unicast, evict_age_ns and plain_uplink: every const volatile option.
+	assert_equal "$(jq .options_kept <<<"$output")" 3
 	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq -c .fns)" "$before"
 	# A frame to an unknown MAC is still dropped, as attach was told.
 	wire ip neigh replace "$NET.99" lladdr "$mac" dev "$WIRE_PORT"

@@ -310,6 +310,11 @@ int cmd_attach(const struct invocation *inv)
 		goto fail;
 	}
 	skel->rodata->unknown_unicast = unknown;
+	/* A plain uplink has no host port: the PF's stack is the host's, and
+	 * floods reach it by XDP_PASS and the fns by clat_flood_tc's copies. */
+	skel->rodata->plain_uplink = !have_emu;
+	if (have_emu)
+		bpf_program__set_autoload(skel->progs.clat_flood_tc, false);
 	err = size_pool(skel, pool_contexts);
 	if (!err)
 		err = clat__load(skel);
@@ -340,6 +345,13 @@ int cmd_attach(const struct invocation *inv)
 	if (have_emu) {
 		err = sync_vfemu(&m, &emu, bpf_program__fd(skel->progs.clat_tx), xdp_flags,
 				 staging);
+		if (err)
+			goto fail;
+	}
+	/* Before clat_rx: from its first pass on, every flood is copied. */
+	if (!have_emu) {
+		err = tcx_link_pin(bpf_program__fd(skel->progs.clat_flood_tc), pf_ifindex, staging,
+				   PIN_LINK_FLOOD_TC);
 		if (err)
 			goto fail;
 	}

@@ -354,6 +354,32 @@ int xdp_link_pin(int prog_fd, unsigned int ifindex, uint32_t xdp_flags, const ch
 	return err;
 }
 
+/* The kernel's value; the UAPI headers this builds against predate TCX. */
+#define CLAT_BPF_TCX_INGRESS 46
+
+int tcx_link_pin(int prog_fd, unsigned int ifindex, const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	char ifname[IF_NAMESIZE] = "?";
+	int fd, err;
+
+	if_indextoname(ifindex, ifname);
+	fd = bpf_link_create(prog_fd, ifindex, (enum bpf_attach_type)CLAT_BPF_TCX_INGRESS, NULL);
+	if (fd < 0) {
+		err = fd;
+		pr_err("failed to attach TCX ingress program to %s: %s", ifname, strerror(-err));
+		return err;
+	}
+	err = pin_path(path, sizeof(path), dir, name);
+	if (!err && bpf_obj_pin(fd, path) < 0)
+		err = -errno;
+	if (err)
+		pr_err("failed to pin TCX link of %s at %s/%s: %s", ifname, dir, name,
+		       strerror(-err));
+	close(fd); /* unpinned, it detaches */
+	return err;
+}
+
 int xdp_link_ifindex(int link_fd, unsigned int *ifindex)
 {
 	struct bpf_link_info info = {};

@@ -48,6 +48,8 @@ extern bool verbose;
 #define PIN_PROG_TX      "prog_tx"
 #define PIN_LINK_RX      "link_rx"
 #define PIN_LINK_TX_FMT  "link_tx_%u" /* representor ifindex */
+/* clat_flood_tc on the TCX ingress of a plain uplink (no vf-emu host port). */
+#define PIN_LINK_FLOOD_TC "link_flood_tc"
 
 /* File descriptors of the dispatcher's maps, from a fresh skeleton or from pins. */
 struct clat_maps {
@@ -119,6 +121,8 @@ int fn_macs(const struct clat_maps *m, uint32_t fn, struct clat_mac_key *keys, i
 int xdp_link_pin(int prog_fd, unsigned int ifindex, uint32_t xdp_flags, const char *dir,
 		 const char *name);
 int xdp_link_ifindex(int link_fd, unsigned int *ifindex);
+/* TCX ingress link of prog on ifindex, pinned as name; 0 or -errno. */
+int tcx_link_pin(int prog_fd, unsigned int ifindex, const char *dir, const char *name);
 
 /* Install fn and attach clat_tx to its representor (pinned in dir). */
 int port_install(const struct clat_maps *m, int prog_tx_fd, uint32_t xdp_flags,

@@ -125,14 +125,17 @@ static void print_links(const char *dir, struct json *j)
 		return;
 	while ((de = readdir(d))) {
 		bool rx = !strcmp(de->d_name, PIN_LINK_RX);
+		bool tc = !strcmp(de->d_name, PIN_LINK_FLOOD_TC);
+		const char *prog = rx ? "clat_rx" : tc ? "clat_flood_tc" : "clat_tx";
 
-		if (!rx && strncmp(de->d_name, "link_tx_", 8))
+		if (!rx && !tc && strncmp(de->d_name, "link_tx_", 8))
 			continue;
+		/* A TCX link's ifindex sits where an XDP link's does. */
 		if (pin_path(path, sizeof(path), dir, de->d_name) || read_link(path, &pl))
 			continue;
 		if (j) {
 			json_obj_open(j, NULL);
-			json_str(j, "prog", rx ? "clat_rx" : "clat_tx");
+			json_str(j, "prog", prog);
 			json_str(j, "dev", ifname_or_dash(pl.ifindex, name));
 			json_u64(j, "ifindex", pl.ifindex);
 			json_u64(j, "link_id", pl.link_id);
@@ -142,7 +145,7 @@ static void print_links(const char *dir, struct json *j)
 			json_obj_close(j);
 		} else {
 			printf("  %-8s on %-15s ifindex %-5u link %-5u prog %-6u tag %s verified %u insns\n",
-			       rx ? "clat_rx" : "clat_tx", ifname_or_dash(pl.ifindex, name), pl.ifindex,
+			       prog, ifname_or_dash(pl.ifindex, name), pl.ifindex,
 			       pl.link_id, pl.prog_id, pl.tag, verified_insns(pl.prog_id));
 		}
 	}

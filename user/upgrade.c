@@ -61,6 +61,11 @@ struct upgrade {
 	struct clat *skel;      /* the embedded object, or NULL with --obj */
 	struct bpf_object *obj;
 	int old_fd[2], new_fd[2]; /* [0] clat_rx, [1] clat_tx */
+	/* clat_flood_tc of a plain uplink: the program its link runs (owned;
+	 * not pinned as a program), and the new object's (-1: none). */
+	int tc_old_fd, tc_new_fd;
+	__u32 tc_old_id, tc_new_id;
+	char tc_old_tag[17], tc_new_tag[17];
 	__u32 old_id[2], new_id[2];
 	char old_tag[2][17], new_tag[2][17];
 	uint32_t old_layout, new_layout;
@@ -247,6 +252,10 @@ static int load_new(struct upgrade *u)
 		if (err)
 			return err;
 	}
+	p = bpf_object__find_program_by_name(u->obj, "clat_flood_tc");
+	u->tc_new_fd = p ? bpf_program__fd(p) : -1;
+	if (u->tc_new_fd >= 0)
+		prog_ident(u->tc_new_fd, &u->tc_new_id, u->tc_new_tag);
 	return 0;
 }
 
@@ -262,11 +271,13 @@ static int collect_links(struct upgrade *u, bool check)
 		return -errno;
 	while (!err && (de = readdir(d))) {
 		bool rx = !strcmp(de->d_name, PIN_LINK_RX);
+		/* Only the first pass: a concurrent vf add never makes one. */
+		bool tc = check && !strcmp(de->d_name, PIN_LINK_FLOOD_TC);
 		struct bpf_link_info li = {};
 		__u32 len = sizeof(li);
 		struct link_ent *l, *grown;
 
-		if (!rx && strncmp(de->d_name, "link_tx_", 8))
+		if (!rx && !tc && strncmp(de->d_name, "link_tx_", 8))
 			continue;
 		grown = realloc(u->links, (u->nlinks + 1) * sizeof(*u->links));
 		if (!grown) {
@@ -280,7 +291,27 @@ static int collect_links(struct upgrade *u, bool check)
 		l->old_prog = u->old_fd[!rx];
 		l->new_prog = u->new_fd[!rx];
 		l->fd = pin_path(path, sizeof(path), u->dir, l->name) ? -1 : bpf_obj_get(path);
-		if (!check) {
+		if (tc) {
+			/* A plain uplink's TCX link: from whatever clat_flood_tc it
+			 * runs to the new object's. */
+			if (l->fd < 0 || bpf_obj_get_info_by_fd(l->fd, &li, &len)) {
+				err = -errno;
+				pr_err("failed to open link %s: %s; nothing changed", path,
+				       strerror(-err));
+			} else if (u->tc_new_fd < 0) {
+				pr_err("%s has no program clat_flood_tc, which %s runs; nothing changed",
+				       obj_label(u), path);
+				err = -ENOENT;
+			} else if ((u->tc_old_fd = bpf_prog_get_fd_by_id(li.prog_id)) < 0) {
+				err = -errno;
+				pr_err("failed to open the program of link %s: %s; nothing changed",
+				       path, strerror(-err));
+			} else {
+				err = prog_ident(u->tc_old_fd, &u->tc_old_id, u->tc_old_tag);
+			}
+			l->old_prog = u->tc_old_fd;
+			l->new_prog = u->tc_new_fd;
+		} else if (!check) {
 			/* catching up: take what opens, quietly */
 		} else if (l->fd < 0 || bpf_obj_get_info_by_fd(l->fd, &li, &len)) {
 			err = -errno;
@@ -420,7 +451,7 @@ static int switch_floods(struct upgrade *u)
  * replace_pins got the old clat_tx: move it too. */
 static void catch_up_links(struct upgrade *u)
 {
-	struct upgrade late = { .pf = u->pf };
+	struct upgrade late = { .pf = u->pf, .tc_old_fd = -1, .tc_new_fd = -1 };
 	int i;
 
 	memcpy(late.dir, u->dir, sizeof(late.dir));
@@ -456,6 +487,9 @@ static void report(const struct upgrade *u, bool as_json)
 		for (i = 0; i < 2; i++)
 			pr_info("  %s: prog %u (%s) -> %u (%s)", prog_names[i], u->old_id[i],
 				u->old_tag[i], u->new_id[i], u->new_tag[i]);
+		if (u->tc_old_fd >= 0)
+			pr_info("  clat_flood_tc: prog %u (%s) -> %u (%s)", u->tc_old_id,
+				u->tc_old_tag, u->tc_new_id, u->tc_new_tag);
 		return;
 	}
 	json_init(&j, stdout);
@@ -476,6 +510,15 @@ static void report(const struct upgrade *u, bool as_json)
 		json_str(&j, "new_tag", u->new_tag[i]);
 		json_obj_close(&j);
 	}
+	if (u->tc_old_fd >= 0) {
+		json_obj_open(&j, NULL);
+		json_str(&j, "prog", "clat_flood_tc");
+		json_u64(&j, "old_id", u->tc_old_id);
+		json_str(&j, "old_tag", u->tc_old_tag);
+		json_u64(&j, "new_id", u->tc_new_id);
+		json_str(&j, "new_tag", u->tc_new_tag);
+		json_obj_close(&j);
+	}
 	json_arr_close(&j);
 	json_obj_close(&j);
 	json_end(&j);
@@ -492,6 +535,8 @@ static void upgrade_free(struct upgrade *u)
 	for (i = 0; i < 2; i++)
 		if (u->old_fd[i] >= 0)
 			close(u->old_fd[i]);
+	if (u->tc_old_fd >= 0)
+		close(u->tc_old_fd);
 	if (u->skel)
 		clat__destroy(u->skel);
 	else
@@ -501,7 +546,8 @@ static void upgrade_free(struct upgrade *u)
 int cmd_upgrade(const struct invocation *inv)
 {
 	struct upgrade u = { .pf = inv->arg[0], .obj_path = inv->opt[OPT_OBJ],
-			     .old_fd = { -1, -1 }, .new_fd = { -1, -1 } };
+			     .old_fd = { -1, -1 }, .new_fd = { -1, -1 },
+			     .tc_old_fd = -1, .tc_new_fd = -1 };
 	struct clat_maps m;
 	int err;
 
