@@ -127,8 +127,6 @@ static int clat_open(struct world *w, const struct pkt_case *pc, const struct be
 	struct clat_mac_val mv = { .fn = FN };
 	uint32_t fn = FN, lo = LO;
 	uint64_t bat, live;
-	struct gtables t;
-	struct gmem g;
 	char err[256];
 	int rc;
 
@@ -159,17 +157,11 @@ static int clat_open(struct world *w, const struct pkt_case *pc, const struct be
 		return rc;
 	}
 	w->levels = ty.levels;
-	rc = gmem_open(w->mem, false, &g);
+	err[0] = 0;
+	rc = shadow_install_file(&w->m, NULL, FN, w->mem, bat, err, sizeof(err), &live);
 	if (rc)
-		return rc;
-	rc = gtables_load(&g, bat, &t, err, sizeof(err));
-	if (!rc) {
-		rc = shadow_install(&w->m, NULL, FN, w->mem, &g, &t, &live);
-		gtables_free(&t);
-	} else {
-		fprintf(stderr, "clat-bench: failed to load guest tables: %s\n", err);
-	}
-	gmem_close(&g);
+		fprintf(stderr, "clat-bench: failed to install guest tables: %s\n",
+			err[0] ? err : strerror(-rc));
 	w->mem_bytes = extent_bytes(w, FN);
 	return rc;
 }

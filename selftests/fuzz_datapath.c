@@ -258,10 +258,8 @@ static int env_open(struct env *e)
 	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO, fn;
 	struct clat_port_val pv = { .fn = GUEST_FN };
 	char err[256];
-	struct gtables t;
 	uint64_t bat, live;
 	uint32_t newest;
-	struct gmem g;
 	int rc;
 
 	memset(e, 0, sizeof(*e));
@@ -306,17 +304,10 @@ static int env_open(struct env *e)
 	}
 	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
 	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
-	rc = gmem_open(e->mem, false, &g);
-	if (rc)
-		return rc;
-	rc = gtables_load(&g, bat, &t, err, sizeof(err));
-	if (!rc) {
-		rc = shadow_install(&e->m, NULL, GUEST_FN, e->mem, &g, &t, &live);
-		gtables_free(&t);
-	} else {
+	err[0] = 0;
+	rc = shadow_install_file(&e->m, NULL, GUEST_FN, e->mem, bat, err, sizeof(err), &live);
+	if (rc && err[0])
 		fprintf(stderr, "gtables: %s\n", err);
-	}
-	gmem_close(&g);
 	if (!rc)
 		rc = shadow_view_open(&e->m, GUEST_FN, 0, &e->v);
 	if (rc)

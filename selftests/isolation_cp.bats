@@ -130,13 +130,9 @@ bat_repair() { dd if="$1.magic" of="$1" bs=1 seek="$2" count=4 conv=notrunc stat
 	done
 	# Pages past the cut: the walk reads another one after the first fault.
 	[ "$above" -ge 2 ]
-	CLAT_TEST_STALL=guest_mapped:2 "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" \
-		--bat-gpa "$bat" </dev/null >/dev/null 2>"$log" 3>&- &
-	pid=$!
-	for _ in $(seq 50); do
-		grep -q stalled "$log" && break
-		sleep 0.1
-	done
+	stall_bg guest_mapped:2 "$log" "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" \
+		--bat-gpa "$bat"
+	pid=$STALL_PID
 	# The guest keeps its BAT and level-1 page and cuts what lies above them.
 	truncate -s "$cut" "$MEM"
 	wait "$pid" || rc=$?

@@ -78,13 +78,9 @@ EOF
 
 @test "guest memory that shrinks while mapped fails the attach cleanly, no SIGBUS" {
 	local pid rc=0 log=$BATS_TEST_TMPDIR/attach.log _
-	CLAT_TEST_STALL=guest_mapped:2 "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" \
-		--bat-gpa "$BAT" </dev/null >/dev/null 2>"$log" 3>&- &
-	pid=$!
-	for _ in $(seq 50); do
-		grep -q stalled "$log" && break
-		sleep 0.1
-	done
+	stall_bg guest_mapped:2 "$log" "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" \
+		--bat-gpa "$BAT"
+	pid=$STALL_PID
 	# The guest cuts its memory to one page while the loader holds it mapped.
 	truncate -s 4096 "$MEM"
 	wait "$pid" || rc=$?

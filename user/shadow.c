@@ -568,6 +568,26 @@ int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 	return err;
 }
 
+int shadow_install_file(const struct clat_maps *m, const char *dir, uint32_t fn,
+			const char *mem_path, uint64_t bat_gpa, char *err, size_t errlen,
+			uint64_t *live)
+{
+	struct gtables t;
+	struct gmem g;
+	int rc = gmem_open(mem_path, false, &g);
+
+	*live = 0;
+	if (rc)
+		return rc;
+	rc = gtables_load(&g, bat_gpa, &t, err, errlen);
+	if (!rc) {
+		rc = shadow_install(m, dir, fn, mem_path, &g, &t, live);
+		gtables_free(&t);
+	}
+	gmem_close(&g);
+	return rc;
+}
+
 bool shadow_leftovers(const struct clat_maps *m, uint32_t fn)
 {
 	struct clat_fn_desc d = {};

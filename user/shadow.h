@@ -68,6 +68,14 @@ int shadow_install(const struct clat_maps *m, const char *dir, uint32_t fn,
 		   const char *mem_path, const struct gmem *g, const struct gtables *t,
 		   uint64_t *live);
 
+/* Opens guest memory at mem_path, validates the tables at bat_gpa and
+ * installs them for fn: the whole of a guest attach, for programs that
+ * build their own world (tests, the bench).  err gets the validator's
+ * message on failure. */
+int shadow_install_file(const struct clat_maps *m, const char *dir, uint32_t fn,
+			const char *mem_path, uint64_t bat_gpa, char *err, size_t errlen,
+			uint64_t *live);
+
 /* fn is not tracking but holds device state of an attach or a migration
  * that died before it finished: fn_desc entries or pool extents. */
 bool shadow_leftovers(const struct clat_maps *m, uint32_t fn);

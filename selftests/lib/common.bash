@@ -204,3 +204,18 @@ migrate() {
 		--src-netns "$HOST_A" --dst-netns "$HOST_B" --dst-mem "$MEM_B" --json \
 		2>>"$BATS_TEST_TMPDIR/migrate.log"
 }
+
+# stall_bg PHASE[:SECONDS] LOG CMD...: runs CMD in the background held at
+# PHASE (CLAT_TEST_STALL), its stderr in LOG; returns once it stalled there.
+# STALL_PID is its PID.
+stall_bg() {
+	local phase=$1 log=$2 _
+	shift 2
+	CLAT_TEST_STALL=$phase "$@" </dev/null >/dev/null 2>"$log" 3>&- &
+	STALL_PID=$!
+	for _ in $(seq 50); do
+		grep -q stalled "$log" && return 0
+		sleep 0.1
+	done
+	return 1
+}

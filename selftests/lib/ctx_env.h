@@ -235,9 +235,7 @@ static inline int env_open(struct env *e, uint32_t capacity)
 	struct clat_port_val pv = { .fn = FN };
 	uint32_t fn = FN, lo = LO, uplink = CLAT_UPLINK_SLOT, newest;
 	char err[256];
-	struct gtables t;
 	uint64_t bat, live;
-	struct gmem g;
 	int rc;
 
 	memset(e, 0, sizeof(*e));
@@ -258,17 +256,10 @@ static inline int env_open(struct env *e, uint32_t capacity)
 	bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
 	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
 	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
-	rc = gmem_open(e->mem, false, &g);
-	if (rc)
-		return rc;
-	rc = gtables_load(&g, bat, &t, err, sizeof(err));
-	if (!rc) {
-		rc = shadow_install(&e->m, NULL, FN, e->mem, &g, &t, &live);
-		gtables_free(&t);
-	} else {
+	err[0] = 0;
+	rc = shadow_install_file(&e->m, NULL, FN, e->mem, bat, err, sizeof(err), &live);
+	if (rc && err[0])
 		fprintf(stderr, "gtables: %s\n", err);
-	}
-	gmem_close(&g);
 	if (!rc)
 		rc = shadow_view_open(&e->m, FN, 0, &e->v);
 	if (rc)
