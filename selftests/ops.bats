@@ -154,3 +154,81 @@ wait_port() {
 		! ss -ltnH "sport = :$port" | grep -q .
 	done
 }
+
+# verify_units DIR: systemd's own checker on an instance of each template,
+# in a scratch root holding the installed units and binary and systemd's
+# stock targets (a unit's default dependencies); without systemd-analyze,
+# an INI parse and the keys systemd needs.
+verify_units() {
+	local dir=$1 root=$BATS_TEST_TMPDIR/root u
+	if ! command -v systemd-analyze >/dev/null; then
+		echo "# no systemd-analyze: INI parse only" >&3
+		/usr/bin/python3 - "$dir"/clat-* <<'PY'
+import configparser, sys
+for f in sys.argv[1:]:
+    c = configparser.ConfigParser(strict=True, interpolation=None)
+    c.optionxform = str
+    c.read_file(open(f))
+    assert c.get("Unit", "Description"), f
+    kind = f.rsplit(".", 1)[1]
+    if kind == "service":
+        assert c.get("Service", "ExecStart").startswith("/"), f
+    else:
+        assert c.get("Timer", "OnUnitActiveSec"), f
+PY
+		return
+	fi
+	mkdir -p "$root/usr/bin" "$root/usr/lib/systemd/system"
+	cp "$INST/usr/bin/clat-load" "$root/usr/bin/"
+	cp "$dir"/clat-* /usr/lib/systemd/system/*.target "$root/usr/lib/systemd/system/"
+	u=$root/usr/lib/systemd/system
+	# --man=no: the pages are checked below, and are not in this root's MANPATH.
+	run systemd-analyze verify --man=no --root="$root" \
+		"$u/clat-watch@eth0.service" "$u/clat-gc@eth0.service" "$u/clat-gc@eth0.timer"
+	assert_success
+	assert_output "" # warnings (a misspelt key, a bad value) come with exit 0
+	rm -rf "$root"
+}
+
+@test "make install puts units and man pages under DESTDIR/PREFIX; they verify and render" {
+	INST=$(mktemp -d)
+	make -s -C "$ROOT" install DESTDIR="$INST" PREFIX=/usr SANITIZE="${CLAT_SANITIZE:-}" >/dev/null
+	local units=$INST/usr/lib/systemd/system man=$INST/usr/share/man/man8 u p c
+	for u in clat-watch@.service clat-gc@.service clat-gc@.timer; do
+		[ -f "$units/$u" ]
+		! grep -q @BINDIR@ "$units/$u"
+	done
+	grep -qx 'ExecStart=/usr/bin/clat-load libvirt watch %i --connect qemu:///system' "$units/clat-watch@.service"
+	grep -qx 'Restart=on-failure' "$units/clat-watch@.service"
+	grep -qx 'ExecStart=/usr/bin/clat-load gc %i' "$units/clat-gc@.service"
+	grep -qx 'OnUnitActiveSec=5min' "$units/clat-gc@.timer"
+	[ -x "$INST/usr/bin/clat-load" ]
+	verify_units "$units"
+
+	for p in clat-load clat-guest vf-emu; do
+		[ -f "$man/$p.8" ]
+		run groff -man -Tutf8 -ww -z "$man/$p.8"
+		assert_success
+		assert_output ""
+		run env MANWIDTH=80 man --warnings -l "$man/$p.8"
+		assert_success
+		assert_output --partial "EXIT STATUS"
+		refute_output --partial "warning"
+	done
+	# Each page names every command its tool's --help lists.
+	while read -r c; do
+		c=${c% }
+		sed 's/\\-/-/g; s/\\f[BIRP]//g' "$man/clat-load.8" | grep -q -- "^\.BI \"$c " ||
+			{ echo "clat-load.8 lacks '$c'"; false; }
+	done < <("$CLAT_LOAD" --help | sed -n 's/^  clat-load \([a-z-]*\( [a-z-]*\)\?\) [<[].*/\1/p')
+	while read -r c; do
+		sed 's/\\-/-/g; s/\\f[BIRP]//g' "$man/clat-guest.8" | grep -q -- "^\.B \"$c " ||
+			{ echo "clat-guest.8 lacks '$c'"; false; }
+	done < <("$BIN/clat-guest" --help | sed -n 's/^  clat-guest \([a-z-]*\) .*/\1/p')
+	while read -r c; do
+		grep -q -- "^\.BI \"$c " "$man/vf-emu.8" || { echo "vf-emu.8 lacks '$c'"; false; }
+	done < <("$VF_EMU" --help | sed -n 's/^  vf-emu \([a-z]*\) .*/\1/p')
+
+	make -s -C "$ROOT" uninstall DESTDIR="$INST" PREFIX=/usr SANITIZE="${CLAT_SANITIZE:-}" >/dev/null
+	[ -z "$(find "$INST" -type f)" ]
+}
