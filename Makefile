@@ -13,6 +13,8 @@ BPFTOOL   ?= bpftool
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 BINDIR    := $(PREFIX)/bin
+UNITDIR   := $(PREFIX)/lib/systemd/system
+MAN8DIR   := $(PREFIX)/share/man/man8
 
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS    ?= -O2 -g
@@ -44,7 +46,7 @@ SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gtables gbuild ggrow pool shadow writeback resync ctxfmt)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status locate guest migrate libvirt upgrade rodata)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics locate guest migrate libvirt upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
@@ -62,7 +64,10 @@ help:
 	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts, datapath and guest-table fuzzing,'
 	@echo '             BATS netns selftests); with SANITIZE=1 on the ASan/UBSan build, failing on any report'
 	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
-	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX)'
+	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX),'
+	@echo '             systemd units (clat-watch@, clat-gc@ + timer) into $$(PREFIX)/lib/systemd/system and'
+	@echo '             man pages clat-load(8), clat-guest(8), vf-emu(8) into $$(PREFIX)/share/man/man8'
+	@echo '  uninstall  remove what install put there'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
 	@echo '  clean      remove $(BASE_OUTPUT)/ (with the sanitized build in $(BASE_OUTPUT)/san/)'
 	@echo '  bench      benchmarks vs peer designs: $(OUTPUT)/bench/results.json, plots, tables'
@@ -175,14 +180,26 @@ demo: all
 deps:
 	$(Q)scripts/install-deps.sh
 
+# systemd units name the installed binaries: @BINDIR@ becomes $(BINDIR).
+UNITS := $(wildcard systemd/*.service systemd/*.timer)
+MANS  := $(wildcard man/*.8)
+
 install: $(BINS)
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(BINDIR)/
 	install -D -m 0755 scripts/libvirt-qemu-hook $(DESTDIR)$(PREFIX)/share/clat/libvirt-qemu-hook
+	install -d $(DESTDIR)$(UNITDIR)
+	$(Q)for u in $(UNITS); do \
+		sed 's|@BINDIR@|$(BINDIR)|g' $$u > $(DESTDIR)$(UNITDIR)/$${u#systemd/} && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$${u#systemd/} || exit 1; done
+	install -d $(DESTDIR)$(MAN8DIR)
+	install -m 0644 $(MANS) $(DESTDIR)$(MAN8DIR)/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BINS)))
 	rm -f $(DESTDIR)$(PREFIX)/share/clat/libvirt-qemu-hook
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS)))
+	rm -f $(addprefix $(DESTDIR)$(MAN8DIR)/,$(notdir $(MANS)))
 
 clean:
 	rm -rf $(BASE_OUTPUT)

@@ -16,6 +16,12 @@ packages=(
 	# tests and demo
 	bats bats-assert bats-support jq iproute2 iputils-ping socat ethtool util-linux procps
 	coreutils
+	# selftests/ops.bats: prometheus_client's text parser checks `clat-load metrics`,
+	# curl scrapes --listen, groff/man render the man pages.  (systemd-analyze
+	# verifies the units where systemd is installed; the package is not pulled
+	# in here, as it adds system users and unit links to a machine that does
+	# not run it: without it the test parses the units as INI files.)
+	python3-prometheus-client curl groff-base man-db
 	# make bench: plots
 	gnuplot-nox file
 	# make fuzz, selftests/fuzz.sh: libFuzzer + sanitizer runtimes for clang 14

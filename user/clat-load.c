@@ -62,6 +62,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_DELTA] = { "delta", "FILE", "write the GPAs of the blocks copied while stopped" },
 	[OPT_ABORT] = { "abort", NULL, "resume a paused fn instead of migrating it" },
 	[OPT_OBJ] = { "obj", "FILE", "BPF object to load (default: the one built into clat-load)" },
+	[OPT_LISTEN] = { "listen", "ADDR:PORT",
+			 "serve GET /metrics over HTTP on ADDR:PORT (numeric; [::1]:PORT for IPv6) "
+			 "until SIGINT/SIGTERM, instead of printing once" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -79,6 +82,9 @@ static const struct command commands[] = {
 	  "load a new BPF object on the pinned maps and switch every attached program to it atomically" },
 	{ "stats", cmd_stats, "<pf>", 1, { OPT_PIN_DIR, OPT_JSON },
 	  "show per-function counters and per-reason drop/pass counters" },
+	{ "metrics", cmd_metrics, "<pf>", 1, { OPT_LISTEN, OPT_PIN_DIR, OPT_JSON },
+	  "counters, context table occupancy, pool use and verified insns in the Prometheus "
+	  "text format (for node_exporter's textfile collector), or served on GET /metrics" },
 	{ "vf add", cmd_vf_add, "<pf>", 1,
 	  { OPT_FN, OPT_MAC, OPT_VLAN, OPT_IFINDEX, OPT_DEV, OPT_PIN_DIR },
 	  "map a MAC to a function and its representor (for real SR-IOV NICs)" },

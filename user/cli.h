@@ -52,6 +52,7 @@ enum opt_id {
 	OPT_MAX_RATE,
 	OPT_ADD_MAC,
 	OPT_DEL_MAC,
+	OPT_LISTEN,
 	OPT__MAX,
 };
 
@@ -70,6 +71,19 @@ struct clat_fn_policy;
 void json_policy(struct json *j, const struct clat_fn_policy *p, const char *pf);
 const char *link_state_name(uint32_t s);
 const char *pf_operstate(const char *pf, char *buf, size_t len);
+/* Shared by status/stats and metrics (status.c). */
+struct clat_stats;
+extern const char *const stat_names[]; /* by enum clat_stat */
+int read_stats(int fd, uint32_t key, struct clat_stats *sum);
+uint32_t verified_insns(uint32_t prog_id);
+struct prog_link {
+	char prog[16];  /* clat_rx, clat_tx, clat_flood_tc */
+	char dev[16];   /* IF_NAMESIZE; "-" if gone */
+	uint32_t ifindex, prog_id, verified_insns;
+};
+/* The programs pinned as links in dir: up to max, their number or -errno. */
+int prog_links(const char *dir, struct prog_link *out, int max);
+int cmd_metrics(const struct invocation *inv);
 int cmd_locate(const struct invocation *inv);
 int cmd_guest_attach(const struct invocation *inv);
 int cmd_guest_sync(const struct invocation *inv);

@@ -15,8 +15,9 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 
-/* Indexed by enum clat_stat, so names cannot drift from the ABI. */
-static const char *const stat_names[] = {
+/* Indexed by enum clat_stat, so names cannot drift from the ABI (also
+ * the keys of metrics --json). */
+const char *const stat_names[] = {
 	[CLAT_STAT_RX_PACKETS] = "rx_packets",
 	[CLAT_STAT_RX_BYTES] = "rx_bytes",
 	[CLAT_STAT_TX_PACKETS] = "tx_packets",
@@ -99,7 +100,7 @@ static int read_link(const char *path, struct port_link *pl)
 
 /* What the verifier walked to accept the program: the datapath's budget
  * (1M), reported so every change sees its cost. */
-static uint32_t verified_insns(uint32_t prog_id)
+uint32_t verified_insns(uint32_t prog_id)
 {
 	struct bpf_prog_info info = {};
 	__u32 len = sizeof(info);
@@ -150,6 +151,37 @@ static void print_links(const char *dir, struct json *j)
 		}
 	}
 	closedir(d);
+}
+
+int prog_links(const char *dir, struct prog_link *out, int max)
+{
+	char path[PATH_MAX];
+	struct port_link pl = {};
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) && n < max) {
+		bool rx = !strcmp(de->d_name, PIN_LINK_RX);
+		bool tc = !strcmp(de->d_name, PIN_LINK_FLOOD_TC);
+
+		if (!rx && !tc && strncmp(de->d_name, "link_tx_", 8))
+			continue;
+		if (pin_path(path, sizeof(path), dir, de->d_name) || read_link(path, &pl))
+			continue;
+		snprintf(out[n].prog, sizeof(out[n].prog), "%s",
+			 rx ? "clat_rx" : tc ? "clat_flood_tc" : "clat_tx");
+		if (!pl.ifindex || !if_indextoname(pl.ifindex, out[n].dev))
+			strcpy(out[n].dev, "-");
+		out[n].ifindex = pl.ifindex;
+		out[n].prog_id = pl.prog_id;
+		out[n].verified_insns = verified_insns(pl.prog_id);
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 static void print_fns(const struct clat_maps *m, const struct pool_usage *u, const char *pf,
@@ -361,7 +393,7 @@ int cmd_status(const struct invocation *inv)
 }
 
 /* Sum one key of the per-CPU stats map over every possible CPU. */
-static int read_stats(int fd, uint32_t key, struct clat_stats *sum)
+int read_stats(int fd, uint32_t key, struct clat_stats *sum)
 {
 	int ncpu = libbpf_num_possible_cpus(), c, i;
 	struct clat_stats *percpu;
