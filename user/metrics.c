@@ -17,17 +17,12 @@
 #include "json.h"
 #include "pool.h"
 #include "shadow.h"
+#include "httpd.h"
 
-#include <arpa/inet.h>
 #include <limits.h>
-#include <netdb.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <net/if.h>
-#include <netinet/in.h>
 #include <bpf/bpf.h>
 
 struct prom_stat {
@@ -479,202 +474,16 @@ static int render(const char *pf, const char *pin_dir_opt, bool as_json, FILE *o
 	return err;
 }
 
-/* ---- --listen: GET /metrics ---------------------------------------------- */
+struct scrape {
+	const char *pf, *pin_dir;
+	bool as_json;
+};
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_stop(int sig)
+static int scrape_body(void *arg, FILE *out)
 {
-	stop_signal = sig;
-}
+	const struct scrape *sc = arg;
 
-/* ADDR:PORT, [V6]:PORT; numeric addresses only. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	struct addrinfo hints = { .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
-				  .ai_socktype = SOCK_STREAM };
-	struct addrinfo *ai = NULL;
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon, *port;
-	uint32_t p;
-	size_t hl;
-
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			goto bad;
-		hl = rb - s - 1;
-		s++;
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', colon - s))
-			goto bad;
-		hl = colon - s;
-	}
-	port = colon + 1;
-	if (!hl || hl >= sizeof(host) || !*port || strspn(port, "0123456789") != strlen(port) ||
-	    strlen(port) > 5)
-		goto bad;
-	p = strtoul(port, NULL, 10);
-	if (!p || p > 65535)
-		goto bad;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (getaddrinfo(host, port, &hints, &ai) || !ai)
-		goto bad;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*len = ai->ai_addrlen;
-	freeaddrinfo(ai);
-	return 0;
-bad:
-	return -EUSAGE;
-}
-
-static int send_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
-static void respond(int fd, int code, const char *reason, const char *type, const char *body,
-		    size_t len, bool head)
-{
-	char hdr[256];
-	int n = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Connection: close\r\n\r\n",
-			 code, reason, type, len);
-
-	if (send_all(fd, hdr, n) == 0 && !head)
-		send_all(fd, body, len);
-}
-
-static void respond_text(int fd, int code, const char *reason, const char *body)
-{
-	respond(fd, code, reason, "text/plain; charset=utf-8", body, strlen(body), false);
-}
-
-/* Reads the request head (up to 8 KiB, 5 s) and answers it. */
-static void serve_one(int fd, const struct invocation *inv)
-{
-	bool as_json = has_opt(inv, OPT_JSON), head;
-	struct timeval tv = { .tv_sec = 5 };
-	char req[8192], method[16], path[1024];
-	size_t have = 0;
-	char *body = NULL, *q;
-	size_t blen = 0;
-	FILE *mem;
-	int err;
-
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	while (have < sizeof(req) - 1) {
-		ssize_t n = recv(fd, req + have, sizeof(req) - 1 - have, 0);
-
-		if (n < 0 && errno == EINTR && !stop_signal)
-			continue;
-		if (n <= 0)
-			return;
-		have += n;
-		req[have] = '\0';
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
-	}
-	req[have] = '\0';
-	if (sscanf(req, "%15s %1023s", method, path) != 2) {
-		respond_text(fd, 400, "Bad Request", "bad request\n");
-		return;
-	}
-	head = !strcmp(method, "HEAD");
-	if (strcmp(method, "GET") && !head) {
-		respond_text(fd, 405, "Method Not Allowed", "only GET and HEAD\n");
-		return;
-	}
-	q = strchr(path, '?');
-	if (q)
-		*q = '\0';
-	if (strcmp(path, "/metrics")) {
-		respond_text(fd, 404, "Not Found", "not found; metrics are at /metrics\n");
-		return;
-	}
-	mem = open_memstream(&body, &blen);
-	if (!mem) {
-		respond_text(fd, 500, "Internal Server Error", "out of memory\n");
-		return;
-	}
-	err = render(inv->arg[0], inv->opt[OPT_PIN_DIR], as_json, mem);
-	fclose(mem);
-	if (err)
-		respond_text(fd, 503, "Service Unavailable",
-			     "clat state unreadable (not attached?); see clat-load's stderr\n");
-	else
-		respond(fd, 200, "OK",
-			as_json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
-			body, blen, head);
-	free(body);
-}
-
-static int serve(const struct invocation *inv, const struct sockaddr_storage *ss, socklen_t len)
-{
-	struct sigaction sa = { .sa_handler = on_stop };
-	sigset_t block, orig;
-	int one = 1, lfd, err = 0;
-
-	lfd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd < 0) {
-		err = -errno;
-		pr_err("metrics: socket: %s", strerror(-err));
-		return err;
-	}
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (const struct sockaddr *)ss, len) || listen(lfd, 16)) {
-		err = -errno;
-		pr_err("metrics: cannot listen on %s: %s", inv->opt[OPT_LISTEN], strerror(-err));
-		close(lfd);
-		return err;
-	}
-	/* The signals are only let in while waiting in ppoll: none is lost
-	 * between the check and the wait. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigprocmask(SIG_BLOCK, &block, &orig);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	pr_info("metrics: serving %s on http://%s/metrics", inv->arg[0], inv->opt[OPT_LISTEN]);
-	while (!stop_signal) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
-		int n = ppoll(&p, 1, NULL, &orig), cfd;
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			err = -errno;
-			pr_err("metrics: poll: %s", strerror(-err));
-			break;
-		}
-		cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (cfd < 0)
-			continue; /* the client went away, or EMFILE: try again */
-		serve_one(cfd, inv);
-		close(cfd);
-	}
-	close(lfd);
-	if (stop_signal)
-		pr_info("metrics: %s, exiting", strsignal(stop_signal));
-	sigprocmask(SIG_SETMASK, &orig, NULL);
-	return err;
+	return render(sc->pf, sc->pin_dir, sc->as_json, out);
 }
 
 int cmd_metrics(const struct invocation *inv)
@@ -683,7 +492,7 @@ int cmd_metrics(const struct invocation *inv)
 	socklen_t len = 0;
 	int err = 0;
 
-	if (has_opt(inv, OPT_LISTEN) && parse_listen(inv->opt[OPT_LISTEN], &ss, &len)) {
+	if (has_opt(inv, OPT_LISTEN) && http_parse_listen(inv->opt[OPT_LISTEN], &ss, &len)) {
 		pr_err("metrics: invalid --listen '%s': expected ADDR:PORT with a numeric address "
 		       "and a port 1..65535, e.g. 127.0.0.1:9435 or [::1]:9435",
 		       inv->opt[OPT_LISTEN]);
@@ -705,5 +514,18 @@ int cmd_metrics(const struct invocation *inv)
 			return err;
 		maps_close(&m);
 	}
-	return serve(inv, &ss, len);
+	{
+		struct scrape sc = { inv->arg[0], inv->opt[OPT_PIN_DIR], has_opt(inv, OPT_JSON) };
+		struct http_page page = {
+			.path = "/metrics",
+			.type = sc.as_json ? "application/json"
+					   : "text/plain; version=0.0.4; charset=utf-8",
+			.body = scrape_body,
+			.arg = &sc,
+		};
+
+		pr_info("metrics: serving %s on http://%s/metrics", inv->arg[0],
+			inv->opt[OPT_LISTEN]);
+		return http_serve(&ss, len, inv->opt[OPT_LISTEN], &page);
+	}
 }
