@@ -15,13 +15,6 @@ static uint32_t type_key(uint32_t fn, uint32_t t)
 	return fn * CLAT_MAX_TYPES + t;
 }
 
-static size_t page_round(size_t n)
-{
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (n + pg - 1) / pg * pg;
-}
-
 /* Copies one context record out of guest memory once, then checks the copy:
  * the guest may rewrite its memory after gtables_load validated it, and a
  * planted CLAIMING slot or a LIVE one outside its flow's buckets would be
@@ -181,94 +174,6 @@ int shadow_seg_fill(const struct clat_maps *m, const struct pool *p, uint32_t fn
 	if (!err)
 		err = fill_extent(&f, p, sg);
 	return err;
-}
-
-/* ---- Page ownership ------------------------------------------------------ */
-
-static void own(uint64_t *bits, uint64_t gpa, uint64_t len)
-{
-	uint64_t pfn;
-
-	for (pfn = gpa / CLAT_PAGE_SIZE; pfn < (gpa + len) / CLAT_PAGE_SIZE; pfn++)
-		bits[pfn / 64] |= 1ULL << (pfn % 64);
-}
-
-static int owned_build(uint32_t fn, const struct gmem *g, const struct gtables *t,
-		       struct shadow_owned *o)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_MMAPABLE);
-	char name[BPF_OBJ_NAME_LEN];
-	uint32_t i, k;
-
-	o->words = g->size / CLAT_PAGE_SIZE / 64 + 1;
-	snprintf(name, sizeof(name), "owned%u", fn);
-	o->fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u64),
-			       (__u32)o->words, &opts);
-	if (o->fd < 0)
-		return -errno;
-	o->len = page_round(o->words * sizeof(__u64));
-	o->bits = mmap(NULL, o->len, PROT_READ | PROT_WRITE, MAP_SHARED, o->fd, 0);
-	if (o->bits == MAP_FAILED) {
-		o->bits = NULL;
-		return -errno;
-	}
-	own(o->bits, t->bat_gpa, CLAT_PAGE_SIZE);
-	for (i = 0; i < t->ntypes; i++) {
-		const struct gtype *gt = &t->types[i];
-
-		for (k = 0; k < gt->npages; k++)
-			own(o->bits, gt->page_gpa[k], CLAT_PAGE_SIZE);
-		for (k = 0; k < gt->nblocks; k++)
-			own(o->bits, gt->block_gpa[k], gt->e.block_size);
-	}
-	return 0;
-}
-
-static int owned_pin(const char *dir, uint32_t fn, int fd)
-{
-	char name[64], path[PATH_MAX];
-
-	snprintf(name, sizeof(name), PIN_OWNED_FMT, fn);
-	if (pin_path(path, sizeof(path), dir, name))
-		return -ENAMETOOLONG;
-	if (unlink(path) < 0 && errno != ENOENT)
-		return -errno;
-	return fd >= 0 && bpf_obj_pin(fd, path) ? -errno : 0;
-}
-
-int shadow_owned_open(const char *dir, uint32_t fn, struct shadow_owned *o)
-{
-	struct bpf_map_info info = {};
-	__u32 ilen = sizeof(info);
-	char name[64], path[PATH_MAX];
-
-	*o = (struct shadow_owned){ .fd = -1 };
-	snprintf(name, sizeof(name), PIN_OWNED_FMT, fn);
-	if (pin_path(path, sizeof(path), dir, name))
-		return -ENAMETOOLONG;
-	o->fd = bpf_obj_get(path);
-	if (o->fd < 0 || bpf_obj_get_info_by_fd(o->fd, &info, &ilen)) {
-		shadow_owned_close(o);
-		return -ENOENT;
-	}
-	o->words = info.max_entries;
-	o->len = page_round(o->words * sizeof(__u64));
-	o->bits = mmap(NULL, o->len, PROT_READ | PROT_WRITE, MAP_SHARED, o->fd, 0);
-	if (o->bits == MAP_FAILED) {
-		o->bits = NULL;
-		shadow_owned_close(o);
-		return -errno;
-	}
-	return 0;
-}
-
-void shadow_owned_close(struct shadow_owned *o)
-{
-	if (o->bits)
-		munmap(o->bits, o->len);
-	if (o->fd >= 0)
-		close(o->fd);
-	*o = (struct shadow_owned){ .fd = -1 };
 }
 
 /* ---- Block index, for a migration's reload -------------------------------- */
@@ -442,7 +347,7 @@ int shadow_stage_build(struct shadow_stage *st, const struct clat_maps *m, uint3
 	/* Every later reopen by path must find this same file. */
 	st->gi.mem_dev = g->dev;
 	st->gi.mem_ino = g->ino;
-	err = owned_build(fn, g, t, &st->owned);
+	err = shadow_owned_build(fn, g, t, &st->owned);
 	if (err)
 		pr_err("failed to create the page-ownership map of fn %u: %s", fn, strerror(-err));
 	if (!err)
@@ -514,7 +419,7 @@ int shadow_stage_commit(struct shadow_stage *st, const char *dir)
 			err = -errno;
 	}
 	if (!err && dir)
-		err = owned_pin(dir, fn, st->owned.fd);
+		err = shadow_owned_pin(dir, fn, st->owned.fd);
 	if (!err && bpf_map_update_elem(m->guests, &fn, &st->gi, BPF_ANY))
 		err = -errno;
 	if (!err && bpf_map_update_elem(m->fn_desc, &fn, &st->desc, BPF_ANY))
@@ -636,7 +541,7 @@ int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
 		bpf_map_update_elem(m->guest_types, &key, &none, BPF_ANY);
 	}
 	if (dir)
-		owned_pin(dir, fn, -1);
+		shadow_owned_pin(dir, fn, -1);
 	if (bpf_map_update_elem(m->guests, &fn, &(struct clat_guest_info){}, BPF_ANY))
 		return -errno;
 	return 0;

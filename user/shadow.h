@@ -21,6 +21,11 @@ struct shadow_owned {
 	size_t words, len;
 };
 
+/* Builds the map for the validated tables t; pins it as fd in dir (fd -1:
+ * unpins); opens a pinned one. */
+int shadow_owned_build(uint32_t fn, const struct gmem *g, const struct gtables *t,
+		       struct shadow_owned *o);
+int shadow_owned_pin(const char *dir, uint32_t fn, int fd);
 int shadow_owned_open(const char *dir, uint32_t fn, struct shadow_owned *o);
 void shadow_owned_close(struct shadow_owned *o);
 
