@@ -59,6 +59,7 @@ teardown() {
 	host "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
 	local ns
 	for ns in "$H" "$W" "${VMS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+	pins_sweep "$PF"
 	TAG=
 }
 

@@ -56,10 +56,24 @@ topo_create() {
 	done
 }
 
+# pins_sweep PF...: after the devices are gone, detach whatever pins are
+# left (a detach that failed in a teardown, e.g. on a binary being rebuilt,
+# must not leave a pin dir behind); detach works on a vanished device.
+pins_sweep() {
+	local pf i
+	for pf in "$@"; do
+		for i in 1 2 3; do
+			[ -e "/sys/fs/bpf/clat/$pf" ] || break
+			"$CLAT_LOAD" detach "$pf" >/dev/null 2>&1 || sleep 0.2
+		done
+	done
+}
+
 topo_destroy() {
 	[ -n "${PF:-}" ] || return 0
 	"$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
 	"$VF_EMU" destroy "$PF" >/dev/null 2>&1 || true
+	pins_sweep "$PF"
 	ip addr del "$HOST_IP/24" dev "$HOST_DEV" 2>/dev/null || true
 	PF=
 }
@@ -189,6 +203,7 @@ two_hosts_destroy() {
 	in_host "$HOST_B" "$VF_EMU" destroy "$PF_B" >/dev/null 2>&1 || true
 	local ns
 	for ns in "$HOST_A" "$HOST_B" "$WIRE_NS" "$VM"; do ip netns del "$ns" 2>/dev/null || true; done
+	pins_sweep "$PF_A" "$PF_B"
 	TAG=
 }
 
