@@ -222,7 +222,10 @@ pool_used() { "$CLAT_LOAD" status "$PF" --json | jq '.pool.used'; }
 	local svc used1 used2 out
 	svc=$(ctx_of 42001 | jq .svc)
 	grow --capacity 1000 >/dev/null
-	resync >/dev/null
+	run resync
+	assert_success
+	# The old segment still holds a live flow: the resync folds nothing.
+	assert_equal "$(jq .segments_folded <<<"$output")" 0
 	used1=$(pool_used)
 	# The old segment still holds a live flow: gc keeps it on the device.
 	run "$CLAT_LOAD" gc "$PF" --json

@@ -337,10 +337,10 @@ static void stress(struct env *e, bool tcp)
 	      tcp ? "TCP" : "UDP");
 	check(stat_of(e, CLAT_STAT_CTX_FULL) == 0, "%s stress: no flow found both candidates full (%llu)",
 	      tcp ? "TCP" : "UDP", (unsigned long long)stat_of(e, CLAT_STAT_CTX_FULL));
-	/* A frame that meets a claim stalled past the bound (a descheduled vCPU)
-	 * is delivered without its context and counted as ctx_busy. */
+	/* A frame whose claim lock stayed taken past the bound (a descheduled
+	 * vCPU) is delivered without its context and counted as ctx_busy. */
 	busy = stat_of(e, CLAT_STAT_CTX_BUSY);
-	printf("# %s stress: %llu frames met a claim that did not settle in time\n",
+	printf("# %s stress: %llu frames could not take their claim lock in time\n",
 	       tcp ? "TCP" : "UDP", (unsigned long long)busy);
 	check(live == STRESS_FLOWS && dup == 0 && missing == 0,
 	      "%s stress: %u flows raced from two CPUs -> %u contexts, %u duplicates, %u missing",

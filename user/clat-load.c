@@ -109,7 +109,7 @@ static const struct command commands[] = {
 	{ "ctx list", cmd_ctx_list, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "list fn's live contexts with their service numbers" },
 	{ "gc", cmd_gc, "<pf>", 1, { OPT_FN, OPT_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
-	  "release idle contexts (one-shot, for cron or a systemd timer)" },
+	  "release idle contexts and fold drained capacity segments (one-shot, for a timer)" },
 	{ "locate", cmd_locate, "", 0,
 	  { OPT_SVC, OPT_CTX_SIZE, OPT_BLOCK_SIZE, OPT_LEVELS, OPT_CLAT_ENTRIES, OPT_JSON },
 	  "offset at each CLAT level and element of service S (the patent's arithmetic)" },

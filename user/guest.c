@@ -298,9 +298,10 @@ static void print_resync(bool as_json, uint32_t fn, const struct resync_report *
 			printf("fn %u: guest tables unchanged (generation %u)\n", fn, r->gen_to);
 		else
 			printf("fn %u: generation %u -> %u: %u types grown, %u added, %u segments "
-			       "added; read %" PRIu64 " CLAT entries and %" PRIu64 " contexts, "
+			       "added, %u folded; read %" PRIu64 " CLAT entries and %" PRIu64 " contexts, "
 			       "%" PRIu64 " new pages, %" PRIu64 " new blocks\n", fn, r->gen_from,
 			       r->gen_to, r->types_grown, r->types_added, r->segments_added,
+			       r->segments_folded,
 			       r->entries_read, r->contexts_read, r->pages_new, r->blocks_new);
 		return;
 	}
@@ -313,6 +314,7 @@ static void print_resync(bool as_json, uint32_t fn, const struct resync_report *
 	json_u64(&j, "types_grown", r->types_grown);
 	json_u64(&j, "types_added", r->types_added);
 	json_u64(&j, "segments_added", r->segments_added);
+	json_u64(&j, "segments_folded", r->segments_folded);
 	json_u64(&j, "entries_read", r->entries_read);
 	json_u64(&j, "contexts_read", r->contexts_read);
 	json_u64(&j, "pages_new", r->pages_new);
