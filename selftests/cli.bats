@@ -97,3 +97,12 @@ teardown() {
 	assert_output --partial "another XDP program is attached"
 	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq '[.fns[] | select(.fn == 9)] | length')" 0
 }
+
+@test "locate takes sizes with K/M suffixes, as the README shows" {
+	run "$CLAT_LOAD" locate --svc 2054 --ctx-size 1K --block-size 4K --levels 2 --json
+	assert_success
+	assert_equal "$(jq -c . <<<"$output")" "$("$CLAT_LOAD" locate --svc 2054 --ctx-size 1024 --block-size 4096 --levels 2 --json | jq -c .)"
+	run "$CLAT_LOAD" locate --svc 1 --ctx-size 1Q --block-size 4K --levels 1
+	assert_failure 2
+	[[ $output == *"invalid --ctx-size '1Q'"* ]]
+}
