@@ -68,6 +68,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_PORT] = { "port", "IFNAME",
 		       "move the function's port to this interface (e.g. a VM's new tap): clat_tx "
 		       "moves with it; alone, not with other vf set options" },
+	[OPT_CHANNEL] = { "channel", "unix:PATH",
+			  "ask the guest agent (clat-guest agent) for the BAT GPA through QEMU's "
+			  "chardev socket of its virtserialport, instead of --bat-gpa" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -100,7 +103,7 @@ static const struct command commands[] = {
 	  "trust, link state, rate limit, extra MACs; or move its port (--port); changes "
 	  "nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
-	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_PIN_DIR, OPT_JSON },
+	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
 	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },
