@@ -177,8 +177,12 @@ xdp_on() {
 	[ -n "$(xdp_on "$spare")" ]
 	[ -z "$(xdp_on "${TAP[0]}")" ]
 	[ -e "/sys/fs/bpf/clat/$PF/link_tx_$sidx" ] && [ ! -e "/sys/fs/bpf/clat/$PF/link_tx_$old" ]
-	# The same move again is a no-op.
+	# The same move again is a no-op; so is a re-attach (it re-syncs from
+	# vf-emu, and the spare tap is VF 0's).
 	in_host "$HOST" "$CLAT_LOAD" vf set "$PF" --fn 1 --port "$spare"
+	in_host "$HOST" "$CLAT_LOAD" attach "$PF" 2>/dev/null
+	assert_equal "$(hstatus | jq '.fns[] | select(.fn == 1) | .ifindex')" "$sidx"
+	[ -z "$(xdp_on "${TAP[0]}")" ]
 
 	# A VM on the spare tap is fn 1 now: the wire reaches it through clat.
 	local rx0
