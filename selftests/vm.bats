@@ -207,6 +207,15 @@ xdp_on() {
 
 @test "vf-emu destroy removes the taps of a --vm tap PF, spares too" {
 	in_host "$HOST" "$VF_EMU" tap add "$PF" vf 1 "${TAG}s"
+	# Bad input: an unknown --vm kind, a VF out of range, a name in use.
+	run in_host "$HOST" "$VF_EMU" create "${TAG}x" --numvfs 1 --vm vhost
+	assert_failure 2
+	run in_host "$HOST" "$VF_EMU" tap add "$PF" vf 2 "${TAG}t"
+	assert_failure
+	assert_output --partial 'no such VF'
+	run in_host "$HOST" "$VF_EMU" tap add "$PF" vf 0 "${TAG}s"
+	assert_failure
+	assert_output --partial 'already exists'
 	in_host "$HOST" "$CLAT_LOAD" detach "$PF" 2>/dev/null
 	run in_host "$HOST" "$VF_EMU" tap del "$PF" "${TAP[0]}"
 	assert_failure

@@ -8,7 +8,7 @@
 #       QEMU inside netns NETNS (nsenter, /sys/fs/bpf stays visible), NIC on
 #       the existing tap TAP with MAC, guest address IP (A.B.C.D/N, or "" for
 #       none), RAM in RAMFILE (shared, GPA = file offset).  Waits for
-#       QF-READY unless VM_NO_WAIT=1 or the extra args hold -incoming.
+#       QF-READY unless VM_NO_WAIT=1 or the extra args hold -incoming or -S.
 #   vm_cmd NAME 'shell command'   output on stdout, the command's exit status
 #   vm_qmp NAME '{"execute":...}' the reply line; status 1 on "error"
 #   vm_stop NAME                  QMP quit, then SIGKILL of the recorded PID
@@ -76,7 +76,8 @@ vm_start() {
 	fi
 	mkdir -p "$d"
 	printf '%s\n' "$ram" >"$d/ram"
-	for a in "$@"; do [ "$a" != -incoming ] || wait=0; done
+	# An incoming VM (-incoming) or a paused one (-S) prints nothing yet.
+	for a in "$@"; do [ "$a" != -incoming ] && [ "$a" != -S ] || wait=0; done
 	[ "${VM_NO_WAIT:-0}" != 1 ] || wait=0
 	append="console=ttyS0 panic=-1 quiet hugepages=16"
 	[ -z "$ip" ] || append+=" clat.ip=$ip"
