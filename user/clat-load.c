@@ -65,6 +65,21 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_LISTEN] = { "listen", "ADDR:PORT",
 			 "serve GET /metrics over HTTP on ADDR:PORT (numeric; [::1]:PORT for IPv6) "
 			 "until SIGINT/SIGTERM, instead of printing once" },
+	[OPT_SRC_QMP] = { "src-qmp", "SOCK", "QMP unix socket of the source QEMU" },
+	[OPT_DST_QMP] = { "dst-qmp", "SOCK",
+			  "QMP unix socket of the destination QEMU (started with -incoming defer)" },
+	[OPT_URI] = { "uri", "QEMU-URI", "QEMU's migration stream, e.g. unix:/run/mig.sock or tcp:HOST:PORT" },
+	[OPT_CHANNEL] = { "channel", "CHAN",
+			  "copy mode: the device-state channel to the destination's migrate-in "
+			  "(unix:PATH or tcp:HOST:PORT)" },
+	[OPT_SHARED] = { "shared", NULL,
+			 "shared mode: both QEMUs map the same RAM file (x-ignore-shared), on this "
+			 "host; the fn moves to --port" },
+	[OPT_PORT] = { "port", "IFNAME", "the destination VMM's tap: the fn's new port" },
+	[OPT_DOWNTIME_LIMIT] = { "downtime-limit", "MS", "QEMU's downtime-limit (default 10)" },
+	[OPT_RECOVER] = { "recover", NULL,
+			  "after a killed migrate: finish it if the destination has the guest, "
+			  "else roll back, so that exactly one side serves" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -135,6 +150,12 @@ static const struct command commands[] = {
 	  { OPT_FN, OPT_TO_FN, OPT_VM_NETNS, OPT_DST_MEM, OPT_SRC_NETNS, OPT_DST_NETNS,
 	    OPT_SRC_PIN_DIR, OPT_DST_PIN_DIR, OPT_ROUNDS, OPT_JSON },
 	  "move a VM and its contexts between two emulated hosts, reporting downtime by phase" },
+	{ "qemu migrate", cmd_qemu_migrate, "<pf>", 1,
+	  { OPT_FN, OPT_SRC_QMP, OPT_DST_QMP, OPT_URI, OPT_CHANNEL, OPT_SHARED, OPT_PORT,
+	    OPT_DOWNTIME_LIMIT, OPT_RECOVER, OPT_PIN_DIR, OPT_JSON },
+	  "live-migrate a QEMU guest and fn's contexts over QMP: capabilities, pre-copy, the "
+	  "device stop at pre-switchover, migrate-continue, device commit, cont; --recover "
+	  "after a kill" },
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)

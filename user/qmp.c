@@ -251,3 +251,33 @@ void qmp_close(struct qmp *q)
 		close(q->fd);
 	q->fd = -1;
 }
+
+int qmp_quit(struct qmp *q)
+{
+	static const char line[] = "{\"execute\":\"quit\"}\n";
+	int64_t deadline = now_ms() + q->timeout_ms;
+	char scratch[4096];
+
+	if (q->fd < 0)
+		return 0;
+	if (send(q->fd, line, sizeof(line) - 1, MSG_NOSIGNAL) < 0)
+		return errno == EPIPE || errno == ECONNRESET ? 0 : -errno; /* gone already */
+	/* QEMU closes the socket as it exits: wait for that, not for a reply. */
+	for (;;) {
+		struct pollfd p = { .fd = q->fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		ssize_t r;
+
+		if (left <= 0) {
+			pr_err("%s QEMU did not exit within %d ms of quit", q->who, q->timeout_ms);
+			return -ETIMEDOUT;
+		}
+		if (poll(&p, 1, (int)left) <= 0)
+			continue;
+		r = read(q->fd, scratch, sizeof(scratch));
+		if (r == 0 || (r < 0 && errno == ECONNRESET)) {
+			qmp_close(q);
+			return 0;
+		}
+	}
+}

@@ -44,6 +44,8 @@ void qmp_close(struct qmp *q);
  * and return -ETIMEDOUT, -ECONNRESET, -EPROTO, -EMSGSIZE or -errno. */
 int qmp_exec(struct qmp *q, const char *cmd, const char *args, int *ret);
 int qmp_exec_quiet(struct qmp *q, const char *cmd, const char *args, int *ret);
+/* Asks QEMU to exit and waits until it closes the connection. */
+int qmp_quit(struct qmp *q);
 /* "status" of query-status ("running", "paused", "inmigrate", "postmigrate"...). */
 int qmp_status(struct qmp *q, char *buf, size_t len);
 /* The last event named name (NULL if none seen). */

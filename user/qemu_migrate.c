@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: GPL-2.0
+/* clat-load qemu migrate: live migration of a QEMU guest and its fn's
+ * contexts, driven over QMP, each device phase at its one correct point.
+ *
+ * QEMU moves RAM; host writes into guest RAM are not in its dirty log, so
+ * contexts travel on the device channel (copy mode) or not at all because
+ * the destination maps the same RAM file (shared mode, x-ignore-shared: a
+ * hand-over to a new VMM on this host).  The source pauses before the
+ * switchover (pause-before-switchover): the final device delta is taken
+ * there, while no vCPU runs.  The destination is kept paused after loading
+ * RAM (QMP stop while it waits: autostart off), the device state lands,
+ * then `cont`.  Until the destination runs, everything can be rolled back;
+ * after it, only forward.  --recover decides which after a kill. */
+#include "cli.h"
+#include "common.h"
+#include "json.h"
+#include "portmove.h"
+#include "qmp.h"
+
+#include <limits.h>
+#include <net/if.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+
+#define QMP_TIMEOUT_MS 10000
+#define MIGRATE_TIMEOUT_MS 120000
+#define POLL_US 5000
+
+enum phase { PH_CONNECT, PH_SETUP, PH_PRECOPY, PH_STOP, PH_SWITCHOVER, PH_COMMIT, PH_RESUME,
+	     PH_RELEASE, PH__MAX };
+static const char *const phase_names[PH__MAX] = {
+	"connect", "setup", "pre_copy", "device_stop", "switchover", "commit", "resume", "release",
+};
+
+struct qm {
+	const char *pf, *uri, *port;
+	uint32_t fn, old_ifindex;
+	unsigned int port_ifindex;
+	bool shared, src_was_running;
+	uint64_t downtime_limit;
+	char dir[PATH_MAX];
+	struct clat_maps m;
+	bool maps_open;
+	struct qmp src, dst;
+	uint64_t ns[PH__MAX];
+	uint64_t t_quiesce, t_active, t_paused, t_resumed; /* fn and guest downtime */
+	/* query-migrate of the source once completed: QEMU's own figures */
+	uint64_t q_total, q_down, q_setup, q_bytes;
+	char q_status[32];
+};
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs phase p's work, timing it. */
+#define TIMED(qm, p, expr)                            \
+	({                                            \
+		uint64_t _t0 = mono_ns();             \
+		int _e = (expr);                      \
+		(qm)->ns[p] += mono_ns() - _t0;       \
+		_e;                                   \
+	})
+
+/* Every capability that must agree on both sides, set explicitly: a QEMU
+ * that was a destination keeps what it had (real-vm-notes.md, section 6). */
+static int set_caps(struct qmp *q, bool pause, bool shared)
+{
+	char args[512];
+
+	snprintf(args, sizeof(args),
+		 "{\"capabilities\":[{\"capability\":\"events\",\"state\":true},"
+		 "{\"capability\":\"pause-before-switchover\",\"state\":%s},"
+		 "{\"capability\":\"x-ignore-shared\",\"state\":%s},"
+		 "{\"capability\":\"postcopy-ram\",\"state\":false},"
+		 "{\"capability\":\"multifd\",\"state\":false}]}",
+		 pause ? "true" : "false", shared ? "true" : "false");
+	return qmp_exec(q, "migrate-set-capabilities", args, NULL);
+}
+
+/* query-migrate's status (and, once completed, QEMU's figures). */
+static int mig_status(struct qm *qm, struct qmp *q, char *st, size_t len)
+{
+	int r, err = qmp_exec(q, "query-migrate", NULL, &r);
+	struct jr *d = &q->doc;
+
+	if (err)
+		return err;
+	st[0] = '\0';
+	jr_str(d, jr_member(d, r, "status"), st, len); /* none yet: "" */
+	if (q == &qm->src && !strcmp(st, "completed")) {
+		jr_u64(d, jr_member(d, r, "total-time"), &qm->q_total);
+		jr_u64(d, jr_member(d, r, "downtime"), &qm->q_down);
+		jr_u64(d, jr_member(d, r, "setup-time"), &qm->q_setup);
+		jr_u64(d, jr_path(d, r, "ram.transferred"), &qm->q_bytes);
+	}
+	if (!strcmp(st, "failed")) {
+		char desc[256] = "";
+
+		jr_str(d, jr_member(d, r, "error-desc"), desc, sizeof(desc));
+		pr_err("%s QEMU: migration failed%s%s", q->who, desc[0] ? ": " : "", desc);
+		return -EIO;
+	}
+	if (!strcmp(st, "cancelled") || !strcmp(st, "cancelling")) {
+		pr_err("%s QEMU: migration %s", q->who, st);
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+/* Polls the source until its status is want (or a later one in stop). */
+static int wait_src(struct qm *qm, const char *want, const char *const *also, char *st,
+		    size_t len)
+{
+	uint64_t deadline = mono_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
+	int err, i;
+
+	for (;;) {
+		err = mig_status(qm, &qm->src, st, len);
+		if (err)
+			return err;
+		if (!strcmp(st, want))
+			return 0;
+		for (i = 0; also && also[i]; i++)
+			if (!strcmp(st, also[i]))
+				return 0;
+		if (mono_ns() > deadline) {
+			pr_err("source QEMU: still '%s' after %d s, waiting for '%s'", st,
+			       MIGRATE_TIMEOUT_MS / 1000, want);
+			return -ETIMEDOUT;
+		}
+		usleep(POLL_US);
+	}
+}
+
+/* The destination has loaded everything and stays paused (autostart off). */
+static int wait_dst_loaded(struct qm *qm)
+{
+	uint64_t deadline = mono_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
+	char st[32], run[32];
+	int err;
+
+	for (;;) {
+		err = mig_status(qm, &qm->dst, st, sizeof(st));
+		if (!err)
+			err = qmp_status(&qm->dst, run, sizeof(run));
+		if (err)
+			return err;
+		if (!strcmp(st, "completed") && strcmp(run, "inmigrate")) {
+			if (strcmp(run, "paused")) {
+				pr_err("destination QEMU is '%s' after loading, not paused", run);
+				return -EPROTO;
+			}
+			return 0;
+		}
+		if (mono_ns() > deadline) {
+			pr_err("destination QEMU: incoming migration still '%s' (%s)", st, run);
+			return -ETIMEDOUT;
+		}
+		usleep(POLL_US);
+	}
+}
+
+static int check_qemus(struct qm *qm)
+{
+	char st[32];
+	int err = qmp_status(&qm->src, st, sizeof(st));
+
+	if (err)
+		return err;
+	qm->src_was_running = !strcmp(st, "running");
+	if (!qm->src_was_running && strcmp(st, "paused")) {
+		pr_err("source QEMU is '%s': nothing to migrate", st);
+		return -EINVAL;
+	}
+	err = qmp_status(&qm->dst, st, sizeof(st));
+	if (!err && strcmp(st, "inmigrate")) {
+		pr_err("destination QEMU is '%s', not waiting for a migration: start it with "
+		       "-incoming defer", st);
+		err = -EINVAL;
+	}
+	return err;
+}
+
+/* Capabilities, parameters, then both ends of the stream. */
+static int setup(struct qm *qm)
+{
+	char args[PATH_MAX + 64];
+	int err;
+
+	err = set_caps(&qm->src, true, qm->shared);
+	if (!err)
+		err = set_caps(&qm->dst, false, qm->shared);
+	snprintf(args, sizeof(args), "{\"downtime-limit\":%llu,\"max-bandwidth\":%llu}",
+		 (unsigned long long)qm->downtime_limit, 4ULL << 30);
+	if (!err)
+		err = qmp_exec(&qm->src, "migrate-set-parameters", args, NULL);
+	/* stop while it waits clears autostart: the destination stays paused
+	 * after loading, until the device state is in place. */
+	if (!err)
+		err = qmp_exec(&qm->dst, "stop", NULL, NULL);
+	if (strpbrk(qm->uri, "\"\\") || strlen(qm->uri) > PATH_MAX) {
+		pr_err("invalid --uri '%s'", qm->uri);
+		return -EUSAGE;
+	}
+	snprintf(args, sizeof(args), "{\"uri\":\"%s\"}", qm->uri);
+	if (!err)
+		err = qmp_exec(&qm->dst, "migrate-incoming", args, NULL);
+	if (!err)
+		err = qmp_exec(&qm->src, "migrate", args, NULL);
+	return err;
+}
+
+/* Before the destination runs: cancel, give the fn back to the source,
+ * resume the source guest, and end the destination QEMU so that exactly
+ * one side ever serves. */
+static void roll_back(struct qm *qm, bool migrating)
+{
+	char st[32] = "";
+	int err;
+
+	if (migrating && qm->src.fd >= 0)
+		qmp_exec(&qm->src, "migrate_cancel", NULL, NULL);
+	if (qm->maps_open) {
+		struct clat_vct_entry e = {};
+
+		bpf_map_lookup_elem(qm->m.vct, &qm->fn, &e);
+		if (qm->old_ifindex && e.ifindex != qm->old_ifindex)
+			port_move(&qm->m, qm->dir, qm->fn, qm->old_ifindex);
+		err = fn_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
+		if (err)
+			pr_err("failed to resume fn %u on %s: %s", qm->fn, qm->pf, strerror(-err));
+	}
+	/* A cancelled migration restarts the source's vCPUs itself (if they
+	 * ran before); wait for that, then make sure. */
+	for (int i = 0; qm->src.fd >= 0 && i < 200; i++) {
+		if (qmp_status(&qm->src, st, sizeof(st)) || strcmp(st, "finish-migrate"))
+			break;
+		usleep(POLL_US);
+	}
+	if (qm->src_was_running && qm->src.fd >= 0 && strcmp(st, "running"))
+		qmp_exec(&qm->src, "cont", NULL, NULL);
+	if (qm->dst.fd >= 0)
+		qmp_quit(&qm->dst);
+}
+
+/* Shared mode's commit: the fn moves to the new VMM's tap and serves. */
+static int commit_shared(struct qm *qm)
+{
+	int err = port_move(&qm->m, qm->dir, qm->fn, qm->port_ifindex);
+
+	if (!err)
+		err = fn_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
+	if (!err)
+		qm->t_active = mono_ns();
+	return err;
+}
+
+static int run(struct qm *qm)
+{
+	static const char *const past_pause[] = { "device", "completed", NULL };
+	bool migrating = false;
+	char st[32];
+	int err;
+
+	err = TIMED(qm, PH_SETUP, check_qemus(qm) ?: setup(qm));
+	migrating = !err;
+	test_stall("qm_setup");
+	/* Pre-copy: QEMU copies RAM; the source runs (and serves). */
+	if (!err)
+		err = TIMED(qm, PH_PRECOPY, wait_src(qm, "pre-switchover", past_pause, st, sizeof(st)));
+	if (!err && strcmp(st, "pre-switchover")) {
+		pr_err("source QEMU went past pre-switchover ('%s'): the capability did not hold", st);
+		err = -EPROTO;
+	}
+	if (err)
+		goto fail;
+	/* The source's vCPUs are stopped: the device stops too. */
+	qm->t_paused = mono_ns();
+	err = TIMED(qm, PH_STOP, fn_set_state(&qm->m, qm->fn, CLAT_FN_QUIESCED));
+	qm->t_quiesce = mono_ns();
+	if (err)
+		goto fail;
+	test_stall("qm_switchover");
+	err = TIMED(qm, PH_SWITCHOVER,
+		    qmp_exec(&qm->src, "migrate-continue", "{\"state\":\"pre-switchover\"}", NULL) ?:
+		    wait_src(qm, "completed", NULL, st, sizeof(st)) ?: wait_dst_loaded(qm));
+	if (err)
+		goto fail;
+	test_stall("qm_completed");
+	err = TIMED(qm, PH_COMMIT, commit_shared(qm));
+	if (err)
+		goto fail;
+	test_stall("qm_committed");
+	/* Point of no return: the destination guest runs. */
+	err = TIMED(qm, PH_RESUME, qmp_exec(&qm->dst, "cont", NULL, NULL));
+	qm->t_resumed = mono_ns();
+	if (err)
+		goto fail;
+	test_stall("qm_resumed");
+	err = TIMED(qm, PH_RELEASE, qmp_quit(&qm->src));
+	if (err)
+		pr_err("the destination runs; the source QEMU did not quit: stop it by hand");
+	return err;
+fail:
+	pr_err("failed to migrate fn %u: rolling back, the source keeps serving", qm->fn);
+	roll_back(qm, migrating);
+	return err ?: -EIO;
+}
+
+static void report(struct qm *qm, const struct invocation *inv, int err, uint64_t t0)
+{
+	struct json j;
+	int i;
+
+	pr_info("fn %u: %s (%s mode): QEMU total %llu ms, downtime %llu ms, %llu bytes; "
+		"fn stopped %.3f ms, guest paused %.3f ms",
+		qm->fn, err ? "migration failed, rolled back" : "migrated",
+		qm->shared ? "shared" : "copy", (unsigned long long)qm->q_total,
+		(unsigned long long)qm->q_down, (unsigned long long)qm->q_bytes,
+		qm->t_active > qm->t_quiesce ? (qm->t_active - qm->t_quiesce) / 1e6 : 0.0,
+		qm->t_resumed > qm->t_paused ? (qm->t_resumed - qm->t_paused) / 1e6 : 0.0);
+	if (!has_opt(inv, OPT_JSON))
+		return;
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "pf", qm->pf);
+	json_u64(&j, "fn", qm->fn);
+	json_str(&j, "mode", qm->shared ? "shared" : "copy");
+	json_bool(&j, "migrated", !err);
+	json_obj_open(&j, "phases_ns");
+	for (i = 0; i < PH__MAX; i++)
+		json_u64(&j, phase_names[i], qm->ns[i]);
+	json_obj_close(&j);
+	json_u64(&j, "fn_stopped_ns", qm->t_active > qm->t_quiesce ? qm->t_active - qm->t_quiesce : 0);
+	json_u64(&j, "guest_paused_ns", qm->t_resumed > qm->t_paused ? qm->t_resumed - qm->t_paused : 0);
+	json_obj_open(&j, "qemu");
+	json_u64(&j, "total_time_ms", qm->q_total);
+	json_u64(&j, "downtime_ms", qm->q_down);
+	json_u64(&j, "setup_time_ms", qm->q_setup);
+	json_u64(&j, "transferred_bytes", qm->q_bytes);
+	json_obj_close(&j);
+	json_u64(&j, "total_ns", mono_ns() - t0);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+static int parse_args(const struct invocation *inv, struct qm *qm)
+{
+	uint32_t v = 10;
+	int err;
+
+	qm->pf = inv->arg[0];
+	qm->shared = has_opt(inv, OPT_SHARED);
+	qm->uri = inv->opt[OPT_URI];
+	qm->port = inv->opt[OPT_PORT];
+	if (!has_opt(inv, OPT_FN) || !has_opt(inv, OPT_SRC_QMP) || !has_opt(inv, OPT_DST_QMP) ||
+	    (!qm->uri && !has_opt(inv, OPT_RECOVER))) {
+		pr_err("qemu migrate: --fn, --src-qmp, --dst-qmp and --uri are required");
+		return -EUSAGE;
+	}
+	err = parse_u32(inv->opt[OPT_FN], "--fn", CLAT_MAX_FN - 1, &qm->fn);
+	if (!err && qm->fn == 0) {
+		pr_err("qemu migrate: fn 0 is the host port, not a VF");
+		err = -EUSAGE;
+	}
+	if (!err && qm->shared == has_opt(inv, OPT_CHANNEL)) {
+		pr_err("qemu migrate: give either --channel (copy RAM) or --shared --port (same RAM file)");
+		err = -EUSAGE;
+	}
+	if (!err && qm->shared && !qm->port) {
+		pr_err("qemu migrate: --shared needs --port (the new VMM's tap)");
+		err = -EUSAGE;
+	}
+	if (!err && has_opt(inv, OPT_DOWNTIME_LIMIT))
+		err = parse_u32(inv->opt[OPT_DOWNTIME_LIMIT], "--downtime-limit", 2000000, &v);
+	qm->downtime_limit = v;
+	if (!err && !qm->shared) {
+		pr_err("qemu migrate: copy mode (--channel) needs the device-state channel, "
+		       "not built in yet");
+		err = -EOPNOTSUPP;
+	}
+	if (!err)
+		err = require_root();
+	if (!err && qm->port)
+		err = resolve_ifindex(qm->port, &qm->port_ifindex);
+	return err;
+}
+
+/* After a kill: the destination runs, or has loaded everything, or the
+ * migration never completed.  The first two finish forward, the last rolls
+ * back; the fn ends ACTIVE on the side whose guest runs, the other QEMU quits. */
+static int recover(struct qm *qm, bool have_src, bool have_dst, const struct invocation *inv)
+{
+	char dst_run[32] = "", dst_mig[32] = "", src_mig[32] = "";
+	const char *verdict;
+	bool forward;
+	int err = 0;
+
+	if (have_dst && (qmp_status(&qm->dst, dst_run, sizeof(dst_run)) ||
+			 (mig_status(qm, &qm->dst, dst_mig, sizeof(dst_mig)) && !dst_mig[0])))
+		have_dst = false;
+	if (have_src)
+		mig_status(qm, &qm->src, src_mig, sizeof(src_mig)); /* failed/cancelled print */
+	forward = have_dst && (!strcmp(dst_run, "running") ||
+			       (!strcmp(dst_run, "paused") && !strcmp(dst_mig, "completed")));
+	if (forward) {
+		verdict = "forward: the destination has the guest";
+		err = qm->shared ? commit_shared(qm) : -EOPNOTSUPP;
+		if (!err && strcmp(dst_run, "running"))
+			err = qmp_exec(&qm->dst, "cont", NULL, NULL);
+		if (!err && have_src)
+			err = qmp_quit(&qm->src);
+	} else if (have_src) {
+		verdict = "rolled back: the source keeps the guest";
+		qm->src_was_running = true;
+		roll_back(qm, !strcmp(src_mig, "active") || !strcmp(src_mig, "pre-switchover") ||
+				      !strcmp(src_mig, "setup") || !strcmp(src_mig, "device"));
+	} else {
+		pr_err("neither QEMU can take the guest: the source is gone and the destination "
+		       "is '%s'", dst_run[0] ? dst_run : "gone");
+		return -ENOENT;
+	}
+	pr_info("fn %u: recovered, %s%s", qm->fn, verdict, err ? " (with errors)" : "");
+	if (has_opt(inv, OPT_JSON)) {
+		struct json j;
+
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_u64(&j, "fn", qm->fn);
+		json_str(&j, "recovered", forward ? "forward" : "rollback");
+		json_str(&j, "destination_was", dst_run[0] ? dst_run : "gone");
+		json_str(&j, "source_migration_was", src_mig[0] ? src_mig : "gone");
+		json_obj_close(&j);
+		json_end(&j);
+	}
+	return err;
+}
+
+int cmd_qemu_migrate(const struct invocation *inv)
+{
+	struct clat_vct_entry e = {};
+	uint64_t t0 = mono_ns();
+	struct qm qm = { .src.fd = -1, .dst.fd = -1 };
+	int err;
+
+	err = parse_args(inv, &qm);
+	if (!err)
+		err = open_attached(qm.pf, inv->opt[OPT_PIN_DIR], qm.dir, sizeof(qm.dir), &qm.m);
+	if (err)
+		return err;
+	qm.maps_open = true;
+	bpf_map_lookup_elem(qm.m.vct, &qm.fn, &e);
+	qm.old_ifindex = e.ifindex;
+	if (has_opt(inv, OPT_RECOVER)) {
+		/* Either QEMU may be gone: that is part of what recover looks at. */
+		bool s = !qmp_open(&qm.src, inv->opt[OPT_SRC_QMP], "source", QMP_TIMEOUT_MS);
+		bool d = !qmp_open(&qm.dst, inv->opt[OPT_DST_QMP], "destination", QMP_TIMEOUT_MS);
+
+		err = recover(&qm, s, d, inv);
+		goto out;
+	}
+	err = TIMED(&qm, PH_CONNECT,
+		    qmp_open(&qm.src, inv->opt[OPT_SRC_QMP], "source", QMP_TIMEOUT_MS) ?:
+		    qmp_open(&qm.dst, inv->opt[OPT_DST_QMP], "destination", QMP_TIMEOUT_MS));
+	if (err)
+		goto out;
+	if (e.state != CLAT_FN_ACTIVE) {
+		pr_err("fn %u on %s is %s, not serving: nothing to migrate (after a kill: --recover)",
+		       qm.fn, qm.pf, fn_state_name(e.state));
+		err = -EINVAL;
+		goto out;
+	}
+	if (qm.shared && e.ifindex == qm.port_ifindex) {
+		pr_err("fn %u's port is %s already: --port is the new VMM's tap", qm.fn, qm.port);
+		err = -EINVAL;
+		goto out;
+	}
+	err = run(&qm);
+	report(&qm, inv, err, t0);
+out:
+	qmp_close(&qm.src);
+	qmp_close(&qm.dst);
+	maps_close(&qm.m);
+	return err;
+}
