@@ -1,0 +1,139 @@
+#!/usr/bin/env bats
+# clat-load qemu migrate: live migration of real QEMU guests (TCG) driven
+# over QMP, with the device phases at their one correct point.
+#
+# Shared mode (x-ignore-shared, one host: a hand-over to a new VMM on the
+# same RAM file), all built fresh per test:
+#   <wire ns W> WP ===== PF <host ns H>  (clat on a plain uplink)
+#                        T1 (tap, fn 1's port) -- QEMU "src"
+#                        T2 (tap)              -- QEMU "dst" (-incoming defer, same RAM file)
+# A TCP stream from the wire runs through the guest (busybox nc relays it
+# back to the wire) across the hand-over; seqstream proves every byte.
+
+load lib/common
+load lib/vm
+
+setup() {
+	vm_skip_unless_ready
+	local ns
+	TAG=q$(printf '%x%03x' $(($$ % 256)) $((RANDOM % 4096)))
+	H=$TAG-h W=$TAG-w
+	PF=${TAG}p WP=${TAG}w T1=${TAG}t1 T2=${TAG}t2
+	NET=198.18.$((RANDOM % 250 + 1))
+	WIRE_IP=$NET.1 VM_IP=$NET.10
+	VM_MAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+	RAM=/dev/shm/$TAG.mem
+	MIG=$BATS_TEST_TMPDIR/mig.sock
+	for ns in "$H" "$W"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+	done
+	ip link add "$PF" netns "$H" type veth peer name "$WP" netns "$W"
+	ip -n "$H" link set "$PF" up
+	ip -n "$W" link set "$WP" up
+	ip -n "$W" addr add "$WIRE_IP/24" dev "$WP"
+	# Frames XDP redirects into a veth need NAPI on the receiving end.
+	ip netns exec "$W" ethtool -K "$WP" gro on >/dev/null
+	ip netns exec "$W" ethtool -K "$WP" tx off >/dev/null
+	for t in "$T1" "$T2"; do
+		ip -n "$H" tuntap add dev "$t" mode tap
+		ip -n "$H" link set "$t" up
+	done
+	host "$CLAT_LOAD" attach "$PF" 2>/dev/null
+	host "$CLAT_LOAD" vf add "$PF" --fn 1 --mac "$VM_MAC" --dev "$T1" 2>/dev/null
+}
+
+teardown() {
+	reap
+	vm_teardown_all
+	[ -n "${TAG:-}" ] || return 0
+	host "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
+	local ns
+	for ns in "$H" "$W"; do ip netns del "$ns" 2>/dev/null || true; done
+	pins_sweep "$PF"
+	rm -f "$RAM"
+	TAG=
+}
+
+host() { in_host "$H" "$@"; }
+wire() { ip netns exec "$W" "$@"; }
+ifindex_of() { ip -n "$H" -j link show dev "$1" | jq '.[0].ifindex'; }
+fn_port() { # the fn's port ifindex and state, from status
+	host "$CLAT_LOAD" status "$PF" --json | jq -r '.fns[] | select(.fn == 1) | "\(.ifindex) \(.state)"'
+}
+fn_rx() { # frames the device delivered to fn 1
+	host "$CLAT_LOAD" stats "$PF" --json | jq -r '(.fns[] | select(.fn == 1) | .counters.rx_packets) // 0'
+}
+
+# boot_pair: the source guest on T1 (running, serving), the destination
+# QEMU on T2 waiting for an incoming migration on the same RAM file.
+boot_pair() {
+	vm_start src "$H" "$T1" "$RAM" "$VM_MAC" "$VM_IP/24"
+	vm_start dst "$H" "$T2" "$RAM" "$VM_MAC" "" -incoming defer
+	# The destination must be up on QMP before anyone migrates to it.
+	local _
+	for _ in $(seq 100); do
+		vm_qmp dst '{"execute":"query-status"}' 2>/dev/null | grep -q inmigrate && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# stream_start BYTES RATE: wire -> guest:7000 -> (busybox nc) -> wire:7001.
+stream_start() {
+	bg "$BATS_TEST_TMPDIR/rx.json" ip netns exec "$W" "$BIN/seqstream" tcp-recv 7001
+	wait_listen "$W" 7001
+	vm_cmd src "nc -l -p 7000 -e nc $WIRE_IP 7001 >/dev/null 2>&1 &"
+	local _
+	for _ in $(seq 50); do
+		vm_cmd src 'netstat -ltn 2>/dev/null | grep -q ":7000 "' && break
+		sleep 0.2
+	done
+	bg "$BATS_TEST_TMPDIR/tx.json" ip netns exec "$W" "$BIN/seqstream" tcp-send "$VM_IP" 7000 "$1" "$2"
+	SEND_PID=$BG_PID
+}
+
+# stream_check BYTES: every byte arrived once, in order, and the stream ended.
+stream_check() {
+	local _
+	for _ in $(seq 300); do
+		[ -s "$BATS_TEST_TMPDIR/rx.json" ] && break
+		sleep 0.1
+	done
+	cat "$BATS_TEST_TMPDIR/rx.json"
+	run jq -e --argjson n "$1" '.bytes == $n and .corrupt == 0 and .eof' "$BATS_TEST_TMPDIR/rx.json"
+	assert_success
+}
+
+qemu_migrate() {
+	host "$CLAT_LOAD" qemu migrate "$PF" --fn 1 --src-qmp "$VM_STATE/src/qmp.sock" \
+		--dst-qmp "$VM_STATE/dst/qmp.sock" "$@"
+}
+
+@test "shared mode: a hand-over to a new VMM on the same RAM file keeps a TCP stream whole" {
+	boot_pair
+	stream_start 600000 100000
+	sleep 2 # the stream is running before the hand-over
+	local rx0 out
+	rx0=$(fn_rx)
+	[ "$rx0" -gt 0 ]
+	run qemu_migrate --uri "unix:$MIG" --shared --port "$T2" --json
+	echo "$output"
+	assert_success
+	out=$(grep '^{' <<<"$output")
+	jq -e '.migrated and .mode == "shared" and .qemu.total_time_ms > 0 and
+		.phases_ns.switchover > 0 and .phases_ns.commit > 0' <<<"$out"
+	# The fn serves on the new VMM's tap; the old tap has no clat_tx left.
+	[ "$(fn_port)" = "$(ifindex_of "$T2") active" ]
+	[ -z "$(ip -n "$H" -j -d link show dev "$T1" | jq -r '.[0].xdp.prog.id // empty')" ]
+	# The source QEMU is gone, the destination runs the guest.
+	run vm_qmp dst '{"execute":"query-status"}'
+	assert_output --partial '"running"'
+	stream_check 600000
+	# Counters continue on the same fn.
+	[ "$(fn_rx)" -gt "$rx0" ]
+	run vm_cmd dst 'echo alive'
+	assert_output --partial alive
+}
