@@ -137,3 +137,68 @@ qemu_migrate() {
 	run vm_cmd dst 'echo alive'
 	assert_output --partial alive
 }
+
+# gone NAME: that VM's QEMU has exited (within 5 s).
+gone() {
+	local pid _
+	pid=$(vm_pid "$1")
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+@test "SIGKILL of the orchestrator at each phase, then --recover: exactly one side serves" {
+	vm_start v0 "$H" "$T1" "$RAM" "$VM_MAC" "$VM_IP/24"
+	# The same stream runs across every kill and recovery.
+	CUR=v0 CUR_TAP=$T1
+	local -a order=(src)
+	vm_start_dst() { # NAME TAP
+		vm_start "$1" "$H" "$2" "$RAM" "$VM_MAC" "" -incoming defer
+		local _
+		for _ in $(seq 100); do
+			vm_qmp "$1" '{"execute":"query-status"}' 2>/dev/null | grep -q inmigrate && return 0
+			sleep 0.1
+		done
+		return 1
+	}
+	bg "$BATS_TEST_TMPDIR/rx.json" ip netns exec "$W" "$BIN/seqstream" tcp-recv 7001
+	wait_listen "$W" 7001
+	vm_cmd v0 "nc -l -p 7000 -e nc $WIRE_IP 7001 >/dev/null 2>&1 &"
+	sleep 1
+	bg "$BATS_TEST_TMPDIR/tx.json" ip netns exec "$W" "$BIN/seqstream" tcp-send "$VM_IP" 7000 3000000 100000
+	local i=0 phase expect next tap log
+	for phase in qm_setup:2 qm_switchover qm_completed qm_committed qm_resumed; do
+		i=$((i + 1))
+		next=v$i
+		tap=$([ "$CUR_TAP" = "$T1" ] && echo "$T2" || echo "$T1")
+		vm_start_dst "$next" "$tap"
+		log=$BATS_TEST_TMPDIR/stall-$i.log
+		stall_bg "$phase" "$log" nsenter --net="/run/netns/$H" "$CLAT_LOAD" qemu migrate "$PF" \
+			--fn 1 --src-qmp "$VM_STATE/$CUR/qmp.sock" --dst-qmp "$VM_STATE/$next/qmp.sock" \
+			--uri "unix:$BATS_TEST_TMPDIR/mig$i.sock" --shared --port "$tap"
+		kill -9 "$STALL_PID"
+		wait "$STALL_PID" 2>/dev/null || true
+		run host "$CLAT_LOAD" qemu migrate "$PF" --fn 1 --src-qmp "$VM_STATE/$CUR/qmp.sock" \
+			--dst-qmp "$VM_STATE/$next/qmp.sock" --shared --port "$tap" --recover --json
+		echo "# $phase: $output"
+		assert_success
+		case $phase in
+		qm_setup* | qm_switchover) expect=rollback ;;
+		*) expect=forward ;;
+		esac
+		jq -e --arg e "$expect" '.recovered == $e' <<<"$(grep '^{' <<<"$output")"
+		if [ "$expect" = forward ]; then
+			gone "$CUR"
+			CUR=$next CUR_TAP=$tap
+		else
+			gone "$next"
+		fi
+		# Exactly one side: the fn serves on the running guest's tap.
+		[ "$(fn_port)" = "$(ifindex_of "$CUR_TAP") active" ]
+		run vm_qmp "$CUR" '{"execute":"query-status"}'
+		assert_output --partial '"running"'
+	done
+	stream_check 3000000
+}
