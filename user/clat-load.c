@@ -75,7 +75,10 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_SHARED] = { "shared", NULL,
 			 "shared mode: both QEMUs map the same RAM file (x-ignore-shared), on this "
 			 "host; the fn moves to --port" },
-	[OPT_PORT] = { "port", "IFNAME", "the destination VMM's tap: the fn's new port" },
+	[OPT_PORT] = { "port", "IFNAME",
+		       "move the function's port to this interface (e.g. a VM's new tap): clat_tx "
+		       "moves with it; vf set: alone, not with other vf set options; qemu migrate "
+		       "--shared: the destination VMM's tap" },
 	[OPT_DOWNTIME_LIMIT] = { "downtime-limit", "MS", "QEMU's downtime-limit (default 10)" },
 	[OPT_RECOVER] = { "recover", NULL,
 			  "after a killed migrate: finish it if the destination has the guest, "
@@ -107,9 +110,10 @@ static const struct command commands[] = {
 	  "remove a function: its MACs, its port and its representor's program" },
 	{ "vf set", cmd_vf_set, "<pf>", 1,
 	  { OPT_FN, OPT_VLAN, OPT_SPOOFCHK, OPT_TRUST, OPT_STATE, OPT_MAX_RATE, OPT_ADD_MAC,
-	    OPT_DEL_MAC, OPT_PIN_DIR, OPT_JSON },
+	    OPT_DEL_MAC, OPT_PORT, OPT_PIN_DIR, OPT_JSON },
 	  "set a function's port policy, like 'ip link set PF vf N': port VLAN, spoof check, "
-	  "trust, link state, rate limit, extra MACs; changes nothing on bad input" },
+	  "trust, link state, rate limit, extra MACs; or move its port (--port); changes "
+	  "nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
 	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },

@@ -14,7 +14,7 @@
 #include "cli.h"
 #include "common.h"
 #include "json.h"
-#include "portmove.h"
+#include "port.h"
 #include "qmp.h"
 
 #include <limits.h>
@@ -67,6 +67,27 @@ static uint64_t mono_ns(void)
 		(qm)->ns[p] += mono_ns() - _t0;       \
 		_e;                                   \
 	})
+
+/* VCT[fn].state, with vf_ports and flood_ports to match (a QUIESCED fn has
+ * neither, an ACTIVE one both, at VCT.ifindex). */
+static int fn_set_state(const struct clat_maps *m, uint32_t fn, uint32_t state)
+{
+	struct clat_vct_entry e;
+
+	if (bpf_map_lookup_elem(m->vct, &fn, &e))
+		return -errno;
+	e.state = state;
+	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY))
+		return -errno;
+	/* Floods reach exactly the ports in flood_ports: a paused fn gets none. */
+	if (state == CLAT_FN_QUIESCED) {
+		bpf_map_delete_elem(m->vf_ports, &fn);
+		return flood_port_set(m, fn, 0);
+	}
+	if (bpf_map_update_elem(m->vf_ports, &fn, &e.ifindex, BPF_ANY))
+		return -errno;
+	return flood_port_set(m, fn, e.ifindex);
+}
 
 /* Every capability that must agree on both sides, set explicitly: a QEMU
  * that was a destination keeps what it had (real-vm-notes.md, section 6). */
