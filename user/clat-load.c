@@ -70,8 +70,10 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 			  "QMP unix socket of the destination QEMU (started with -incoming defer)" },
 	[OPT_URI] = { "uri", "QEMU-URI", "QEMU's migration stream, e.g. unix:/run/mig.sock or tcp:HOST:PORT" },
 	[OPT_CHANNEL] = { "channel", "CHAN",
-			  "copy mode: the device-state channel to the destination's migrate-in "
-			  "(unix:PATH or tcp:HOST:PORT)" },
+			  "guest attach: ask the guest agent (clat-guest agent) for the BAT GPA "
+			  "through QEMU's chardev socket of its virtserialport (unix:PATH), instead of "
+			  "--bat-gpa; qemu migrate: copy mode, the device-state channel to the "
+			  "destination's migrate-in (unix:PATH or tcp:HOST:PORT)" },
 	[OPT_SHARED] = { "shared", NULL,
 			 "shared mode: both QEMUs map the same RAM file (x-ignore-shared), on this "
 			 "host; the fn moves to --port" },
@@ -115,7 +117,7 @@ static const struct command commands[] = {
 	  "trust, link state, rate limit, extra MACs; or move its port (--port); changes "
 	  "nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
-	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_PIN_DIR, OPT_JSON },
+	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
 	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },
