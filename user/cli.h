@@ -53,6 +53,9 @@ enum opt_id {
 	OPT_ADD_MAC,
 	OPT_DEL_MAC,
 	OPT_LISTEN,
+	OPT_TO,
+	OPT_CHAN_LISTEN,
+	OPT_WAIT,
 	OPT__MAX,
 };
 
