@@ -13,6 +13,7 @@ setup() {
 	guest_init "$MEM_A" conn:ctx=256,block=4096,services=30000
 	in_host "$HOST_A" "$CLAT_LOAD" guest attach "$PF_A" --fn 1 --mem "$MEM_A" --bat-gpa "$BAT" 2>/dev/null
 	IN_PID=
+	CHAN=
 }
 
 teardown() {
@@ -23,16 +24,21 @@ teardown() {
 }
 
 # listen_bg MEM [ARGS...]: migrate-in --listen on host B fn 2 in the
-# background (stdout in.json, stderr in.log); returns once it listens.
+# background (stdout in.json, stderr in.log), on $CHAN (default the unix
+# socket $SOCK); returns once it listens.
 listen_bg() {
-	local mem=$1 _
+	local mem=$1 chan=${CHAN:-unix:$SOCK} _
 	shift
 	nsenter --net="/run/netns/$HOST_B" "$CLAT_LOAD" migrate-in "$PF_B" --fn 2 --mac "$VM_MAC" \
-		--mem "$mem" --listen "unix:$SOCK" --json "$@" \
+		--mem "$mem" --listen "$chan" --json "$@" \
 		</dev/null >"$BATS_TEST_TMPDIR/in.json" 2>"$BATS_TEST_TMPDIR/in.log" 3>&- &
 	IN_PID=$!
 	for _ in $(seq 100); do
-		[ -S "$SOCK" ] && return 0
+		if [ "${chan#unix:}" != "$chan" ]; then
+			[ -S "${chan#unix:}" ] && return 0
+		else
+			ip netns exec "$HOST_B" ss -ltnH "sport = :${chan##*:}" | grep -q . && return 0
+		fi
 		sleep 0.05
 	done
 	return 1
@@ -204,13 +210,20 @@ forge() {
 	assert_equal "$(in_host "$HOST_A" "$CLAT_LOAD" status "$PF_A" --json | jq -r '.fns[] | select(.fn == 1) | .state')" active
 }
 
-@test "migrate-out killed mid-stream: B discards everything, A resumes with --abort" {
+@test "migrate-out killed mid-stream (over TCP): B discards everything, A resumes with --abort" {
+	# A management link between the two hosts carries the channel.
+	ip link add "${TAG}ca" netns "$HOST_A" type veth peer name "${TAG}cb" netns "$HOST_B"
+	ip -n "$HOST_A" addr add 169.254.77.1/30 dev "${TAG}ca"
+	ip -n "$HOST_B" addr add 169.254.77.2/30 dev "${TAG}cb"
+	ip -n "$HOST_A" link set "${TAG}ca" up
+	ip -n "$HOST_B" link set "${TAG}cb" up
+	CHAN=tcp:169.254.77.2:7731
 	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9400,sourceport=9401" <<<"x"
 	truncate -s "$(stat -c %s "$MEM_A")" "$MEM_B"
 	listen_bg "$MEM_B"
 	# Held after its pause, its pre-copy rounds streamed: killed there.
 	stall_bg stop_copy:30 "$BATS_TEST_TMPDIR/out.log" nsenter --net="/run/netns/$HOST_A" \
-		"$CLAT_LOAD" migrate-out "$PF_A" --fn 1 --to "unix:$SOCK"
+		"$CLAT_LOAD" migrate-out "$PF_A" --fn 1 --to "$CHAN"
 	kill -9 "$STALL_PID"
 	wait "$STALL_PID" || true
 	STALL_PID=

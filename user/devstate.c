@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,10 +145,16 @@ static int chan_socket(const struct chan_addr *a)
 
 static void ch_init(struct devstate *ch, int fd, int wait_ms)
 {
+	struct timeval tv;
+
 	memset(ch, 0, sizeof(*ch));
 	ch->fd = fd;
 	ch->wait_ms = wait_ms > 0 ? wait_ms : DS_DEFAULT_WAIT_MS;
-	/* A peer that went away must fail a write, not kill the process. */
+	/* A peer that stops reading must fail a write in time, not hold a
+	 * paused source forever; one that went away must not kill us. */
+	tv.tv_sec = ch->wait_ms / 1000;
+	tv.tv_usec = (ch->wait_ms % 1000) * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	signal(SIGPIPE, SIG_IGN);
 }
 
@@ -248,6 +255,8 @@ static int write_all(int fd, const void *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -ETIMEDOUT; /* SO_SNDTIMEO: the peer stopped reading */
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO;
 		p += n;
