@@ -247,6 +247,25 @@ forge() {
 	assert_equal "$(ctx_on "$HOST_A" "$PF_A" 1 | jq '.contexts[] | select(.remote_port == 9401) | .packets_in')" 2
 }
 
+@test "migrate-in killed while holding blocks leaves nothing; a rerun listens on the same path" {
+	local small=$BATS_TEST_TMPDIR/small.mem
+	truncate -s 4M "$small"
+	listen_bg "$small"
+	spawn python3 "$ROOT/selftests/lib/dsforge.py" "$SOCK" hold 4194304 0x1000 "$VM_MAC"
+	for _ in $(seq 50); do
+		grep -q "waiting for the source" "$BATS_TEST_TMPDIR/in.log" && break
+		sleep 0.1
+	done
+	sleep 0.5 # HELLO and a block held
+	kill -9 "$IN_PID"
+	wait "$IN_PID" || true
+	IN_PID=
+	assert_b_clean
+	[ -S "$SOCK" ] # the killed listener's socket file is left behind
+	forge abort "$small"
+	assert_output --partial "the source sent ABORT"
+}
+
 @test "emulated migrate: the downtime is the sum of the phases it lists" {
 	run migrate
 	assert_success

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -179,10 +180,29 @@ int devstate_connect(struct devstate *ch, const char *chan, int wait_ms)
 	return 0;
 }
 
+/* A unix socket file nobody listens on (connect is refused): left by a
+ * listener that was killed. */
+static bool stale_unix(const struct chan_addr *a)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+	struct stat st;
+	bool stale;
+	int fd;
+
+	if (lstat(un->sun_path, &st) || !S_ISSOCK(st.st_mode))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	stale = connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return stale;
+}
+
 int devstate_listen(const char *chan, int *lfd)
 {
 	struct chan_addr a;
-	int fd, err = parse_chan(chan, true, &a);
+	int fd, rc, err = parse_chan(chan, true, &a);
 
 	*lfd = -1;
 	if (err)
@@ -190,7 +210,18 @@ int devstate_listen(const char *chan, int *lfd)
 	fd = chan_socket(&a);
 	if (fd < 0)
 		return fd;
-	if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, 1) < 0) {
+	rc = bind(fd, (struct sockaddr *)&a.ss, a.len);
+	if (rc < 0 && errno == EADDRINUSE && a.family == AF_UNIX && stale_unix(&a)) {
+		unlink(chan + 5); /* a killed listener's socket file: nobody answers on it */
+		rc = bind(fd, (struct sockaddr *)&a.ss, a.len);
+	}
+	if (rc < 0) {
+		err = -errno;
+		pr_err("failed to listen on channel %s: %s", chan, strerror(-err));
+		close(fd);
+		return err;
+	}
+	if (listen(fd, 1) < 0) {
 		err = -errno;
 		pr_err("failed to listen on channel %s: %s", chan, strerror(-err));
 		close(fd);
