@@ -61,6 +61,9 @@ enum opt_id {
 	OPT_PORT,
 	OPT_DOWNTIME_LIMIT,
 	OPT_RECOVER,
+	OPT_TO,
+	OPT_CHAN_LISTEN,
+	OPT_WAIT,
 	OPT__MAX,
 };
 
