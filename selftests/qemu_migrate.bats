@@ -15,6 +15,11 @@ load lib/vm
 
 setup() {
 	vm_skip_unless_ready
+	TAG=
+}
+
+# onehost_create: the shared-mode topology above.
+onehost_create() {
 	local ns
 	TAG=q$(printf '%x%03x' $(($$ % 256)) $((RANDOM % 4096)))
 	H=$TAG-h W=$TAG-w
@@ -45,16 +50,61 @@ setup() {
 	host "$CLAT_LOAD" vf add "$PF" --fn 1 --mac "$VM_MAC" --dev "$T1" 2>/dev/null
 }
 
+# twohost_create: copy mode between two emulated hosts, each a --vm tap PF
+# in its own netns, both wired to one bridge in W; RAM files per host.
+#   <W: bridge tor, WIRE_IP> --- PF_A <HA>: TAP_A -- QEMU "src" (RAM_A)
+#                            --- PF_B <HB>: TAP_B -- QEMU "dst" (RAM_B, -incoming defer)
+twohost_create() {
+	local ns json
+	TAG=q$(printf '%x%03x' $(($$ % 256)) $((RANDOM % 4096)))
+	HA=$TAG-ha HB=$TAG-hb W=$TAG-w PF_A=${TAG}a PF_B=${TAG}b
+	NET=198.18.$((RANDOM % 250 + 1))
+	WIRE_IP=$NET.1 VM_IP=$NET.10
+	RAM_A=/dev/shm/$TAG-a.mem RAM_B=/dev/shm/$TAG-b.mem
+	for ns in "$HA" "$HB" "$W"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+	done
+	ip -n "$W" link add tor type bridge
+	ip -n "$W" link set tor up
+	in_host "$HA" "$VF_EMU" create "$PF_A" --numvfs 1 --vm tap --wire-netns "$W" \
+		--wire-port "${TAG}wa" >/dev/null
+	in_host "$HB" "$VF_EMU" create "$PF_B" --numvfs 1 --vm tap --wire-netns "$W" \
+		--wire-port "${TAG}wb" >/dev/null
+	ip -n "$W" link set "${TAG}wa" master tor
+	ip -n "$W" link set "${TAG}wb" master tor
+	ip -n "$W" addr add "$WIRE_IP/24" dev tor
+	json=$(in_host "$HA" "$VF_EMU" list "$PF_A" --json)
+	TAP_A=$(jq -r '.vfs[0].rep' <<<"$json") VM_MAC=$(jq -r '.vfs[0].mac' <<<"$json")
+	TAP_B=$(in_host "$HB" "$VF_EMU" list "$PF_B" --json | jq -r '.vfs[0].rep')
+	in_host "$HA" "$CLAT_LOAD" attach "$PF_A" 2>/dev/null
+	in_host "$HB" "$CLAT_LOAD" attach "$PF_B" 2>/dev/null
+	# The helpers below act on H/PF/RAM: the source host until the switch.
+	H=$HA PF=$PF_A RAM=$RAM_A
+}
+
 teardown() {
 	reap
 	vm_teardown_all
 	[ -n "${TAG:-}" ] || return 0
-	host "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
-	local ns
-	for ns in "$H" "$W"; do ip netns del "$ns" 2>/dev/null || true; done
-	pins_sweep "$PF"
-	rm -f "$RAM"
-	TAG=
+	local ns pf
+	if [ -n "${HA:-}" ]; then
+		in_host "$HA" "$CLAT_LOAD" detach "$PF_A" >/dev/null 2>&1 || true
+		in_host "$HB" "$CLAT_LOAD" detach "$PF_B" >/dev/null 2>&1 || true
+		in_host "$HA" "$VF_EMU" destroy "$PF_A" >/dev/null 2>&1 || true
+		in_host "$HB" "$VF_EMU" destroy "$PF_B" >/dev/null 2>&1 || true
+		for ns in "$HA" "$HB" "$W"; do ip netns del "$ns" 2>/dev/null || true; done
+		pins_sweep "$PF_A" "$PF_B"
+		rm -f "$RAM_A" "$RAM_B"
+	else
+		host "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
+		for ns in "$H" "$W"; do ip netns del "$ns" 2>/dev/null || true; done
+		pins_sweep "$PF"
+		rm -f "$RAM"
+	fi
+	TAG= HA=
 }
 
 host() { in_host "$H" "$@"; }
@@ -127,6 +177,7 @@ ctx_summary() {
 }
 
 @test "shared mode: a hand-over to a new VMM on the same RAM file keeps a TCP stream whole" {
+	onehost_create
 	boot_pair
 	guest_tables src
 	stream_start 1200000 100000 # 12 s
@@ -183,6 +234,7 @@ gone() {
 }
 
 @test "SIGKILL of the orchestrator at each phase, then --recover: exactly one side serves" {
+	onehost_create
 	vm_start v0 "$H" "$T1" "$RAM" "$VM_MAC" "$VM_IP/24"
 	# The same stream runs across every kill and recovery.
 	CUR=v0 CUR_TAP=$T1
@@ -234,4 +286,55 @@ gone() {
 		assert_output --partial '"running"'
 	done
 	stream_check 3000000
+}
+
+@test "copy mode: QEMU copies RAM between two hosts, the device channel the contexts; a TCP stream stays whole" {
+	twohost_create
+	vm_start src "$HA" "$TAP_A" "$RAM_A" "$VM_MAC" "$VM_IP/24"
+	guest_tables src
+	vm_start dst "$HB" "$TAP_B" "$RAM_B" "$VM_MAC" "" -incoming defer
+	local _ before after out want chan=$BATS_TEST_TMPDIR/devchan.sock
+	for _ in $(seq 100); do
+		vm_qmp dst '{"execute":"query-status"}' 2>/dev/null | grep -q inmigrate && break
+		sleep 0.1
+	done
+	bg "$BATS_TEST_TMPDIR/in.json" nsenter --net="/run/netns/$HB" "$CLAT_LOAD" migrate-in \
+		"$PF_B" --fn 1 --mac "$VM_MAC" --mem "$RAM_B" --listen "unix:$chan" --json
+	for _ in $(seq 50); do [ -S "$chan" ] && break; sleep 0.1; done
+	stream_start 1200000 100000 # 12 s
+	sleep 2
+	before=$(ctx_summary)
+	echo "contexts before: $before"
+	[ "$(wc -l <<<"$before")" -eq 2 ]
+	run qemu_migrate --uri "unix:$BATS_TEST_TMPDIR/mig.sock" --channel "unix:$chan" --json
+	echo "$output"
+	assert_success
+	out=$(grep '^{' <<<"$output")
+	# QEMU copied the RAM; the device streamed a full round, then deltas,
+	# and the destination switched on COMMIT.
+	jq -e '.migrated and .mode == "copy" and .qemu.transferred_bytes > 1000000 and
+		(.device.pre_copy | length) >= 1 and .device.pre_copy[0].blocks > 0 and
+		.device.commit.live_contexts == 2' <<<"$out"
+	# The source let go of fn 1; the destination serves it on its tap.
+	run in_host "$HA" "$CLAT_LOAD" status "$PF_A" --json
+	refute_output --partial '"state":"active","dev":"'"$TAP_A"'"'
+	H=$HB PF=$PF_B
+	[ "$(fn_port)" = "$(ifindex_of "$TAP_B") active" ]
+	cat "$VM_STATE/dst/qemu.err" "$BATS_TEST_TMPDIR/in.json"
+	grep -a -m5 -B2 -A12 "BUG\|Oops\|general protection" "$VM_STATE/dst/ser.log" || true
+	run vm_qmp dst '{"execute":"query-status"}'
+	assert_output --partial '"running"'
+	sleep 1
+	after=$(ctx_summary)
+	echo "contexts after: $after"
+	[ "$(cut -d' ' -f1 <<<"$after")" = "$(cut -d' ' -f1 <<<"$before")" ]
+	paste <(echo "$before") <(echo "$after") | while read -r s0 p0 s1 p1; do
+		[ "$s0" = "$s1" ] && [ "$p1" -gt "$p0" ]
+	done
+	# The guest reads them in its RAM on the destination host.
+	host "$CLAT_LOAD" guest sync "$PF" --fn 1
+	want=$(cut -d' ' -f1 <<<"$after" | tr '\n' ' ')
+	run vm_cmd dst "test \"\$(clat-guest ctx list --mem /dev/hugepages/clat --json | grep -o '\"svc\":[0-9]*' | cut -d: -f2 | sort -n | tr '\\n' ' ')\" = '$want'"
+	assert_success
+	stream_check 1200000
 }

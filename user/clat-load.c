@@ -171,7 +171,7 @@ static const struct command commands[] = {
 	  "move a VM and its contexts between two emulated hosts, reporting downtime by phase" },
 	{ "qemu migrate", cmd_qemu_migrate, "<pf>", 1,
 	  { OPT_FN, OPT_SRC_QMP, OPT_DST_QMP, OPT_URI, OPT_CHANNEL, OPT_SHARED, OPT_PORT,
-	    OPT_DOWNTIME_LIMIT, OPT_RECOVER, OPT_PIN_DIR, OPT_JSON },
+	    OPT_DOWNTIME_LIMIT, OPT_RECOVER, OPT_DST_PIN_DIR, OPT_TO_FN, OPT_PIN_DIR, OPT_JSON },
 	  "live-migrate a QEMU guest and fn's contexts over QMP: capabilities, pre-copy, the "
 	  "device stop at pre-switchover, migrate-continue, device commit, cont; --recover "
 	  "after a kill" },

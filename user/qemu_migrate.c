@@ -15,7 +15,7 @@
 #include "common.h"
 #include "json.h"
 #include "port.h"
-#include "qmp.h"
+#include "qemu_migrate.h"
 
 #include <limits.h>
 #include <net/if.h>
@@ -24,34 +24,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 
-#define QMP_TIMEOUT_MS 10000
-#define MIGRATE_TIMEOUT_MS 120000
-#define POLL_US 5000
-
-enum phase { PH_CONNECT, PH_SETUP, PH_PRECOPY, PH_STOP, PH_SWITCHOVER, PH_COMMIT, PH_RESUME,
-	     PH_RELEASE, PH__MAX };
-static const char *const phase_names[PH__MAX] = {
-	"connect", "setup", "pre_copy", "device_stop", "switchover", "commit", "resume", "release",
-};
-
-struct qm {
-	const char *pf, *uri, *port;
-	uint32_t fn, old_ifindex;
-	unsigned int port_ifindex;
-	bool shared, src_was_running;
-	uint64_t downtime_limit;
-	char dir[PATH_MAX];
-	struct clat_maps m;
-	bool maps_open;
-	struct qmp src, dst;
-	uint64_t ns[PH__MAX];
-	uint64_t t_quiesce, t_active, t_paused, t_resumed; /* fn and guest downtime */
-	/* query-migrate of the source once completed: QEMU's own figures */
-	uint64_t q_total, q_down, q_setup, q_bytes;
-	char q_status[32];
-};
-
-static uint64_t mono_ns(void)
+uint64_t qm_now_ns(void)
 {
 	struct timespec ts;
 
@@ -62,9 +35,9 @@ static uint64_t mono_ns(void)
 /* Runs phase p's work, timing it. */
 #define TIMED(qm, p, expr)                            \
 	({                                            \
-		uint64_t _t0 = mono_ns();             \
+		uint64_t _t0 = qm_now_ns();             \
 		int _e = (expr);                      \
-		(qm)->ns[p] += mono_ns() - _t0;       \
+		(qm)->ns[p] += qm_now_ns() - _t0;       \
 		_e;                                   \
 	})
 
@@ -89,6 +62,11 @@ static int fn_set_state(const struct clat_maps *m, uint32_t fn, uint32_t state)
 	return flood_port_set(m, fn, e.ifindex);
 }
 
+int qm_set_state(struct qm *qm, uint32_t state)
+{
+	return fn_set_state(&qm->m, qm->fn, state);
+}
+
 /* Every capability that must agree on both sides, set explicitly: a QEMU
  * that was a destination keeps what it had (real-vm-notes.md, section 6). */
 static int set_caps(struct qmp *q, bool pause, bool shared)
@@ -106,7 +84,7 @@ static int set_caps(struct qmp *q, bool pause, bool shared)
 }
 
 /* query-migrate's status (and, once completed, QEMU's figures). */
-static int mig_status(struct qm *qm, struct qmp *q, char *st, size_t len)
+int qm_mig_status(struct qm *qm, struct qmp *q, char *st, size_t len)
 {
 	int r, err = qmp_exec(q, "query-migrate", NULL, &r);
 	struct jr *d = &q->doc;
@@ -135,23 +113,19 @@ static int mig_status(struct qm *qm, struct qmp *q, char *st, size_t len)
 	return 0;
 }
 
-/* Polls the source until its status is want (or a later one in stop). */
-static int wait_src(struct qm *qm, const char *want, const char *const *also, char *st,
-		    size_t len)
+/* Polls the source until its status is want. */
+static int wait_src(struct qm *qm, const char *want, char *st, size_t len)
 {
-	uint64_t deadline = mono_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
-	int err, i;
+	uint64_t deadline = qm_now_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
+	int err;
 
 	for (;;) {
-		err = mig_status(qm, &qm->src, st, len);
+		err = qm_mig_status(qm, &qm->src, st, len);
 		if (err)
 			return err;
 		if (!strcmp(st, want))
 			return 0;
-		for (i = 0; also && also[i]; i++)
-			if (!strcmp(st, also[i]))
-				return 0;
-		if (mono_ns() > deadline) {
+		if (qm_now_ns() > deadline) {
 			pr_err("source QEMU: still '%s' after %d s, waiting for '%s'", st,
 			       MIGRATE_TIMEOUT_MS / 1000, want);
 			return -ETIMEDOUT;
@@ -163,12 +137,12 @@ static int wait_src(struct qm *qm, const char *want, const char *const *also, ch
 /* The destination has loaded everything and stays paused (autostart off). */
 static int wait_dst_loaded(struct qm *qm)
 {
-	uint64_t deadline = mono_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
+	uint64_t deadline = qm_now_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
 	char st[32], run[32];
 	int err;
 
 	for (;;) {
-		err = mig_status(qm, &qm->dst, st, sizeof(st));
+		err = qm_mig_status(qm, &qm->dst, st, sizeof(st));
 		if (!err)
 			err = qmp_status(&qm->dst, run, sizeof(run));
 		if (err)
@@ -180,7 +154,7 @@ static int wait_dst_loaded(struct qm *qm)
 			}
 			return 0;
 		}
-		if (mono_ns() > deadline) {
+		if (qm_now_ns() > deadline) {
 			pr_err("destination QEMU: incoming migration still '%s' (%s)", st, run);
 			return -ETIMEDOUT;
 		}
@@ -241,13 +215,16 @@ static int setup(struct qm *qm)
 /* Before the destination runs: cancel, give the fn back to the source,
  * resume the source guest, and end the destination QEMU so that exactly
  * one side ever serves. */
-static void roll_back(struct qm *qm, bool migrating)
+void qm_roll_back(struct qm *qm, bool migrating)
 {
 	char st[32] = "";
 	int err;
 
 	if (migrating && qm->src.fd >= 0)
 		qmp_exec(&qm->src, "migrate_cancel", NULL, NULL);
+	/* ABORT to the destination's migrate-in: it discards what it got. */
+	if (qm->ms_open)
+		mig_src_abort(&qm->ms);
 	if (qm->maps_open) {
 		struct clat_vct_entry e = {};
 
@@ -272,66 +249,140 @@ static void roll_back(struct qm *qm, bool migrating)
 }
 
 /* Shared mode's commit: the fn moves to the new VMM's tap and serves. */
-static int commit_shared(struct qm *qm)
+int qm_commit_shared(struct qm *qm)
 {
 	int err = port_move(&qm->m, qm->dir, qm->fn, qm->port_ifindex);
 
 	if (!err)
 		err = fn_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
 	if (!err)
-		qm->t_active = mono_ns();
+		qm->t_active = qm_now_ns();
 	return err;
+}
+
+/* Copy mode, before QEMU starts: the channel, HELLO, and a full
+ * write-back round streamed while the fn serves. */
+static int device_begin(struct qm *qm)
+{
+	int err = mig_src_begin(&qm->ms, qm->pf, qm->pin_dir, qm->fn, qm->chan);
+
+	qm->ms_open = true;
+	if (err == -ENOENT) {
+		pr_err("fn %u on %s has no guest tables: nothing for the device channel", qm->fn,
+		       qm->pf);
+		return err;
+	}
+	if (!err)
+		err = mig_src_round(&qm->ms, true, &qm->rounds[qm->nrounds++]);
+	return err;
+}
+
+/* Pre-copy: QEMU copies RAM while the device streams the blocks dirtied
+ * since its last round, until one round is small or the rounds run out;
+ * then only QEMU is waited for. */
+static int precopy(struct qm *qm, char *st, size_t len)
+{
+	static const char *const past_pause[] = { "device", "completed", NULL };
+	uint64_t deadline = qm_now_ns() + MIGRATE_TIMEOUT_MS * 1000000ULL;
+	bool converged = qm->shared;
+	int err, i;
+
+	for (;;) {
+		err = qm_mig_status(qm, &qm->src, st, len);
+		if (err)
+			return err;
+		if (!strcmp(st, "pre-switchover"))
+			return 0;
+		for (i = 0; past_pause[i]; i++)
+			if (!strcmp(st, past_pause[i])) {
+				pr_err("source QEMU went past pre-switchover ('%s'): the capability "
+				       "did not hold", st);
+				return -EPROTO;
+			}
+		if (qm_now_ns() > deadline) {
+			pr_err("source QEMU: still '%s' after %d s", st, MIGRATE_TIMEOUT_MS / 1000);
+			return -ETIMEDOUT;
+		}
+		if (!converged && qm->nrounds < ARRAY_SIZE(qm->rounds)) {
+			struct mig_copy_stats *cs = &qm->rounds[qm->nrounds++];
+
+			err = mig_src_round(&qm->ms, false, cs);
+			if (err)
+				return err;
+			converged = cs->blocks <= MIG_DIRTY_CONVERGED;
+		} else {
+			usleep(POLL_US);
+		}
+	}
 }
 
 static int run(struct qm *qm)
 {
-	static const char *const past_pause[] = { "device", "completed", NULL };
 	bool migrating = false;
 	char st[32];
 	int err;
 
-	err = TIMED(qm, PH_SETUP, check_qemus(qm) ?: setup(qm));
+	err = TIMED(qm, PH_SETUP, check_qemus(qm));
+	if (!err && !qm->shared)
+		err = TIMED(qm, PH_PRECOPY, device_begin(qm));
+	if (!err)
+		err = TIMED(qm, PH_SETUP, setup(qm));
 	migrating = !err;
 	test_stall("qm_setup");
 	/* Pre-copy: QEMU copies RAM; the source runs (and serves). */
 	if (!err)
-		err = TIMED(qm, PH_PRECOPY, wait_src(qm, "pre-switchover", past_pause, st, sizeof(st)));
-	if (!err && strcmp(st, "pre-switchover")) {
-		pr_err("source QEMU went past pre-switchover ('%s'): the capability did not hold", st);
-		err = -EPROTO;
-	}
+		err = TIMED(qm, PH_PRECOPY, precopy(qm, st, sizeof(st)));
 	if (err)
 		goto fail;
-	/* The source's vCPUs are stopped: the device stops too. */
-	qm->t_paused = mono_ns();
-	err = TIMED(qm, PH_STOP, fn_set_state(&qm->m, qm->fn, CLAT_FN_QUIESCED));
-	qm->t_quiesce = mono_ns();
+	/* The source's vCPUs are stopped: the device stops too, and in copy
+	 * mode streams its final delta. */
+	qm->t_paused = qm->t_quiesce = qm_now_ns();
+	err = TIMED(qm, PH_STOP, qm->shared ? fn_set_state(&qm->m, qm->fn, CLAT_FN_QUIESCED)
+					    : mig_src_stop(&qm->ms, &qm->stop));
 	if (err)
 		goto fail;
 	test_stall("qm_switchover");
 	err = TIMED(qm, PH_SWITCHOVER,
 		    qmp_exec(&qm->src, "migrate-continue", "{\"state\":\"pre-switchover\"}", NULL) ?:
-		    wait_src(qm, "completed", NULL, st, sizeof(st)) ?: wait_dst_loaded(qm));
+		    wait_src(qm, "completed", st, sizeof(st)) ?: wait_dst_loaded(qm));
 	if (err)
 		goto fail;
 	test_stall("qm_completed");
-	err = TIMED(qm, PH_COMMIT, commit_shared(qm));
+	/* RAM is in the destination, which is paused: the device state lands
+	 * (copy mode: written into its RAM, built, switched, DONE). */
+	if (qm->shared) {
+		err = TIMED(qm, PH_COMMIT, qm_commit_shared(qm));
+	} else {
+		err = TIMED(qm, PH_COMMIT, mig_src_commit(&qm->ms, &qm->res));
+		if (!err)
+			qm->t_active = qm_now_ns();
+		else if (qm->res.status)
+			pr_err("the destination refused the device state: %s", qm->res.msg);
+	}
 	if (err)
 		goto fail;
 	test_stall("qm_committed");
 	/* Point of no return: the destination guest runs. */
 	err = TIMED(qm, PH_RESUME, qmp_exec(&qm->dst, "cont", NULL, NULL));
-	qm->t_resumed = mono_ns();
+	qm->t_resumed = qm_now_ns();
 	if (err)
 		goto fail;
 	test_stall("qm_resumed");
-	err = TIMED(qm, PH_RELEASE, qmp_quit(&qm->src));
-	if (err)
+	/* Forward only from here: the destination guest runs. */
+	if (!qm->shared) {
+		err = TIMED(qm, PH_RELEASE, mig_src_release(&qm->ms));
+		if (err)
+			pr_err("the destination serves fn %u; failed to release it on %s: %s (run "
+			       "'clat-load vf del')", qm->fn, qm->pf, strerror(-err));
+	}
+	if (TIMED(qm, PH_RELEASE, qmp_quit(&qm->src))) {
 		pr_err("the destination runs; the source QEMU did not quit: stop it by hand");
+		err = err ?: -ETIMEDOUT;
+	}
 	return err;
 fail:
 	pr_err("failed to migrate fn %u: rolling back, the source keeps serving", qm->fn);
-	roll_back(qm, migrating);
+	qm_roll_back(qm, migrating);
 	return err ?: -EIO;
 }
 
@@ -361,13 +412,32 @@ static void report(struct qm *qm, const struct invocation *inv, int err, uint64_
 	json_obj_close(&j);
 	json_u64(&j, "fn_stopped_ns", qm->t_active > qm->t_quiesce ? qm->t_active - qm->t_quiesce : 0);
 	json_u64(&j, "guest_paused_ns", qm->t_resumed > qm->t_paused ? qm->t_resumed - qm->t_paused : 0);
+	if (!qm->shared) {
+		json_obj_open(&j, "device");
+		json_arr_open(&j, "pre_copy");
+		for (i = 0; i < (int)qm->nrounds; i++)
+			mig_json_copy(&j, NULL, &qm->rounds[i]);
+		json_arr_close(&j);
+		mig_json_copy(&j, "stop_copy", &qm->stop);
+		json_obj_open(&j, "commit");
+		json_u64(&j, "live_contexts", qm->res.live_contexts);
+		json_u64(&j, "blocks", qm->res.blocks);
+		json_u64(&j, "bytes", qm->res.bytes);
+		json_u64(&j, "write_ns", qm->res.write_ns);
+		json_u64(&j, "load_ns", qm->res.load_ns);
+		json_u64(&j, "build_ns", qm->res.build_ns);
+		json_u64(&j, "switch_ns", qm->res.switch_ns);
+		json_u64(&j, "wait_ns", qm->res.wait_ns);
+		json_obj_close(&j);
+		json_obj_close(&j);
+	}
 	json_obj_open(&j, "qemu");
 	json_u64(&j, "total_time_ms", qm->q_total);
 	json_u64(&j, "downtime_ms", qm->q_down);
 	json_u64(&j, "setup_time_ms", qm->q_setup);
 	json_u64(&j, "transferred_bytes", qm->q_bytes);
 	json_obj_close(&j);
-	json_u64(&j, "total_ns", mono_ns() - t0);
+	json_u64(&j, "total_ns", qm_now_ns() - t0);
 	json_obj_close(&j);
 	json_end(&j);
 }
@@ -381,6 +451,8 @@ static int parse_args(const struct invocation *inv, struct qm *qm)
 	qm->shared = has_opt(inv, OPT_SHARED);
 	qm->uri = inv->opt[OPT_URI];
 	qm->port = inv->opt[OPT_PORT];
+	qm->chan = inv->opt[OPT_CHANNEL];
+	qm->pin_dir = inv->opt[OPT_PIN_DIR];
 	if (!has_opt(inv, OPT_FN) || !has_opt(inv, OPT_SRC_QMP) || !has_opt(inv, OPT_DST_QMP) ||
 	    (!qm->uri && !has_opt(inv, OPT_RECOVER))) {
 		pr_err("qemu migrate: --fn, --src-qmp, --dst-qmp and --uri are required");
@@ -402,11 +474,6 @@ static int parse_args(const struct invocation *inv, struct qm *qm)
 	if (!err && has_opt(inv, OPT_DOWNTIME_LIMIT))
 		err = parse_u32(inv->opt[OPT_DOWNTIME_LIMIT], "--downtime-limit", 2000000, &v);
 	qm->downtime_limit = v;
-	if (!err && !qm->shared) {
-		pr_err("qemu migrate: copy mode (--channel) needs the device-state channel, "
-		       "not built in yet");
-		err = -EOPNOTSUPP;
-	}
 	if (!err)
 		err = require_root();
 	if (!err && qm->port)
@@ -414,60 +481,10 @@ static int parse_args(const struct invocation *inv, struct qm *qm)
 	return err;
 }
 
-/* After a kill: the destination runs, or has loaded everything, or the
- * migration never completed.  The first two finish forward, the last rolls
- * back; the fn ends ACTIVE on the side whose guest runs, the other QEMU quits. */
-static int recover(struct qm *qm, bool have_src, bool have_dst, const struct invocation *inv)
-{
-	char dst_run[32] = "", dst_mig[32] = "", src_mig[32] = "";
-	const char *verdict;
-	bool forward;
-	int err = 0;
-
-	if (have_dst && (qmp_status(&qm->dst, dst_run, sizeof(dst_run)) ||
-			 (mig_status(qm, &qm->dst, dst_mig, sizeof(dst_mig)) && !dst_mig[0])))
-		have_dst = false;
-	if (have_src)
-		mig_status(qm, &qm->src, src_mig, sizeof(src_mig)); /* failed/cancelled print */
-	forward = have_dst && (!strcmp(dst_run, "running") ||
-			       (!strcmp(dst_run, "paused") && !strcmp(dst_mig, "completed")));
-	if (forward) {
-		verdict = "forward: the destination has the guest";
-		err = qm->shared ? commit_shared(qm) : -EOPNOTSUPP;
-		if (!err && strcmp(dst_run, "running"))
-			err = qmp_exec(&qm->dst, "cont", NULL, NULL);
-		if (!err && have_src)
-			err = qmp_quit(&qm->src);
-	} else if (have_src) {
-		verdict = "rolled back: the source keeps the guest";
-		qm->src_was_running = true;
-		roll_back(qm, !strcmp(src_mig, "active") || !strcmp(src_mig, "pre-switchover") ||
-				      !strcmp(src_mig, "setup") || !strcmp(src_mig, "device"));
-	} else {
-		pr_err("neither QEMU can take the guest: the source is gone and the destination "
-		       "is '%s'", dst_run[0] ? dst_run : "gone");
-		return -ENOENT;
-	}
-	pr_info("fn %u: recovered, %s%s", qm->fn, verdict, err ? " (with errors)" : "");
-	if (has_opt(inv, OPT_JSON)) {
-		struct json j;
-
-		json_init(&j, stdout);
-		json_obj_open(&j, NULL);
-		json_u64(&j, "fn", qm->fn);
-		json_str(&j, "recovered", forward ? "forward" : "rollback");
-		json_str(&j, "destination_was", dst_run[0] ? dst_run : "gone");
-		json_str(&j, "source_migration_was", src_mig[0] ? src_mig : "gone");
-		json_obj_close(&j);
-		json_end(&j);
-	}
-	return err;
-}
-
 int cmd_qemu_migrate(const struct invocation *inv)
 {
 	struct clat_vct_entry e = {};
-	uint64_t t0 = mono_ns();
+	uint64_t t0 = qm_now_ns();
 	struct qm qm = { .src.fd = -1, .dst.fd = -1 };
 	int err;
 
@@ -484,7 +501,7 @@ int cmd_qemu_migrate(const struct invocation *inv)
 		bool s = !qmp_open(&qm.src, inv->opt[OPT_SRC_QMP], "source", QMP_TIMEOUT_MS);
 		bool d = !qmp_open(&qm.dst, inv->opt[OPT_DST_QMP], "destination", QMP_TIMEOUT_MS);
 
-		err = recover(&qm, s, d, inv);
+		err = qm_recover(&qm, s, d, inv);
 		goto out;
 	}
 	err = TIMED(&qm, PH_CONNECT,
@@ -508,6 +525,8 @@ int cmd_qemu_migrate(const struct invocation *inv)
 out:
 	qmp_close(&qm.src);
 	qmp_close(&qm.dst);
+	if (qm.ms_open)
+		mig_src_close(&qm.ms);
 	maps_close(&qm.m);
 	return err;
 }
