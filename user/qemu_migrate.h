@@ -27,6 +27,7 @@ struct qm {
 	uint32_t fn, old_ifindex;
 	unsigned int port_ifindex;
 	bool shared, src_was_running;
+	bool resumed;                /* the destination guest runs: forward only */
 	uint64_t downtime_limit;
 	char dir[PATH_MAX];
 	struct clat_maps m;
