@@ -351,3 +351,47 @@ copy_gate() {
 	assert_success
 	stream_check 1200000
 }
+
+# fake NAME MODE: a scripted QMP server (lib/fakeqmp.py) on $BATS_TEST_TMPDIR/NAME.
+fake() {
+	rm -f "$BATS_TEST_TMPDIR/$1"
+	bg "$BATS_TEST_TMPDIR/$1.log" python3 "$ROOT/selftests/lib/fakeqmp.py" "$BATS_TEST_TMPDIR/$1" "$2"
+	local _
+	for _ in $(seq 50); do [ -S "$BATS_TEST_TMPDIR/$1" ] && return 0; sleep 0.1; done
+	return 1
+}
+
+@test "QMP errors: QEMU's desc is quoted, hostile replies are refused, nothing changes" {
+	onehost_create
+	local port0
+	port0=$(fn_port)
+	fake s src
+	fake d dst
+	run host "$CLAT_LOAD" qemu migrate "$PF" --fn 1 --src-qmp "$BATS_TEST_TMPDIR/s" \
+		--dst-qmp "$BATS_TEST_TMPDIR/d" --uri "unix:$BATS_TEST_TMPDIR/m" --shared --port "$T2"
+	assert_failure
+	assert_output --partial 'source QEMU refused migrate-set-capabilities: Postcopy is not supported "here" é (GenericError)'
+	assert_output --partial 'rolling back'
+	[ "$(fn_port)" = "$port0" ]
+	for mode in garbage huge; do
+		reap
+		fake s "$mode"
+		run host "$CLAT_LOAD" qemu migrate "$PF" --fn 1 --src-qmp "$BATS_TEST_TMPDIR/s" \
+			--dst-qmp "$BATS_TEST_TMPDIR/d" --uri "unix:$BATS_TEST_TMPDIR/m" --shared --port "$T2"
+		echo "$mode: $output"
+		assert_failure
+		case $mode in
+		garbage) assert_output --partial 'not a QMP message (invalid JSON)' ;;
+		huge) assert_output --partial 'a message longer than 65536 bytes' ;;
+		esac
+		[ "$(fn_port)" = "$port0" ]
+	done
+	# Bad input never reaches QEMU.
+	run host "$CLAT_LOAD" qemu migrate "$PF" --fn 1 --src-qmp x --dst-qmp y --uri 'unix:/a"b' --shared --port "$T2"
+	assert_failure
+	run host "$CLAT_LOAD" qemu migrate "$PF" --fn 1 --src-qmp x --dst-qmp y --uri u --channel c --shared --port "$T2"
+	assert_failure 2
+	assert_output --partial 'either --channel'
+	run host "$CLAT_LOAD" qemu migrate "$PF" --fn 0 --src-qmp x --dst-qmp y --uri u --shared --port "$T2"
+	assert_failure 2
+}
