@@ -9,6 +9,9 @@
 #                        T2 (tap)              -- QEMU "dst" (-incoming defer, same RAM file)
 # A TCP stream from the wire runs through the guest (busybox nc relays it
 # back to the wire) across the hand-over; seqstream proves every byte.
+# Copy mode runs between two emulated hosts (twohost_create, gated: see
+# copy_gate), and the QMP error paths against a scripted server
+# (lib/fakeqmp.py).
 
 load lib/common
 load lib/vm
