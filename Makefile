@@ -45,10 +45,10 @@ BPF_OBJS    := $(OUTPUT)/clat.bpf.o
 SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
-LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf port status metrics httpd locate guest gchannel migrate libvirt upgrade rodata)
+LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest gchannel migrate migsrc migdst migemu devstate qmp qemu_migrate qemu_recover port libvirt upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o $(OUTPUT)/user/gagent.o
-TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.

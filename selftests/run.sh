@@ -68,6 +68,7 @@ sanitizer_reports() {
 
 suite verdicts "$bin/test_verdicts"
 suite arithmetic "$bin/test_arith"
+suite jsonr "$bin/test_jsonr"
 suite guest-phys "$bin/test_gphys"
 suite contexts "$bin/test_ctx"
 suite contexts-attack "$bin/test_ctx_attack"

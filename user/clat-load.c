@@ -65,12 +65,34 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_LISTEN] = { "listen", "ADDR:PORT",
 			 "serve GET /metrics over HTTP on ADDR:PORT (numeric; [::1]:PORT for IPv6) "
 			 "until SIGINT/SIGTERM, instead of printing once" },
+	[OPT_SRC_QMP] = { "src-qmp", "SOCK", "QMP unix socket of the source QEMU" },
+	[OPT_DST_QMP] = { "dst-qmp", "SOCK",
+			  "QMP unix socket of the destination QEMU (started with -incoming defer)" },
+	[OPT_URI] = { "uri", "QEMU-URI", "QEMU's migration stream, e.g. unix:/run/mig.sock or tcp:HOST:PORT" },
+	[OPT_CHANNEL] = { "channel", "CHAN",
+			  "guest attach: ask the guest agent (clat-guest agent) for the BAT GPA "
+			  "through QEMU's chardev socket of its virtserialport (unix:PATH), instead of "
+			  "--bat-gpa; qemu migrate: copy mode, the device-state channel to the "
+			  "destination's migrate-in (unix:PATH or tcp:HOST:PORT)" },
+	[OPT_SHARED] = { "shared", NULL,
+			 "shared mode: both QEMUs map the same RAM file (x-ignore-shared), on this "
+			 "host; the fn moves to --port" },
 	[OPT_PORT] = { "port", "IFNAME",
 		       "move the function's port to this interface (e.g. a VM's new tap): clat_tx "
-		       "moves with it; alone, not with other vf set options" },
-	[OPT_CHANNEL] = { "channel", "unix:PATH",
-			  "ask the guest agent (clat-guest agent) for the BAT GPA through QEMU's "
-			  "chardev socket of its virtserialport, instead of --bat-gpa" },
+		       "moves with it; vf set: alone, not with other vf set options; qemu migrate "
+		       "--shared: the destination VMM's tap" },
+	[OPT_DOWNTIME_LIMIT] = { "downtime-limit", "MS", "QEMU's downtime-limit (default 10)" },
+	[OPT_RECOVER] = { "recover", NULL,
+			  "after a killed migrate: finish it if the destination has the guest, "
+			  "else roll back, so that exactly one side serves" },
+	[OPT_TO] = { "to", "CHAN",
+		     "stream the device state to the destination's migrate-in --listen "
+		     "(unix:PATH or tcp:HOST:PORT), COMMIT once stopped, wait for DONE" },
+	[OPT_CHAN_LISTEN] = { "listen", "CHAN",
+			      "take the device state from one source on unix:PATH or tcp:HOST:PORT; "
+			      "the tables' BAT GPA comes from its HELLO" },
+	[OPT_WAIT] = { "wait", "SECONDS",
+		       "give up when the source is silent this long (default 60)" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -133,15 +155,26 @@ static const struct command commands[] = {
 	  "the fn holds (none/same/other); a domain with a control character or whitespace "
 	  "in a value is refused" },
 	{ "migrate-out", cmd_migrate_out, "<pf>", 1,
-	  { OPT_FN, OPT_ROUNDS, OPT_DELTA, OPT_ABORT, OPT_PIN_DIR, OPT_JSON },
-	  "source side: pre-copy contexts to guest memory, pause, copy the rest, release fn" },
+	  { OPT_FN, OPT_TO, OPT_ROUNDS, OPT_DELTA, OPT_ABORT, OPT_PIN_DIR, OPT_JSON },
+	  "source side: pre-copy contexts to guest memory (and with --to over the device-state "
+	  "channel), pause, copy the rest, commit, release fn; on a failure before DONE the fn "
+	  "serves again" },
 	{ "migrate-in", cmd_migrate_in, "<pf>", 1,
-	  { OPT_FN, OPT_MAC, OPT_MEM, OPT_BAT_GPA, OPT_PIN_DIR, OPT_JSON },
-	  "destination side: validate the guest tables, build fn's maps, switch in one step" },
+	  { OPT_FN, OPT_MAC, OPT_MEM, OPT_BAT_GPA, OPT_CHAN_LISTEN, OPT_WAIT, OPT_PIN_DIR,
+	    OPT_JSON },
+	  "destination side: validate the guest tables, build fn's maps, switch in one step; "
+	  "with --listen, the source's blocks are written into --mem at COMMIT first, and a "
+	  "stream that ends before COMMIT leaves nothing" },
 	{ "migrate", cmd_migrate, "<src-pf> <dst-pf>", 2,
 	  { OPT_FN, OPT_TO_FN, OPT_VM_NETNS, OPT_DST_MEM, OPT_SRC_NETNS, OPT_DST_NETNS,
 	    OPT_SRC_PIN_DIR, OPT_DST_PIN_DIR, OPT_ROUNDS, OPT_JSON },
 	  "move a VM and its contexts between two emulated hosts, reporting downtime by phase" },
+	{ "qemu migrate", cmd_qemu_migrate, "<pf>", 1,
+	  { OPT_FN, OPT_SRC_QMP, OPT_DST_QMP, OPT_URI, OPT_CHANNEL, OPT_SHARED, OPT_PORT,
+	    OPT_DOWNTIME_LIMIT, OPT_RECOVER, OPT_DST_PIN_DIR, OPT_TO_FN, OPT_PIN_DIR, OPT_JSON },
+	  "live-migrate a QEMU guest and fn's contexts over QMP: capabilities, pre-copy, the "
+	  "device stop at pre-switchover, migrate-continue, device commit, cont; --recover "
+	  "after a kill" },
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)

@@ -53,8 +53,17 @@ enum opt_id {
 	OPT_ADD_MAC,
 	OPT_DEL_MAC,
 	OPT_LISTEN,
-	OPT_PORT,
+	OPT_SRC_QMP,
+	OPT_DST_QMP,
+	OPT_URI,
 	OPT_CHANNEL,
+	OPT_SHARED,
+	OPT_PORT,
+	OPT_DOWNTIME_LIMIT,
+	OPT_RECOVER,
+	OPT_TO,
+	OPT_CHAN_LISTEN,
+	OPT_WAIT,
 	OPT__MAX,
 };
 
@@ -96,6 +105,7 @@ int cmd_gc(const struct invocation *inv);
 int cmd_migrate_out(const struct invocation *inv);
 int cmd_migrate_in(const struct invocation *inv);
 int cmd_migrate(const struct invocation *inv);
+int cmd_qemu_migrate(const struct invocation *inv);
 int cmd_upgrade(const struct invocation *inv);
 int cmd_libvirt_reconcile(const struct invocation *inv);
 int cmd_libvirt_watch(const struct invocation *inv);
