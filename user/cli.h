@@ -106,6 +106,8 @@ enum {
 	GUEST_F_JSON = 1 << 0,
 	GUEST_F_QUIET = 1 << 1,
 	GUEST_F_FORCE = 1 << 2, /* detach even if the write-back fails (warns) */
+	/* detach without writing back: the guest's RAM has left this host */
+	GUEST_F_NO_WRITEBACK = 1 << 3,
 };
 int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
 		    uint64_t bat_gpa, unsigned int flags);

@@ -371,7 +371,9 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	 * every context and the device's copy may be half gone: just finish. */
 	bpf_map_lookup_elem(m.vct, &fn, &v);
 	written = bytes = 0;
-	err = v.bat_gpa != gi.bat_gpa ? 0 : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
+	err = v.bat_gpa != gi.bat_gpa || (flags & GUEST_F_NO_WRITEBACK)
+		      ? 0
+		      : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
 	/* Forced: the fn goes to another owner, and the old owner's broken or
 	 * replaced tables must not keep the new owner's flows. */
 	if (err && (flags & GUEST_F_FORCE)) {
@@ -383,7 +385,12 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	}
 	if (!err)
 		err = shadow_remove(&m, dir, fn);
-	if (!err)
+	if (!err && (flags & GUEST_F_NO_WRITEBACK))
+		print_sync(flags | GUEST_F_QUIET, fn, 0, 0, "");
+	if (!err && (flags & GUEST_F_NO_WRITEBACK) && !(flags & GUEST_F_QUIET))
+		pr_info("fn %u: detached without writing back: its guest's RAM has left this host",
+			fn);
+	else if (!err)
 		print_sync(flags, fn, written, bytes,
 			   forced ? "detached (forced), writing back" : "detached after writing back");
 	else
