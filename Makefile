@@ -45,17 +45,17 @@ BPF_OBJS    := $(OUTPUT)/clat.bpf.o
 SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
-LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gtables gbuild ggrow pool owned shadow writeback resync ctxfmt)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest migrate libvirt miglock upgrade rodata)
-GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o
-TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
+LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf port status metrics httpd locate guest gchannel migrate libvirt miglock upgrade rodata)
+GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o $(OUTPUT)/user/gagent.o
+TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
 TEST_PROGS  += $(OUTPUT)/seqstream $(OUTPUT)/policy_cost
 
-.PHONY: all check demo install uninstall clean help deps fuzz bench
+.PHONY: all check demo install uninstall clean help deps fuzz bench guest-image
 all: $(BINS) $(TEST_PROGS) $(TEST_BPF)
 
 help:
@@ -69,6 +69,8 @@ help:
 	@echo '             man pages clat-load(8), clat-guest(8), vf-emu(8) into $$(PREFIX)/share/man/man8'
 	@echo '  uninstall  remove what install put there'
 	@echo '  deps       install the Debian packages (scripts/install-deps.sh)'
+	@echo '  guest-image  $(BASE_OUTPUT)/guest/initrd.gz + vmlinuz for the real-VM tests: busybox, virtio'
+	@echo '             modules and a static clat-guest (kernel from scripts/guest-kernel.sh, GUEST_KERNEL_DIR)'
 	@echo '  clean      remove $(BASE_OUTPUT)/ (with the sanitized build in $(BASE_OUTPUT)/san/)'
 	@echo '  bench      benchmarks vs peer designs: $(OUTPUT)/bench/results.json, plots, tables'
 	@echo '             (QUICK=1: the reduced smoke run; see docs/PERFORMANCE.md)'
@@ -152,7 +154,7 @@ FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser
-FUZZ_LIB     := user/gtables.c user/gmem.c user/gbuild.c
+FUZZ_LIB     := user/gtables.c user/gmem.c user/gphys.c user/gbuild.c
 
 $(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)
@@ -170,9 +172,43 @@ fuzz: $(BASE_OUTPUT)/fuzz_gtables $(BASE_OUTPUT)/fuzz_seeds
 	$(Q)$(BASE_OUTPUT)/fuzz_gtables -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
 		-artifact_prefix=$(BASE_OUTPUT)/fuzz-artifacts/ $(BASE_OUTPUT)/fuzz-corpus
 
+# ---- the real-VM tests' guest: kernel + initramfs in $(BASE_OUTPUT)/guest
+# clat-guest runs in an initramfs without a libc, so it is linked statically
+# from its own objects: the same list as the host clat-guest, built without
+# sanitizers (a static binary cannot carry ASan's runtime), so SANITIZE=1
+# builds the same guest.
+GUEST_KERNEL_DIR ?= /var/lib/clat/guest-kernel
+GUEST_DIR    := $(BASE_OUTPUT)/guest
+GUEST_CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
+GUEST_SOBJS  := $(patsubst $(OUTPUT)/user/%,$(GUEST_DIR)/obj/%,$(GUEST_OBJS) $(LIB_OBJS))
+GUEST_LIBS   := -lbpf -lelf -lz
+
+$(GUEST_DIR) $(GUEST_DIR)/obj:
+	$(Q)mkdir -p $@
+
+$(GUEST_DIR)/obj/%.o: user/%.c $(SKELS) | $(GUEST_DIR)/obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
+
+$(GUEST_DIR)/clat-guest: $(GUEST_SOBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) -static $^ $(GUEST_LIBS) -o $@
+
+$(GUEST_DIR)/initrd.gz: $(GUEST_DIR)/clat-guest guest/init scripts/guest-image.sh \
+		$(wildcard $(GUEST_KERNEL_DIR)/boot/vmlinuz-*) | $(GUEST_DIR)
+	$(call msg,GEN,$@)
+	$(Q)scripts/guest-image.sh $(GUEST_DIR) $(GUEST_DIR)/clat-guest $(GUEST_KERNEL_DIR) guest/init
+
+guest-image: $(GUEST_DIR)/initrd.gz
+
+# The real-VM tests (selftests/vm.bats) need the image; without a guest
+# kernel on this machine they skip, so check does not build it then.
+CHECK_GUEST := $(if $(wildcard $(GUEST_KERNEL_DIR)/boot/vmlinuz-*),guest-image)
+
 # run.sh and the BATS tests find the binaries through CLAT_BIN_DIR.
-check: all
-	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) CLAT_SANITIZE=$(SANITIZE) selftests/run.sh
+check: all $(CHECK_GUEST)
+	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) CLAT_GUEST_DIR=$(abspath $(GUEST_DIR)) \
+		CLAT_SANITIZE=$(SANITIZE) selftests/run.sh
 
 demo: all
 	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) scripts/demo.sh
@@ -229,4 +265,4 @@ $(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB_OBJS)
 bench: $(BINS) $(OUTPUT)/clat-bench
 	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) QUICK=$(QUICK) bench/run.sh
 
--include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d)
+-include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(GUEST_DIR)/obj/*.d)

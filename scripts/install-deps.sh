@@ -29,6 +29,12 @@ packages=(
 	# make check SANITIZE=1: gcc's ASan/LSan and UBSan runtimes (gcc-12 pulls
 	# them in through libgcc-12-dev; named so the dependency is explicit)
 	libasan8 libubsan1
+	# real-VM tests (selftests/vm.bats): QEMU under TCG, a static busybox for
+	# the initramfs, socat for the serial console and QMP sockets
+	qemu-system-x86 busybox-static
+	# libvirt's daemons without systemd: -system-sysv instead of systemd-sysv
+	# (the machine's PID 1 is not systemd); recommends are left out below
+	libvirt-daemon-system libvirt-daemon-system-sysv libvirt-daemon-driver-qemu
 )
 
 export DEBIAN_FRONTEND=noninteractive
@@ -39,3 +45,6 @@ apt-get install -y --no-install-recommends "${packages[@]}"
 if ! mountpoint -q /sys/fs/bpf; then
 	mount -t bpf bpf /sys/fs/bpf
 fi
+
+# The guest kernel of the real-VM tests: unpacked, never installed.
+"$(dirname "$0")/guest-kernel.sh"

@@ -68,6 +68,7 @@ sanitizer_reports() {
 
 suite verdicts "$bin/test_verdicts"
 suite arithmetic "$bin/test_arith"
+suite guest-phys "$bin/test_gphys"
 suite contexts "$bin/test_ctx"
 suite contexts-attack "$bin/test_ctx_attack"
 suite datapath-fuzz "$bin/fuzz_datapath" --seconds "${CLAT_DPFUZZ_SECONDS:-20}"

@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "ctxfmt.h"
+#include "gagent.h"
 #include "gbuild.h"
 #include "ggrow.h"
 #include "gtables.h"
@@ -37,11 +38,14 @@ enum gopt {
 	G_PROTO,
 	G_CAPACITY,
 	G_JSON,
+	G_PORT,
 	G__MAX,
 };
 
 static const struct opt_def opt_defs[G__MAX] = {
-	[G_MEM] = { "mem", "FILE", "guest memory file (file offset = GPA)" },
+	[G_MEM] = { "mem", "FILE", "guest memory file: file offset = GPA, except on hugetlbfs "
+		    "inside a guest, where each huge page is at its guest-physical address "
+		    "(from /proc/self/pagemap; needs root)" },
 	[G_SIZE] = { "size", "SIZE", "guest memory size, K/M/G suffixes allowed" },
 	[G_TYPE_SPEC] = { "type", "NAME:ctx=A,block=B,services=S[,...]",
 			  "a service type; repeat for more (up to 4). Optional keys: levels=N "
@@ -51,7 +55,8 @@ static const struct opt_def opt_defs[G__MAX] = {
 	[G_LAYOUT_SEED] = { "layout-seed", "N", "seed of the page/block placement "
 			    "(default: from the hash seeds)" },
 	[G_FORCE] = { "force", NULL, "reuse an existing file of another size (resized)" },
-	[G_BAT_GPA] = { "bat-gpa", "GPA", "guest physical address of the BAT" },
+	[G_BAT_GPA] = { "bat-gpa", "GPA", "guest physical address of the BAT (default on "
+			"hugetlbfs: the GPA of file offset 0, where init puts it)" },
 	[G_SVC] = { "svc", "S", "service number, 1..capacity" },
 	[G_KIND] = { "kind", "KIND", "what to damage (see below)" },
 	[G_COUNT] = { "count", "N", "number of flows" },
@@ -62,6 +67,7 @@ static const struct opt_def opt_defs[G__MAX] = {
 	[G_PROTO] = { "proto", "udp|tcp", "protocol of the flows (default udp)" },
 	[G_CAPACITY] = { "capacity", "S", "the type's new capacity, in services" },
 	[G_JSON] = { "json", NULL, "print JSON on stdout" },
+	[G_PORT] = { "port", "NAME", "virtio-serial port name (default org.clat.0)" },
 };
 
 _Static_assert(G__MAX <= CMD_MAX_OPT_IDS, "too many option ids");
@@ -73,6 +79,8 @@ static int cmd_corrupt(const struct invocation *inv);
 static int cmd_seed(const struct invocation *inv);
 static int cmd_grow(const struct invocation *inv);
 static int cmd_add_type(const struct invocation *inv);
+static int cmd_ctx_list(const struct invocation *inv);
+static int cmd_agent(const struct invocation *inv);
 
 static const struct command commands[] = {
 	{ "init", cmd_init, NULL, 0,
@@ -80,6 +88,11 @@ static const struct command commands[] = {
 	  "build a BAT, CLAT pages and context blocks scattered over guest memory" },
 	{ "show", cmd_show, NULL, 0, { G_MEM, G_BAT_GPA, G_JSON },
 	  "validate the tables, then show each type and its live contexts" },
+	{ "ctx list", cmd_ctx_list, NULL, 0, { G_MEM, G_BAT_GPA, G_TYPE, G_JSON },
+	  "list the live contexts (all types, or --type T) with what the device wrote" },
+	{ "agent", cmd_agent, NULL, 0, { G_MEM, G_PORT },
+	  "inside a VM: answer the host's {\"req\":\"bat\"} on a virtio-serial port with the "
+	  "BAT GPA, generation and type count, read afresh each time" },
 	{ "locate", cmd_locate, NULL, 0, { G_MEM, G_BAT_GPA, G_TYPE, G_SVC, G_JSON },
 	  "walk BAT -> CLAT levels -> block for one service, printing every GPA visited" },
 	{ "corrupt", cmd_corrupt, NULL, 0, { G_MEM, G_BAT_GPA, G_KIND, G_TYPE },
@@ -199,30 +212,46 @@ static void type_print(const struct gtype *t)
 		       k + 1 == t->e.nsegs ? " (new flows)" : "");
 }
 
-/* Opens guest memory and validates the tables at --bat-gpa. */
+/* --bat-gpa, or in extent mode (hugetlbfs in the guest) the GPA of file
+ * offset 0, where init puts the BAT. */
+static int bat_gpa_of(const struct invocation *inv, const struct gmem *g, uint64_t *bat)
+{
+	if (has_opt(inv, G_BAT_GPA))
+		return parse_u64_opt(inv->opt[G_BAT_GPA], "bat-gpa", 0, UINT64_MAX, bat);
+	if (g->next) {
+		*bat = gmem_gpa_of(g, 0);
+		return 0;
+	}
+	gerr("%s: --bat-gpa is required (it has a default only for a file on hugetlbfs in "
+	     "the guest)", inv->cmd->name);
+	return -EUSAGE;
+}
+
+/* Opens guest memory and validates the tables at the BAT. */
 static int open_tables(const struct invocation *inv, bool writable, struct gmem *g,
 		       struct gtables *t)
 {
-	uint64_t bat;
+	uint64_t bat = 0;
 	char err[512];
 	int ret;
 
 	ret = require(inv, G_MEM);
-	if (!ret)
-		ret = require(inv, G_BAT_GPA);
-	if (!ret)
+	if (!ret && has_opt(inv, G_BAT_GPA))
 		ret = parse_u64_opt(inv->opt[G_BAT_GPA], "bat-gpa", 0, UINT64_MAX, &bat);
 	if (ret)
 		return ret;
 	ret = gmem_open(inv->opt[G_MEM], writable, g);
 	if (ret)
 		return ret;
-	ret = gtables_load(g, bat, t, err, sizeof(err));
-	if (ret) {
-		gerr("failed to validate guest tables in %s (BAT at GPA 0x%" PRIx64 "): %s",
-		     inv->opt[G_MEM], bat, err);
-		gmem_close(g);
+	ret = bat_gpa_of(inv, g, &bat);
+	if (!ret) {
+		ret = gtables_load(g, bat, t, err, sizeof(err));
+		if (ret)
+			gerr("failed to validate guest tables in %s (BAT at GPA 0x%" PRIx64 "): %s",
+			     inv->opt[G_MEM], bat, err);
 	}
+	if (ret)
+		gmem_close(g);
 	return ret;
 }
 
@@ -486,6 +515,98 @@ static int cmd_show(const struct invocation *inv)
 	gtables_free(&t);
 	gmem_close(&g);
 	return 0;
+}
+
+/* ---- ctx list ------------------------------------------------------------ */
+
+struct ctx_list_arg {
+	struct json *j;
+	uint32_t type;
+};
+
+static void ctx_list_json(void *arg, const struct clat_ctx *c, uint32_t svc, uint64_t gpa)
+{
+	struct ctx_list_arg *a = arg;
+
+	json_obj_open(a->j, NULL);
+	json_u64(a->j, "svc", svc);
+	json_u64(a->j, "gpa", gpa);
+	ctx_json_fields(a->j, c);
+	json_obj_close(a->j);
+}
+
+static void ctx_list_text(void *arg, const struct clat_ctx *c, uint32_t svc, uint64_t gpa)
+{
+	struct ctx_list_arg *a = arg;
+
+	printf("type %u gpa 0x%" PRIx64 " ", a->type, gpa);
+	ctx_print(stdout, c, svc);
+}
+
+/* The guest's own view of what the device wrote back into its memory. */
+static int cmd_ctx_list(const struct invocation *inv)
+{
+	struct ctx_walk w = { 0 };
+	struct ctx_list_arg a = { 0 };
+	const struct gtype *only = NULL;
+	struct gtables t;
+	struct gmem g;
+	struct json j;
+	uint64_t live = 0;
+	uint32_t i;
+	int ret;
+
+	ret = open_tables(inv, false, &g, &t);
+	if (ret)
+		return ret;
+	if (has_opt(inv, G_TYPE)) {
+		ret = pick_type(inv, &t, &only);
+		if (ret)
+			goto out;
+	}
+	w.g = &g;
+	gmem_data_scan(&g, &w.data);
+	a.j = &j;
+	if (has_opt(inv, G_JSON)) {
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_str(&j, "mem", inv->opt[G_MEM]);
+		json_u64(&j, "bat_gpa", t.bat_gpa);
+		json_u64(&j, "generation", t.hdr.generation);
+		json_arr_open(&j, "contexts");
+	}
+	for (i = 0; i < t.ntypes; i++) {
+		if (only && only != &t.types[i])
+			continue;
+		w.t = &t.types[i];
+		a.type = i;
+		ctx_walk(&w, has_opt(inv, G_JSON) ? ctx_list_json : ctx_list_text, &a);
+		live += w.live;
+	}
+	if (has_opt(inv, G_JSON)) {
+		json_arr_close(&j);
+		json_u64(&j, "live", live);
+		json_obj_close(&j);
+		json_end(&j);
+	} else {
+		printf("%" PRIu64 " live contexts\n", live);
+	}
+	gmem_data_free(&w.data);
+out:
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret;
+}
+
+/* ---- agent --------------------------------------------------------------- */
+
+static int cmd_agent(const struct invocation *inv)
+{
+	int ret = require(inv, G_MEM);
+
+	if (ret)
+		return ret;
+	return gagent_run(inv->opt[G_MEM], has_opt(inv, G_PORT) ? inv->opt[G_PORT] : "org.clat.0");
 }
 
 /* ---- locate -------------------------------------------------------------- */
@@ -998,5 +1119,8 @@ static int cmd_add_type(const struct invocation *inv)
 
 int main(int argc, char **argv)
 {
+	/* clat-guest plays the VM driver: inside a guest, a file on hugetlbfs
+	 * is guest RAM at its guest-physical addresses. */
+	gmem_guest_view(true);
 	return tool_main(&clat_guest, argc - 1, argv + 1);
 }

@@ -53,6 +53,8 @@ enum opt_id {
 	OPT_ADD_MAC,
 	OPT_DEL_MAC,
 	OPT_LISTEN,
+	OPT_PORT,
+	OPT_CHANNEL,
 	OPT__MAX,
 };
 

@@ -18,7 +18,12 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
 
 #define MAX_BLOCK_SIZE (2U << 20)
 #define PAGE_SHIFT 12
@@ -360,6 +365,82 @@ static int layout_place(struct layout *ly, uint64_t file_pages, uint64_t seed)
 	return 0;
 }
 
+/* The power of two at or above n. */
+static uint64_t pow2_up(uint64_t n)
+{
+	uint64_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+static uint32_t *perm_by_align;
+static struct layout *sort_ly;
+
+static int by_align(const void *a, const void *b)
+{
+	uint64_t pa, pb;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	obj_slot(sort_ly, x, &pa);
+	obj_slot(sort_ly, y, &pb);
+	pa = pow2_up(pa);
+	pb = pow2_up(pb);
+	if (pa != pb)
+		return pa < pb ? -1 : 1;
+	/* Equal alignment: keep the shuffled order (rank in perm_by_align). */
+	return perm_by_align[x] < perm_by_align[y] ? -1 : perm_by_align[x] > perm_by_align[y];
+}
+
+/* Extent mode: file offsets, later turned into GPAs huge page by huge page.
+ * The BAT is object 0 at offset 0 (so a later command finds it without
+ * being told); every other object is aligned to its size rounded up to a
+ * power of two, so none straddles a huge page.  Shuffled, then sorted by
+ * alignment (stable on the shuffle): the only waste is that rounding and
+ * at most one alignment step per size class.  No gaps: the huge pages
+ * themselves are scattered over guest memory. */
+static int layout_place_aligned(struct layout *ly, uint64_t file_pages, uint64_t seed)
+{
+	uint64_t nobj = ly->base[ly->ntypes], pos = 1, i, pages;
+	uint32_t *perm, *rank;
+
+	perm = malloc(nobj * sizeof(*perm));
+	rank = malloc(nobj * sizeof(*rank));
+	if (!perm || !rank) {
+		free(perm);
+		free(rank);
+		return -ENOMEM;
+	}
+	ly->bat_gpa = 0;
+	for (i = 0; i < nobj; i++)
+		perm[i] = (uint32_t)i;
+	for (i = nobj - 1; i > 1; i--) { /* Fisher-Yates over objects 1.. */
+		uint64_t j = 1 + splitmix64(&seed) % i;
+		uint32_t tmp = perm[i];
+
+		perm[i] = perm[j];
+		perm[j] = tmp;
+	}
+	for (i = 0; i < nobj; i++)
+		rank[perm[i]] = (uint32_t)i;
+	perm_by_align = rank;
+	sort_ly = ly;
+	qsort(perm + 1, nobj - 1, sizeof(*perm), by_align);
+	for (i = 1; i < nobj; i++) {
+		uint64_t *slot = obj_slot(ly, perm[i], &pages), align = pow2_up(pages);
+
+		pos = (pos + align - 1) & ~(align - 1);
+		if (pos + pages > file_pages)
+			break;
+		*slot = pos << PAGE_SHIFT;
+		pos += pages;
+	}
+	free(perm);
+	free(rank);
+	return i < nobj ? -ENOSPC : 0;
+}
+
 static int layout_init(struct layout *ly, const struct gbuild_type *types, unsigned int n)
 {
 	unsigned int t;
@@ -449,11 +530,24 @@ static void clear_objects(struct gmem *g, struct layout *ly)
 	gmem_data_free(&d);
 }
 
+/* Extent mode: the layout was made in file offsets; the tables hold GPAs. */
+static void layout_to_gpa(const struct gmem *g, struct layout *ly)
+{
+	uint64_t i, pages;
+
+	for (i = 0; i < ly->base[ly->ntypes]; i++) {
+		uint64_t *slot = obj_slot(ly, i, &pages);
+
+		*slot = gmem_gpa_of(g, *slot);
+	}
+}
+
 int gbuild_write(struct gmem *g, bool fresh, uint64_t layout_seed,
 		 const struct gbuild_type *types, unsigned int ntypes, uint64_t *bat_gpa,
 		 char *err, size_t errlen)
 {
-	uint64_t need = gbuild_pages_needed(types, ntypes), have = g->size >> PAGE_SHIFT;
+	uint64_t need = gbuild_pages_needed(types, ntypes), have = g->map_len >> PAGE_SHIFT;
+	bool ext = g->next != 0;
 	struct layout ly;
 	unsigned int t;
 	int ret;
@@ -466,17 +560,27 @@ int gbuild_write(struct gmem *g, bool fresh, uint64_t layout_seed,
 		return say(err, errlen, "guest memory too small: the tables need %" PRIu64
 			   " pages (%" PRIu64 " bytes) but only %" PRIu64 " pages after page 0 "
 			   "are available (size %" PRIu64 ")", need, need << PAGE_SHIFT,
-			   have ? have - 1 : 0, g->size), -ENOSPC;
+			   have ? have - 1 : 0, g->map_len), -ENOSPC;
 	ret = layout_init(&ly, types, ntypes);
 	if (!ret)
-		ret = layout_place(&ly, have, layout_seed);
+		ret = ext ? layout_place_aligned(&ly, have, layout_seed)
+			  : layout_place(&ly, have, layout_seed);
+	if (ret == -ENOSPC) {
+		layout_free(&ly);
+		return say(err, errlen, "guest memory too small: the tables need %" PRIu64
+			   " pages, more than the %" PRIu64 " pages of the file once every object "
+			   "is aligned to its size (rounded up to a power of two) so that none "
+			   "straddles a huge page", need, have), -ENOSPC;
+	}
 	if (ret) {
 		layout_free(&ly);
 		return say(err, errlen, "cannot lay out %" PRIu64 " tables: %s",
 			   ly.base[ly.ntypes], strerror(-ret)), ret;
 	}
+	if (ext)
+		layout_to_gpa(g, &ly);
 	/* Only a few scattered pages are touched: no readahead around them. */
-	madvise(g->base, g->size, MADV_RANDOM);
+	madvise(g->base, g->map_len, MADV_RANDOM);
 	if (!fresh)
 		clear_objects(g, &ly);
 	for (t = 0; t < ntypes; t++)
@@ -485,6 +589,19 @@ int gbuild_write(struct gmem *g, bool fresh, uint64_t layout_seed,
 	*bat_gpa = ly.bat_gpa;
 	layout_free(&ly);
 	return 0;
+}
+
+/* hugetlbfs takes only whole huge pages: say so before ftruncate fails
+ * with a bare EINVAL. */
+static int hugetlb_size_ok(int fd, const char *path, uint64_t size, char *err, size_t errlen)
+{
+	struct statfs sfs;
+
+	if (fstatfs(fd, &sfs) < 0 || (unsigned long)sfs.f_type != HUGETLBFS_MAGIC ||
+	    sfs.f_bsize <= 0 || size % (uint64_t)sfs.f_bsize == 0)
+		return 0;
+	return say(err, errlen, "%s is on hugetlbfs: --size %" PRIu64 " must be a multiple of "
+		   "the huge page size %ld", path, size, (long)sfs.f_bsize);
 }
 
 /* Opens path for writing, creating it sparse if absent; *fresh if created. */
@@ -509,6 +626,13 @@ static int open_file(const char *path, const struct gbuild_opts *o, bool *fresh,
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		return say(err, errlen, "%s: not a regular file", path), -EINVAL;
+	}
+	ret = hugetlb_size_ok(fd, path, o->size, err, errlen);
+	if (ret) {
+		close(fd);
+		if (*fresh)
+			unlink(path);
+		return ret;
 	}
 	if (!*fresh && (uint64_t)st.st_size != o->size && !o->force) {
 		close(fd);

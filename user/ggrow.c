@@ -44,6 +44,7 @@ struct grow {
 	struct range *z;           /* fresh memory to zero */
 	size_t nz, capz;
 	uint32_t new_pages, new_blocks;
+	bool aligned;              /* extent mode: runs aligned, never across a huge page */
 	char *err;
 	size_t errlen;
 };
@@ -81,6 +82,14 @@ static void mark(struct grow *gr, uint64_t gpa, uint64_t len)
 		gr->used[pfn / 64] |= 1ULL << (pfn % 64);
 }
 
+static void unmark(struct grow *gr, uint64_t gpa, uint64_t len)
+{
+	uint64_t pfn;
+
+	for (pfn = gpa >> PAGE_SHIFT; pfn < (gpa + len) >> PAGE_SHIFT; pfn++)
+		gr->used[pfn / 64] &= ~(1ULL << (pfn % 64));
+}
+
 static bool run_free(const struct grow *gr, uint64_t pfn, uint64_t n)
 {
 	uint64_t i;
@@ -91,24 +100,36 @@ static bool run_free(const struct grow *gr, uint64_t pfn, uint64_t n)
 	return true;
 }
 
+static uint64_t pow2_up(uint64_t n)
+{
+	uint64_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
 /* n free pages, at a random place if one of a few tries hits, else the
- * first run after a random start.  Page 0 is never used (GPA 0 = empty). */
+ * first run after a random start.  Page 0 is never used (GPA 0 = empty).
+ * In extent mode a run is aligned to n rounded up to a power of two, so
+ * that it never straddles a huge page. */
 static uint64_t alloc_pages(struct grow *gr, uint64_t n)
 {
 	uint64_t span = gr->file_pages > n ? gr->file_pages - n : 0, pfn, start, i;
+	uint64_t align = gr->aligned ? pow2_up(n) : 1;
 	int k;
 
 	if (span < 1)
 		return 0;
 	for (k = 0; k < ALLOC_TRIES; k++) {
-		pfn = 1 + splitmix64(&gr->rng) % span;
-		if (run_free(gr, pfn, n))
+		pfn = (1 + splitmix64(&gr->rng) % span) & ~(align - 1);
+		if (pfn && run_free(gr, pfn, n))
 			goto found;
 	}
 	start = splitmix64(&gr->rng) % span;
 	for (i = 0; i < span; i++) {
 		pfn = 1 + (start + i) % span;
-		if (run_free(gr, pfn, n))
+		if (pfn % align == 0 && run_free(gr, pfn, n))
 			goto found;
 	}
 	return 0;
@@ -230,6 +251,13 @@ static int grow_init(struct grow *gr, struct gmem *g, const struct gtables *t, u
 	gr->used = calloc(gr->file_pages / 64 + 1, sizeof(uint64_t));
 	if (!gr->used)
 		return -ENOMEM;
+	/* Extent mode: only the extents' pages are guest memory we own. */
+	if (g->next) {
+		gr->aligned = true;
+		memset(gr->used, 0xff, (gr->file_pages / 64 + 1) * sizeof(uint64_t));
+		for (i = 0; i < g->next; i++)
+			unmark(gr, g->ext[i].gpa, g->ext[i].len);
+	}
 	mark(gr, 0, CLAT_PAGE_SIZE);
 	mark(gr, t->bat_gpa, CLAT_PAGE_SIZE);
 	for (i = 0; i < t->ntypes; i++) {

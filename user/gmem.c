@@ -7,6 +7,7 @@
 #include "gtables.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,7 +15,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
 
 /* The library is shared by clat-load, clat-guest and the tests: log under
  * whichever program is running. */
@@ -198,22 +204,56 @@ static int gmem_check_size(const char *path, const struct stat *st, uint64_t *si
 	return 0;
 }
 
+/* In the guest's view, a file on hugetlbfs: its huge page size, else 0.
+ * Huge pages are never moved by compaction nor swapped, and stay in the
+ * file after we exit, so the GPAs found now hold for later processes. */
+static int gmem_hugetlb(const char *path, int fd, uint64_t size, uint64_t *hpage)
+{
+	struct statfs sfs;
+
+	*hpage = 0;
+	if (!gmem_guest_view_on())
+		return 0;
+	if (fstatfs(fd, &sfs) < 0) {
+		int err = -errno;
+
+		gmem_err("failed to statfs guest memory %s: %s", path, strerror(-err));
+		return err;
+	}
+	if ((unsigned long)sfs.f_type != HUGETLBFS_MAGIC)
+		return 0;
+	if (sfs.f_bsize <= 0 || sfs.f_bsize % CLAT_PAGE_SIZE || size % (uint64_t)sfs.f_bsize) {
+		gmem_err("failed to open guest memory %s: size %" PRIu64 " is not a multiple of "
+			 "the huge page size %ld", path, size, (long)sfs.f_bsize);
+		return -EINVAL;
+	}
+	*hpage = (uint64_t)sfs.f_bsize;
+	return 0;
+}
+
 /* Maps the file open as fd (which g then owns) whole. */
 static int gmem_map_fd(const char *path, int fd, const struct stat *st, bool writable,
 		       struct gmem *g)
 {
-	int err, prot = PROT_READ | (writable ? PROT_WRITE : 0);
+	int err, prot = PROT_READ | (writable ? PROT_WRITE : 0), flags = MAP_SHARED;
+	uint64_t hpage;
 	void *base;
 
 	memset(g, 0, sizeof(*g));
 	g->fd = fd;
 	err = gmem_check_size(path, st, &g->size);
+	if (!err)
+		err = gmem_hugetlb(path, fd, g->size, &hpage);
 	if (err)
 		goto fail;
-	base = mmap(NULL, (size_t)g->size, prot, MAP_SHARED, g->fd, 0);
+	/* Huge pages must exist before pagemap can name them. */
+	if (hpage)
+		flags |= MAP_POPULATE;
+	base = mmap(NULL, (size_t)g->size, prot, flags, g->fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
-		gmem_err("failed to map guest memory %s: %s", path, strerror(-err));
+		gmem_err("failed to map guest memory %s: %s%s", path, strerror(-err),
+			 hpage && err == -ENOMEM ? " (not enough free huge pages?)" : "");
 		goto fail;
 	}
 	err = gmem_track(base, (size_t)g->size);
@@ -224,9 +264,17 @@ static int gmem_map_fd(const char *path, int fd, const struct stat *st, bool wri
 		goto fail;
 	}
 	g->base = base;
+	g->map_len = g->size;
 	g->writable = writable;
 	g->dev = (uint64_t)st->st_dev;
 	g->ino = (uint64_t)st->st_ino;
+	if (hpage) {
+		err = gmem_ext_scan(g, path, hpage);
+		if (err) {
+			gmem_close(g);
+			return err;
+		}
+	}
 	return 0;
 fail:
 	close(fd);
@@ -331,18 +379,22 @@ void gmem_close(struct gmem *g)
 	struct gmem_map *m = gmem_map_of(g->base);
 
 	if (g->base)
-		munmap(g->base, (size_t)g->size);
+		munmap(g->base, (size_t)g->map_len);
 	if (m)
 		__atomic_store_n(&m->base, NULL, __ATOMIC_RELEASE);
 	if (g->fd >= 0)
 		close(g->fd);
+	gmem_ext_free(g);
 	g->base = NULL;
 	g->fd = -1;
-	g->size = 0;
+	g->size = g->map_len = 0;
 }
 
 void *gmem_ptr(const struct gmem *g, uint64_t gpa, uint64_t len)
 {
+	/* The host path pays this one branch for extent mode. */
+	if (__builtin_expect(g->next != 0, 0))
+		return gmem_ext_ptr(g, gpa, len);
 	/* Written as two comparisons so gpa + len can never wrap. */
 	if (!g->base || gpa > g->size || len > g->size - gpa || gmem_shrunk(g))
 		return NULL;
@@ -375,6 +427,9 @@ int gmem_data_scan(const struct gmem *g, struct gmem_data *d)
 	off_t data, hole;
 
 	memset(d, 0, sizeof(*d));
+	/* SEEK_DATA speaks file offsets, not GPAs. */
+	if (g->next)
+		goto all_data;
 	while (pos < g->size) {
 		data = lseek(g->fd, (off_t)pos, SEEK_DATA);
 		if (data < 0 && errno == ENXIO)

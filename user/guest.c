@@ -3,6 +3,7 @@
  * context tables. */
 #include "cli.h"
 #include "common.h"
+#include "gchannel.h"
 #include "ctxfmt.h"
 #include "json.h"
 #include "resync.h"
@@ -11,6 +12,9 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
+
+/* A TCG guest on shared cores answers in well under a second; allow for load. */
+#define GUEST_CHANNEL_TIMEOUT_MS 10000
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -235,14 +239,26 @@ int cmd_guest_attach(const struct invocation *inv)
 	int err;
 
 	err = need_opt(inv, OPT_MEM, "--mem");
-	if (!err)
-		err = need_opt(inv, OPT_BAT_GPA, "--bat-gpa");
-	if (!err)
+	if (!err && has_opt(inv, OPT_BAT_GPA) == has_opt(inv, OPT_CHANNEL)) {
+		pr_err("guest attach: exactly one of --bat-gpa and --channel is required");
+		err = -EUSAGE;
+	}
+	if (!err && has_opt(inv, OPT_BAT_GPA))
 		err = parse_u64(inv->opt[OPT_BAT_GPA], "--bat-gpa", &bat_gpa);
 	if (!err)
 		err = parse_fn_opt(inv, &fn);
+	if (!err && has_opt(inv, OPT_CHANNEL) && strncmp(inv->opt[OPT_CHANNEL], "unix:", 5)) {
+		pr_err("invalid --channel '%s': expected unix:PATH", inv->opt[OPT_CHANNEL]);
+		err = -EUSAGE;
+	}
 	if (err)
 		return err;
+	/* The guest says where its BAT is; attach validates it like any other. */
+	if (has_opt(inv, OPT_CHANNEL)) {
+		err = guest_channel_query(inv->opt[OPT_CHANNEL], &bat_gpa, GUEST_CHANNEL_TIMEOUT_MS);
+		if (err)
+			return err;
+	}
 	return guest_attach_fn(inv->arg[0], inv->opt[OPT_PIN_DIR], fn, inv->opt[OPT_MEM], bat_gpa,
 			       has_opt(inv, OPT_JSON) ? GUEST_F_JSON : 0);
 }

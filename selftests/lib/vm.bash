@@ -1,0 +1,200 @@
+# Real QEMU guests for the BATS selftests (TCG, 1 vCPU, 128 MiB).  Source it
+# after common.bash.  Each VM has a state dir $VM_STATE/<name> holding its
+# PID, console socket and log, QMP socket, clat channel socket and the path
+# of its RAM file; vm_teardown_all stops every VM the test started and
+# removes their RAM files, also after a failure.
+#
+#   vm_start NAME NETNS TAP RAMFILE MAC IP [extra qemu args...]
+#       QEMU inside netns NETNS (nsenter, /sys/fs/bpf stays visible), NIC on
+#       the existing tap TAP with MAC, guest address IP (A.B.C.D/N, or "" for
+#       none), RAM in RAMFILE (shared, GPA = file offset).  Waits for
+#       QF-READY unless VM_NO_WAIT=1 or the extra args hold -incoming.
+#   vm_cmd NAME 'shell command'   output on stdout, the command's exit status
+#   vm_qmp NAME '{"execute":...}' the reply line; status 1 on "error"
+#   vm_stop NAME                  QMP quit, then SIGKILL of the recorded PID
+#   vm_chan NAME / vm_ram NAME    the clat channel socket / the RAM file
+#   vm_wait_ready NAME            waits for QF-READY (after an incoming VM runs)
+
+GUEST_DIR=${CLAT_GUEST_DIR:-$ROOT/.output/guest}
+VM_STATE=${VM_STATE:-${BATS_TEST_TMPDIR:-/tmp}/vms}
+VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-90}  # seconds; TCG on 2 shared cores
+VM_CMD_TIMEOUT=${VM_CMD_TIMEOUT:-30}
+
+# vm_skip_unless_ready: skips the test unless QEMU and the guest image exist.
+vm_skip_unless_ready() {
+	command -v qemu-system-x86_64 >/dev/null ||
+		skip "qemu-system-x86_64 not installed (scripts/install-deps.sh)"
+	command -v socat >/dev/null || skip "socat not installed (scripts/install-deps.sh)"
+	[ -e "$GUEST_DIR/vmlinuz" ] && [ -f "$GUEST_DIR/initrd.gz" ] ||
+		skip "no guest image in $GUEST_DIR (scripts/guest-kernel.sh, then make guest-image)"
+}
+
+_vm_dir() {
+	local d=$VM_STATE/$1
+	[ -d "$d" ] || {
+		echo "vm: no VM named '$1'" >&2
+		return 1
+	}
+	printf '%s\n' "$d"
+}
+
+_vm_alive() { # dir
+	local pid
+	pid=$(cat "$1/pid" 2>/dev/null) || return 1
+	kill -0 "$pid" 2>/dev/null
+}
+
+# vm_wait_ready NAME: until the console log shows QF-READY.
+vm_wait_ready() {
+	local d i
+	d=$(_vm_dir "$1") || return 1
+	for ((i = 0; i < VM_BOOT_TIMEOUT * 10; i++)); do
+		grep -qa '^QF-READY' "$d/ser.log" 2>/dev/null && return 0
+		if ! _vm_alive "$d"; then
+			echo "vm $1: QEMU exited before QF-READY:" >&2
+			cat "$d/qemu.err" "$d/ser.log" >&2 2>/dev/null
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "vm $1: no QF-READY within ${VM_BOOT_TIMEOUT}s; console:" >&2
+	tail -20 "$d/ser.log" >&2 2>/dev/null
+	return 1
+}
+
+vm_start() {
+	local name=$1 netns=$2 tap=$3 ram=$4 mac=$5 ip=$6 d a wait=1 append
+	shift 6
+	if [ -z "$name" ] || [[ "$name" == */* ]] || [ -z "$tap" ] || [[ "$ram" != /* ]]; then
+		echo "vm_start: usage: vm_start NAME NETNS TAP /ABS/RAMFILE MAC IP [qemu args]" >&2
+		return 2
+	fi
+	d=$VM_STATE/$name
+	if [ -e "$d" ]; then
+		echo "vm_start: a VM named '$name' exists already" >&2
+		return 1
+	fi
+	mkdir -p "$d"
+	printf '%s\n' "$ram" >"$d/ram"
+	for a in "$@"; do [ "$a" != -incoming ] || wait=0; done
+	[ "${VM_NO_WAIT:-0}" != 1 ] || wait=0
+	append="console=ttyS0 panic=-1 quiet hugepages=16"
+	[ -z "$ip" ] || append+=" clat.ip=$ip"
+	# A subshell that closes every inherited fd above 2 (bats's own, and any
+	# lock a caller holds), then becomes QEMU: its PID is QEMU's.
+	(
+		for f in /proc/$BASHPID/fd/*; do
+			f=${f##*/}
+			[ "$f" -gt 2 ] 2>/dev/null && eval "exec $f>&-"
+		done
+		exec setsid nsenter --net="/run/netns/$netns" \
+			qemu-system-x86_64 -accel tcg -cpu max -smp 1 -m 128M \
+			-object "memory-backend-file,id=mem,size=128M,mem-path=$ram,share=on" \
+			-machine q35,memory-backend=mem \
+			-kernel "$GUEST_DIR/vmlinuz" -initrd "$GUEST_DIR/initrd.gz" -append "$append" \
+			-display none -nodefaults -no-reboot \
+			-chardev "socket,id=s0,path=$d/ser.sock,server=on,wait=off,logfile=$d/ser.log" \
+			-serial chardev:s0 \
+			-qmp "unix:$d/qmp.sock,server=on,wait=off" \
+			-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
+			-device "virtio-net-pci,netdev=n0,mac=$mac,csum=off,guest_csum=off" \
+			-device virtio-serial-pci \
+			-chardev "socket,id=clatch,path=$d/chan.sock,server=on,wait=off" \
+			-device virtserialport,chardev=clatch,name=org.clat.0 \
+			"$@"
+	) </dev/null >"$d/qemu.err" 2>&1 &
+	echo $! >"$d/pid"
+	# csum=off: the guest sends full checksums, since a frame redirected by
+	# XDP loses an offloaded one (as vf-emu turns tx offload off on veths).
+	[ "$wait" = 0 ] || vm_wait_ready "$name"
+}
+
+# vm_cmd NAME CMD: runs CMD on the guest console.  The connection stays open
+# until QF-DONE arrives (QEMU drops unread input when a client leaves).
+vm_cmd() {
+	local name=$1 cmd=$2 d off rc
+	d=$(_vm_dir "$name") || return 1
+	if [[ "$cmd" == *$'\n'* ]]; then
+		echo "vm_cmd: one line only" >&2
+		return 2
+	fi
+	off=$(stat -c %s "$d/ser.log" 2>/dev/null || echo 0)
+	{
+		printf '%s\n' "$cmd"
+		local i
+		for ((i = 0; i < VM_CMD_TIMEOUT * 20; i++)); do
+			tail -c +"$((off + 1))" "$d/ser.log" | grep -qa '^QF-DONE' && break
+			_vm_alive "$d" || break
+			sleep 0.05
+		done
+	} | socat -u - "UNIX-CONNECT:$d/ser.sock" || {
+		echo "vm_cmd $name: failed to connect to the console" >&2
+		return 1
+	}
+	rc=$(tail -c +"$((off + 1))" "$d/ser.log" | tr -d '\r' | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
+	if [ -z "$rc" ]; then
+		echo "vm_cmd $name: no QF-DONE within ${VM_CMD_TIMEOUT}s for: $cmd" >&2
+		return 1
+	fi
+	tail -c +"$((off + 1))" "$d/ser.log" | tr -d '\r' | sed '/^QF-DONE [0-9]*$/,$d'
+	return "$rc"
+}
+
+vm_qmp() {
+	local d
+	d=$(_vm_dir "$1") || return 1
+	python3 "$ROOT/selftests/lib/qmp.py" "$d/qmp.sock" "$2" "${VM_QMP_TIMEOUT:-10}"
+}
+
+vm_chan() {
+	local d
+	d=$(_vm_dir "$1") || return 1
+	printf '%s\n' "$d/chan.sock"
+}
+
+vm_ram() {
+	local d
+	d=$(_vm_dir "$1") || return 1
+	cat "$d/ram"
+}
+
+vm_pid() {
+	local d
+	d=$(_vm_dir "$1") || return 1
+	cat "$d/pid"
+}
+
+# vm_stop NAME: quit over QMP; SIGKILL (of this VM's recorded PID only) if
+# it has not gone within 5 s.  Removes its RAM file and state dir.  Safe
+# under bats's errexit: every step may fail (the VM may be gone already).
+vm_stop() {
+	local d pid i
+	d=$(_vm_dir "$1") || return 0
+	pid=$(cat "$d/pid" 2>/dev/null)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		VM_QMP_TIMEOUT=3 vm_qmp "$1" '{"execute":"quit"}' >/dev/null 2>&1 || true
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+	fi
+	wait "$pid" 2>/dev/null || true
+	rm -f "$(cat "$d/ram" 2>/dev/null)"
+	rm -rf "$d"
+	return 0
+}
+
+# vm_teardown_all: stops every VM started through vm_start in this test.
+vm_teardown_all() {
+	local d
+	for d in "$VM_STATE"/*/; do
+		[ -d "$d" ] || continue
+		d=${d%/}
+		vm_stop "${d##*/}"
+	done
+}
