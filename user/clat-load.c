@@ -71,6 +71,16 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_CHANNEL] = { "channel", "unix:PATH",
 			  "ask the guest agent (clat-guest agent) for the BAT GPA through QEMU's "
 			  "chardev socket of its virtserialport, instead of --bat-gpa" },
+	[OPT_PF] = { "pf", "PF", "the PF whose fn the domain uses on this host" },
+	[OPT_DEV_CHANNEL] = { "channel", "CHAN",
+			  "device-state channel of the destination's 'migrate-in --listen': "
+			  "unix:PATH or tcp:HOST:PORT" },
+	[OPT_DEST_XML] = { "dest-xml", "FILE",
+			   "domain XML for the destination (its own tap, sockets and clat metadata)" },
+	[OPT_MIGRATE_URI] = { "migrate-uri", "URI",
+			      "where QEMU sends the RAM, e.g. tcp://127.0.0.1:49152" },
+	[OPT_LISTEN_ADDRESS] = { "listen-address", "ADDR",
+				 "address the destination QEMU listens on for the RAM" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },

@@ -55,6 +55,11 @@ enum opt_id {
 	OPT_LISTEN,
 	OPT_PORT,
 	OPT_CHANNEL,
+	OPT_PF,
+	OPT_DEV_CHANNEL,
+	OPT_DEST_XML,
+	OPT_MIGRATE_URI,
+	OPT_LISTEN_ADDRESS,
 	OPT__MAX,
 };
 
@@ -100,6 +105,7 @@ int cmd_upgrade(const struct invocation *inv);
 int cmd_libvirt_reconcile(const struct invocation *inv);
 int cmd_libvirt_watch(const struct invocation *inv);
 int cmd_libvirt_hook_parse(const struct invocation *inv);
+int cmd_libvirt_migrate(const struct invocation *inv);
 
 /* guest attach/detach as functions (guest.c), for the CLI and libvirt.c.
  * They print errors; GUEST_F_QUIET drops the informational lines and

@@ -26,6 +26,7 @@
 #include "common.h"
 #include "gtables.h"
 #include "json.h"
+#include "libvirt.h"
 #include "miglock.h"
 #include "resync.h"
 #include "vfemu.h"
@@ -443,14 +444,14 @@ static void lv_quiet(void *opaque, virErrorPtr err)
 	(void)err;
 }
 
-static const char *lv_errmsg(void)
+const char *lv_errmsg(void)
 {
 	const char *m = virGetLastErrorMessage();
 
 	return m ? m : "unknown libvirt error";
 }
 
-static virConnectPtr lv_open(const char *uri, bool rw)
+virConnectPtr lv_open(const char *uri, bool rw)
 {
 	virConnectPtr c;
 
@@ -493,6 +494,37 @@ static int lv_state(virDomainPtr dom, struct lv_domain *d, bool *skip)
 	d->departed = d->state == VIR_DOMAIN_SHUTOFF && d->reason == VIR_DOMAIN_SHUTOFF_MIGRATED;
 	*skip = !d->departed;
 	return 0;
+}
+
+int lv_domain_fn(virDomainPtr dom, const char *pf, const char *pin_dir, uint32_t *fn)
+{
+	struct lv_domain *d = calloc(1, sizeof(*d));
+	struct fn_table *t = calloc(1, sizeof(*t));
+	const struct fn_entry *fe;
+	int err, i, n = 0;
+
+	err = d && t ? lv_domain_load(dom, d) : -ENOMEM;
+	if (!err)
+		err = fn_table_load(pf, pin_dir, t);
+	for (i = 0; !err && i < d->nif; i++) {
+		fe = fn_lookup(t, &d->ifs[i]);
+		if (!fe || !fe->fn)
+			continue;
+		if (n++ && fe->fn != *fn) {
+			pr_err("domain %s uses fns %u and %u of %s: name one with --fn", d->name,
+			       *fn, fe->fn, pf);
+			err = -EEXIST;
+		}
+		*fn = fe->fn;
+	}
+	if (!err && !n) {
+		pr_err("domain %s has no interface on a fn of %s (a hostdev VF, or an ethernet interface on a fn's port)",
+		       d->name, pf);
+		err = -ENOENT;
+	}
+	free(t);
+	free(d);
+	return err;
 }
 
 /* Every active domain (running or not), parsed, then those that migrated
