@@ -1,0 +1,184 @@
+#!/usr/bin/env bats
+# Real libvirt: two private libvirtd instances on this machine (two "hosts",
+# each with its own host_uuid), a TCG domain (type='qemu', 1 vCPU, 128 MiB)
+# on a tap VF of host A whose guest builds its context tables in its own
+# RAM, and 'clat-load libvirt migrate' moving it to host B with its
+# contexts, while 'libvirt watch' runs on both hosts.  One migration: the
+# RAM copy alone takes seconds under TCG.
+
+load lib/common
+load lib/libvirt
+
+XMLNS=https://clat.dev/xmlns/guest/1
+
+setup() {
+	lv_skip_unless_ready
+	"$BIN/clat-guest" agent --help >/dev/null 2>&1 || skip "clat-guest has no in-guest init/agent"
+	"$CLAT_LOAD" libvirt migrate --help >/dev/null 2>&1 || skip "clat-load has no libvirt migrate"
+	TAG=l$(printf '%x%03x' $(($$ % 256)) $((RANDOM % 4096)))
+	PF_A=${TAG}a PF_B=${TAG}b WIRE_A=$TAG-wa WIRE_B=$TAG-wb
+	DOM=$TAG-vm
+	NET=198.18.$((RANDOM % 250 + 1))
+	local pf w json
+	for pf in "$PF_A" "$PF_B"; do
+		w=$WIRE_A
+		[ "$pf" = "$PF_B" ] && w=$WIRE_B
+		"$VF_EMU" create "$pf" --numvfs 1 --vm tap --wire-netns "$w" >/dev/null
+		"$CLAT_LOAD" attach "$pf" 2>/dev/null
+	done
+	json=$("$VF_EMU" list "$PF_A" --json)
+	TAP_A=$(jq -r '.vfs[0].rep' <<<"$json")
+	VM_MAC=$(jq -r '.vfs[0].mac' <<<"$json")
+	TAP_B=$("$VF_EMU" list "$PF_B" --json | jq -r '.vfs[0].rep')
+	SOCK=$BATS_TEST_TMPDIR/devchan.sock
+	IN_PID=
+}
+
+teardown() {
+	[ -z "${IN_PID:-}" ] || kill -9 "$IN_PID" 2>/dev/null || true
+	reap
+	lv_teardown_all
+	local pf
+	for pf in "${PF_A:-}" "${PF_B:-}"; do
+		[ -n "$pf" ] || continue
+		"$CLAT_LOAD" detach "$pf" >/dev/null 2>&1 || true
+		"$VF_EMU" destroy "$pf" >/dev/null 2>&1 || true
+		rm -f /run/clat/migrate-"$pf"-fn*.lock
+	done
+	ip netns del "${WIRE_A:-}" 2>/dev/null || true
+	ip netns del "${WIRE_B:-}" 2>/dev/null || true
+	pins_sweep "${PF_A:-}" "${PF_B:-}"
+}
+
+# flows N FIRST_PORT: N UDP flows from the wire to the VM's MAC on host A.
+flows() {
+	"$BIN/flowgen" --prog "/sys/fs/bpf/clat/$PF_A/prog_rx" --dst-mac "$VM_MAC" \
+		--src-mac 02:00:5e:00:00:01 --vm-addr "$NET.10" --vm-port 5000 \
+		--remote-addr "$NET.1" --first-port "$2" --count "$1" --proto udp >/dev/null
+}
+
+# ports PF: the sorted remote ports of fn 1's live contexts on PF.
+ports() {
+	"$CLAT_LOAD" ctx list "$1" --fn 1 --json | jq -c '[.contexts[].remote_port] | sort'
+}
+
+fn_field() { # PF FN JQ
+	"$CLAT_LOAD" status "$1" --json | jq -r --argjson fn "$2" ".fns[] | select(.fn == \$fn) | $3"
+}
+
+wait_log() { # LOG TEXT [SECONDS]
+	local i
+	for ((i = 0; i < ${3:-30} * 10; i++)); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "no '$2' in $1:" >&2
+	cat "$1" >&2
+	return 1
+}
+
+@test "libvirt migrate moves a TCG domain between two libvirtds with its contexts; watch on both sides stays consistent" {
+	local bat ram_a ram_b log_a=$BATS_TEST_TMPDIR/watch-a.log log_b=$BATS_TEST_TMPDIR/watch-b.log
+	local before after out live
+	lv_start a
+	lv_start b
+	lv_domain_xml a "$DOM" "$TAP_A" "$VM_MAC" "$NET.10/24" >"$BATS_TEST_TMPDIR/src.xml"
+	bg "$log_a" "$CLAT_LOAD" libvirt watch "$PF_A" --connect "$(lv_uri a)" --interval 0 --resync-ms 0
+	bg "$log_b" "$CLAT_LOAD" libvirt watch "$PF_B" --connect "$(lv_uri b)" --interval 0 --resync-ms 0
+	wait_log "$log_a" "reconcile $PF_A"
+	wait_log "$log_b" "reconcile $PF_B"
+	lv_virsh a create "$BATS_TEST_TMPDIR/src.xml" >/dev/null
+	lv_wait_ready a "$DOM"
+	ram_a=$(lv_ram a "$DOM")
+
+	# The guest builds its tables in its own (huge) pages and publishes the
+	# BAT GPA; the domain's metadata names it, and the watch attaches.
+	run lv_cmd a "$DOM" 'clat-guest init --mem /dev/hugepages/clat --size 8M --type conn:ctx=128,block=4096,services=1000 --json'
+	assert_success
+	bat=$(grep '^{' <<<"$output" | jq -r .bat_gpa)
+	[[ "$bat" =~ ^(0x[0-9a-f]+|[0-9]+)$ ]] && [ "$((bat))" -gt 0 ]
+	bat=$(printf '0x%x' "$((bat))")
+	lv_virsh a metadata "$DOM" --uri "$XMLNS" --key clat --live \
+		--set "<guest mem='$ram_a' bat-gpa='$bat'/>" >/dev/null
+	wait_log "$log_a" "attach  fn 1 ($DOM): $ram_a"
+	assert_equal "$(printf '0x%x' "$(fn_field "$PF_A" 1 .bat_gpa)")" "$bat"
+	flows 30 20000
+	assert_equal "$("$CLAT_LOAD" ctx list "$PF_A" --fn 1 --json | jq '.contexts | length')" 30
+
+	# Host B: the domain's XML with its own tap, sockets and RAM file (the
+	# first domain of a fresh libvirtd is id 1), and the device-state
+	# listener on that file.
+	ram_b=$(lv_shm b)/libvirt/qemu/1-$DOM/pc.ram
+	mkdir -p "${ram_b%/*}"
+	truncate -s 128M "$ram_b"
+	lv_virsh a dumpxml --migratable "$DOM" |
+		sed -e "s|'$TAP_A'|'$TAP_B'|; s|\"$TAP_A\"|\"$TAP_B\"|" -e "s|$(lv_dir a)/|$(lv_dir b)/|g" \
+			-e "s|$ram_a|$ram_b|" >"$BATS_TEST_TMPDIR/dst.xml"
+	grep -q "$TAP_B" "$BATS_TEST_TMPDIR/dst.xml"
+	grep -q "mem=.$ram_b" "$BATS_TEST_TMPDIR/dst.xml"
+	"$CLAT_LOAD" migrate-in "$PF_B" --fn 1 --mac "$VM_MAC" --mem "$ram_b" --listen "unix:$SOCK" \
+		--json </dev/null >"$BATS_TEST_TMPDIR/in.json" 2>"$BATS_TEST_TMPDIR/in.log" 3>&- &
+	IN_PID=$!
+	for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+	[ -S "$SOCK" ]
+
+	# More flows while libvirt copies the RAM: they land in pre-copy rounds
+	# or in the final delta, never in RAM that libvirt already sent.
+	bg "$BATS_TEST_TMPDIR/flows.log" bash -c "for p in \$(seq 21000 10 21400); do
+		'$BIN/flowgen' --prog /sys/fs/bpf/clat/$PF_A/prog_rx --dst-mac $VM_MAC --src-mac 02:00:5e:00:00:01 \
+			--vm-addr $NET.10 --vm-port 5000 --remote-addr $NET.1 --first-port \$p --count 10 --proto udp || exit 0
+		sleep 0.1; done"
+	local flow_pid=$BG_PID
+	run --separate-stderr "$CLAT_LOAD" libvirt migrate "$DOM" "$(lv_uri b)" --connect "$(lv_uri a)" \
+		--pf "$PF_A" --channel "unix:$SOCK" --dest-xml "$BATS_TEST_TMPDIR/dst.xml" \
+		--migrate-uri tcp://127.0.0.1 --listen-address 127.0.0.1 --json
+	echo "$stderr" >&2
+	assert_success
+	out=$output
+	local rc=0
+	wait "$IN_PID" || rc=$?
+	IN_PID=
+	assert_equal "$rc" 0
+	kill -- "-$flow_pid" 2>/dev/null || true # no more frames for host A
+
+	# The report: libvirt's own figures and clat's phases after its job.
+	assert_equal "$(jq .ok <<<"$out")" true
+	assert_equal "$(jq .fn <<<"$out")" 1
+	[ "$(jq .libvirt.downtime_ms <<<"$out")" != null ]
+	[ "$(jq .libvirt.memory_processed_bytes <<<"$out")" -gt 0 ]
+	[ "$(jq .downtime.clat_ns <<<"$out")" -gt 0 ]
+	live=$(jq .commit.live_contexts <<<"$out")
+	[ "$live" -ge 30 ]
+
+	# Host B serves the domain with every context, host A holds nothing.
+	run lv_virsh b domstate "$DOM"
+	assert_output running
+	run lv_virsh a list --all --name
+	refute_output --partial "$DOM"
+	assert_equal "$(printf '0x%x' "$(fn_field "$PF_B" 1 .bat_gpa)")" "$bat"
+	assert_equal "$(fn_field "$PF_B" 1 '.macs[0].mac')" "$VM_MAC"
+	assert_equal "$("$CLAT_LOAD" ctx list "$PF_B" --fn 1 --json | jq '.contexts | length')" "$live"
+	[ "$(ports "$PF_B" | jq '[.[] | select(. >= 20000 and . < 20030)] | length')" = 30 ]
+	assert_equal "$(fn_field "$PF_A" 1 .bat_gpa)" 0
+	# The guest reads them in its own RAM on host B: the device wrote them
+	# there at the commit, after libvirt's copy.
+	run lv_cmd b "$DOM" 'clat-guest ctx list --mem /dev/hugepages/clat --json'
+	assert_success
+	assert_equal "$(grep '^{' <<<"$output" | jq '.contexts | length')" "$live"
+
+	# watch never flushed or detached on A, never attached or set a MAC on B.
+	wait_log "$log_b" "domain $DOM: RESUMED"
+	run cat "$log_a"
+	refute_line --regexp '^detach'
+	assert_line --partial "watch: domain $DOM: STOPPED_MIGRATED"
+	run cat "$log_b"
+	assert_line --partial "watch: domain $DOM: STARTED_MIGRATED"
+	refute_line --regexp '^(attach|set-mac|detach)'
+	# Both agree with libvirt now: nothing to do.
+	run "$CLAT_LOAD" libvirt reconcile "$PF_B" --connect "$(lv_uri b)" --json
+	assert_success
+	assert_equal "$(jq -c .actions <<<"$output")" '[]'
+	run "$CLAT_LOAD" libvirt reconcile "$PF_A" --connect "$(lv_uri a)" --json
+	assert_success
+	assert_equal "$(jq -c .actions <<<"$output")" '[]'
+}
