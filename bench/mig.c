@@ -130,7 +130,7 @@ static int migrate_with(struct world *w, struct mig_run *r, struct shadow_writeb
 	shadow_stage_free(&st);
 	gtables_free(&t);
 	gmem_close(&g);
-	free(delta.gpa);
+	gpa_list_free(&delta);
 	return rc;
 }
 

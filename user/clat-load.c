@@ -81,6 +81,14 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 			      "where QEMU sends the RAM, e.g. tcp://127.0.0.1:49152" },
 	[OPT_LISTEN_ADDRESS] = { "listen-address", "ADDR",
 				 "address the destination QEMU listens on for the RAM" },
+	[OPT_TO] = { "to", "CHAN",
+		     "stream the device state to the destination's migrate-in --listen "
+		     "(unix:PATH or tcp:HOST:PORT), COMMIT once stopped, wait for DONE" },
+	[OPT_CHAN_LISTEN] = { "listen", "CHAN",
+			      "take the device state from one source on unix:PATH or tcp:HOST:PORT; "
+			      "the tables' BAT GPA comes from its HELLO" },
+	[OPT_WAIT] = { "wait", "SECONDS",
+		       "give up when the source is silent this long (default 60)" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -142,12 +150,24 @@ static const struct command commands[] = {
 	  "bat_gpa and per hostdev interface of pf its fn, mac, vlan, ifindex and the tables "
 	  "the fn holds (none/same/other); a domain with a control character or whitespace "
 	  "in a value is refused" },
+	{ "libvirt migrate", cmd_libvirt_migrate, "<domain> <dest-uri>", 2,
+	  { OPT_PF, OPT_FN, OPT_DEV_CHANNEL, OPT_DEST_XML, OPT_MIGRATE_URI, OPT_LISTEN_ADDRESS,
+	    OPT_CONNECT, OPT_PIN_DIR, OPT_JSON },
+	  "live-migrate a running domain with libvirt (destination paused until its device state "
+	  "is in), streaming fn's contexts to the destination's 'migrate-in --listen' during the "
+	  "RAM copy; the final delta and the commit after libvirt's job, then resume there; "
+	  "downtime by phase, with libvirt's own figures" },
 	{ "migrate-out", cmd_migrate_out, "<pf>", 1,
-	  { OPT_FN, OPT_ROUNDS, OPT_DELTA, OPT_ABORT, OPT_PIN_DIR, OPT_JSON },
-	  "source side: pre-copy contexts to guest memory, pause, copy the rest, release fn" },
+	  { OPT_FN, OPT_TO, OPT_ROUNDS, OPT_DELTA, OPT_ABORT, OPT_PIN_DIR, OPT_JSON },
+	  "source side: pre-copy contexts to guest memory (and with --to over the device-state "
+	  "channel), pause, copy the rest, commit, release fn; on a failure before DONE the fn "
+	  "serves again" },
 	{ "migrate-in", cmd_migrate_in, "<pf>", 1,
-	  { OPT_FN, OPT_MAC, OPT_MEM, OPT_BAT_GPA, OPT_PIN_DIR, OPT_JSON },
-	  "destination side: validate the guest tables, build fn's maps, switch in one step" },
+	  { OPT_FN, OPT_MAC, OPT_MEM, OPT_BAT_GPA, OPT_CHAN_LISTEN, OPT_WAIT, OPT_PIN_DIR,
+	    OPT_JSON },
+	  "destination side: validate the guest tables, build fn's maps, switch in one step; "
+	  "with --listen, the source's blocks are written into --mem at COMMIT first, and a "
+	  "stream that ends before COMMIT leaves nothing" },
 	{ "migrate", cmd_migrate, "<src-pf> <dst-pf>", 2,
 	  { OPT_FN, OPT_TO_FN, OPT_VM_NETNS, OPT_DST_MEM, OPT_SRC_NETNS, OPT_DST_NETNS,
 	    OPT_SRC_PIN_DIR, OPT_DST_PIN_DIR, OPT_ROUNDS, OPT_JSON },

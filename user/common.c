@@ -20,17 +20,21 @@
 bool verbose;
 
 /* Tests hold a command at a phase boundary, to kill it there or to act
- * meanwhile: CLAT_TEST_STALL=<phase>[:<seconds>] (default 30 s). */
+ * meanwhile: CLAT_TEST_STALL=<phase>[:<seconds>][,<phase>[:<seconds>]...]
+ * (default 30 s). */
 void test_stall(const char *phase)
 {
 	const char *want = getenv("CLAT_TEST_STALL");
 	size_t n = strlen(phase);
 
-	if (want && !strncmp(want, phase, n) && (want[n] == '\0' || want[n] == ':')) {
+	for (; want && *want; want = strchr(want, ',') ? strchr(want, ',') + 1 : NULL) {
+		if (strncmp(want, phase, n) || (want[n] && want[n] != ':' && want[n] != ','))
+			continue;
 		unsigned int secs = want[n] == ':' ? (unsigned int)atoi(want + n + 1) : 30;
 
 		fprintf(stderr, "clat-load: stalled %us at %s (CLAT_TEST_STALL)\n", secs, phase);
 		sleep(secs);
+		return;
 	}
 }
 

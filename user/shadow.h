@@ -147,10 +147,14 @@ enum sync_mode {
 	SYNC_DIRTY,     /* only buckets marked dirty, clearing the marks */
 };
 
+/* Block GPAs and their sizes (len[i] is gpa[i]'s block size). */
 struct gpa_list {
 	uint64_t *gpa;
+	uint32_t *len;
 	size_t n, cap;
 };
+
+void gpa_list_free(struct gpa_list *l);
 
 /* An open write-back of fn's contexts into its guest memory.  The guest
  * tables are validated once, when it opens (the costly part: every context
@@ -170,7 +174,7 @@ struct shadow_writeback {
 
 int shadow_writeback_open(const struct clat_maps *m, uint32_t fn, struct shadow_writeback *wb);
 /* Counts the contexts written; blocks (may be NULL) collects the GPAs of
- * the guest blocks a SYNC_DIRTY round wrote. */
+ * the guest blocks the round wrote (consecutive repeats dropped). */
 int shadow_writeback_round(struct shadow_writeback *wb, enum sync_mode mode, uint64_t *written,
 			   uint64_t *bytes, struct gpa_list *blocks);
 void shadow_writeback_close(struct shadow_writeback *wb);

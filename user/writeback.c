@@ -157,20 +157,33 @@ static uint64_t settled_state(const struct clat_ctx *c)
 	return sw;
 }
 
-static int add_block(struct gpa_list *l, uint64_t gpa)
+void gpa_list_free(struct gpa_list *l)
+{
+	free(l->gpa);
+	free(l->len);
+	*l = (struct gpa_list){ 0 };
+}
+
+static int add_block(struct gpa_list *l, uint64_t gpa, uint32_t len)
 {
 	if (!l || (l->n && l->gpa[l->n - 1] == gpa))
 		return 0;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 256;
 		uint64_t *v = realloc(l->gpa, cap * sizeof(*v));
+		uint32_t *w;
 
 		if (!v)
 			return -ENOMEM;
 		l->gpa = v;
+		w = realloc(l->len, cap * sizeof(*w));
+		if (!w)
+			return -ENOMEM;
+		l->len = w;
 		l->cap = cap;
 	}
-	l->gpa[l->n++] = gpa;
+	l->gpa[l->n] = gpa;
+	l->len[l->n++] = len;
 	return 0;
 }
 
@@ -202,7 +215,7 @@ static int sync_bucket(const struct sync_arg *a, uint32_t j)
 		memcpy(dst, &a->sv->ctx[i], sizeof(*dst));
 		(*a->written)++;
 		*a->bytes += sizeof(*dst);
-		if (add_block(a->blocks, a->gt->block_gpa[b]))
+		if (add_block(a->blocks, a->gt->block_gpa[b], a->gt->e.block_size))
 			return -ENOMEM;
 	}
 	return 0;
@@ -358,7 +371,7 @@ int shadow_writeback_round(struct shadow_writeback *wb, enum sync_mode mode, uin
 
 		for (k = 0; !err && k < CLAT_MAX_SEGMENTS; k++) {
 			struct sync_arg a = { &wb->g, gt, &wb->v[i].seg[k], wb->v[i].td.seg[k].base,
-					      written, bytes, mode == SYNC_DIRTY ? blocks : NULL };
+					      written, bytes, blocks };
 
 			if (wb->v[i].live & (1U << k))
 				err = sync_seg(&wb->v[i].pool, mode, &a);
