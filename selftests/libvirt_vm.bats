@@ -67,6 +67,64 @@ fn_field() { # PF FN JQ
 	"$CLAT_LOAD" status "$1" --json | jq -r --argjson fn "$2" ".fns[] | select(.fn == \$fn) | $3"
 }
 
+# hook_for NAME PF: the project's qemu hook for instance NAME, with its
+# settings baked in (libvirtd gives a hook no environment of ours) and its
+# messages in $BATS_TEST_TMPDIR/hook-NAME.log.
+hook_for() {
+	local f=$BATS_TEST_TMPDIR/hook-$1.sh
+	cat >"$f" <<-EOF
+		#!/bin/bash
+		exec 2>>'$BATS_TEST_TMPDIR/hook-$1.log'
+		echo "hook: \$*" >&2
+		export CLAT_PF='$2' CLAT_LOAD='$CLAT_LOAD' CLAT_DEFAULTS=/nonexistent CLAT_HOOK_STATE='$BATS_TEST_TMPDIR/hookstate-$1'
+		exec '$ROOT/scripts/libvirt-qemu-hook' "\$@"
+	EOF
+	echo "$f"
+}
+
+# boot_with_tables: domain DOM on host A (instance a) runs, its guest built
+# its tables, the metadata names them and watch A attached them; 30 flows.
+# Sets RAM_A and BAT.
+boot_with_tables() {
+	lv_domain_xml a "$DOM" "$TAP_A" "$VM_MAC" "$NET.10/24" >"$BATS_TEST_TMPDIR/src.xml"
+	lv_virsh a create "$BATS_TEST_TMPDIR/src.xml" >/dev/null
+	lv_wait_ready a "$DOM"
+	RAM_A=$(lv_ram a "$DOM")
+	# The guest builds its tables in its own huge pages and publishes the
+	# BAT GPA.  (Long lines crawl over the guest's serial console under
+	# TCG: the JSON stays in the guest, the BAT GPA comes out alone.)
+	run lv_cmd a "$DOM" "clat-guest init --mem /dev/hugepages/clat --size 2M --type conn:ctx=128,block=4096,services=1000 --json >/tmp/i && sed -n 's/.*\"bat_gpa\":\([0-9]*\).*/bat=\1/p' /tmp/i"
+	assert_success
+	BAT=$(sed -n 's/^bat=\([0-9][0-9]*\)$/\1/p' <<<"$output")
+	[ -n "$BAT" ] && [ "$BAT" -gt 0 ]
+	BAT=$(printf '0x%x' "$BAT")
+	# The metadata names them: watch A attaches (a metadata-change event).
+	lv_virsh a metadata "$DOM" --uri "$XMLNS" --key clat --live \
+		--set "<guest mem='$RAM_A' bat-gpa='$BAT'/>" >/dev/null
+	wait_log "$BATS_TEST_TMPDIR/watch-a.log" "attach  fn 1 ($DOM): $RAM_A"
+	assert_equal "$(printf '0x%x' "$(fn_field "$PF_A" 1 .bat_gpa)")" "$BAT"
+	flows 30 20000
+	assert_equal "$("$CLAT_LOAD" ctx list "$PF_A" --fn 1 --json | jq '.contexts | length')" 30
+}
+
+# dest_xml RAM_B: host B's XML of the domain: its own tap, sockets, RAM file.
+dest_xml() {
+	lv_virsh a dumpxml --migratable "$DOM" |
+		sed -e "s|'$TAP_A'|'$TAP_B'|" -e "s|$(lv_dir a)/|$(lv_dir b)/|g" -e "s|$RAM_A|$1|" \
+			>"$BATS_TEST_TMPDIR/dst.xml"
+	grep -q "'$TAP_B'" "$BATS_TEST_TMPDIR/dst.xml"
+	grep -q "mem=.$1" "$BATS_TEST_TMPDIR/dst.xml"
+}
+
+watch_both() {
+	bg "$BATS_TEST_TMPDIR/watch-a.log" "$CLAT_LOAD" libvirt watch "$PF_A" --connect "$(lv_uri a)" \
+		--interval 0 --resync-ms 0
+	bg "$BATS_TEST_TMPDIR/watch-b.log" "$CLAT_LOAD" libvirt watch "$PF_B" --connect "$(lv_uri b)" \
+		--interval 0 --resync-ms 0
+	wait_log "$BATS_TEST_TMPDIR/watch-a.log" "reconcile $PF_A"
+	wait_log "$BATS_TEST_TMPDIR/watch-b.log" "reconcile $PF_B"
+}
+
 wait_log() { # LOG TEXT [SECONDS]
 	local i
 	for ((i = 0; i < ${3:-30} * 10; i++)); do
@@ -79,34 +137,13 @@ wait_log() { # LOG TEXT [SECONDS]
 }
 
 @test "libvirt migrate moves a TCG domain between two libvirtds with its contexts; watch on both sides stays consistent" {
-	local bat ram_a ram_b log_a=$BATS_TEST_TMPDIR/watch-a.log log_b=$BATS_TEST_TMPDIR/watch-b.log
-	local before after out live
-	lv_start a
-	lv_start b
-	lv_domain_xml a "$DOM" "$TAP_A" "$VM_MAC" "$NET.10/24" >"$BATS_TEST_TMPDIR/src.xml"
-	bg "$log_a" "$CLAT_LOAD" libvirt watch "$PF_A" --connect "$(lv_uri a)" --interval 0 --resync-ms 0
-	bg "$log_b" "$CLAT_LOAD" libvirt watch "$PF_B" --connect "$(lv_uri b)" --interval 0 --resync-ms 0
-	wait_log "$log_a" "reconcile $PF_A"
-	wait_log "$log_b" "reconcile $PF_B"
-	lv_virsh a create "$BATS_TEST_TMPDIR/src.xml" >/dev/null
-	lv_wait_ready a "$DOM"
-	ram_a=$(lv_ram a "$DOM")
-
-	# The guest builds its tables in its own (huge) pages and publishes the
-	# BAT GPA; the domain's metadata names it, and the watch attaches.
-	# (Long lines crawl over the guest's serial console under TCG: the JSON
-	# stays in the guest, the BAT GPA comes out alone.)
-	run lv_cmd a "$DOM" "clat-guest init --mem /dev/hugepages/clat --size 2M --type conn:ctx=128,block=4096,services=1000 --json >/tmp/i && sed -n 's/.*\"bat_gpa\":\([0-9]*\).*/bat=\1/p' /tmp/i"
-	assert_success
-	bat=$(sed -n 's/^bat=\([0-9][0-9]*\)$/\1/p' <<<"$output")
-	[ -n "$bat" ] && [ "$bat" -gt 0 ]
-	bat=$(printf '0x%x' "$bat")
-	lv_virsh a metadata "$DOM" --uri "$XMLNS" --key clat --live \
-		--set "<guest mem='$ram_a' bat-gpa='$bat'/>" >/dev/null
-	wait_log "$log_a" "attach  fn 1 ($DOM): $ram_a"
-	assert_equal "$(printf '0x%x' "$(fn_field "$PF_A" 1 .bat_gpa)")" "$bat"
-	flows 30 20000
-	assert_equal "$("$CLAT_LOAD" ctx list "$PF_A" --fn 1 --json | jq '.contexts | length')" 30
+	local ram_b log_a=$BATS_TEST_TMPDIR/watch-a.log log_b=$BATS_TEST_TMPDIR/watch-b.log
+	local out live
+	# The qemu hook on both hosts too: it must leave the migration alone.
+	lv_start a "$(hook_for a "$PF_A")"
+	lv_start b "$(hook_for b "$PF_B")"
+	watch_both
+	boot_with_tables
 
 	# Host B: the domain's XML with its own tap, sockets and RAM file (the
 	# first domain of a fresh libvirtd is id 1), and the device-state
@@ -114,11 +151,7 @@ wait_log() { # LOG TEXT [SECONDS]
 	ram_b=$(lv_shm b)/libvirt/qemu/1-$DOM/pc.ram
 	mkdir -p "${ram_b%/*}"
 	truncate -s 128M "$ram_b"
-	lv_virsh a dumpxml --migratable "$DOM" |
-		sed -e "s|'$TAP_A'|'$TAP_B'|; s|\"$TAP_A\"|\"$TAP_B\"|" -e "s|$(lv_dir a)/|$(lv_dir b)/|g" \
-			-e "s|$ram_a|$ram_b|" >"$BATS_TEST_TMPDIR/dst.xml"
-	grep -q "$TAP_B" "$BATS_TEST_TMPDIR/dst.xml"
-	grep -q "mem=.$ram_b" "$BATS_TEST_TMPDIR/dst.xml"
+	dest_xml "$ram_b"
 	"$CLAT_LOAD" migrate-in "$PF_B" --fn 1 --mac "$VM_MAC" --mem "$ram_b" --listen "unix:$SOCK" \
 		--json </dev/null >"$BATS_TEST_TMPDIR/in.json" 2>"$BATS_TEST_TMPDIR/in.log" 3>&- &
 	IN_PID=$!
@@ -158,7 +191,7 @@ wait_log() { # LOG TEXT [SECONDS]
 	assert_output running
 	run lv_virsh a list --all --name
 	refute_output --partial "$DOM"
-	assert_equal "$(printf '0x%x' "$(fn_field "$PF_B" 1 .bat_gpa)")" "$bat"
+	assert_equal "$(printf '0x%x' "$(fn_field "$PF_B" 1 .bat_gpa)")" "$BAT"
 	assert_equal "$(fn_field "$PF_B" 1 '.macs[0].mac')" "$VM_MAC"
 	assert_equal "$("$CLAT_LOAD" ctx list "$PF_B" --fn 1 --json | jq '.contexts | length')" "$live"
 	[ "$(ports "$PF_B" | jq '[.[] | select(. >= 20000 and . < 20030)] | length')" = 30 ]
@@ -181,6 +214,15 @@ wait_log() { # LOG TEXT [SECONDS]
 	run cat "$log_b"
 	assert_line --partial "watch: domain $DOM: STARTED_MIGRATED"
 	refute_line --regexp '^(attach|set-mac|detach)'
+	# The hook: A's stopped saw the orchestrator's lock, B's started saw the
+	# incoming marker; neither touched the fn.
+	run cat "$BATS_TEST_TMPDIR/hook-a.log"
+	assert_line "hook: $DOM stopped end -"
+	assert_line --partial "fn 1 is being migrated by an orchestrator; left alone"
+	refute_line --partial "detached"
+	run cat "$BATS_TEST_TMPDIR/hook-b.log"
+	assert_line "hook: $DOM migrate begin -"
+	assert_line --partial "its RAM is still arriving (incoming migration or restore); no tables, no MAC"
 	# Both agree with libvirt now: nothing to do.
 	run "$CLAT_LOAD" libvirt reconcile "$PF_B" --connect "$(lv_uri b)" --json
 	assert_success
@@ -188,4 +230,39 @@ wait_log() { # LOG TEXT [SECONDS]
 	run "$CLAT_LOAD" libvirt reconcile "$PF_A" --connect "$(lv_uri a)" --json
 	assert_success
 	assert_equal "$(jq -c .actions <<<"$output")" '[]'
+}
+
+@test "a libvirt migration without the orchestrator: A drops the tables without writing into RAM that left, B attaches only once the domain runs" {
+	local ram_b log_a=$BATS_TEST_TMPDIR/watch-a.log log_b=$BATS_TEST_TMPDIR/watch-b.log
+	lv_start a
+	lv_start b
+	watch_both
+	boot_with_tables
+	ram_b=$(lv_shm b)/libvirt/qemu/1-$DOM/pc.ram
+	dest_xml "$ram_b"
+	# Plain virsh, destination left paused (--suspend).
+	lv_virsh a migrate --live --suspend --xml "$BATS_TEST_TMPDIR/dst.xml" \
+		--migrateuri tcp://127.0.0.1 --listen-address 127.0.0.1 "$DOM" "$(lv_uri b)"
+	wait_log "$log_a" "its domain migrated away"
+	run cat "$log_a"
+	assert_line --partial "watch: domain $DOM: STOPPED_MIGRATED"
+	assert_line "detach  fn 1: $RAM_A BAT $BAT (its domain migrated away: its RAM has left, nothing written back)"
+	refute_line --regexp '^detach .*no running domain'
+	run fn_field "$PF_A" 1 .bat_gpa
+	assert_output 0
+	# B: paused, so nothing yet (its RAM is there now, but the guest has
+	# not run; libvirt's pause is the point where an orchestrator commits).
+	run lv_virsh b domstate "$DOM"
+	assert_output paused
+	run cat "$log_b"
+	assert_line --partial "domain $DOM: it is paused"
+	refute_line --regexp '^(attach|set-mac)'
+	assert_equal "$(fn_field "$PF_B" 1 .bat_gpa)" 0
+	lv_virsh b resume "$DOM" >/dev/null
+	wait_log "$log_b" "attach  fn 1 ($DOM): $ram_b BAT $BAT"
+	run cat "$log_b"
+	assert_line --regexp "^set-mac fn 1 \($DOM\): $VM_MAC"
+	assert_equal "$(printf '0x%x' "$(fn_field "$PF_B" 1 .bat_gpa)")" "$BAT"
+	# Without the device channel the 30 contexts stayed behind: none on B.
+	assert_equal "$("$CLAT_LOAD" ctx list "$PF_B" --fn 1 --json | jq '.contexts | length')" 0
 }
