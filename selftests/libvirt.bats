@@ -638,3 +638,57 @@ port_xml() {
 	run ls -A "$CLAT_HOOK_STATE"
 	assert_output ""
 }
+
+@test "libvirt migrate: bad input, a busy fn and a failed libvirt job leave the fn serving here; the destination discards" {
+	local uri sock=$BATS_TEST_TMPDIR/ch.sock memd=$BATS_TEST_TMPDIR/dst.mem lock=/run/clat/migrate-$PF-fn1.lock _
+	uri=$(node m vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	reconcile --connect "$uri" >/dev/null
+	flows "$VMMAC" 20 20000
+	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --channel "unix:$sock"
+	assert_failure 2
+	assert_output --partial "missing --pf"
+	run "$CLAT_LOAD" libvirt migrate nosuch "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
+	assert_failure 1
+	assert_output --partial "failed to find domain nosuch"
+	# Nobody listens on the channel: nothing starts, fn 1 serves on.
+	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
+	assert_failure 1
+	assert_output --partial "failed to start the device migration of fn 1 on $PF"
+	assert_equal "$(fn_field 1 .state)" active
+	# Another orchestrator holds fn 1.
+	mkdir -p /run/clat
+	bg "$BATS_TEST_TMPDIR/lock.log" flock -x "$lock" sleep 60
+	for _ in $(seq 50); do
+		[ "$("$CLAT_LOAD" libvirt hook-parse "$PF" <"${uri#test://}.dom" | jq .fns[0].migrating)" = true ] && break
+		sleep 0.1
+	done
+	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
+	assert_failure 1
+	assert_output --partial "failed to take the migration lock of fn 1 on $PF: another migration of it is running"
+	kill -- "-$BG_PID"
+	# The destination listens (fn 2 of the same PF plays host B); libvirt's
+	# job fails (the test driver cannot migrate): the device aborts, the
+	# destination discards everything, fn 1 serves here with its contexts.
+	cp "$MEM1" "$memd"
+	"$CLAT_LOAD" migrate-in "$PF" --fn 2 --mac "$VMMAC" --mem "$memd" --listen "unix:$sock" \
+		</dev/null >/dev/null 2>"$BATS_TEST_TMPDIR/in.log" 3>&- &
+	local in_pid=$! rc=0
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+	run --separate-stderr "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --pf "$PF" \
+		--channel "unix:$sock" --json
+	assert_failure 1
+	[[ "$stderr" == *"libvirt migration of vm1 failed"* ]]
+	[[ "$stderr" == *"fn serving again on this host"* ]]
+	assert_equal "$(jq .ok <<<"$output")" false
+	[ "$(jq .pre_copy.first.blocks <<<"$output")" -gt 0 ]
+	wait "$in_pid" || rc=$?
+	assert_equal "$rc" 1
+	run cat "$BATS_TEST_TMPDIR/in.log"
+	assert_output --partial "discarded"
+	assert_equal "$(fn_field 1 .state)" active
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	assert_equal "$(ctx_json 1 | jq '.contexts | length')" 20
+	assert_equal "$(fn_field 2 .bat_gpa)" 0
+	# Its lock went with it.
+	assert_equal "$("$CLAT_LOAD" libvirt hook-parse "$PF" <"${uri#test://}.dom" | jq .fns[0].migrating)" false
+}

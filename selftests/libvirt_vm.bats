@@ -171,6 +171,7 @@ wait_log() { # LOG TEXT [SECONDS]
 	echo "$stderr" >&2
 	assert_success
 	out=$output
+	echo "# libvirt migrate: $(jq -c . <<<"$out")" >&3
 	local rc=0
 	wait "$IN_PID" || rc=$?
 	IN_PID=
