@@ -206,29 +206,35 @@ lv_wait_ready() {
 	return 1
 }
 
-# lv_cmd INST DOM CMD: the connection stays open until QF-DONE arrives
-# (QEMU drops unread input when a client leaves).
+# lv_cmd INST DOM CMD: through the console socket, whose output is read and
+# drained (unread, QEMU stops taking the guest's output and it stalls);
+# the connection stays open until QF-DONE (QEMU drops unread input when a
+# client leaves).
 lv_cmd() {
-	local d log sock cmd=$3 off rc i
+	local d sock out cmd=$3 rc i
 	d=$(lv_dir "$1") || return 1
-	log=$d/$2-ser.log sock=$d/$2-ser.sock
-	off=$(stat -c %s "$log" 2>/dev/null || echo 0)
+	sock=$d/$2-ser.sock out=$d/$2-cmd.out
+	if [[ "$cmd" == *$'\n'* ]]; then
+		echo "lv_cmd: one line only" >&2
+		return 2
+	fi
+	: >"$out"
 	{
 		printf '%s\n' "$cmd"
 		for ((i = 0; i < LV_CMD_TIMEOUT * 20; i++)); do
-			tail -c +"$((off + 1))" "$log" | grep -qa '^QF-DONE' && break
+			grep -qa '^QF-DONE' "$out" && break
 			sleep 0.05
 		done
-	} | socat -u - "UNIX-CONNECT:$sock" || {
-		echo "lv_cmd $2: failed to connect to the console" >&2
+	} | socat - "UNIX-CONNECT:$sock" >"$out" || {
+		echo "lv_cmd $2: failed to talk to the console" >&2
 		return 1
 	}
-	rc=$(tail -c +"$((off + 1))" "$log" | tr -d '\r' | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
+	rc=$(tr -d '\r' <"$out" | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
 	if [ -z "$rc" ]; then
 		echo "lv_cmd $2: no QF-DONE within ${LV_CMD_TIMEOUT}s for: $cmd" >&2
 		return 1
 	fi
-	tail -c +"$((off + 1))" "$log" | tr -d '\r' | sed '/^QF-DONE [0-9]*$/,$d'
+	tr -d '\r' <"$out" | sed '/^QF-DONE [0-9]*$/,$d'
 	return "$rc"
 }
 
