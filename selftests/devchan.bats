@@ -13,6 +13,7 @@ setup() {
 	guest_init "$MEM_A" conn:ctx=256,block=4096,services=30000
 	in_host "$HOST_A" "$CLAT_LOAD" guest attach "$PF_A" --fn 1 --mem "$MEM_A" --bat-gpa "$BAT" 2>/dev/null
 	IN_PID=
+	CHAN=
 }
 
 teardown() {
@@ -23,16 +24,21 @@ teardown() {
 }
 
 # listen_bg MEM [ARGS...]: migrate-in --listen on host B fn 2 in the
-# background (stdout in.json, stderr in.log); returns once it listens.
+# background (stdout in.json, stderr in.log), on $CHAN (default the unix
+# socket $SOCK); returns once it listens.
 listen_bg() {
-	local mem=$1 _
+	local mem=$1 chan=${CHAN:-unix:$SOCK} _
 	shift
 	nsenter --net="/run/netns/$HOST_B" "$CLAT_LOAD" migrate-in "$PF_B" --fn 2 --mac "$VM_MAC" \
-		--mem "$mem" --listen "unix:$SOCK" --json "$@" \
+		--mem "$mem" --listen "$chan" --json "$@" \
 		</dev/null >"$BATS_TEST_TMPDIR/in.json" 2>"$BATS_TEST_TMPDIR/in.log" 3>&- &
 	IN_PID=$!
 	for _ in $(seq 100); do
-		[ -S "$SOCK" ] && return 0
+		if [ "${chan#unix:}" != "$chan" ]; then
+			[ -S "${chan#unix:}" ] && return 0
+		else
+			ip netns exec "$HOST_B" ss -ltnH "sport = :${chan##*:}" | grep -q . && return 0
+		fi
 		sleep 0.05
 	done
 	return 1
@@ -81,7 +87,7 @@ move_vm() {
 @test "the channel, not RAM, carries the contexts: RAM copied before the stop-copy and never again" {
 	spawn ip netns exec "$VM" socat -u TCP-LISTEN:7000,reuseaddr "CREATE:$BATS_TEST_TMPDIR/recv"
 	wait_listen "$VM" 7000
-	spawn bash -c "for i in \$(seq 200); do printf 'line %05d\n' \$i; sleep 0.04; done | ip netns exec $WIRE_NS socat -u - TCP:$VM_IP:7000,sourceport=44000"
+	spawn bash -c "for i in \$(seq 300); do printf 'line %05d\n' \$i; sleep 0.04; done | ip netns exec $WIRE_NS socat -u - TCP:$VM_IP:7000,sourceport=44000"
 	sleep 1.5
 	local before svc
 	before=$(ctx_on "$HOST_A" "$PF_A" 1 | jq '.contexts[] | select(.remote_port == 44000)')
@@ -92,7 +98,7 @@ move_vm() {
 	listen_bg "$MEM_B"
 	# Held after its pre-copy rounds (QEMU's bulk pass runs then) and again
 	# between STOPPED and COMMIT (the VM moves then).
-	CLAT_TEST_STALL=pre_copy:3,pre_commit:2 nsenter --net="/run/netns/$HOST_A" "$CLAT_LOAD" \
+	CLAT_TEST_STALL=pre_copy:5,pre_commit:3 nsenter --net="/run/netns/$HOST_A" "$CLAT_LOAD" \
 		migrate-out "$PF_A" --fn 1 --to "unix:$SOCK" --json \
 		</dev/null >"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/out.log" 3>&- &
 	local out_pid=$!
@@ -143,9 +149,9 @@ move_vm() {
 	echo "# downtime $(jq .downtime_ns <<<"$out") ns = stop_copy $(jq .stop_copy.ns <<<"$out") + commit $(jq .commit.ns <<<"$out") (B: $(jq -c .ns <<<"$in"))" >&3
 	# A let go; the stream went on through B, every line exactly once.
 	assert_equal "$(in_host "$HOST_A" "$CLAT_LOAD" status "$PF_A" --json | jq '[.fns[] | select(.fn == 1)] | length')" 0
-	for _ in $(seq 200); do [ "$(wc -l <"$BATS_TEST_TMPDIR/recv")" -ge 200 ] && break; sleep 0.1; done
-	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/recv")" 200
-	assert_equal "$(sort -u "$BATS_TEST_TMPDIR/recv" | wc -l)" 200
+	for _ in $(seq 300); do [ "$(wc -l <"$BATS_TEST_TMPDIR/recv")" -ge 300 ] && break; sleep 0.1; done
+	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/recv")" 300
+	assert_equal "$(sort -u "$BATS_TEST_TMPDIR/recv" | wc -l)" 300
 }
 
 # forge SCENARIO MEM [BAT]: a hostile stream into migrate-in --listen on MEM.
@@ -204,13 +210,20 @@ forge() {
 	assert_equal "$(in_host "$HOST_A" "$CLAT_LOAD" status "$PF_A" --json | jq -r '.fns[] | select(.fn == 1) | .state')" active
 }
 
-@test "migrate-out killed mid-stream: B discards everything, A resumes with --abort" {
+@test "migrate-out killed mid-stream (over TCP): B discards everything, A resumes with --abort" {
+	# A management link between the two hosts carries the channel.
+	ip link add "${TAG}ca" netns "$HOST_A" type veth peer name "${TAG}cb" netns "$HOST_B"
+	ip -n "$HOST_A" addr add 169.254.77.1/30 dev "${TAG}ca"
+	ip -n "$HOST_B" addr add 169.254.77.2/30 dev "${TAG}cb"
+	ip -n "$HOST_A" link set "${TAG}ca" up
+	ip -n "$HOST_B" link set "${TAG}cb" up
+	CHAN=tcp:169.254.77.2:7731
 	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9400,sourceport=9401" <<<"x"
 	truncate -s "$(stat -c %s "$MEM_A")" "$MEM_B"
 	listen_bg "$MEM_B"
 	# Held after its pause, its pre-copy rounds streamed: killed there.
 	stall_bg stop_copy:30 "$BATS_TEST_TMPDIR/out.log" nsenter --net="/run/netns/$HOST_A" \
-		"$CLAT_LOAD" migrate-out "$PF_A" --fn 1 --to "unix:$SOCK"
+		"$CLAT_LOAD" migrate-out "$PF_A" --fn 1 --to "$CHAN"
 	kill -9 "$STALL_PID"
 	wait "$STALL_PID" || true
 	STALL_PID=
@@ -232,6 +245,25 @@ forge() {
 	assert_success
 	ip netns exec "$WIRE_NS" socat -u - "UDP4-SENDTO:$VM_IP:9400,sourceport=9401" <<<"y"
 	assert_equal "$(ctx_on "$HOST_A" "$PF_A" 1 | jq '.contexts[] | select(.remote_port == 9401) | .packets_in')" 2
+}
+
+@test "migrate-in killed while holding blocks leaves nothing; a rerun listens on the same path" {
+	local small=$BATS_TEST_TMPDIR/small.mem
+	truncate -s 4M "$small"
+	listen_bg "$small"
+	spawn python3 "$ROOT/selftests/lib/dsforge.py" "$SOCK" hold 4194304 0x1000 "$VM_MAC"
+	for _ in $(seq 50); do
+		grep -q "waiting for the source" "$BATS_TEST_TMPDIR/in.log" && break
+		sleep 0.1
+	done
+	sleep 0.5 # HELLO and a block held
+	kill -9 "$IN_PID"
+	wait "$IN_PID" || true
+	IN_PID=
+	assert_b_clean
+	[ -S "$SOCK" ] # the killed listener's socket file is left behind
+	forge abort "$small"
+	assert_output --partial "the source sent ABORT"
 }
 
 @test "emulated migrate: the downtime is the sum of the phases it lists" {

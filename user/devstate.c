@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,10 +146,16 @@ static int chan_socket(const struct chan_addr *a)
 
 static void ch_init(struct devstate *ch, int fd, int wait_ms)
 {
+	struct timeval tv;
+
 	memset(ch, 0, sizeof(*ch));
 	ch->fd = fd;
 	ch->wait_ms = wait_ms > 0 ? wait_ms : DS_DEFAULT_WAIT_MS;
-	/* A peer that went away must fail a write, not kill the process. */
+	/* A peer that stops reading must fail a write in time, not hold a
+	 * paused source forever; one that went away must not kill us. */
+	tv.tv_sec = ch->wait_ms / 1000;
+	tv.tv_usec = (ch->wait_ms % 1000) * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	signal(SIGPIPE, SIG_IGN);
 }
 
@@ -172,10 +180,29 @@ int devstate_connect(struct devstate *ch, const char *chan, int wait_ms)
 	return 0;
 }
 
+/* A unix socket file nobody listens on (connect is refused): left by a
+ * listener that was killed. */
+static bool stale_unix(const struct chan_addr *a)
+{
+	struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+	struct stat st;
+	bool stale;
+	int fd;
+
+	if (lstat(un->sun_path, &st) || !S_ISSOCK(st.st_mode))
+		return false;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	stale = connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return stale;
+}
+
 int devstate_listen(const char *chan, int *lfd)
 {
 	struct chan_addr a;
-	int fd, err = parse_chan(chan, true, &a);
+	int fd, rc, err = parse_chan(chan, true, &a);
 
 	*lfd = -1;
 	if (err)
@@ -183,7 +210,18 @@ int devstate_listen(const char *chan, int *lfd)
 	fd = chan_socket(&a);
 	if (fd < 0)
 		return fd;
-	if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 || listen(fd, 1) < 0) {
+	rc = bind(fd, (struct sockaddr *)&a.ss, a.len);
+	if (rc < 0 && errno == EADDRINUSE && a.family == AF_UNIX && stale_unix(&a)) {
+		unlink(chan + 5); /* a killed listener's socket file: nobody answers on it */
+		rc = bind(fd, (struct sockaddr *)&a.ss, a.len);
+	}
+	if (rc < 0) {
+		err = -errno;
+		pr_err("failed to listen on channel %s: %s", chan, strerror(-err));
+		close(fd);
+		return err;
+	}
+	if (listen(fd, 1) < 0) {
 		err = -errno;
 		pr_err("failed to listen on channel %s: %s", chan, strerror(-err));
 		close(fd);
@@ -248,6 +286,8 @@ static int write_all(int fd, const void *buf, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -ETIMEDOUT; /* SO_SNDTIMEO: the peer stopped reading */
 		if (n <= 0)
 			return n < 0 ? -errno : -EIO;
 		p += n;

@@ -60,7 +60,9 @@ struct mig_src {
 };
 
 /* Opens fn on pf and, if chan is not NULL, connects to the destination
- * and sends HELLO.  The fn keeps serving. */
+ * and sends HELLO.  The fn keeps serving.  -ENOENT, with no message, when
+ * fn has no guest tables (s is open: mig_src_abort/close work).  s must
+ * be closed with mig_src_close whatever this returns. */
 int mig_src_begin(struct mig_src *s, const char *pf, const char *pin_dir, uint32_t fn,
 		  const char *chan);
 /* One pre-copy round while the fn serves: first = a full write-back
@@ -71,7 +73,8 @@ int mig_src_round(struct mig_src *s, bool first, struct mig_copy_stats *cs);
 int mig_src_stop(struct mig_src *s, struct mig_copy_stats *cs);
 /* COMMIT (the caller says guest RAM has reached the destination), then
  * waits for DONE.  r->status is the destination's verdict; the return
- * value is 0 only when the destination switched. */
+ * value is 0 only when the destination switched.  Without a channel: 0,
+ * nothing to do (the blocks are in the source's guest RAM). */
 int mig_src_commit(struct mig_src *s, struct mig_result *r);
 /* After DONE (or, without a channel, after the stop): the fn goes. */
 int mig_src_release(struct mig_src *s);

@@ -54,6 +54,8 @@ def scenario(name, mem_size, bat, mac, gpa):
                 frame(STOPPED, struct.pack("<IIQ", 1, 0, 1)), frame(COMMIT)]
     if name == "commit-early":
         return [h, frame(COMMIT)]
+    if name == "hold":  # a good start, then silence (the caller kills someone)
+        return [h, blocks(0, [(gpa, page)])]
     if name == "abort":
         return [h, blocks(0, [(gpa, page)]), frame(ABORT, b"operator said so")]
     raise SystemExit("unknown scenario " + name)
@@ -71,6 +73,9 @@ def main():
             s.sendall(f)
     except (BrokenPipeError, ConnectionResetError):
         sent_all = False  # the destination gave up on us: what we want
+    if name == "hold":
+        import time
+        time.sleep(60)
     s.shutdown(socket.SHUT_WR) if sent_all else None
     s.settimeout(20)
     data = b""
