@@ -68,6 +68,8 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_CHANNEL] = { "channel", "unix:PATH",
 			  "ask the guest agent (clat-guest agent) for the BAT GPA through QEMU's "
 			  "chardev socket of its virtserialport, instead of --bat-gpa" },
+	[OPT_CHANNEL_TIMEOUT] = { "channel-timeout", "MS",
+				  "how long to wait for the guest agent's answer (default 10000)" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -99,7 +101,7 @@ static const struct command commands[] = {
 	  "set a function's port policy, like 'ip link set PF vf N': port VLAN, spoof check, "
 	  "trust, link state, rate limit, extra MACs; changes nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
-	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_PIN_DIR, OPT_JSON },
+	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_CHANNEL_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
 	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },

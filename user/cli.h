@@ -54,6 +54,7 @@ enum opt_id {
 	OPT_DEL_MAC,
 	OPT_LISTEN,
 	OPT_CHANNEL,
+	OPT_CHANNEL_TIMEOUT,
 	OPT__MAX,
 };
 

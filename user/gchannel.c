@@ -115,7 +115,7 @@ int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generatio
 	bool have_bat = false, have_gen = false, have_nt = false, have_err = false, have_id = false;
 	char key[32], val[512], said[512] = "";
 	const char *p = skip_ws(line);
-	int ret;
+	int bad = 0;
 
 	if (idlen)
 		id[0] = '\0';
@@ -134,9 +134,10 @@ int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generatio
 			p = read_str(p, val, sizeof(val));
 			if (!p)
 				return perr(err, errlen, "bat_gpa is not a string");
-			ret = parse_hex_gpa(val, bat_gpa, err, errlen);
-			if (ret)
-				return ret;
+			/* A bad value is reported after the id is known: the
+			 * caller must tell its own bad answer from a stale one. */
+			if (!bad)
+				bad = parse_hex_gpa(val, bat_gpa, err, errlen);
 			have_bat = true;
 		} else if (!strcmp(key, "generation") && !have_gen) {
 			p = read_u32(p, generation);
@@ -167,6 +168,8 @@ int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generatio
 		return perr(err, errlen, "trailing bytes after the object");
 	if (have_err)
 		return perr(err, errlen, "the agent says: %s", said);
+	if (bad)
+		return bad;
 	if (!have_bat || !have_gen || !have_nt)
 		return perr(err, errlen, "the answer lacks bat_gpa, generation or ntypes");
 	if (*ntypes < 1 || *ntypes > CLAT_MAX_TYPES)
