@@ -65,6 +65,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_LISTEN] = { "listen", "ADDR:PORT",
 			 "serve GET /metrics over HTTP on ADDR:PORT (numeric; [::1]:PORT for IPv6) "
 			 "until SIGINT/SIGTERM, instead of printing once" },
+	[OPT_PORT] = { "port", "IFNAME",
+		       "move the function's port to this interface (e.g. a VM's new tap): clat_tx "
+		       "moves with it; alone, not with other vf set options" },
 	[OPT_CHANNEL] = { "channel", "unix:PATH",
 			  "ask the guest agent (clat-guest agent) for the BAT GPA through QEMU's "
 			  "chardev socket of its virtserialport, instead of --bat-gpa" },
@@ -97,9 +100,10 @@ static const struct command commands[] = {
 	  "remove a function: its MACs, its port and its representor's program" },
 	{ "vf set", cmd_vf_set, "<pf>", 1,
 	  { OPT_FN, OPT_VLAN, OPT_SPOOFCHK, OPT_TRUST, OPT_STATE, OPT_MAX_RATE, OPT_ADD_MAC,
-	    OPT_DEL_MAC, OPT_PIN_DIR, OPT_JSON },
+	    OPT_DEL_MAC, OPT_PORT, OPT_PIN_DIR, OPT_JSON },
 	  "set a function's port policy, like 'ip link set PF vf N': port VLAN, spoof check, "
-	  "trust, link state, rate limit, extra MACs; changes nothing on bad input" },
+	  "trust, link state, rate limit, extra MACs; or move its port (--port); changes "
+	  "nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
 	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_CHANNEL_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },

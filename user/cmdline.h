@@ -10,7 +10,7 @@
 
 #define CMD_MAX_ARGS 4
 #define CMD_MAX_OPTS 16     /* options of one command */
-#define CMD_MAX_OPT_IDS 48  /* option ids of one tool */
+#define CMD_MAX_OPT_IDS 64  /* option ids of one tool */
 #define CMD_MAX_REPEAT 4    /* values of the tool's repeatable option */
 
 struct opt_def {

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "common.h"
 #include "json.h"
+#include "port.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -377,6 +378,56 @@ static int rekey_macs(const struct clat_maps *m, uint32_t fn, const struct clat_
 	return 0;
 }
 
+/* vf set --port IFNAME: port_move, reported like the rest of vf set. */
+static int vf_set_port(const struct invocation *inv)
+{
+	static const int others[] = { OPT_VLAN, OPT_SPOOFCHK, OPT_TRUST, OPT_STATE,
+				      OPT_MAX_RATE, OPT_ADD_MAC, OPT_DEL_MAC };
+	const char *pf = inv->arg[0], *port = inv->opt[OPT_PORT];
+	struct clat_vct_entry e = {};
+	unsigned int ifindex;
+	char dir[PATH_MAX];
+	struct clat_maps m;
+	uint32_t fn;
+	int err;
+
+	for (size_t i = 0; i < ARRAY_SIZE(others); i++)
+		if (has_opt(inv, others[i])) {
+			pr_err("vf set: --port moves the port alone; set the policy in another call");
+			return -EUSAGE;
+		}
+	err = parse_fn(inv, &fn);
+	if (!err)
+		err = require_root();
+	if (!err)
+		err = resolve_ifindex(port, &ifindex);
+	if (!err)
+		err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
+	if (err)
+		return err;
+	bpf_map_lookup_elem(m.vct, &fn, &e);
+	err = port_move(&m, dir, fn, ifindex);
+	maps_close(&m);
+	if (err)
+		return err;
+	if (has_opt(inv, OPT_JSON)) {
+		struct json j;
+
+		json_init(&j, stdout);
+		json_obj_open(&j, NULL);
+		json_str(&j, "pf", pf);
+		json_u64(&j, "fn", fn);
+		json_str(&j, "port", port);
+		json_u64(&j, "ifindex", ifindex);
+		json_u64(&j, "old_ifindex", e.ifindex);
+		json_obj_close(&j);
+		json_end(&j);
+	} else {
+		pr_info("fn %u: port %s (ifindex %u), was ifindex %u", fn, port, ifindex, e.ifindex);
+	}
+	return 0;
+}
+
 int cmd_vf_set(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
@@ -391,6 +442,8 @@ int cmd_vf_set(const struct invocation *inv)
 	uint32_t fn;
 	int err, n;
 
+	if (has_opt(inv, OPT_PORT))
+		return vf_set_port(inv);
 	/* Bad input is refused before anything is opened. */
 	err = parse_fn(inv, &fn);
 	if (!err)

@@ -18,8 +18,9 @@
 static const char usage_text[] =
 	"Usage: vf-emu COMMAND ...\n"
 	"  vf-emu create <pf> --numvfs N [--wire-netns NS] [--wire-port NAME]\n"
-	"                     [--vm-netns-prefix P]\n"
-	"        build PF <pf> with N (1..64) VFs out of veth pairs and netns\n"
+	"                     [--vm-netns-prefix P] [--vm netns|tap]\n"
+	"        build PF <pf> with N (1..64) VFs out of veth pairs and netns; with\n"
+	"        --vm tap, VF i is a persistent tap <pf>r<i> that a VMM (QEMU) opens\n"
 	"  vf-emu list <pf> [--json]\n"
 	"        show the VFs of <pf> (MACs read live from the VM namespaces)\n"
 	"  vf-emu set <pf> vf <i> mac <MAC>\n"
@@ -28,8 +29,14 @@ static const char usage_text[] =
 	"        move VF <i>'s end (eth0) into an existing namespace: a VM moves in\n"
 	"  vf-emu release <pf> vf <i>\n"
 	"        move VF <i>'s end back into its own namespace <pf>-vm<i>\n"
+	"  vf-emu tap add <pf> vf <i> <name>\n"
+	"        a spare persistent tap <name> for VF <i> (e.g. for the destination\n"
+	"        VMM of a hand-over on this host); 'clat-load vf set --port' moves to it\n"
+	"  vf-emu tap del <pf> <name>\n"
+	"        remove a spare tap of <pf>\n"
 	"  vf-emu destroy <pf>\n"
-	"        remove everything create built; a no-op if <pf> does not exist\n"
+	"        remove everything create built, spare taps too; a no-op if <pf> does\n"
+	"        not exist\n"
 	"Defaults: wire netns <pf>-wire (created if missing), wire port <pf>,\n"
 	"VM netns <pf>-vm<i>.  Must run as root.  -h, --help: this text.\n";
 
@@ -70,6 +77,7 @@ static int cmd_create(int argc, char **argv)
 		{ "wire-netns", required_argument, NULL, 'w' },
 		{ "wire-port", required_argument, NULL, 'p' },
 		{ "vm-netns-prefix", required_argument, NULL, 'v' },
+		{ "vm", required_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vfemu_create_opts o = { 0 };
@@ -89,6 +97,11 @@ static int cmd_create(int argc, char **argv)
 			break;
 		case 'v':
 			o.vm_netns_prefix = optarg;
+			break;
+		case 'm':
+			if (strcmp(optarg, "tap") && strcmp(optarg, "netns"))
+				return usage_error("--vm must be netns or tap", optarg);
+			o.vm_tap = !strcmp(optarg, "tap");
 			break;
 		default:
 			return usage_error("invalid option to create", NULL);
@@ -137,7 +150,7 @@ static void list_json(const struct vfemu_pf *p)
 	json_str(p->host_dev);
 	printf(", \"mac\": ");
 	json_str(mac);
-	printf("}, \"vfs\": [");
+	printf("}, \"vm\": \"%s\", \"vfs\": [", p->vm_tap ? "tap" : "netns");
 	for (int i = 0; i < p->numvfs; i++) {
 		const struct vfemu_vf *v = &p->vfs[i];
 
@@ -150,6 +163,17 @@ static void list_json(const struct vfemu_pf *p)
 		json_str(v->netns);
 		printf(", \"pci\": ");
 		json_str(v->pci);
+		printf(", \"kind\": \"%s\"}", v->tap ? "tap" : "netns");
+	}
+	printf("], \"taps\": [");
+	for (int i = 0; i < p->ntaps; i++) {
+		const struct vfemu_tap *t = &p->taps[i];
+
+		vfemu_format_mac(t->mac, mac);
+		printf("%s{\"name\": ", i ? ", " : "");
+		json_str(t->name);
+		printf(", \"ifindex\": %d, \"vf\": %d, \"mac\": ", t->ifindex, t->vf);
+		json_str(mac);
 		putchar('}');
 	}
 	printf("]}\n");
@@ -159,14 +183,20 @@ static void list_table(const struct vfemu_pf *p)
 {
 	char mac[18];
 
-	printf("%-3s %-3s %-17s %-15s %-11s %-20s %s\n",
-	       "fn", "vf", "mac", "rep", "rep_ifindex", "netns", "pci");
+	printf("%-3s %-3s %-17s %-15s %-11s %-20s %-14s %s\n",
+	       "fn", "vf", "mac", "rep", "rep_ifindex", "netns", "pci", "kind");
 	for (int i = 0; i < p->numvfs; i++) {
 		const struct vfemu_vf *v = &p->vfs[i];
 
 		vfemu_format_mac(v->mac, mac);
-		printf("%-3d %-3d %-17s %-15s %-11d %-20s %s\n", v->fn, v->vf, mac,
-		       v->rep, v->rep_ifindex, v->netns[0] ? v->netns : "-", v->pci);
+		printf("%-3d %-3d %-17s %-15s %-11d %-20s %-14s %s\n", v->fn, v->vf, mac,
+		       v->rep, v->rep_ifindex, v->netns[0] ? v->netns : "-", v->pci,
+		       v->tap ? "tap" : "netns");
+	}
+	for (int i = 0; i < p->ntaps; i++) {
+		vfemu_format_mac(p->taps[i].mac, mac);
+		printf("spare tap %s (ifindex %d) for vf %d, mac %s\n", p->taps[i].name,
+		       p->taps[i].ifindex, p->taps[i].vf, mac);
 	}
 }
 
@@ -251,6 +281,28 @@ static int cmd_release(int argc, char **argv)
 	return cmd_move(argc, argv, false);
 }
 
+/* ---- tap add | tap del ------------------------------------------------ */
+
+/* tap add <pf> vf <i> <name> | tap del <pf> <name> */
+static int cmd_tap(int argc, char **argv)
+{
+	char **a;
+	int n, vf;
+
+	if (only_positionals(argc, argv))
+		return usage_error("invalid option to tap", NULL);
+	a = argv + optind;
+	n = argc - optind;
+	if (n == 5 && !strcmp(a[0], "add") && !strcmp(a[2], "vf")) {
+		if (parse_int(a[3], 0, VFEMU_MAX_VFS - 1, &vf))
+			return usage_error("VF index must be an integer in 0..63", a[3]);
+		return vfemu_tap_add(a[1], vf, a[4]) ? 1 : 0;
+	}
+	if (n == 3 && !strcmp(a[0], "del"))
+		return vfemu_tap_del(a[1], a[2]) ? 1 : 0;
+	return usage_error("usage: tap add <pf> vf <i> <name> | tap del <pf> <name>", NULL);
+}
+
 /* ---- destroy ---------------------------------------------------------- */
 
 static int cmd_destroy(int argc, char **argv)
@@ -300,6 +352,7 @@ int main(int argc, char **argv)
 		{ "set", cmd_set },
 		{ "assign", cmd_assign },
 		{ "release", cmd_release },
+		{ "tap", cmd_tap },
 		{ "destroy", cmd_destroy },
 	};
 

@@ -8,9 +8,12 @@
  * that goes into them is restricted to [A-Za-z0-9_.-].  Unknown keys are
  * ignored when parsing, so fields can be added later.
  *
- *   <pf>        "clat-emu pf wire_netns=<ns> wire_port=<if> vm_prefix=<p> numvfs=<N> own_wire=<0|1>"
+ *   <pf>        "clat-emu pf wire_netns=<ns> wire_port=<if> vm_prefix=<p> numvfs=<N> own_wire=<0|1> vm=<netns|tap>"
  *   <pf>hp      "clat-emu hostport pf=<pf>"
  *   <pf>r<i>    "clat-emu vf pf=<pf> vf=<i> netns=<ns> pci=<0000:bb:dd.f>"
+ *   <pf>r<i>    "clat-emu vf pf=<pf> vf=<i> kind=tap mac=<MAC> pci=<0000:bb:dd.f>" (--vm tap)
+ *   <spare>     "clat-emu tap pf=<pf> vf=<i> mac=<MAC>"                          (tap add)
+ * (a PF alias without vm= is from before taps: netns.)
  *
  * The PF alias is written last during create: it is the commit marker.
  */
@@ -18,6 +21,7 @@
 #include "vfemu.h"
 #include "netns.h"
 #include "nl.h"
+#include "tap.h"
 
 #include <bpf/bpf.h>
 #include <errno.h>
@@ -240,6 +244,7 @@ struct pf_state {
 	char vm_prefix[VFEMU_NETNS_MAX];
 	int numvfs;
 	int own_wire;
+	int vm_tap;
 };
 
 static int parse_pf_alias(const char *alias, struct pf_state *st)
@@ -252,6 +257,14 @@ static int parse_pf_alias(const char *alias, struct pf_state *st)
 	    alias_get_int(alias, "numvfs", 1, VFEMU_MAX_VFS, &st->numvfs) ||
 	    alias_get_int(alias, "own_wire", 0, 1, &st->own_wire))
 		return -EBADMSG;
+	char vm[8];
+	int ret = alias_get(alias, "vm", vm, sizeof(vm));
+
+	if (ret == -ENOENT)
+		strcpy(vm, "netns");
+	else if (ret || (strcmp(vm, "netns") && strcmp(vm, "tap")))
+		return -EBADMSG;
+	st->vm_tap = !strcmp(vm, "tap");
 	return 0;
 }
 
@@ -307,6 +320,7 @@ struct create {
 	char wire_port[IF_NAMESIZE];
 	char vm_prefix[VFEMU_NETNS_MAX];
 	int own_wire;
+	int vm_tap;
 	int prog_fd;
 	struct nl host;
 	struct errctx err;
@@ -399,7 +413,7 @@ static int check_free(struct create *c)
 	}
 	if (ret)
 		return ret;
-	for (int i = 0; i < c->numvfs; i++) {
+	for (int i = 0; !c->vm_tap && i < c->numvfs; i++) {
 		vm_ns_name(c->vm_prefix, i, name);
 		if (!strcmp(name, c->wire_netns))
 			return fail_reason(&c->err, -EINVAL, "same as the wire netns",
@@ -553,6 +567,26 @@ static int create_host_port(struct create *c)
 	return finish_link(c, &c->host, rep, NULL, alias, 0);
 }
 
+/* VF i of a --vm tap PF: a persistent tap <pf>r<i> for a VMM to open. */
+static int create_tap_vf(struct create *c, int i)
+{
+	char rep[IF_NAMESIZE], pci[16], alias[NL_ALIAS_MAX], macs[18];
+	uint8_t mac[6];
+	int ret;
+
+	rep_name(c->pf, i, rep);
+	vf_pci(c->pf, i, pci, sizeof(pci));
+	fn_mac(c->pf, i + 1, mac);
+	vfemu_format_mac(mac, macs);
+	ret = tap_create(rep);
+	if (ret)
+		return fail(&c->err, ret, "create tap %s", rep);
+	snprintf(c->links[c->nlinks++], IF_NAMESIZE, "%s", rep);
+	snprintf(alias, sizeof(alias), ALIAS_TAG " vf pf=%s vf=%d kind=tap mac=%s pci=%s", c->pf,
+		 i, macs, pci);
+	return finish_link(c, &c->host, rep, NULL, alias, 0);
+}
+
 static int create_vf(struct create *c, int i)
 {
 	char ns[VFEMU_NETNS_MAX], rep[IF_NAMESIZE], pci[16], alias[NL_ALIAS_MAX];
@@ -595,8 +629,9 @@ static int commit_pf(struct create *c)
 	char alias[NL_ALIAS_MAX];
 
 	snprintf(alias, sizeof(alias),
-		 ALIAS_TAG " pf wire_netns=%s wire_port=%s vm_prefix=%s numvfs=%d own_wire=%d",
-		 c->wire_netns, c->wire_port, c->vm_prefix, c->numvfs, c->own_wire);
+		 ALIAS_TAG " pf wire_netns=%s wire_port=%s vm_prefix=%s numvfs=%d own_wire=%d vm=%s",
+		 c->wire_netns, c->wire_port, c->vm_prefix, c->numvfs, c->own_wire,
+		 c->vm_tap ? "tap" : "netns");
 	return finish_link(c, &c->host, c->pf, NULL, alias, 0);
 }
 
@@ -623,7 +658,7 @@ static int do_create(struct create *c, const struct vfemu_create_opts *opts)
 	if (!ret)
 		ret = create_host_port(c);
 	for (int i = 0; !ret && i < c->numvfs; i++)
-		ret = create_vf(c, i);
+		ret = c->vm_tap ? create_tap_vf(c, i) : create_vf(c, i);
 	if (!ret)
 		ret = commit_pf(c);
 	if (ret)
@@ -642,6 +677,7 @@ int vfemu_create(const char *pf, int numvfs, const struct vfemu_create_opts *opt
 	}
 	c->pf = pf;
 	c->numvfs = numvfs;
+	c->vm_tap = opts && opts->vm_tap;
 	c->prog_fd = -1;
 	ret = do_create(c, opts);
 	if (c->prog_fd >= 0)
@@ -688,6 +724,18 @@ static int query_vf(struct nl *host, const char *pf, int i, struct vfemu_vf *v,
 	ret = nl_link_get(host, v->rep, &l);
 	if (ret)
 		return fail(e, ret, "find representor %s of VF %d", v->rep, i);
+	if (alias_is(l.alias, "vf") && !alias_get(l.alias, "kind", buf, sizeof(buf)) &&
+	    !strcmp(buf, "tap")) {
+		if (alias_get(l.alias, "pf", buf, sizeof(buf)) || strcmp(buf, pf) ||
+		    alias_get(l.alias, "mac", buf, sizeof(buf)) || vfemu_parse_mac(buf, v->mac))
+			return fail_reason(e, -EBADMSG, "missing or corrupt clat-emu alias",
+					   "parse state of %s", v->rep);
+		if (alias_get(l.alias, "pci", v->pci, sizeof(v->pci)))
+			vf_pci(pf, i, v->pci, sizeof(v->pci));
+		v->tap = 1;
+		v->rep_ifindex = l.ifindex;
+		return 0;
+	}
 	if (!alias_is(l.alias, "vf") || alias_get(l.alias, "pf", buf, sizeof(buf)) ||
 	    strcmp(buf, pf) || alias_get(l.alias, "netns", v->netns, sizeof(v->netns)))
 		return fail_reason(e, -EBADMSG, "missing or corrupt clat-emu alias",
@@ -717,6 +765,39 @@ static int query_host_port(struct nl *host, struct vfemu_pf *out, struct errctx 
 	return 0;
 }
 
+/* Spare taps of a PF: links whose alias is "clat-emu tap pf=<pf> ...". */
+struct spare_walk {
+	const char *pf;
+	struct vfemu_pf *out;
+};
+
+static int spare_of(const struct nl_link *l, const char *pf, struct vfemu_tap *t)
+{
+	char buf[24]; /* a PF name or a MAC */
+
+	if (!alias_is(l->alias, "tap") || alias_get(l->alias, "pf", buf, sizeof(buf)) ||
+	    strcmp(buf, pf))
+		return 0;
+	memset(t, 0, sizeof(*t));
+	snprintf(t->name, sizeof(t->name), "%s", l->name);
+	t->ifindex = l->ifindex;
+	if (alias_get_int(l->alias, "vf", 0, VFEMU_MAX_VFS - 1, &t->vf))
+		t->vf = -1;
+	if (alias_get(l->alias, "mac", buf, sizeof(buf)) || vfemu_parse_mac(buf, t->mac))
+		memset(t->mac, 0, 6);
+	return 1;
+}
+
+static int collect_spare(const struct nl_link *l, void *data)
+{
+	struct spare_walk *w = data;
+	struct vfemu_tap t;
+
+	if (spare_of(l, w->pf, &t) && w->out->ntaps < VFEMU_MAX_TAPS)
+		w->out->taps[w->out->ntaps++] = t;
+	return 0;
+}
+
 static int do_query(struct nl *host, const char *pf, struct vfemu_pf *out, struct errctx *e)
 {
 	struct nl_link l;
@@ -731,9 +812,17 @@ static int do_query(struct nl *host, const char *pf, struct vfemu_pf *out, struc
 	snprintf(out->wire_netns, sizeof(out->wire_netns), "%s", st.wire_netns);
 	snprintf(out->wire_port, sizeof(out->wire_port), "%s", st.wire_port);
 	out->numvfs = st.numvfs;
+	out->vm_tap = st.vm_tap;
 	ret = query_host_port(host, out, e);
 	for (int i = 0; !ret && i < st.numvfs; i++)
 		ret = query_vf(host, pf, i, &out->vfs[i], e);
+	if (!ret) {
+		struct spare_walk w = { .pf = pf, .out = out };
+
+		ret = nl_link_dump(host, collect_spare, &w);
+		if (ret)
+			fail(e, ret, "list the spare taps of %s", pf);
+	}
 	return ret;
 }
 
@@ -778,6 +867,16 @@ static int do_set_mac(struct nl *host, const char *pf, int vf, const uint8_t mac
 	ret = query_vf(host, pf, vf, &v, e);
 	if (ret)
 		return ret;
+	if (v.tap) {
+		/* The VMM gives the VM's NIC this MAC; the record is all we keep. */
+		char alias[NL_ALIAS_MAX], macs[18];
+
+		vfemu_format_mac(mac, macs);
+		snprintf(alias, sizeof(alias), ALIAS_TAG " vf pf=%s vf=%d kind=tap mac=%s pci=%s",
+			 pf, vf, macs, v.pci);
+		ret = nl_link_set_alias(host, v.rep_ifindex, alias);
+		return ret ? fail(e, ret, "record the MAC of VF %d", vf) : 0;
+	}
 	if (!v.netns[0])
 		return fail_reason(e, -ENODEV, "its VM netns is gone", "set MAC of VF %d", vf);
 	ret = nl_open(&vm, v.netns);
@@ -875,6 +974,41 @@ static int del_wire_ns(const struct pf_state *st, struct errctx *e)
 	return del_ns(st->wire_netns, e);
 }
 
+struct spare_list {
+	const char *pf;
+	int n;
+	char names[VFEMU_MAX_VFS * 4][IF_NAMESIZE];
+};
+
+static int list_spare(const struct nl_link *l, void *data)
+{
+	struct spare_list *sl = data;
+	struct vfemu_tap t;
+
+	if (spare_of(l, sl->pf, &t) && sl->n < (int)(sizeof(sl->names) / sizeof(sl->names[0])))
+		snprintf(sl->names[sl->n++], IF_NAMESIZE, "%s", t.name);
+	return 0;
+}
+
+/* Every spare tap of pf (collected first: deleting during a dump would
+ * disturb it). */
+static int del_spares(struct nl *host, const char *pf, struct errctx *e)
+{
+	struct spare_list *sl = calloc(1, sizeof(*sl));
+	int ret;
+
+	if (!sl)
+		return fail(e, -ENOMEM, "list the spare taps of %s", pf);
+	sl->pf = pf;
+	ret = nl_link_dump(host, list_spare, sl);
+	if (ret)
+		fail(e, ret, "list the spare taps of %s", pf);
+	for (int i = 0; !ret && i < sl->n; i++)
+		ret = del_link_if(host, sl->names[i], "tap", pf, e);
+	free(sl);
+	return ret;
+}
+
 static int do_destroy(struct nl *host, const char *pf, struct errctx *e)
 {
 	char name[VFEMU_NETNS_MAX];
@@ -898,11 +1032,15 @@ static int do_destroy(struct nl *host, const char *pf, struct errctx *e)
 		ret = del_link_if(host, name, "vf", pf, first ? &tmp : e);
 		if (ret && !first)
 			first = ret;
+		if (st.vm_tap)
+			continue; /* a tap PF made no VM namespaces: never delete one */
 		vm_ns_name(st.vm_prefix, i, name);
 		ret = del_ns(name, first ? &tmp : e);
 		if (ret && !first)
 			first = ret;
 	}
+	if (!first)
+		first = del_spares(host, pf, e);
 	if (first)
 		return first;
 	hostrep_name(pf, name);
@@ -980,6 +1118,9 @@ static int do_move(struct nl *host, const char *pf, int vf, const char *target,
 	ret = query_vf(host, pf, vf, &v, e);
 	if (ret)
 		return ret;
+	if (v.tap)
+		return fail_reason(e, -EOPNOTSUPP, "it is a tap that a VMM opens, not a netns end",
+				   "move VF %d of %s", vf, pf);
 	if (!v.netns[0])
 		return fail_reason(e, -ENODEV, "its namespace is gone", "move VF %d", vf);
 	if (!strcmp(v.netns, target))
@@ -1044,6 +1185,9 @@ static int move_vf(const char *pf, int vf, const char *target)
 		return report(&e, fail(&e, ret, "open rtnetlink socket"));
 	if (!target) {
 		ret = load_pf_err(&host, "release a VF of", pf, &l, &st, &e);
+		if (!ret && st.vm_tap)
+			ret = fail_reason(&e, -EOPNOTSUPP, "its VFs are taps that a VMM opens",
+					  "release a VF of %s", pf);
 		vm_ns_name(st.vm_prefix, vf, home);
 		target = home;
 	}
@@ -1061,4 +1205,95 @@ int vfemu_assign(const char *pf, int vf, const char *netns)
 int vfemu_release(const char *pf, int vf)
 {
 	return move_vf(pf, vf, NULL);
+}
+
+/* ---- spare taps ------------------------------------------------------- */
+
+static int do_tap_add(struct nl *host, const char *pf, int vf, const char *name,
+		      struct errctx *e)
+{
+	char alias[NL_ALIAS_MAX], macs[18];
+	struct nl_link l;
+	struct pf_state st;
+	struct vfemu_vf v;
+	int ret;
+
+	ret = load_pf_err(host, "add a tap to", pf, &l, &st, e);
+	if (ret)
+		return ret;
+	if (vf < 0 || vf >= st.numvfs)
+		return fail_reason(e, -EINVAL, "no such VF", "add a tap for VF %d of %s", vf, pf);
+	if (!valid_ifname(name, IF_NAMESIZE - 1))
+		return fail_reason(e, -EINVAL, "must be 1..15 characters of [A-Za-z0-9_.-]",
+				   "use tap name '%s'", name);
+	ret = query_vf(host, pf, vf, &v, e);
+	if (ret)
+		return ret;
+	ret = nl_link_get(host, name, &l);
+	if (ret == 0)
+		return fail_reason(e, -EEXIST, "interface already exists", "add tap %s", name);
+	if (ret != -ENODEV)
+		return fail(e, ret, "look up interface %s", name);
+	ret = tap_create(name);
+	if (ret)
+		return fail(e, ret, "create tap %s", name);
+	vfemu_format_mac(v.mac, macs);
+	snprintf(alias, sizeof(alias), ALIAS_TAG " tap pf=%s vf=%d mac=%s", pf, vf, macs);
+	ret = nl_link_get(host, name, &l);
+	if (!ret)
+		ret = nl_link_set_alias(host, l.ifindex, alias);
+	if (!ret)
+		ret = nl_link_set_up(host, l.ifindex);
+	if (ret) {
+		nl_link_del_name(host, name);
+		return fail(e, ret, "set up tap %s", name);
+	}
+	return 0;
+}
+
+int vfemu_tap_add(const char *pf, int vf, const char *name)
+{
+	struct errctx e = { 0 };
+	struct nl host;
+	int ret;
+
+	if (!valid_ifname(pf, VFEMU_MAX_PF_NAME))
+		return report(&e, fail_reason(&e, -ENODEV, "not a valid vf-emu PF name",
+					      "use '%s'", pf));
+	ret = nl_open(&host, NULL);
+	if (ret)
+		return report(&e, fail(&e, ret, "open rtnetlink socket"));
+	ret = do_tap_add(&host, pf, vf, name, &e);
+	nl_close(&host);
+	return report(&e, ret);
+}
+
+int vfemu_tap_del(const char *pf, const char *name)
+{
+	struct errctx e = { 0 };
+	struct vfemu_tap t;
+	struct nl_link l;
+	struct nl host;
+	int ret;
+
+	if (!valid_ifname(pf, VFEMU_MAX_PF_NAME) || !valid_ifname(name, IF_NAMESIZE - 1))
+		return report(&e, fail_reason(&e, -EINVAL, "not a valid interface name",
+					      "delete tap '%s' of '%s'", name, pf));
+	ret = nl_open(&host, NULL);
+	if (ret)
+		return report(&e, fail(&e, ret, "open rtnetlink socket"));
+	ret = nl_link_get(&host, name, &l);
+	if (ret == -ENODEV)
+		ret = 0; /* already gone */
+	else if (ret)
+		fail(&e, ret, "look up %s", name);
+	else if (!spare_of(&l, pf, &t))
+		ret = fail_reason(&e, -EPERM, "it is not a spare tap of that PF (no clat-emu tap alias)",
+				  "delete %s", name);
+	else if ((ret = nl_link_del(&host, l.ifindex)) && ret != -ENODEV)
+		fail(&e, ret, "delete tap %s", name);
+	else
+		ret = 0;
+	nl_close(&host);
+	return report(&e, ret);
 }

@@ -165,26 +165,28 @@ vm_pid() {
 }
 
 # vm_stop NAME: quit over QMP; SIGKILL (of this VM's recorded PID only) if
-# it has not gone within 5 s.  Removes its RAM file and state dir.
+# it has not gone within 5 s.  Removes its RAM file and state dir.  Safe
+# under bats's errexit: every step may fail (the VM may be gone already).
 vm_stop() {
 	local d pid i
 	d=$(_vm_dir "$1") || return 0
 	pid=$(cat "$d/pid" 2>/dev/null)
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		VM_QMP_TIMEOUT=3 vm_qmp "$1" '{"execute":"quit"}' >/dev/null 2>&1
+		VM_QMP_TIMEOUT=3 vm_qmp "$1" '{"execute":"quit"}' >/dev/null 2>&1 || true
 		for ((i = 0; i < 50; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		kill -9 "$pid" 2>/dev/null
+		kill -9 "$pid" 2>/dev/null || true
 		for ((i = 0; i < 50; i++)); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
 	fi
-	wait "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
 	rm -f "$(cat "$d/ram" 2>/dev/null)"
 	rm -rf "$d"
+	return 0
 }
 
 # vm_teardown_all: stops every VM started through vm_start in this test.
