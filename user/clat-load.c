@@ -89,6 +89,8 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 			      "the tables' BAT GPA comes from its HELLO" },
 	[OPT_WAIT] = { "wait", "SECONDS",
 		       "give up when the source is silent this long (default 60)" },
+	[OPT_CHANNEL_TIMEOUT] = { "channel-timeout", "MS",
+				  "how long to wait for the guest agent's answer (default 10000)" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -121,7 +123,7 @@ static const struct command commands[] = {
 	  "trust, link state, rate limit, extra MACs; or move its port (--port); changes "
 	  "nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
-	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_PIN_DIR, OPT_JSON },
+	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_CHANNEL_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
 	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },

@@ -63,6 +63,7 @@ enum opt_id {
 	OPT_TO,
 	OPT_CHAN_LISTEN,
 	OPT_WAIT,
+	OPT_CHANNEL_TIMEOUT,
 	OPT__MAX,
 };
 

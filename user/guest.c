@@ -234,7 +234,8 @@ out:
 
 int cmd_guest_attach(const struct invocation *inv)
 {
-	uint64_t bat_gpa;
+	uint32_t tmo = GUEST_CHANNEL_TIMEOUT_MS;
+	uint64_t bat_gpa = 0;
 	uint32_t fn;
 	int err;
 
@@ -251,11 +252,17 @@ int cmd_guest_attach(const struct invocation *inv)
 		pr_err("invalid --channel '%s': expected unix:PATH", inv->opt[OPT_CHANNEL]);
 		err = -EUSAGE;
 	}
+	if (!err && has_opt(inv, OPT_CHANNEL_TIMEOUT))
+		err = parse_u32(inv->opt[OPT_CHANNEL_TIMEOUT], "--channel-timeout", 600000, &tmo);
+	if (!err && has_opt(inv, OPT_CHANNEL_TIMEOUT) && !has_opt(inv, OPT_CHANNEL)) {
+		pr_err("guest attach: --channel-timeout needs --channel");
+		err = -EUSAGE;
+	}
 	if (err)
 		return err;
 	/* The guest says where its BAT is; attach validates it like any other. */
 	if (has_opt(inv, OPT_CHANNEL)) {
-		err = guest_channel_query(inv->opt[OPT_CHANNEL], &bat_gpa, GUEST_CHANNEL_TIMEOUT_MS);
+		err = guest_channel_query(inv->opt[OPT_CHANNEL], &bat_gpa, (int)tmo);
 		if (err)
 			return err;
 	}
