@@ -33,6 +33,7 @@ setup() {
 teardown() {
 	reap
 	rm -f /run/clat/migrate-"$PF"-fn*.lock
+	rmdir /run/clat 2>/dev/null || true # only if no one else's lock is in it
 	topo_destroy
 }
 

@@ -49,6 +49,7 @@ teardown() {
 	ip netns del "${WIRE_A:-}" 2>/dev/null || true
 	ip netns del "${WIRE_B:-}" 2>/dev/null || true
 	pins_sweep "${PF_A:-}" "${PF_B:-}"
+	rmdir /run/clat 2>/dev/null || true # only if no one else's lock is in it
 }
 
 # flows N FIRST_PORT: N UDP flows from the wire to the VM's MAC on host A.
