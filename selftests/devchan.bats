@@ -87,7 +87,7 @@ move_vm() {
 @test "the channel, not RAM, carries the contexts: RAM copied before the stop-copy and never again" {
 	spawn ip netns exec "$VM" socat -u TCP-LISTEN:7000,reuseaddr "CREATE:$BATS_TEST_TMPDIR/recv"
 	wait_listen "$VM" 7000
-	spawn bash -c "for i in \$(seq 200); do printf 'line %05d\n' \$i; sleep 0.04; done | ip netns exec $WIRE_NS socat -u - TCP:$VM_IP:7000,sourceport=44000"
+	spawn bash -c "for i in \$(seq 300); do printf 'line %05d\n' \$i; sleep 0.04; done | ip netns exec $WIRE_NS socat -u - TCP:$VM_IP:7000,sourceport=44000"
 	sleep 1.5
 	local before svc
 	before=$(ctx_on "$HOST_A" "$PF_A" 1 | jq '.contexts[] | select(.remote_port == 44000)')
@@ -98,7 +98,7 @@ move_vm() {
 	listen_bg "$MEM_B"
 	# Held after its pre-copy rounds (QEMU's bulk pass runs then) and again
 	# between STOPPED and COMMIT (the VM moves then).
-	CLAT_TEST_STALL=pre_copy:3,pre_commit:2 nsenter --net="/run/netns/$HOST_A" "$CLAT_LOAD" \
+	CLAT_TEST_STALL=pre_copy:5,pre_commit:3 nsenter --net="/run/netns/$HOST_A" "$CLAT_LOAD" \
 		migrate-out "$PF_A" --fn 1 --to "unix:$SOCK" --json \
 		</dev/null >"$BATS_TEST_TMPDIR/out.json" 2>"$BATS_TEST_TMPDIR/out.log" 3>&- &
 	local out_pid=$!
@@ -149,9 +149,9 @@ move_vm() {
 	echo "# downtime $(jq .downtime_ns <<<"$out") ns = stop_copy $(jq .stop_copy.ns <<<"$out") + commit $(jq .commit.ns <<<"$out") (B: $(jq -c .ns <<<"$in"))" >&3
 	# A let go; the stream went on through B, every line exactly once.
 	assert_equal "$(in_host "$HOST_A" "$CLAT_LOAD" status "$PF_A" --json | jq '[.fns[] | select(.fn == 1)] | length')" 0
-	for _ in $(seq 200); do [ "$(wc -l <"$BATS_TEST_TMPDIR/recv")" -ge 200 ] && break; sleep 0.1; done
-	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/recv")" 200
-	assert_equal "$(sort -u "$BATS_TEST_TMPDIR/recv" | wc -l)" 200
+	for _ in $(seq 300); do [ "$(wc -l <"$BATS_TEST_TMPDIR/recv")" -ge 300 ] && break; sleep 0.1; done
+	assert_equal "$(wc -l <"$BATS_TEST_TMPDIR/recv")" 300
+	assert_equal "$(sort -u "$BATS_TEST_TMPDIR/recv" | wc -l)" 300
 }
 
 # forge SCENARIO MEM [BAT]: a hostile stream into migrate-in --listen on MEM.

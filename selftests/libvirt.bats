@@ -26,10 +26,14 @@ setup() {
 	# A MAC that is not VF 0's own, so that setting it is visible.
 	VMMAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
 	PIN=/sys/fs/bpf/clat/$PF
+	# Incoming-domain markers of the hook: the test's own.
+	export CLAT_HOOK_STATE=$BATS_TEST_TMPDIR/hook
 }
 
 teardown() {
 	reap
+	rm -f /run/clat/migrate-"$PF"-fn*.lock
+	rmdir /run/clat 2>/dev/null || true # only if no one else's lock is in it
 	topo_destroy
 }
 
@@ -293,14 +297,21 @@ guests_bat() {
 	assert_equal "$(jq -c '[.domain, .mem, .bat_gpa]' <<<"$output")" \
 		"[\"vm1\",\"$MEM1\",\"$(printf '0x%x' "$BAT1")\"]"
 	assert_equal "$(jq -c '.fns' <<<"$output")" \
-		"[{\"fn\":1,\"mac\":\"$VMMAC\",\"vlan\":0,\"ifindex\":$(fn_field 1 .ifindex),\"tables\":\"none\"}]"
+		"[{\"fn\":1,\"mac\":\"$VMMAC\",\"vlan\":0,\"ifindex\":$(fn_field 1 .ifindex),\"tables\":\"none\",\"migrating\":false}]"
 
-	run "$HOOK" vm1 prepare begin - <"$xml"
+	# At prepare and start QEMU and its RAM do not exist yet: nothing happens.
+	for op in prepare start; do
+		run "$HOOK" vm1 "$op" begin - <"$xml"
+		assert_success
+		assert_output ""
+		assert_equal "$(fn_field 1 .bat_gpa)" 0
+	done
+	run "$HOOK" vm1 started begin - <"$xml"
 	assert_success
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
 	run "$HOOK" vm1 started begin - <"$xml"
 	assert_success
 	assert_output --partial "already has these guest tables attached; nothing to do"
-	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
 	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
 	[ "$(fn_field 1 .pool_contexts)" -gt 0 ]
 	run ctx_json 1
@@ -343,7 +354,7 @@ guests_bat() {
 	assert_output --partial "clat-hook: vm1 started begin: failed to read the domain XML"
 
 	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" 0x0 >"$xml"
-	run "$HOOK" vm1 prepare begin - <"$xml"
+	run "$HOOK" vm1 started begin - <"$xml"
 	assert_failure 1
 	assert_output --partial 'needs bat-gpa="0x..."'
 
@@ -403,11 +414,9 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 	[[ "$stderr" == *"<guest mem=...> holds a control character or whitespace (refused)"* ]]
 	[[ "$stderr" == *"domain vm1: refused"* ]]
 
-	for op in prepare started; do
-		run "$HOOK" vm1 "$op" begin - <"$xml"
-		assert_failure 1
-		assert_output --partial "failed to read the domain XML"
-	done
+	run "$HOOK" vm1 started begin - <"$xml"
+	assert_failure 1
+	assert_output --partial "failed to read the domain XML"
 	run "$HOOK" vm1 stopped end - <"$xml"
 	assert_failure 1
 	assert_equal "$(fn_field 2 '.macs[0].mac')" "$mac2"
@@ -465,7 +474,7 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
 	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml1"
 	domain_xml vm2 1 52:54:00:00:00:22 "${PCI[0]}" "$MEM2" "$BAT2" >"$xml2"
-	"$HOOK" vm1 prepare begin - <"$xml1"
+	"$HOOK" vm1 started begin - <"$xml1"
 	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
 	flows "$VMMAC" 20 20000
 	# vm1 breaks its BAT and its stop hook never ran (or failed).
@@ -479,7 +488,7 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 	assert_output --partial "fn 1 holds another guest's tables; left alone"
 	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
 	old=$(sum "$MEM1")
-	run "$HOOK" vm2 prepare begin - <"$xml2"
+	run "$HOOK" vm2 started begin - <"$xml2"
 	assert_success
 	assert_output --partial "fn 1 holds another guest's tables; dropping them first"
 	assert_output --partial "contexts were NOT written back to guest memory $MEM1"
@@ -489,4 +498,198 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 	run "$HOOK" vm2 release end - <"$xml2"
 	assert_success
 	assert_equal "$(fn_field 1 .bat_gpa)" 0
+}
+
+# port_xml NAME RUNSTATE MAC DEV MEM BAT: a domain whose NIC is an ethernet
+# interface on the tap (here: the port) DEV, as a VMM that opens a tap has it.
+port_xml() {
+	domain_xml "$1" "$2" "$3" "${PCI[0]}" "$5" "$6" |
+		sed "/<interface type='hostdev'/,/<\/interface>/c\      <interface type='ethernet'><mac address='$3'/><target dev='$4' managed='no'/><model type='virtio'/></interface>"
+}
+
+@test "reconcile: an ethernet interface on a fn's port (a tap a VMM opens) selects that fn" {
+	local file=$BATS_TEST_TMPDIR/port.xml
+	port_xml vm1 1 "$VMMAC" "${VM_REP[1]}" "$MEM1" "$BAT1" >"$file.dom"
+	grep -q "type='ethernet'" "$file.dom"
+	node_xml "$file" "$file.dom"
+	run --separate-stderr reconcile --connect "test://$file" --json
+	assert_success
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .port, .ok]]' <<<"$output")" \
+		"[[\"set-mac\",2,\"${VM_REP[1]}\",true],[\"attach\",2,\"${VM_REP[1]}\",true]]"
+	assert_equal "$(fn_field 2 .bat_gpa)" "$BAT1"
+	assert_equal "$(fn_field 2 '.macs[0].mac')" "$VMMAC"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	# The hook reads it the same way.
+	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$file.dom"
+	assert_success
+	assert_equal "$(jq -c '[.fns[] | [.fn, .tables, .migrating]]' <<<"$output")" '[[2,"same",false]]'
+	# A tap that is no fn's port is not ours.
+	port_xml vm1 1 "$VMMAC" lo "$MEM1" "$BAT1" >"$file.dom"
+	node_xml "$file" "$file.dom"
+	run --separate-stderr reconcile --connect "test://$file" --json
+	assert_success
+	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .reason]]' <<<"$output")" \
+		'[["detach",2,"no running domain uses it"]]'
+}
+
+@test "reconcile and watch: a paused domain gets no MAC and no tables until it runs; its RAM file may not exist yet" {
+	local uri file=$BATS_TEST_TMPDIR/node.xml arriving=$BATS_TEST_TMPDIR/arriving.mem mac1
+	mac1=$(fn_field 1 '.macs[0].mac')
+	# The destination of a migration before its RAM arrived: paused, file absent.
+	uri=$(node in vm1 3 "$VMMAC" "${PCI[0]}" "$arriving" "$BAT1")
+	run --separate-stderr reconcile --connect "$uri" --json
+	assert_success
+	assert_equal "$(jq -c '.actions' <<<"$output")" '[]'
+	[[ "$stderr" == *"domain vm1: it is paused; its functions are left alone until it runs"* ]]
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$mac1"
+
+	# Paused with its RAM in place: still nothing; resumed: MAC and tables.
+	domain_xml vm1 3 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$file.dom"
+	node_xml "$file" "$file.dom"
+	run reconcile --connect "test://$file"
+	assert_success
+	assert_line "reconcile $PF: 1 running domain, nothing to do"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+	run timeout 30 "$CLAT_LOAD" libvirt watch "$PF" --connect "test://$file" --interval 0 \
+		--resync-ms 0 --test-actions resume:vm1,suspend:vm1
+	assert_success
+	assert_line "watch: domain vm1: RESUMED_UNPAUSED"
+	assert_line --regexp "^set-mac fn 1 \(vm1\): $VMMAC"
+	assert_line --partial "attach  fn 1 (vm1): $MEM1"
+	# Paused again: the tables stay (no flush, no detach).
+	assert_line "watch: domain vm1: SUSPENDED_PAUSED"
+	assert_equal "$(grep -c '^detach' <<<"$output")" 0
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+}
+
+@test "reconcile, watch and the hook leave a fn alone while a migration orchestrator holds its lock" {
+	local uri gone xml=$BATS_TEST_TMPDIR/vm1.dom lock=/run/clat/migrate-$PF-fn1.lock _
+	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
+	uri=$(node before vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	gone=$(node gone none)
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml"
+	reconcile --connect "$uri" >/dev/null
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	# What 'clat-load libvirt migrate' holds from its first round to its release.
+	mkdir -p /run/clat
+	bg "$BATS_TEST_TMPDIR/lock.log" flock -x "$lock" sleep 60
+	for _ in $(seq 50); do
+		[ "$("$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml" | jq .fns[0].migrating)" = true ] && break
+		sleep 0.1
+	done
+	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml"
+	assert_equal "$(jq .fns[0].migrating <<<"$output")" true
+	# The domain stopped here (it migrated): neither a flush nor a detach.
+	run --separate-stderr reconcile --connect "$gone" --json
+	assert_success
+	[[ "$stderr" == *"fn 1 is being migrated by an orchestrator: left alone until it releases it"* ]]
+	assert_equal "$(jq -c '.actions' <<<"$output")" '[]'
+	run "$HOOK" vm1 stopped end - <"$xml"
+	assert_success
+	assert_output --partial "fn 1 is being migrated by an orchestrator; left alone"
+	run timeout 30 "$CLAT_LOAD" libvirt watch "$PF" --connect "$uri" --interval 0 --resync-ms 0 \
+		--test-actions destroy:vm1
+	assert_success
+	assert_line "watch: domain vm1: STOPPED_DESTROYED"
+	assert_equal "$(grep -c '^detach' <<<"$output")" 0
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	# The orchestrator is gone (even killed): the fn is an ordinary one again.
+	kill -- "-$BG_PID"
+	for _ in $(seq 50); do
+		[ "$("$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml" | jq .fns[0].migrating)" = false ] && break
+		sleep 0.1
+	done
+	run reconcile --connect "$gone"
+	assert_success
+	assert_line --partial "detach  fn 1: $MEM1"
+	assert_equal "$(fn_field 1 .bat_gpa)" 0
+}
+
+@test "hook: an incoming domain (migrate or restore) gets nothing at started; its next boot does" {
+	local xml=$BATS_TEST_TMPDIR/vm1.dom mac1 op
+	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml"
+	mac1=$(fn_field 1 '.macs[0].mac')
+	for op in migrate restore; do
+		run "$HOOK" vm1 "$op" begin - <"$xml"
+		assert_success
+		assert_output ""
+		[ -e "$CLAT_HOOK_STATE/vm1.incoming" ]
+		run "$HOOK" vm1 started begin - <"$xml"
+		assert_success
+		assert_output --partial "its RAM is still arriving (incoming migration or restore); no tables, no MAC"
+		assert_equal "$(fn_field 1 .bat_gpa)" 0
+		assert_equal "$(fn_field 1 '.macs[0].mac')" "$mac1"
+		# A failed incoming migration stops it; the marker goes with it.
+		run "$HOOK" vm1 stopped end - <"$xml"
+		assert_success
+		run "$HOOK" vm1 release end - <"$xml"
+		assert_success
+		[ ! -e "$CLAT_HOOK_STATE/vm1.incoming" ]
+	done
+	run "$HOOK" vm1 started begin - <"$xml"
+	assert_success
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
+	# A name that could leave the state directory is never used as a path.
+	run "$HOOK" ../vm1 migrate begin - <"$xml"
+	assert_success
+	run ls -A "$CLAT_HOOK_STATE"
+	assert_output ""
+}
+
+@test "libvirt migrate: bad input, a busy fn and a failed libvirt job leave the fn serving here; the destination discards" {
+	local uri sock=$BATS_TEST_TMPDIR/ch.sock memd=$BATS_TEST_TMPDIR/dst.mem lock=/run/clat/migrate-$PF-fn1.lock _
+	uri=$(node m vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")
+	reconcile --connect "$uri" >/dev/null
+	flows "$VMMAC" 20 20000
+	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --channel "unix:$sock"
+	assert_failure 2
+	assert_output --partial "missing --pf"
+	run "$CLAT_LOAD" libvirt migrate nosuch "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
+	assert_failure 1
+	assert_output --partial "failed to find domain nosuch"
+	# Nobody listens on the channel: nothing starts, fn 1 serves on.
+	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
+	assert_failure 1
+	assert_output --partial "failed to start the device migration of fn 1 on $PF"
+	assert_equal "$(fn_field 1 .state)" active
+	# Another orchestrator holds fn 1.
+	mkdir -p /run/clat
+	bg "$BATS_TEST_TMPDIR/lock.log" flock -x "$lock" sleep 60
+	for _ in $(seq 50); do
+		[ "$("$CLAT_LOAD" libvirt hook-parse "$PF" <"${uri#test://}.dom" | jq .fns[0].migrating)" = true ] && break
+		sleep 0.1
+	done
+	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
+	assert_failure 1
+	assert_output --partial "failed to take the migration lock of fn 1 on $PF: another migration of it is running"
+	kill -- "-$BG_PID"
+	# The destination listens (fn 2 of the same PF plays host B); libvirt's
+	# job fails (the test driver cannot migrate): the device aborts, the
+	# destination discards everything, fn 1 serves here with its contexts.
+	cp "$MEM1" "$memd"
+	"$CLAT_LOAD" migrate-in "$PF" --fn 2 --mac "$VMMAC" --mem "$memd" --listen "unix:$sock" \
+		</dev/null >/dev/null 2>"$BATS_TEST_TMPDIR/in.log" 3>&- &
+	local in_pid=$! rc=0
+	for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+	run --separate-stderr "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --pf "$PF" \
+		--channel "unix:$sock" --json
+	assert_failure 1
+	[[ "$stderr" == *"libvirt migration of vm1 failed"* ]]
+	[[ "$stderr" == *"fn serving again on this host"* ]]
+	assert_equal "$(jq .ok <<<"$output")" false
+	[ "$(jq .pre_copy.first.blocks <<<"$output")" -gt 0 ]
+	wait "$in_pid" || rc=$?
+	assert_equal "$rc" 1
+	run cat "$BATS_TEST_TMPDIR/in.log"
+	assert_output --partial "discarded"
+	assert_equal "$(fn_field 1 .state)" active
+	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
+	assert_equal "$(ctx_json 1 | jq '.contexts | length')" 20
+	assert_equal "$(fn_field 2 .bat_gpa)" 0
+	# Its lock went with it.
+	assert_equal "$("$CLAT_LOAD" libvirt hook-parse "$PF" <"${uri#test://}.dom" | jq .fns[0].migrating)" false
 }

@@ -56,6 +56,7 @@ teardown() {
 	sleep 0.3
 	# A sequence-numbered UDP stream at a fixed rate (every 10 ms) across the move.
 	spawn bash -c "for i in \$(seq 600); do printf '%05d\n' \$i; sleep 0.01; done | ip netns exec $WIRE_NS socat -u - UDP4-SENDTO:$VM_IP:9100,sourceport=9200"
+	local sender=${SPAWNED[-1]}
 	sleep 1
 	# Opened after the pre-copy rounds (held there 1 s), before the pause:
 	# only the final delta carries its block to B.
@@ -63,7 +64,10 @@ teardown() {
 	CLAT_TEST_STALL=pre_copy:1 run migrate
 	assert_success
 	[ "$(jq .switch.blocks_reloaded <<<"$output")" -ge 1 ]
-	sleep 7
+	# Count once the sender is done: on a loaded machine its 600 sends
+	# take longer than 6 s (fewer are then lost in the same downtime).
+	for _ in $(seq 400); do kill -0 "$sender" 2>/dev/null || break; sleep 0.1; done
+	sleep 0.5
 	local got first_missing last_seq
 	got=$(sort -u "$BATS_TEST_TMPDIR/udp" | wc -l)
 	echo "# UDP stream: $got of 600 datagrams arrived; $((600 - got)) lost in the switchover (10 ms apart)" >&3

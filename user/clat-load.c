@@ -85,6 +85,16 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 	[OPT_RECOVER] = { "recover", NULL,
 			  "after a killed migrate: finish it if the destination has the guest, "
 			  "else roll back, so that exactly one side serves" },
+	[OPT_PF] = { "pf", "PF", "the PF whose fn the domain uses on this host" },
+	[OPT_DEV_CHANNEL] = { "channel", "CHAN",
+			  "device-state channel of the destination's 'migrate-in --listen': "
+			  "unix:PATH or tcp:HOST:PORT" },
+	[OPT_DEST_XML] = { "dest-xml", "FILE",
+			   "domain XML for the destination (its own tap, sockets and clat metadata)" },
+	[OPT_MIGRATE_URI] = { "migrate-uri", "URI",
+			      "where QEMU sends the RAM, e.g. tcp://127.0.0.1:49152" },
+	[OPT_LISTEN_ADDRESS] = { "listen-address", "ADDR",
+				 "address the destination QEMU listens on for the RAM" },
 	[OPT_TO] = { "to", "CHAN",
 		     "stream the device state to the destination's migrate-in --listen "
 		     "(unix:PATH or tcp:HOST:PORT), COMMIT once stopped, wait for DONE" },
@@ -93,6 +103,8 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 			      "the tables' BAT GPA comes from its HELLO" },
 	[OPT_WAIT] = { "wait", "SECONDS",
 		       "give up when the source is silent this long (default 60)" },
+	[OPT_CHANNEL_TIMEOUT] = { "channel-timeout", "MS",
+				  "how long to wait for the guest agent's answer (default 10000)" },
 	[OPT_FORCE] = { "force", NULL,
 			"drop the shadow even if the write-back fails (warns: those contexts are "
 			"lost); for a fn that goes to another owner" },
@@ -125,7 +137,7 @@ static const struct command commands[] = {
 	  "trust, link state, rate limit, extra MACs; or move its port (--port); changes "
 	  "nothing on bad input" },
 	{ "guest attach", cmd_guest_attach, "<pf>", 1,
-	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_PIN_DIR, OPT_JSON },
+	  { OPT_FN, OPT_MEM, OPT_BAT_GPA, OPT_CHANNEL, OPT_CHANNEL_TIMEOUT, OPT_PIN_DIR, OPT_JSON },
 	  "validate a guest's BAT/CLAT tables and make its contexts live for fn" },
 	{ "guest sync", cmd_guest_sync, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "write fn's contexts back to their GPAs in guest memory (cache flush)" },
@@ -154,6 +166,13 @@ static const struct command commands[] = {
 	  "bat_gpa and per hostdev interface of pf its fn, mac, vlan, ifindex and the tables "
 	  "the fn holds (none/same/other); a domain with a control character or whitespace "
 	  "in a value is refused" },
+	{ "libvirt migrate", cmd_libvirt_migrate, "<domain> <dest-uri>", 2,
+	  { OPT_PF, OPT_FN, OPT_DEV_CHANNEL, OPT_DEST_XML, OPT_MIGRATE_URI, OPT_LISTEN_ADDRESS,
+	    OPT_CONNECT, OPT_PIN_DIR, OPT_JSON },
+	  "live-migrate a running domain with libvirt (destination paused until its device state "
+	  "is in), streaming fn's contexts to the destination's 'migrate-in --listen' during the "
+	  "RAM copy; the final delta and the commit after libvirt's job, then resume there; "
+	  "downtime by phase, with libvirt's own figures" },
 	{ "migrate-out", cmd_migrate_out, "<pf>", 1,
 	  { OPT_FN, OPT_TO, OPT_ROUNDS, OPT_DELTA, OPT_ABORT, OPT_PIN_DIR, OPT_JSON },
 	  "source side: pre-copy contexts to guest memory (and with --to over the device-state "

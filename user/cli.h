@@ -64,6 +64,12 @@ enum opt_id {
 	OPT_TO,
 	OPT_CHAN_LISTEN,
 	OPT_WAIT,
+	OPT_PF,
+	OPT_DEV_CHANNEL,
+	OPT_DEST_XML,
+	OPT_MIGRATE_URI,
+	OPT_LISTEN_ADDRESS,
+	OPT_CHANNEL_TIMEOUT,
 	OPT__MAX,
 };
 
@@ -110,6 +116,7 @@ int cmd_upgrade(const struct invocation *inv);
 int cmd_libvirt_reconcile(const struct invocation *inv);
 int cmd_libvirt_watch(const struct invocation *inv);
 int cmd_libvirt_hook_parse(const struct invocation *inv);
+int cmd_libvirt_migrate(const struct invocation *inv);
 
 /* guest attach/detach as functions (guest.c), for the CLI and libvirt.c.
  * They print errors; GUEST_F_QUIET drops the informational lines and
@@ -118,6 +125,8 @@ enum {
 	GUEST_F_JSON = 1 << 0,
 	GUEST_F_QUIET = 1 << 1,
 	GUEST_F_FORCE = 1 << 2, /* detach even if the write-back fails (warns) */
+	/* detach without writing back: the guest's RAM has left this host */
+	GUEST_F_NO_WRITEBACK = 1 << 3,
 };
 int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
 		    uint64_t bat_gpa, unsigned int flags);

@@ -142,17 +142,35 @@ static void answer_bat(const char *mem, char *out, size_t len)
 	gmem_close(&g);
 }
 
-/* {"req":"bat"}, whitespace outside the strings ignored. */
-static bool is_bat_request(const char *line)
+/* {"req":"bat"} or {"req":"bat","id":"ID"}, whitespace outside the strings
+ * ignored.  The id (1..32 of [0-9A-Za-z_-]) is echoed so that a host can
+ * tell its answer from a stale one.  Returns false for anything else. */
+static bool is_bat_request(const char *line, char *id, size_t idlen)
 {
+	static const char head[] = "{\"req\":\"bat\"", idkey[] = ",\"id\":\"";
 	char compact[REQ_MAX + 1];
-	size_t o = 0;
+	const char *p;
+	size_t o = 0, n;
 
 	for (; *line && o < REQ_MAX; line++)
 		if (*line != ' ' && *line != '\t' && *line != '\r')
 			compact[o++] = *line;
 	compact[o] = '\0';
-	return !strcmp(compact, "{\"req\":\"bat\"}");
+	id[0] = '\0';
+	if (strncmp(compact, head, sizeof(head) - 1))
+		return false;
+	p = compact + sizeof(head) - 1;
+	if (!strcmp(p, "}"))
+		return true;
+	if (strncmp(p, idkey, sizeof(idkey) - 1))
+		return false;
+	p += sizeof(idkey) - 1;
+	n = strspn(p, "0123456789abcdefABCDEFghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ_-");
+	if (!n || n > 32 || n >= idlen || strcmp(p + n, "\"}"))
+		return false;
+	memcpy(id, p, n);
+	id[n] = '\0';
+	return true;
 }
 
 /* Whole answer or nothing useful: a host that left gets nothing queued. */
@@ -170,24 +188,30 @@ static int send_answer(int fd, const char *s)
 		}
 		if (w < 0 && errno != EAGAIN && errno != EINTR)
 			return -errno;
+		/* The host left: its answer must not go to the next one. */
 		if (poll(&p, 1, WRITE_TIMEOUT_MS) <= 0)
 			return -ETIMEDOUT;
+		if (p.revents & (POLLHUP | POLLERR))
+			return -ENOTCONN;
 	}
 	return 0;
 }
 
 static void handle_line(int fd, const char *mem, const char *line)
 {
-	char out[1024];
+	char out[1024], id[40];
 	int err;
 
 	if (!line)
 		answer_error(out, sizeof(out), "request line too long");
 	else if (!*line)
 		return;
-	else if (is_bat_request(line))
+	else if (is_bat_request(line, id, sizeof(id))) {
 		answer_bat(mem, out, sizeof(out));
-	else
+		/* Echo the id inside the object: out ends in "}\n". */
+		if (id[0] && strlen(out) + strlen(id) + 10 < sizeof(out))
+			sprintf(out + strlen(out) - 2, ",\"id\":\"%s\"}\n", id);
+	} else
 		answer_error(out, sizeof(out), "unknown request: expected {\"req\":\"bat\"}");
 	err = send_answer(fd, out);
 	if (err)

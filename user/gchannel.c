@@ -23,7 +23,7 @@
 #include "common.h"
 
 #define LINE_MAX_LEN 1024
-static const char request[] = "{\"req\":\"bat\"}\n";
+#define MAX_STALE 8 /* answers for earlier clients skipped before giving up */
 
 __attribute__((format(printf, 3, 4)))
 static int perr(char *err, size_t len, const char *fmt, ...)
@@ -110,13 +110,15 @@ static int parse_hex_gpa(const char *s, uint64_t *gpa, char *err, size_t len)
 }
 
 int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generation,
-			uint32_t *ntypes, char *err, size_t errlen)
+			uint32_t *ntypes, char *id, size_t idlen, char *err, size_t errlen)
 {
-	bool have_bat = false, have_gen = false, have_nt = false, have_err = false;
+	bool have_bat = false, have_gen = false, have_nt = false, have_err = false, have_id = false;
 	char key[32], val[512], said[512] = "";
 	const char *p = skip_ws(line);
-	int ret;
+	int bad = 0;
 
+	if (idlen)
+		id[0] = '\0';
 	if (*p++ != '{')
 		return perr(err, errlen, "the answer is not a JSON object");
 	p = skip_ws(p);
@@ -132,9 +134,10 @@ int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generatio
 			p = read_str(p, val, sizeof(val));
 			if (!p)
 				return perr(err, errlen, "bat_gpa is not a string");
-			ret = parse_hex_gpa(val, bat_gpa, err, errlen);
-			if (ret)
-				return ret;
+			/* A bad value is reported after the id is known: the
+			 * caller must tell its own bad answer from a stale one. */
+			if (!bad)
+				bad = parse_hex_gpa(val, bat_gpa, err, errlen);
 			have_bat = true;
 		} else if (!strcmp(key, "generation") && !have_gen) {
 			p = read_u32(p, generation);
@@ -142,6 +145,9 @@ int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generatio
 		} else if (!strcmp(key, "ntypes") && !have_nt) {
 			p = read_u32(p, ntypes);
 			have_nt = true;
+		} else if (!strcmp(key, "id") && !have_id) {
+			p = read_str(p, id, idlen);
+			have_id = true;
 		} else if (!strcmp(key, "error") && !have_err) {
 			p = read_str(p, said, sizeof(said));
 			if (!p)
@@ -162,6 +168,8 @@ int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generatio
 		return perr(err, errlen, "trailing bytes after the object");
 	if (have_err)
 		return perr(err, errlen, "the agent says: %s", said);
+	if (bad)
+		return bad;
 	if (!have_bat || !have_gen || !have_nt)
 		return perr(err, errlen, "the answer lacks bat_gpa, generation or ntypes");
 	if (*ntypes < 1 || *ntypes > CLAT_MAX_TYPES)
@@ -206,15 +214,14 @@ static int chan_connect(const char *chan, char *err, size_t errlen)
 	return fd;
 }
 
-/* Sends the request and reads one line before the deadline. */
-static int chan_exchange(int fd, char *line, size_t len, int64_t deadline, char *err,
-			 size_t errlen)
+/* Sends req and reads up to one line (without its newline) before the
+ * deadline; *pending keeps what came after it. */
+static int chan_send(int fd, const char *req, int64_t deadline, char *err, size_t errlen)
 {
-	size_t sent = 0, n = 0;
+	size_t sent = 0, n = strlen(req);
 
-	while (sent < sizeof(request) - 1 || !memchr(line, '\n', n)) {
-		struct pollfd p = { .fd = fd,
-				    .events = sent < sizeof(request) - 1 ? POLLOUT : POLLIN };
+	while (sent < n) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
 		int64_t left = deadline - now_ms();
 		ssize_t r;
 
@@ -222,24 +229,47 @@ static int chan_exchange(int fd, char *line, size_t len, int64_t deadline, char 
 			snprintf(err, errlen, "timed out");
 			return -ETIMEDOUT;
 		}
-		if (p.events == POLLOUT) {
-			r = send(fd, request + sent, sizeof(request) - 1 - sent, MSG_NOSIGNAL);
-			if (r > 0)
-				sent += (size_t)r;
-		} else {
-			r = recv(fd, line + n, len - 1 - n, 0);
-			if (r == 0) {
-				snprintf(err, errlen, "the channel closed before an answer");
-				return -ECONNRESET;
-			}
-			if (r > 0) {
-				n += (size_t)r;
-				line[n] = '\0';
-				if (n == len - 1 && !memchr(line, '\n', n)) {
-					snprintf(err, errlen, "answer longer than %zu bytes", len - 1);
-					return -EPROTO;
-				}
-			}
+		r = send(fd, req + sent, n - sent, MSG_NOSIGNAL);
+		if (r > 0)
+			sent += (size_t)r;
+		else if (r < 0 && errno != EAGAIN && errno != EINTR) {
+			int e = -errno;
+
+			snprintf(err, errlen, "%s", strerror(-e));
+			return e;
+		}
+	}
+	return 0;
+}
+
+struct chan_buf {
+	char b[LINE_MAX_LEN + 1];
+	size_t n;
+};
+
+/* The next line into line (NUL-terminated, newline dropped). */
+static int chan_line(int fd, struct chan_buf *cb, char *line, int64_t deadline, char *err,
+		     size_t errlen)
+{
+	char *nl;
+
+	while (!(nl = memchr(cb->b, '\n', cb->n))) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		ssize_t r;
+
+		if (cb->n == LINE_MAX_LEN) {
+			snprintf(err, errlen, "answer longer than %d bytes", LINE_MAX_LEN);
+			return -EPROTO;
+		}
+		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+			snprintf(err, errlen, "timed out");
+			return -ETIMEDOUT;
+		}
+		r = recv(fd, cb->b + cb->n, LINE_MAX_LEN - cb->n, 0);
+		if (r == 0) {
+			snprintf(err, errlen, "the channel closed before an answer");
+			return -ECONNRESET;
 		}
 		if (r < 0 && errno != EAGAIN && errno != EINTR) {
 			int e = -errno;
@@ -247,28 +277,55 @@ static int chan_exchange(int fd, char *line, size_t len, int64_t deadline, char 
 			snprintf(err, errlen, "%s", strerror(-e));
 			return e;
 		}
+		if (r > 0)
+			cb->n += (size_t)r;
 	}
-	*(char *)memchr(line, '\n', n) = '\0';
+	*nl = '\0';
+	strcpy(line, cb->b);
+	cb->n -= (size_t)(nl + 1 - cb->b);
+	memmove(cb->b, nl + 1, cb->n);
 	return 0;
 }
 
 int guest_channel_query(const char *chan, uint64_t *bat_gpa, int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
-	char line[LINE_MAX_LEN + 1] = "", err[600];
+	char line[LINE_MAX_LEN + 1], err[600], req[80], want[24], id[40];
+	static struct chan_buf cb;
+	struct timespec ts;
 	uint32_t gen = 0, nt = 0;
-	int fd, ret;
+	int fd, ret, i;
 
+	/* An id of our own: an answer meant for an earlier client that left
+	 * (a timed-out attach) is told apart and skipped. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(want, sizeof(want), "%x-%lx", (unsigned int)getpid(), (long)ts.tv_nsec);
+	snprintf(req, sizeof(req), "{\"req\":\"bat\",\"id\":\"%s\"}\n", want);
+	cb.n = 0;
 	fd = chan_connect(chan, err, sizeof(err));
 	if (fd < 0) {
 		pr_err("failed to query the guest agent on %s: %s", chan, err);
 		return fd;
 	}
-	ret = chan_exchange(fd, line, sizeof(line), deadline, err, sizeof(err));
+	ret = chan_send(fd, req, deadline, err, sizeof(err));
+	for (i = 0; !ret; i++) {
+		id[0] = '\0';
+		ret = chan_line(fd, &cb, line, deadline, err, sizeof(err));
+		if (!ret)
+			ret = guest_channel_parse(line, bat_gpa, &gen, &nt, id, sizeof(id), err,
+						  sizeof(err));
+		/* Stale (another id, or none), good or bad alike: skip it. */
+		if ((!ret || ret == -EPROTO) && strcmp(id, want) && i < MAX_STALE) {
+			ret = 0;
+			continue;
+		}
+		if (!ret && strcmp(id, want)) {
+			snprintf(err, sizeof(err), "only answers to other requests");
+			ret = -EPROTO;
+		}
+		break;
+	}
 	close(fd);
-	/* The line may hold a stale answer's leftovers: only the first counts. */
-	if (!ret)
-		ret = guest_channel_parse(line, bat_gpa, &gen, &nt, err, sizeof(err));
 	if (ret) {
 		pr_err("failed to query the guest agent on %s: %s", chan, err);
 		return ret;

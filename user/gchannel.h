@@ -8,13 +8,14 @@
 
 /* Asks the guest agent behind chan ("unix:PATH": QEMU's chardev socket of
  * the virtserialport, QEMU listening) for the BAT GPA: connects, sends
- * {"req":"bat"}, reads one bounded line within timeout_ms and parses it
- * strictly.  -errno on failure, one message printed, e.g.
+ * {"req":"bat","id":"ID"}, reads bounded lines within timeout_ms, skips
+ * answers that do not echo ID (stale ones), and parses its own strictly.  -errno on failure, one message printed, e.g.
  * "failed to query the guest agent on unix:/x.sock: timed out". */
 int guest_channel_query(const char *chan, uint64_t *bat_gpa, int timeout_ms);
 
-/* The parser on its own (for tests): one answer line without its newline. */
+/* One answer line without its newline, parsed strictly; id gets the
+ * echoed request id ("" if none).  -EPROTO with a message in err. */
 int guest_channel_parse(const char *line, uint64_t *bat_gpa, uint32_t *generation,
-			uint32_t *ntypes, char *err, size_t errlen);
+			uint32_t *ntypes, char *id, size_t idlen, char *err, size_t errlen);
 
 #endif

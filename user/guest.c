@@ -234,7 +234,8 @@ out:
 
 int cmd_guest_attach(const struct invocation *inv)
 {
-	uint64_t bat_gpa;
+	uint32_t tmo = GUEST_CHANNEL_TIMEOUT_MS;
+	uint64_t bat_gpa = 0;
 	uint32_t fn;
 	int err;
 
@@ -251,11 +252,17 @@ int cmd_guest_attach(const struct invocation *inv)
 		pr_err("invalid --channel '%s': expected unix:PATH", inv->opt[OPT_CHANNEL]);
 		err = -EUSAGE;
 	}
+	if (!err && has_opt(inv, OPT_CHANNEL_TIMEOUT))
+		err = parse_u32(inv->opt[OPT_CHANNEL_TIMEOUT], "--channel-timeout", 600000, &tmo);
+	if (!err && has_opt(inv, OPT_CHANNEL_TIMEOUT) && !has_opt(inv, OPT_CHANNEL)) {
+		pr_err("guest attach: --channel-timeout needs --channel");
+		err = -EUSAGE;
+	}
 	if (err)
 		return err;
 	/* The guest says where its BAT is; attach validates it like any other. */
 	if (has_opt(inv, OPT_CHANNEL)) {
-		err = guest_channel_query(inv->opt[OPT_CHANNEL], &bat_gpa, GUEST_CHANNEL_TIMEOUT_MS);
+		err = guest_channel_query(inv->opt[OPT_CHANNEL], &bat_gpa, (int)tmo);
 		if (err)
 			return err;
 	}
@@ -387,7 +394,9 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	 * every context and the device's copy may be half gone: just finish. */
 	bpf_map_lookup_elem(m.vct, &fn, &v);
 	written = bytes = 0;
-	err = v.bat_gpa != gi.bat_gpa ? 0 : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
+	err = v.bat_gpa != gi.bat_gpa || (flags & GUEST_F_NO_WRITEBACK)
+		      ? 0
+		      : shadow_sync(&m, fn, SYNC_ALL, &written, &bytes, NULL);
 	/* Forced: the fn goes to another owner, and the old owner's broken or
 	 * replaced tables must not keep the new owner's flows. */
 	if (err && (flags & GUEST_F_FORCE)) {
@@ -399,7 +408,12 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	}
 	if (!err)
 		err = shadow_remove(&m, dir, fn);
-	if (!err)
+	if (!err && (flags & GUEST_F_NO_WRITEBACK))
+		print_sync(flags | GUEST_F_QUIET, fn, 0, 0, "");
+	if (!err && (flags & GUEST_F_NO_WRITEBACK) && !(flags & GUEST_F_QUIET))
+		pr_info("fn %u: detached without writing back: its guest's RAM has left this host",
+			fn);
+	else if (!err)
 		print_sync(flags, fn, written, bytes,
 			   forced ? "detached (forced), writing back" : "detached after writing back");
 	else

@@ -3,7 +3,9 @@
  * tables of a PF follow libvirt's running domains.
  *
  * The inventory is the domain XML: every <interface type='hostdev'> gives a
- * MAC (and an optional VLAN tag) and the VF's PCI address, and one element
+ * MAC (and an optional VLAN tag) and the VF's PCI address; an
+ * <interface type='ethernet'> whose <target dev=.../> is the port of a fn
+ * (a VF backed by a tap that QEMU opens) gives a MAC and that port.  One element
  * in the domain's <metadata>, in the namespace CLAT_XMLNS, names the guest
  * memory file and the BAT GPA:
  *
@@ -12,18 +14,27 @@
  *                 mem="/abs/path/vm.mem" bat-gpa="0x..."/>
  *   </metadata>
  *
- * The metadata travels with the domain when libvirt migrates it. */
+ * The metadata travels with the domain when libvirt migrates it.
+ *
+ * Only a running domain gets tables attached or its MAC set: a paused one
+ * may be the destination of a migration whose RAM has not arrived yet, or
+ * a source whose RAM is leaving.  A fn whose migration lock an orchestrator
+ * holds (miglock.h) is left alone, and the tables of a domain that left by
+ * migration are dropped without writing back: its RAM is gone. */
 #define _GNU_SOURCE /* pipe2 */
 #include "cli.h"
 #include "common.h"
 #include "gtables.h"
 #include "json.h"
+#include "libvirt.h"
+#include "miglock.h"
 #include "resync.h"
 #include "vfemu.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -51,13 +62,17 @@ enum meta_state {
 };
 
 struct lv_iface {
-	char pci[16]; /* "0000:bb:dd.f", as vf-emu and sysfs spell it */
+	char pci[16]; /* "0000:bb:dd.f", as vf-emu and sysfs spell it; "" for a port */
+	char dev[IF_NAMESIZE]; /* <interface type='ethernet'>: the port's name */
 	uint8_t mac[6];
 	uint16_t vlan;
 };
 
 struct lv_domain {
 	char name[256];
+	bool have_state;   /* from libvirt (not for a hook's XML) */
+	int state, reason; /* virDomainGetState */
+	bool departed;     /* shut off because it migrated away: its RAM has left */
 	enum meta_state meta;
 	bool mem_ok;       /* mem holds a clean absolute path (bat-gpa may still be bad) */
 	char mem[PATH_MAX];
@@ -141,7 +156,8 @@ static int parse_pci(const xmlNode *ifc, char pci[16])
 	return 0;
 }
 
-static int parse_iface(const struct lv_domain *d, const xmlNode *ifc, struct lv_iface *out)
+static int parse_iface(const struct lv_domain *d, const xmlNode *ifc, bool port,
+		       struct lv_iface *out)
 {
 	const xmlNode *vlan = child_elem(ifc, "vlan");
 	char mac[32];
@@ -149,21 +165,27 @@ static int parse_iface(const struct lv_domain *d, const xmlNode *ifc, struct lv_
 	int err;
 
 	memset(out, 0, sizeof(*out));
-	err = parse_pci(ifc, out->pci);
-	if (err) {
+	if (port) {
+		err = attr_get(child_elem(ifc, "target"), "dev", out->dev, sizeof(out->dev));
+		if (err == -E2BIG)
+			pr_err("domain %s: ethernet interface: <target dev=.../> is too long; skipped",
+			       d->name);
+		if (err)
+			return err == -ENOENT ? -ENOENT : -EINVAL;
+	} else if ((err = parse_pci(ifc, out->pci))) {
 		pr_err("domain %s: hostdev interface without a valid PCI <source><address type='pci' .../>; skipped",
 		       d->name);
 		return err;
 	}
 	if (attr_get(child_elem(ifc, "mac"), "address", mac, sizeof(mac)) ||
 	    parse_mac(mac, out->mac)) {
-		pr_err("domain %s: hostdev interface %s has no valid <mac address=.../>; skipped",
-		       d->name, out->pci);
+		pr_err("domain %s: interface %s has no valid <mac address=.../>; skipped",
+		       d->name, port ? out->dev : out->pci);
 		return -EINVAL;
 	}
 	if (vlan && attr_u64(child_elem(vlan, "tag"), "id", 4094, &vid)) {
-		pr_err("domain %s: hostdev interface %s: invalid <vlan><tag id=.../>; skipped",
-		       d->name, out->pci);
+		pr_err("domain %s: interface %s: invalid <vlan><tag id=.../>; skipped",
+		       d->name, port ? out->dev : out->pci);
 		return -EINVAL;
 	}
 	out->vlan = (uint16_t)vid;
@@ -212,18 +234,26 @@ static void parse_devices(const xmlNode *root, struct lv_domain *d)
 	char type[16];
 
 	for (n = devs ? devs->children : NULL; n; n = n->next) {
-		if (!is_elem(n, "interface") || attr_get(n, "type", type, sizeof(type)) ||
-		    strcmp(type, "hostdev"))
+		bool port;
+		int err;
+
+		if (!is_elem(n, "interface") || attr_get(n, "type", type, sizeof(type)))
 			continue;
+		if (strcmp(type, "hostdev") && strcmp(type, "ethernet"))
+			continue;
+		port = !strcmp(type, "ethernet");
 		if (d->nif == LV_MAX_IFACES) {
-			pr_err("domain %s: more than %d hostdev interfaces; the rest are ignored",
+			pr_err("domain %s: more than %d interfaces; the rest are ignored",
 			       d->name, LV_MAX_IFACES);
 			d->nerr++;
 			return;
 		}
-		if (parse_iface(d, n, &d->ifs[d->nif]))
+		err = parse_iface(d, n, port, &d->ifs[d->nif]);
+		/* An ethernet interface without a target yet (libvirt names it
+		 * at start) is on no fn's port. */
+		if (err && !(port && err == -ENOENT))
 			d->nerr++;
-		else
+		else if (!err)
 			d->nif++;
 	}
 }
@@ -271,7 +301,8 @@ static int lv_parse_domain(const char *xml, size_t len, struct lv_domain *d)
 /* ---- PCI address -> fn ------------------------------------------------ */
 
 struct fn_entry {
-	char pci[16];
+	char pci[16];          /* "" for a port known only by its name */
+	char dev[IF_NAMESIZE]; /* the fn's port (representor or tap); "" if unknown */
 	uint32_t fn;
 	unsigned int rep_ifindex; /* vf-emu only; 0 when unknown */
 };
@@ -332,8 +363,44 @@ static int fn_table_vfemu(const char *pf, struct fn_table *t)
 	return err;
 }
 
+/* The port names of the fns in use, from the pinned VCT when clat is
+ * attached: an <interface type='ethernet'> names its tap, and that tap is
+ * the port of one fn (vf-emu's --vm tap, or 'vf add --dev TAP'). */
+static void fn_table_ports(const char *pf, const char *pin_dir, struct fn_table *t)
+{
+	char dir[PATH_MAX], name[IF_NAMESIZE];
+	struct clat_maps m;
+	uint32_t fn;
+	int i;
+
+	for (i = 0; i < t->n; i++)
+		if (t->e[i].rep_ifindex && if_indextoname(t->e[i].rep_ifindex, name))
+			snprintf(t->e[i].dev, sizeof(t->e[i].dev), "%s", name);
+	if (geteuid() != 0 || pin_dir_for(pf, pin_dir, dir, sizeof(dir)) ||
+	    maps_open_pinned(dir, &m))
+		return;
+	for (fn = 1; fn < CLAT_MAX_FN && t->n < CLAT_MAX_FN; fn++) {
+		struct clat_vct_entry e = {};
+
+		if (bpf_map_lookup_elem(m.vct, &fn, &e) || e.state == CLAT_FN_FREE || !e.ifindex ||
+		    !if_indextoname(e.ifindex, name))
+			continue;
+		for (i = 0; i < t->n && t->e[i].fn != fn; i++)
+			;
+		if (i == t->n) {
+			memset(&t->e[i], 0, sizeof(t->e[i]));
+			t->e[i].fn = fn;
+			t->n++;
+		}
+		/* The live port wins over vf-emu's representor: a moved fn. */
+		snprintf(t->e[i].dev, sizeof(t->e[i].dev), "%s", name);
+		t->e[i].rep_ifindex = e.ifindex;
+	}
+	maps_close(&m);
+}
+
 /* A real NIC has a PCI device in sysfs; a vf-emu PF (a veth) has none. */
-static int fn_table_load(const char *pf, struct fn_table *t)
+static int fn_table_load(const char *pf, const char *pin_dir, struct fn_table *t)
 {
 	int err;
 
@@ -347,17 +414,25 @@ done:
 		pr_err("failed to map VF PCI addresses of %s: %s", pf,
 		       err == -ENODEV ? "neither an SR-IOV PF in sysfs nor a vf-emu PF"
 				      : strerror(-err));
+	else
+		fn_table_ports(pf, pin_dir, t);
 	return err;
 }
 
-static const struct fn_entry *fn_lookup(const struct fn_table *t, const char *pci)
+static const struct fn_entry *fn_lookup(const struct fn_table *t, const struct lv_iface *ifc)
 {
 	int i;
 
 	for (i = 0; i < t->n; i++)
-		if (!strcasecmp(t->e[i].pci, pci))
+		if (ifc->pci[0] ? !strcasecmp(t->e[i].pci, ifc->pci)
+				: t->e[i].dev[0] && !strcmp(t->e[i].dev, ifc->dev))
 			return &t->e[i];
 	return NULL;
+}
+
+static const char *iface_name(const struct lv_iface *ifc)
+{
+	return ifc->pci[0] ? ifc->pci : ifc->dev;
 }
 
 /* ---- libvirt connection ------------------------------------------------ */
@@ -369,14 +444,14 @@ static void lv_quiet(void *opaque, virErrorPtr err)
 	(void)err;
 }
 
-static const char *lv_errmsg(void)
+const char *lv_errmsg(void)
 {
 	const char *m = virGetLastErrorMessage();
 
 	return m ? m : "unknown libvirt error";
 }
 
-static virConnectPtr lv_open(const char *uri, bool rw)
+virConnectPtr lv_open(const char *uri, bool rw)
 {
 	virConnectPtr c;
 
@@ -403,32 +478,115 @@ static int lv_domain_load(virDomainPtr dom, struct lv_domain *d)
 	return err;
 }
 
-/* Every running (or paused) domain, parsed; *out is freed by the caller. */
-static int lv_list(virConnectPtr conn, struct lv_domain **out, int *n, int *nerr)
+/* Whether an inactive (persistent) domain is shut off because it migrated
+ * away; *departed is false for every other one, and for transient domains,
+ * which are gone altogether (the watch remembers those from their event). */
+static int lv_state(virDomainPtr dom, struct lv_domain *d, bool *skip)
+{
+	int active = virDomainIsActive(dom);
+
+	*skip = false;
+	if (virDomainGetState(dom, &d->state, &d->reason, 0) < 0 || active < 0)
+		return -EIO; /* it went away meanwhile */
+	d->have_state = true;
+	if (active)
+		return 0;
+	d->departed = d->state == VIR_DOMAIN_SHUTOFF && d->reason == VIR_DOMAIN_SHUTOFF_MIGRATED;
+	*skip = !d->departed;
+	return 0;
+}
+
+int lv_domain_fn(virDomainPtr dom, const char *pf, const char *pin_dir, uint32_t *fn)
+{
+	struct lv_domain *d = calloc(1, sizeof(*d));
+	struct fn_table *t = calloc(1, sizeof(*t));
+	const struct fn_entry *fe;
+	int err, i, n = 0;
+
+	err = d && t ? lv_domain_load(dom, d) : -ENOMEM;
+	if (!err)
+		err = fn_table_load(pf, pin_dir, t);
+	for (i = 0; !err && i < d->nif; i++) {
+		fe = fn_lookup(t, &d->ifs[i]);
+		if (!fe || !fe->fn)
+			continue;
+		if (n++ && fe->fn != *fn) {
+			pr_err("domain %s uses fns %u and %u of %s: name one with --fn", d->name,
+			       *fn, fe->fn, pf);
+			err = -EEXIST;
+		}
+		*fn = fe->fn;
+	}
+	if (!err && !n) {
+		pr_err("domain %s has no interface on a fn of %s (a hostdev VF, or an ethernet interface on a fn's port)",
+		       d->name, pf);
+		err = -ENOENT;
+	}
+	free(t);
+	free(d);
+	return err;
+}
+
+/* Every active domain (running or not), parsed, then those that migrated
+ * away (departed); *out is freed by the caller, *n counts the active ones. */
+static int lv_list(virConnectPtr conn, struct lv_domain **out, int *n, int *ngone, int *nerr)
 {
 	virDomainPtr *doms = NULL;
-	struct lv_domain *d = NULL;
-	int nd, i, k = 0;
+	struct lv_domain *d = NULL, tmp;
+	int nd, i, k = 0, g, nact = 0;
+	bool skip;
 
-	nd = virConnectListAllDomains(conn, &doms, VIR_CONNECT_LIST_DOMAINS_ACTIVE);
+	nd = virConnectListAllDomains(conn, &doms, 0);
 	if (nd < 0) {
 		pr_err("failed to list running domains: %s", lv_errmsg());
 		return -EIO;
 	}
 	d = calloc(nd ? nd : 1, sizeof(*d));
-	for (i = 0; i < nd; i++) {
-		if (d && lv_domain_load(doms[i], &d[k]) == 0)
-			*nerr += d[k++].nerr;
-		else
-			*nerr += 1;
-		virDomainFree(doms[i]);
+	/* Two passes keep the active ones first. */
+	for (g = 0; g < 2; g++) {
+		for (i = 0; i < nd && d; i++) {
+			memset(&tmp, 0, sizeof(tmp));
+			if (lv_state(doms[i], &tmp, &skip) || skip || tmp.departed != (g == 1))
+				continue;
+			if (lv_domain_load(doms[i], &d[k]) == 0) {
+				d[k].have_state = true;
+				d[k].state = tmp.state;
+				d[k].reason = tmp.reason;
+				d[k].departed = tmp.departed;
+				if (!g)
+					*nerr += d[k].nerr;
+				nact += !g;
+				k++;
+			} else if (!g) {
+				*nerr += 1;
+			}
+		}
 	}
+	for (i = 0; i < nd; i++)
+		virDomainFree(doms[i]);
 	free(doms);
 	if (!d)
 		return -ENOMEM;
 	*out = d;
-	*n = k;
+	*n = nact;
+	*ngone = k - nact;
 	return 0;
+}
+
+/* Why a domain's fns are left alone (no MAC, no attach, no detach), or NULL
+ * when it runs.  Its RAM may not have arrived (an incoming migration, a
+ * restore) or may be leaving (an outgoing migration's switchover). */
+static const char *held_reason(const struct lv_domain *d)
+{
+	if (!d->have_state || d->state == VIR_DOMAIN_RUNNING)
+		return NULL;
+	if (d->state != VIR_DOMAIN_PAUSED)
+		return "it is not running";
+	if (d->reason == VIR_DOMAIN_PAUSED_MIGRATION)
+		return "it is paused for a migration (its RAM is moving)";
+	if (d->reason == VIR_DOMAIN_PAUSED_STARTING_UP)
+		return "it is paused while starting up (an incoming migration's RAM has not arrived)";
+	return "it is paused";
 }
 
 /* ---- Reconcile --------------------------------------------------------- */
@@ -437,7 +595,9 @@ struct want {
 	const struct lv_domain *dom; /* NULL: no running domain uses the fn */
 	const struct lv_iface *ifc;
 	bool conflict;               /* two domains claim it: leave it alone */
-	bool paused;                 /* QUIESCED by a migration: leave it alone */
+	bool paused;                 /* QUIESCED by a migration, or its lock held: leave it alone */
+	bool held;                   /* its domain is not running: leave it alone */
+	bool departed;               /* its domain migrated away: drop, never write back */
 	bool skip_attach;
 	bool mem_known;              /* mem and id: the metadata's file, through gmem_intake */
 	char mem[PATH_MAX];
@@ -450,6 +610,7 @@ struct recon {
 	FILE *out;        /* text lines; NULL when j is set */
 	struct json *j;
 	int ndomains;
+	bool *left;       /* per fn, from the watch: its domain migrated away (or NULL) */
 	int changes;
 	int errors;
 	int first_err;
@@ -462,6 +623,25 @@ static void recon_fail(struct recon *r, int err)
 		r->first_err = err ? err : -EINVAL;
 }
 
+/* Fns of domains that migrated away, unless a running domain claims them. */
+static void mark_departed(struct recon *r, const struct lv_domain *gone, int ngone,
+			  const struct fn_table *t, struct want *w)
+{
+	const struct fn_entry *fe;
+	uint32_t fn;
+	int i, k;
+
+	for (i = 0; i < ngone; i++)
+		for (k = 0; k < gone[i].nif; k++) {
+			fe = fn_lookup(t, &gone[i].ifs[k]);
+			if (fe && fe->fn && fe->fn < CLAT_MAX_FN && !w[fe->fn].dom)
+				w[fe->fn].departed = true;
+		}
+	for (fn = 1; r->left && fn < CLAT_MAX_FN; fn++)
+		if (r->left[fn] && !w[fn].dom)
+			w[fn].departed = true;
+}
+
 static void build_wants(struct recon *r, const struct lv_domain *d, int nd,
 			const struct fn_table *t, struct want *w)
 {
@@ -469,30 +649,37 @@ static void build_wants(struct recon *r, const struct lv_domain *d, int nd,
 	int i, k;
 
 	for (i = 0; i < nd; i++) {
+		const char *held = held_reason(&d[i]);
+
+		if (held && d[i].nif)
+			pr_info("domain %s: %s; its functions are left alone until it runs",
+				d[i].name, held);
 		for (k = 0; k < d[i].nif; k++) {
 			const struct lv_iface *ifc = &d[i].ifs[k];
 			struct want *x;
 
-			fe = fn_lookup(t, ifc->pci);
+			fe = fn_lookup(t, ifc);
 			if (!fe || fe->fn == 0 || fe->fn >= CLAT_MAX_FN) {
 				if (verbose)
 					pr_info("domain %s: %s is not a VF of %s; ignored",
-						d[i].name, ifc->pci, r->pf);
+						d[i].name, iface_name(ifc), r->pf);
 				continue;
 			}
 			x = &w[fe->fn];
 			if (x->dom) {
 				pr_err("fn %u (%s) is claimed by domains %s and %s; leaving it alone",
-				       fe->fn, ifc->pci, x->dom->name, d[i].name);
+				       fe->fn, iface_name(ifc), x->dom->name, d[i].name);
 				x->conflict = true;
 				recon_fail(r, -EEXIST);
 				continue;
 			}
 			x->dom = &d[i];
 			x->ifc = ifc;
+			x->held = held != NULL;
 			/* The same intake as guest attach: no symlink is resolved,
-			 * no FIFO opened; the file is known by device and inode. */
-			if (d[i].mem_ok) {
+			 * no FIFO opened; the file is known by device and inode.
+			 * A held domain's file may not exist yet: not looked at. */
+			if (d[i].mem_ok && !x->held) {
 				x->mem_known = !gmem_intake(d[i].mem, x->mem, sizeof(x->mem),
 							    &x->id);
 				if (!x->mem_known) {
@@ -518,7 +705,7 @@ static void action_open(struct recon *r, const char *act, uint32_t fn, const str
 		if (w && w->dom)
 			json_str(r->j, "domain", w->dom->name);
 		if (w && w->ifc)
-			json_str(r->j, "pci", w->ifc->pci);
+			json_str(r->j, w->ifc->pci[0] ? "pci" : "port", iface_name(w->ifc));
 		return;
 	}
 	fprintf(r->out, "%-7s fn %u", act, fn);
@@ -563,8 +750,10 @@ static const char *detach_reason(const struct want *w, const struct clat_guest_i
 				 bool *force)
 {
 	*force = true;
-	if (w->conflict)
+	if (w->conflict || w->held)
 		return NULL;
+	if (!w->dom && w->departed)
+		return "its domain migrated away: its RAM has left, nothing written back";
 	if (!w->dom)
 		return "no running domain uses it";
 	if (w->dom->meta == META_NONE)
@@ -593,13 +782,21 @@ static void phase_detach(struct recon *r, const struct clat_maps *m, struct want
 		bool force;
 		int err;
 
-		if (w[fn].paused || bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa)
+		if (w[fn].paused)
 			continue;
+		if (bpf_map_lookup_elem(m->guests, &fn, &gi) || !gi.bat_gpa) {
+			if (r->left)
+				r->left[fn] = false; /* nothing left to drop */
+			continue;
+		}
 		why = detach_reason(&w[fn], &gi, &force);
 		if (!why)
 			continue;
+		/* Writing contexts into RAM that has left is never right: the
+		 * destination got them over the device channel, or not at all. */
 		err = guest_detach_fn(r->pf, r->pin_dir, fn,
-				      GUEST_F_QUIET | (force ? GUEST_F_FORCE : 0));
+				      GUEST_F_QUIET | (force ? GUEST_F_FORCE : 0) |
+					      (!w[fn].dom && w[fn].departed ? GUEST_F_NO_WRITEBACK : 0));
 		action_open(r, "detach", fn, &w[fn]);
 		report_tables(r, gi.mem_path, gi.bat_gpa);
 		if (r->j) {
@@ -629,12 +826,12 @@ static void phase_mac(struct recon *r, const struct clat_maps *m, struct want *w
 	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
 		struct clat_vct_entry e = {};
 
-		if (!w[fn].dom || w[fn].conflict || w[fn].paused)
+		if (!w[fn].dom || w[fn].conflict || w[fn].paused || w[fn].held)
 			continue;
 		bpf_map_lookup_elem(m->vct, &fn, &e);
 		if (e.state == CLAT_FN_FREE) {
 			pr_err("fn %u (%s, domain %s) is not in use on %s; add it with 'clat-load vf add' (or attach on vf-emu)",
-			       fn, w[fn].ifc->pci, w[fn].dom->name, r->pf);
+			       fn, iface_name(w[fn].ifc), w[fn].dom->name, r->pf);
 			recon_fail(r, -ENODEV);
 			w[fn].skip_attach = true;
 			continue;
@@ -670,7 +867,7 @@ static void phase_attach(struct recon *r, const struct clat_maps *m, struct want
 		struct clat_guest_info gi = {};
 		int err;
 
-		if (!w[fn].dom || w[fn].conflict || w[fn].paused || w[fn].skip_attach ||
+		if (!w[fn].dom || w[fn].conflict || w[fn].paused || w[fn].held || w[fn].skip_attach ||
 		    w[fn].dom->meta != META_OK || !w[fn].mem_known)
 			continue;
 		bpf_map_lookup_elem(m->guests, &fn, &gi);
@@ -686,14 +883,23 @@ static void phase_attach(struct recon *r, const struct clat_maps *m, struct want
 
 /* A fn that migrate-out paused is between its stop-copy and its release:
  * a MAC change would make it ACTIVE again and a detach would drop the
- * contexts it is writing back.  It is left alone until it resumes or goes. */
-static void mark_paused(const struct clat_maps *m, struct want *w)
+ * contexts it is writing back.  It is left alone until it resumes or goes.
+ * So is a fn whose migration lock an orchestrator holds: from its first
+ * device round to the source's release, the orchestrator owns the fn (the
+ * domain stops here while the device delta is still to be sent). */
+static void mark_paused(const struct recon *r, const struct clat_maps *m, struct want *w)
 {
 	uint32_t fn;
 
 	for (fn = 1; fn < CLAT_MAX_FN; fn++) {
 		struct clat_vct_entry e = {};
 
+		if (miglock_held(r->pf, fn)) {
+			w[fn].paused = true;
+			pr_info("fn %u is being migrated by an orchestrator: left alone until it releases it",
+				fn);
+			continue;
+		}
 		if (bpf_map_lookup_elem(m->vct, &fn, &e) || e.state != CLAT_FN_QUIESCED)
 			continue;
 		w[fn].paused = true;
@@ -712,7 +918,7 @@ static int reconcile_apply(struct recon *r, struct want *w)
 	err = open_attached(r->pf, r->pin_dir, dir, sizeof(dir), &m);
 	if (err)
 		return err;
-	mark_paused(&m, w);
+	mark_paused(r, &m, w);
 	phase_detach(r, &m, w);
 	phase_mac(r, &m, w);
 	phase_attach(r, &m, w);
@@ -735,29 +941,59 @@ static void recon_summary(const struct recon *r, FILE *out)
 
 /* One reconcile pass over conn.  Text lines go to out (NULL with as_json);
  * quiet_noop drops the summary line when nothing changed. */
-static int reconcile_once(virConnectPtr conn, const char *pf, const char *pin_dir, FILE *out,
-			  bool as_json, bool quiet_noop)
+/* What the watch remembers between passes: which domain each fn served,
+ * and which fns' domains migrated away (a transient domain that left is
+ * gone from libvirt's lists; only its STOPPED_MIGRATED event says so). */
+struct lv_track {
+	char owner[CLAT_MAX_FN][256];
+	bool left[CLAT_MAX_FN];
+};
+
+static void track_update(struct lv_track *tr, const struct want *w)
 {
-	struct recon r = { .pf = pf, .pin_dir = pin_dir, .out = out };
+	uint32_t fn;
+
+	for (fn = 1; tr && fn < CLAT_MAX_FN; fn++)
+		if (w[fn].dom && !w[fn].conflict) {
+			snprintf(tr->owner[fn], sizeof(tr->owner[fn]), "%s", w[fn].dom->name);
+			tr->left[fn] = false;
+		}
+}
+
+static void track_departed(struct lv_track *tr, const char *name)
+{
+	uint32_t fn;
+
+	for (fn = 1; tr && fn < CLAT_MAX_FN; fn++)
+		if (!strcmp(tr->owner[fn], name))
+			tr->left[fn] = true;
+}
+
+static int reconcile_once(virConnectPtr conn, const char *pf, const char *pin_dir, FILE *out,
+			  bool as_json, bool quiet_noop, struct lv_track *track)
+{
+	struct recon r = { .pf = pf, .pin_dir = pin_dir, .out = out,
+			   .left = track ? track->left : NULL };
 	struct lv_domain *d = NULL;
 	struct fn_table *t;
 	struct want *w;
 	struct json j;
-	int nd = 0, err;
+	int nd = 0, ngone = 0, err;
 
 	t = calloc(1, sizeof(*t));
 	w = calloc(CLAT_MAX_FN, sizeof(*w));
 	err = (t && w) ? 0 : -ENOMEM;
 	if (!err)
-		err = lv_list(conn, &d, &nd, &r.errors);
+		err = lv_list(conn, &d, &nd, &ngone, &r.errors);
 	if (!err)
-		err = fn_table_load(pf, t);
+		err = fn_table_load(pf, pin_dir, t);
 	if (err)
 		goto out;
 	if (r.errors)
 		r.first_err = -EINVAL;
 	r.ndomains = nd;
 	build_wants(&r, d, nd, t, w);
+	mark_departed(&r, d + nd, ngone, t, w);
 	if (as_json) {
 		r.j = &j;
 		json_init(&j, stdout);
@@ -767,6 +1003,8 @@ static int reconcile_once(virConnectPtr conn, const char *pf, const char *pin_di
 		json_arr_open(&j, "actions");
 	}
 	err = reconcile_apply(&r, w);
+	if (!err)
+		track_update(track, w);
 	if (as_json) {
 		json_arr_close(&j);
 		json_u64(&j, "changes", (uint64_t)r.changes);
@@ -798,7 +1036,7 @@ int cmd_libvirt_reconcile(const struct invocation *inv)
 	if (!conn)
 		return -EIO;
 	err = reconcile_once(conn, inv->arg[0], inv->opt[OPT_PIN_DIR], stdout,
-			     has_opt(inv, OPT_JSON), false);
+			     has_opt(inv, OPT_JSON), false, NULL);
 	virConnectClose(conn);
 	return err;
 }
@@ -881,6 +1119,8 @@ struct watch {
 	int status;
 	struct test_action *acts;
 	int nacts, next_act;
+	struct lv_track *track;
+	int meta_cb_id;
 	bool awaiting_event; /* a test action ran; reconcile after its event, then go on */
 };
 
@@ -918,7 +1158,7 @@ static void on_sigpipe(int watch_id, int fd, int events, void *opaque)
 
 static void watch_reconcile(struct watch *w, bool quiet_noop)
 {
-	int err = reconcile_once(w->conn, w->pf, w->pin_dir, stderr, false, quiet_noop);
+	int err = reconcile_once(w->conn, w->pf, w->pin_dir, stderr, false, quiet_noop, w->track);
 
 	/* Errors are logged and retried at the next event or tick; only a
 	 * scripted test run reports them in its exit status. */
@@ -981,8 +1221,23 @@ static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int det
 	event_name(event, detail, name, sizeof(name));
 	pr_info("watch: domain %s: %s%s%s", virDomainGetName(dom), name, note ? " - " : "",
 		note ? note : "");
+	if (event == VIR_DOMAIN_EVENT_STOPPED && detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
+		track_departed(w->track, virDomainGetName(dom));
 	arm(w->kick, 0);
 	return 0;
+}
+
+/* A guest publishes its BAT GPA at run time (virsh metadata --live). */
+static void metadata_cb(virConnectPtr conn, virDomainPtr dom, int type, const char *nsuri,
+			void *opaque)
+{
+	struct watch *w = opaque;
+
+	(void)conn;
+	if (type != VIR_DOMAIN_METADATA_ELEMENT || !nsuri || strcmp(nsuri, CLAT_XMLNS))
+		return;
+	pr_info("watch: domain %s: clat metadata changed", virDomainGetName(dom));
+	arm(w->kick, 0);
 }
 
 /* libvirtd went away: exit non-zero so that a service manager restarts us. */
@@ -1156,6 +1411,10 @@ static int watch_register(struct watch *w, uint32_t interval)
 		pr_err("failed to register for domain lifecycle events: %s", lv_errmsg());
 		return -EIO;
 	}
+	/* Optional: drivers without it still reconcile every interval. */
+	w->meta_cb_id = virConnectDomainEventRegisterAny(
+		w->conn, NULL, VIR_DOMAIN_EVENT_ID_METADATA_CHANGE,
+		VIR_DOMAIN_EVENT_CALLBACK(metadata_cb), w, NULL);
 	return 0;
 }
 
@@ -1179,6 +1438,8 @@ static void watch_unregister(struct watch *w)
 
 	if (w->cb_id >= 0)
 		virConnectDomainEventDeregisterAny(w->conn, w->cb_id);
+	if (w->meta_cb_id >= 0)
+		virConnectDomainEventDeregisterAny(w->conn, w->meta_cb_id);
 	if (w->close_cb)
 		virConnectUnregisterCloseCallback(w->conn, on_conn_close);
 	if (w->sig_watch >= 0)
@@ -1209,6 +1470,7 @@ static void set_signals(void (*handler)(int))
 int cmd_libvirt_watch(const struct invocation *inv)
 {
 	struct watch w = { .pf = inv->arg[0], .pin_dir = inv->opt[OPT_PIN_DIR], .cb_id = -1,
+			   .meta_cb_id = -1,
 			   .tick = -1, .kick = -1, .act_timer = -1, .guard = -1, .sig_watch = -1,
 			   .resync = -1,
 			   .sigpipe = { -1, -1 } };
@@ -1216,6 +1478,10 @@ int cmd_libvirt_watch(const struct invocation *inv)
 	int err;
 
 	err = watch_parse(inv, &w, &interval);
+	if (!err) {
+		w.track = calloc(1, sizeof(*w.track));
+		err = w.track ? 0 : -ENOMEM;
+	}
 	if (err)
 		goto out;
 	if (virEventRegisterDefaultImpl() < 0) {
@@ -1254,6 +1520,7 @@ int cmd_libvirt_watch(const struct invocation *inv)
 	if (!err)
 		err = w.status;
 out:
+	free(w.track);
 	free(w.acts);
 	return err;
 }
@@ -1341,10 +1608,10 @@ static void print_hook_record(const struct lv_domain *d, const struct fn_table *
 	json_str(&j, "bat_gpa", bat);
 	json_arr_open(&j, "fns");
 	for (i = 0; i < d->nif; i++) {
-		const struct fn_entry *fe = fn_lookup(t, d->ifs[i].pci);
+		const struct fn_entry *fe = fn_lookup(t, &d->ifs[i]);
 
 		if (!fe) {
-			pr_info("domain %s: %s is not a VF of %s; ignored", d->name, d->ifs[i].pci,
+			pr_info("domain %s: %s is not a VF of %s; ignored", d->name, iface_name(&d->ifs[i]),
 				pf);
 			continue;
 		}
@@ -1354,6 +1621,8 @@ static void print_hook_record(const struct lv_domain *d, const struct fn_table *
 		json_u64(&j, "vlan", d->ifs[i].vlan);
 		json_u64(&j, "ifindex", port_ifindex(m, have_maps, fe));
 		json_str(&j, "tables", fn_tables(m, have_maps, fe->fn, d));
+		/* An orchestrator owns the fn: the hook leaves it alone. */
+		json_bool(&j, "migrating", miglock_held(pf, fe->fn));
 		json_obj_close(&j);
 	}
 	json_arr_close(&j);
@@ -1381,7 +1650,7 @@ int cmd_libvirt_hook_parse(const struct invocation *inv)
 	t = calloc(1, sizeof(*t));
 	err = (d && t) ? lv_parse_domain(xml, len, d) : -ENOMEM;
 	if (!err)
-		err = fn_table_load(pf, t);
+		err = fn_table_load(pf, inv->opt[OPT_PIN_DIR], t);
 	if (err)
 		goto out;
 	if (d->meta == META_NONE)
