@@ -110,7 +110,9 @@ vm_start() {
 }
 
 # vm_cmd NAME CMD: runs CMD on the guest console.  The connection stays open
-# until QF-DONE arrives (QEMU drops unread input when a client leaves).
+# until QF-DONE arrives (QEMU drops unread input when a client leaves).  The
+# client reads (and drops) the socket too: with `socat -u` QEMU's console
+# log repeated some bytes of longer outputs (a JSON line then did not parse).
 vm_cmd() {
 	local name=$1 cmd=$2 d off rc
 	d=$(_vm_dir "$name") || return 1
@@ -127,7 +129,7 @@ vm_cmd() {
 			_vm_alive "$d" || break
 			sleep 0.05
 		done
-	} | socat -u - "UNIX-CONNECT:$d/ser.sock" || {
+	} | socat - "UNIX-CONNECT:$d/ser.sock" >/dev/null || {
 		echo "vm_cmd $name: failed to connect to the console" >&2
 		return 1
 	}
