@@ -211,4 +211,16 @@ fake_agent() { # MODE [GPA]: a fake agent on $SOCK, serving one client
 	[ "$(grep '^{' <<<"$output" | jq -c '[.generation, .changed]')" = '[2,true]' ]
 	run hclat ctx list "$PF" --fn 1 --json
 	assert_equal "$(jq -c '.contexts[] | select(.remote_port == 45000) | .svc' <<<"$output")" "$svc"
+
+	# Tables the guest breaks are refused by the agent itself, and the host
+	# attaches nothing.
+	run hclat guest detach "$PF" --fn 1
+	assert_success
+	run vm_cmd vm 'clat-guest corrupt --mem /dev/hugepages/clat --kind bad-magic'
+	assert_success
+	run hclat guest attach "$PF" --fn 1 --mem "$ram" --channel "$chan"
+	assert_failure
+	assert_output --partial "$(printf 'the agent says: invalid tables at GPA 0x%x: BAT at GPA 0x%x: bad magic' "$bat" "$bat")"
+	run hclat ctx list "$PF" --fn 1 --json
+	assert_equal "$(jq '.contexts | length' <<<"$output")" 0
 }
