@@ -51,6 +51,7 @@ setup() {
 }
 
 teardown() {
+	reap
 	vmhost_destroy
 	rm -f "$RAM"
 }
@@ -92,6 +93,10 @@ xdp_on() {
 	assert_equal "$output" $'16\n0\norg.clat.0'
 	run vm_cmd vm false
 	assert_failure 1
+	# The console carries long output intact (the harness reads the socket).
+	run vm_cmd vm 'seq 1 3000'
+	assert_success
+	assert_equal "$output" "$(seq 1 3000)"
 }
 
 @test "a TCP connection from the wire to the VM gets a context in the guest's own tables" {
@@ -100,6 +105,8 @@ xdp_on() {
 	"$BIN/clat-guest" agent --help >/dev/null 2>&1 ||
 		skip "clat-guest has no in-guest init/agent yet"
 	vm_start vm "$HOST" "${TAP[0]}" "$RAM" "${VF_MAC[0]}" "$VM_IP/24"
+	# The guest builds its tables in its own huge pages; the host attaches
+	# them in the VM's RAM file at the GPA the guest reports.
 	run vm_cmd vm 'clat-guest init --mem /dev/hugepages/clat --size 8M --type conn:ctx=128,block=4096,services=1000 --json'
 	assert_success
 	local bat
@@ -107,13 +114,28 @@ xdp_on() {
 	[ -n "$bat" ] && [ "$bat" != null ]
 	in_host "$HOST" "$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$RAM" --bat-gpa "$bat"
 	vm_cmd vm 'nc -l -p 7000 >/tmp/got </dev/null &'
-	sleep 1
-	echo hello | ip netns exec "$WIRE_NS" timeout 10 socat -u - "TCP:$VM_IP:7000,sourceport=45000"
-	run in_host "$HOST" "$CLAT_LOAD" ctx list "$PF" --fn 1 --json
-	assert_success
-	[ "$(jq '[.contexts[] | select(.remote_port == 45000)] | length' <<<"$output")" -ge 1 ]
+	# The connection stays open (a FIN would release its context).
+	spawn bash -c "(echo hello; sleep 60) | ip netns exec $WIRE_NS socat -u - TCP:$VM_IP:7000,sourceport=45000"
+	local i ctx=
+	for i in $(seq 50); do
+		ctx=$(in_host "$HOST" "$CLAT_LOAD" ctx list "$PF" --fn 1 --json |
+			jq -c '.contexts[] | select(.remote_port == 45000)')
+		[ -z "$ctx" ] || break
+		sleep 0.2
+	done
+	[ -n "$ctx" ]
 	run vm_cmd vm 'cat /tmp/got'
 	assert_output --partial hello
+	# Written back into guest RAM, the guest reads the same context, with
+	# the service number the device gave it.
+	in_host "$HOST" "$CLAT_LOAD" guest sync "$PF" --fn 1 >/dev/null
+	run vm_cmd vm 'clat-guest ctx list --mem /dev/hugepages/clat --json'
+	assert_success
+	local g
+	g=$(grep '^{' <<<"$output" | jq -c '[.. | objects | select(.remote_port? == 45000)][0]')
+	[ "$g" != null ]
+	assert_equal "$(jq .svc <<<"$g")" "$(jq .svc <<<"$ctx")"
+	reap
 }
 
 @test "vf set --port moves fn 1 to a spare tap and back: clat_tx, maps and status follow" {
@@ -155,8 +177,12 @@ xdp_on() {
 	[ -n "$(xdp_on "$spare")" ]
 	[ -z "$(xdp_on "${TAP[0]}")" ]
 	[ -e "/sys/fs/bpf/clat/$PF/link_tx_$sidx" ] && [ ! -e "/sys/fs/bpf/clat/$PF/link_tx_$old" ]
-	# The same move again is a no-op.
+	# The same move again is a no-op; so is a re-attach (it re-syncs from
+	# vf-emu, and the spare tap is VF 0's).
 	in_host "$HOST" "$CLAT_LOAD" vf set "$PF" --fn 1 --port "$spare"
+	in_host "$HOST" "$CLAT_LOAD" attach "$PF" 2>/dev/null
+	assert_equal "$(hstatus | jq '.fns[] | select(.fn == 1) | .ifindex')" "$sidx"
+	[ -z "$(xdp_on "${TAP[0]}")" ]
 
 	# A VM on the spare tap is fn 1 now: the wire reaches it through clat.
 	local rx0
@@ -181,6 +207,15 @@ xdp_on() {
 
 @test "vf-emu destroy removes the taps of a --vm tap PF, spares too" {
 	in_host "$HOST" "$VF_EMU" tap add "$PF" vf 1 "${TAG}s"
+	# Bad input: an unknown --vm kind, a VF out of range, a name in use.
+	run in_host "$HOST" "$VF_EMU" create "${TAG}x" --numvfs 1 --vm vhost
+	assert_failure 2
+	run in_host "$HOST" "$VF_EMU" tap add "$PF" vf 2 "${TAG}t"
+	assert_failure
+	assert_output --partial 'no such VF'
+	run in_host "$HOST" "$VF_EMU" tap add "$PF" vf 0 "${TAG}s"
+	assert_failure
+	assert_output --partial 'already exists'
 	in_host "$HOST" "$CLAT_LOAD" detach "$PF" 2>/dev/null
 	run in_host "$HOST" "$VF_EMU" tap del "$PF" "${TAP[0]}"
 	assert_failure

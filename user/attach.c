@@ -126,6 +126,22 @@ int port_install(const struct clat_maps *m, int prog_tx_fd, uint32_t xdp_flags,
 	return err;
 }
 
+/* VF i's port: its representor, unless 'vf set --port' moved the fn to one
+ * of the VF's spare taps (a VM handed over to a new VMM reads that one): a
+ * re-sync must not move it back. */
+static unsigned int vf_port(const struct clat_maps *m, const struct vfemu_pf *emu, int i)
+{
+	struct clat_vct_entry e = {};
+	uint32_t fn = (uint32_t)emu->vfs[i].fn;
+	int t;
+
+	if (bpf_map_lookup_elem(m->vct, &fn, &e) == 0 && e.state != CLAT_FN_FREE)
+		for (t = 0; t < emu->ntaps; t++)
+			if (emu->taps[t].vf == i && (unsigned int)emu->taps[t].ifindex == e.ifindex)
+				return e.ifindex;
+	return (unsigned int)emu->vfs[i].rep_ifindex;
+}
+
 /* Make the function table match what vf-emu reports (fn 0 = host port). */
 static int sync_vfemu(const struct clat_maps *m, const struct vfemu_pf *emu, int prog_tx_fd,
 		      uint32_t xdp_flags, const char *dir)
@@ -136,7 +152,7 @@ static int sync_vfemu(const struct clat_maps *m, const struct vfemu_pf *emu, int
 			   emu->host_rep_ifindex);
 	for (i = 0; !err && i < emu->numvfs; i++)
 		err = port_install(m, prog_tx_fd, xdp_flags, dir, emu->vfs[i].fn, emu->vfs[i].mac,
-				   0, emu->vfs[i].rep_ifindex);
+				   0, vf_port(m, emu, i));
 	return err;
 }
 

@@ -48,8 +48,16 @@ def main():
                 return ln, msg
 
     try:
-        s.settimeout(max(deadline - time.monotonic(), 0.001))
-        s.connect(path)
+        # A QEMU that was just started may not listen yet: retry until the deadline.
+        while True:
+            try:
+                s.settimeout(max(deadline - time.monotonic(), 0.001))
+                s.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() + 0.05 >= deadline:
+                    raise
+                time.sleep(0.05)
         if "QMP" not in json.loads(line()):
             raise ConnectionError("no QMP greeting")
         s.sendall(b'{"execute":"qmp_capabilities"}\n')

@@ -8,7 +8,7 @@
 #       QEMU inside netns NETNS (nsenter, /sys/fs/bpf stays visible), NIC on
 #       the existing tap TAP with MAC, guest address IP (A.B.C.D/N, or "" for
 #       none), RAM in RAMFILE (shared, GPA = file offset).  Waits for
-#       QF-READY unless VM_NO_WAIT=1 or the extra args hold -incoming.
+#       QF-READY unless VM_NO_WAIT=1 or the extra args hold -incoming or -S.
 #   vm_cmd NAME 'shell command'   output on stdout, the command's exit status
 #   vm_qmp NAME '{"execute":...}' the reply line; status 1 on "error"
 #   vm_stop NAME                  QMP quit, then SIGKILL of the recorded PID
@@ -76,7 +76,8 @@ vm_start() {
 	fi
 	mkdir -p "$d"
 	printf '%s\n' "$ram" >"$d/ram"
-	for a in "$@"; do [ "$a" != -incoming ] || wait=0; done
+	# An incoming VM (-incoming) or a paused one (-S) prints nothing yet.
+	for a in "$@"; do [ "$a" != -incoming ] && [ "$a" != -S ] || wait=0; done
 	[ "${VM_NO_WAIT:-0}" != 1 ] || wait=0
 	append="console=ttyS0 panic=-1 quiet hugepages=16"
 	[ -z "$ip" ] || append+=" clat.ip=$ip"
@@ -111,34 +112,36 @@ vm_start() {
 
 # vm_cmd NAME CMD: runs CMD on the guest console.  The connection stays open
 # until QF-DONE arrives (QEMU drops unread input when a client leaves).  The
-# client reads (and drops) the socket too: with `socat -u` QEMU's console
-# log repeated some bytes of longer outputs (a JSON line then did not parse).
+# output is what the socket carries, read all along: unread, it stalls the
+# guest's console after a few hundred bytes, and the console logfile is no
+# substitute, as QEMU 7.2 logs a byte twice when a write to the socket
+# would block.
 vm_cmd() {
-	local name=$1 cmd=$2 d off rc
+	local name=$1 cmd=$2 d out rc i
 	d=$(_vm_dir "$name") || return 1
 	if [[ "$cmd" == *$'\n'* ]]; then
 		echo "vm_cmd: one line only" >&2
 		return 2
 	fi
-	off=$(stat -c %s "$d/ser.log" 2>/dev/null || echo 0)
+	out=$d/cmd.out
+	: >"$out"
 	{
 		printf '%s\n' "$cmd"
-		local i
 		for ((i = 0; i < VM_CMD_TIMEOUT * 20; i++)); do
-			tail -c +"$((off + 1))" "$d/ser.log" | grep -qa '^QF-DONE' && break
+			grep -qa '^QF-DONE' "$out" && break
 			_vm_alive "$d" || break
 			sleep 0.05
 		done
-	} | socat - "UNIX-CONNECT:$d/ser.sock" >/dev/null || {
-		echo "vm_cmd $name: failed to connect to the console" >&2
+	} | socat - "UNIX-CONNECT:$d/ser.sock" >"$out" || {
+		echo "vm_cmd $name: failed to talk to the console" >&2
 		return 1
 	}
-	rc=$(tail -c +"$((off + 1))" "$d/ser.log" | tr -d '\r' | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
+	rc=$(tr -d '\r' <"$out" | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
 	if [ -z "$rc" ]; then
 		echo "vm_cmd $name: no QF-DONE within ${VM_CMD_TIMEOUT}s for: $cmd" >&2
 		return 1
 	fi
-	tail -c +"$((off + 1))" "$d/ser.log" | tr -d '\r' | sed '/^QF-DONE [0-9]*$/,$d'
+	tr -d '\r' <"$out" | sed '/^QF-DONE [0-9]*$/,$d'
 	return "$rc"
 }
 
