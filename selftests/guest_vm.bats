@@ -12,16 +12,75 @@ load lib/vm
 setup() {
 	SPAWNED=()
 	GV=gv$(printf '%x%04x' $(($$ % 4096)) $RANDOM)
-	VM_NSNAME=
+	HOST=
 }
 
 teardown() {
 	reap
 	topo_destroy
-	vm_teardown_all
-	[ -z "$VM_NSNAME" ] || ip netns del "$VM_NSNAME" 2>/dev/null || true
+	gvhost_destroy
 	rm -f "/dev/shm/$GV".*
 }
+
+# gvhost_create: a host netns HOST with a --vm tap PF (VF 0's port is the
+# tap TAP0, MAC VF_MAC0), its wire in WIRE_NS (NET.1), clat attached; the
+# VM will be NET.10.  (The same emulated host as vm.bats.)
+gvhost_create() {
+	local json
+	HOST=$GV-h WIRE_NS=$GV-w PF=${GV}p
+	NET=198.18.$((RANDOM % 250 + 1))
+	WIRE_IP=$NET.1 VM_IP=$NET.10
+	ip netns add "$HOST"
+	ip -n "$HOST" link set lo up
+	ip netns exec "$HOST" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'
+	in_host "$HOST" "$VF_EMU" create "$PF" --numvfs 1 --vm tap --wire-netns "$WIRE_NS" \
+		>/dev/null || return 1
+	no_ipv6 "$WIRE_NS" "$PF"
+	ip -n "$WIRE_NS" addr add "$WIRE_IP/24" dev "$PF"
+	ip -n "$WIRE_NS" link set lo up
+	json=$(in_host "$HOST" "$VF_EMU" list "$PF" --json) || return 1
+	TAP0=$(jq -r ".vfs[0].rep" <<<"$json")
+	VF_MAC0=$(jq -r ".vfs[0].mac" <<<"$json")
+	in_host "$HOST" "$CLAT_LOAD" attach "$PF" >/dev/null 2>&1
+}
+
+gvhost_destroy() {
+	[ -n "${HOST:-}" ] || return 0
+	vm_teardown_all
+	in_host "$HOST" "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
+	in_host "$HOST" "$VF_EMU" destroy "$PF" >/dev/null 2>&1 || true
+	ip netns del "$WIRE_NS" 2>/dev/null || true
+	ip netns del "$HOST" 2>/dev/null || true
+	pins_sweep "$PF"
+	HOST= PF=
+}
+
+hclat() { in_host "$HOST" "$CLAT_LOAD" "$@"; }
+
+# gout CMD: runs CMD in the guest with its stdout in a file, then fetches
+# that file over the console with its md5sum, retrying a fetch that arrives
+# damaged (under load the TCG serial console now and then repeats a byte).
+gout() {
+	local out sum i
+	vm_cmd vm "$1 >/tmp/gout 2>/tmp/gerr" >/dev/null || {
+		echo "in the guest: $1 failed:" >&2
+		vm_cmd vm 'cat /tmp/gerr' >&2
+		return 1
+	}
+	for i in 1 2 3 4 5; do
+		out=$(vm_cmd vm 'md5sum </tmp/gout; cat /tmp/gout') || return 1
+		sum=$(head -1 <<<"$out" | cut -d' ' -f1)
+		out=$(tail -n +2 <<<"$out")
+		if [ "$(md5sum <<<"$out" | cut -d' ' -f1)" = "$sum" ]; then
+			printf '%s\n' "$out"
+			return 0
+		fi
+	done
+	echo "gout: the output of '$1' arrived damaged 5 times" >&2
+	return 1
+}
+
+gjson() { gout "$1" | grep '^{' | tail -1; }
 
 fake_agent() { # MODE [GPA]: a fake agent on $SOCK, serving one client
 	rm -f "$SOCK"
@@ -82,4 +141,86 @@ fake_agent() { # MODE [GPA]: a fake agent on $SOCK, serving one client
 	assert_output --partial "BAT at GPA $(printf '0x%x' "$BAT"), generation 1, 1 types"
 	run "$CLAT_LOAD" ctx list "$PF" --fn 1 --json
 	assert_success
+}
+
+@test "a real VM builds its tables in huge pages, announces them over virtio-serial, and reads the contexts the device wrote" {
+	vm_skip_unless_ready
+	gvhost_create
+	local ram=/dev/shm/$GV.ram init bat chan ctx host_ctx guest_ctx svc
+	vm_start vm "$HOST" "$TAP0" "$ram" "$VF_MAC0" "$VM_IP/24"
+
+	# Scattered huge pages, a two-level CLAT (40000 services > 32 x 512).
+	init=$(gjson 'clat-guest init --mem /dev/hugepages/clat --size 8M --type conn:ctx=128,block=4K,services=40000 --json')
+	bat=$(jq .bat_gpa <<<"$init")
+	assert_equal "$(jq '.types[0].levels' <<<"$init")" 2
+	# The BAT is where the guest's pagemap says file offset 0 is: a huge
+	# page's start, and the host finds the BAT's magic there in the RAM file.
+	[ "$bat" -gt 0 ] && [ $((bat % (2 << 20))) -eq 0 ]
+	assert_equal "$(od -An -tx4 -j "$bat" -N4 "$ram" | tr -d ' ')" \
+		"$(printf '%08x' "$(grep -o 'CLAT_BAT_MAGIC 0x[0-9a-fA-F]*' "$ROOT/include/clat_abi.h" | cut -d' ' -f2)")"
+	# A later process (show) finds the same pages: hugetlb pages stay put.
+	run gout 'clat-guest show --mem /dev/hugepages/clat'
+	assert_success
+	assert_output --partial "$(printf 'bat_gpa 0x%x generation 1' "$bat")"
+
+	vm_cmd vm 'clat-guest agent --mem /dev/hugepages/clat >/tmp/agent.log 2>&1 &'
+	chan=unix:$(vm_chan vm)
+	run hclat guest attach "$PF" --fn 1 --mem "$ram" --channel "$chan"
+	assert_success
+	assert_output --partial "$(printf 'BAT at GPA 0x%x, generation 1, 1 types' "$bat")"
+
+	# A TCP connection from the wire into the VM gets a context; it stays
+	# open (a closed one's context is released).
+	vm_cmd vm 'nc -l -p 7000 >/tmp/got </dev/null &'
+	sleep 1
+	spawn ip netns exec "$WIRE_NS" sh -c \
+		"(head -c 3000 /dev/zero | tr '\\0' x; sleep 120) | socat -u - TCP:$VM_IP:7000,sourceport=45000"
+	local i
+	for i in $(seq 50); do
+		[ "$(vm_cmd vm 'wc -c </tmp/got' | tr -dc 0-9)" = 3000 ] && break
+		sleep 0.2
+	done
+	run vm_cmd vm 'wc -c </tmp/got'
+	assert_output --partial 3000
+	run hclat guest sync "$PF" --fn 1
+	assert_success
+	host_ctx=$(hclat ctx list "$PF" --fn 1 --json | jq -c '.contexts[] | select(.remote_port == 45000)')
+	[ -n "$host_ctx" ]
+	svc=$(jq .svc <<<"$host_ctx")
+	[ "$(jq .bytes_in <<<"$host_ctx")" -ge 3000 ]
+
+	# The guest reads that context in its own RAM: same service number,
+	# the counters the device wrote back.
+	guest_ctx=$(gjson 'clat-guest ctx list --mem /dev/hugepages/clat --json' |
+		jq -c '.contexts[] | select(.remote_port == 45000)')
+	[ -n "$guest_ctx" ]
+	assert_equal "$(jq -c '[.svc, .vm_port, .proto, .packets_in, .bytes_in, .packets_out, .bytes_out]' <<<"$guest_ctx")" \
+		"$(jq -c '[.svc, .vm_port, .proto, .packets_in, .bytes_in, .packets_out, .bytes_out]' <<<"$host_ctx")"
+	run gout "clat-guest ctx list --mem /dev/hugepages/clat"
+	assert_output --partial "svc $svc live tcp $VM_IP:7000 <-> $WIRE_IP:45000"
+
+	# The guest grows its tables (new pages and blocks in its huge pages);
+	# the agent announces the new generation, and the host takes the change.
+	run vm_cmd vm 'clat-guest grow --mem /dev/hugepages/clat --capacity 45000'
+	assert_success
+	run hclat guest attach "$PF" --fn 1 --mem "$ram" --channel "$chan"
+	assert_success
+	assert_output --partial "generation 2"
+	run hclat guest resync "$PF" --fn 1 --json
+	assert_success
+	[ "$(grep '^{' <<<"$output" | jq -c '[.generation, .changed]')" = '[2,true]' ]
+	run hclat ctx list "$PF" --fn 1 --json
+	assert_equal "$(jq -c '.contexts[] | select(.remote_port == 45000) | .svc' <<<"$output")" "$svc"
+
+	# Tables the guest breaks are refused by the agent itself, and the host
+	# attaches nothing.
+	run hclat guest detach "$PF" --fn 1
+	assert_success
+	run vm_cmd vm 'clat-guest corrupt --mem /dev/hugepages/clat --kind bad-magic'
+	assert_success
+	run hclat guest attach "$PF" --fn 1 --mem "$ram" --channel "$chan"
+	assert_failure
+	assert_output --partial "$(printf 'the agent says: invalid tables at GPA 0x%x: BAT at GPA 0x%x: bad magic' "$bat" "$bat")"
+	run hclat ctx list "$PF" --fn 1 --json
+	assert_equal "$(jq '.contexts | length' <<<"$output")" 0
 }
