@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "common.h"
 #include "json.h"
+#include "miglock.h"
 #include "port.h"
 #include "qemu_migrate.h"
 
@@ -491,7 +492,7 @@ int cmd_qemu_migrate(const struct invocation *inv)
 	struct clat_vct_entry e = {};
 	uint64_t t0 = qm_now_ns();
 	struct qm qm = { .src.fd = -1, .dst.fd = -1 };
-	int err;
+	int err, lock;
 
 	err = parse_args(inv, &qm);
 	if (!err)
@@ -499,6 +500,15 @@ int cmd_qemu_migrate(const struct invocation *inv)
 	if (err)
 		return err;
 	qm.maps_open = true;
+	/* The hook and 'libvirt watch' leave a locked fn alone: this command
+	 * owns the migration (recover included) until it returns. */
+	lock = miglock_take(qm.pf, qm.fn);
+	if (lock < 0) {
+		pr_err("failed to take fn %u's migration lock on %s: %s", qm.fn, qm.pf,
+		       lock == -EBUSY ? "another migration of it is running" : strerror(-lock));
+		maps_close(&qm.m);
+		return lock;
+	}
 	bpf_map_lookup_elem(qm.m.vct, &qm.fn, &e);
 	qm.old_ifindex = e.ifindex;
 	if (has_opt(inv, OPT_RECOVER)) {
@@ -533,5 +543,6 @@ out:
 	if (qm.ms_open)
 		mig_src_close(&qm.ms);
 	maps_close(&qm.m);
+	miglock_drop(lock);
 	return err;
 }
