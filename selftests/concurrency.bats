@@ -23,6 +23,7 @@ setup() {
 
 teardown() {
 	reap
+	ip link del "${PF}x" 2>/dev/null || true # the VCT race test's spare port
 	topo_destroy
 }
 
@@ -101,4 +102,32 @@ guest_churn() {
 			"${VM_REP[i]} ${VM_MAC[i]}"
 	done
 	assert_equal "$(jq '[.programs[].prog_id] | unique | length' <<<"$output")" 2
+}
+
+# VCT[fn] has one owner (user/vct.c): a writer holds the PF's VCT lock from
+# its read to its write.  A resync (generation) held at that point must not
+# have its write lose the port move another clat-load makes meanwhile, nor
+# the other way round: the move waits and then changes only the ifindex.
+@test "two clat-load processes writing one VCT entry lose no update" {
+	local spare=${PF}x peer=${PF}y log=$BATS_TEST_TMPDIR/resync.log
+	ip link add "$spare" type veth peer name "$peer"
+	ip link set "$spare" up
+	ip link set "$peer" up
+	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "${MEM[0]}" --bat-gpa "${GBAT[0]}" 2>/dev/null
+	"$BIN/clat-guest" grow --mem "${MEM[0]}" --bat-gpa "${GBAT[0]}" --capacity 3000 >/dev/null
+	# The resync reads VCT[1] under the lock and stalls 2 s before writing.
+	stall_bg vct_locked:2 "$log" "$CLAT_LOAD" guest resync "$PF" --fn 1
+	run "$CLAT_LOAD" vf set "$PF" --fn 1 --port "$spare" --json
+	local port_rc=$status
+	echo "$output"
+	wait "$STALL_PID"
+	local resync_rc=$?
+	assert_equal "$port_rc" 0
+	assert_equal "$resync_rc" 0
+	grep -q "stalled 2s at vct_locked" "$log"
+	# Both changes are in: the generation of the resync and the moved port.
+	local fn
+	fn=$("$CLAT_LOAD" status "$PF" --json | jq '.fns[] | select(.fn == 1)')
+	assert_equal "$(jq .generation <<<"$fn")" 2
+	assert_equal "$(jq .ifindex <<<"$fn")" "$(cat /sys/class/net/"$spare"/ifindex)"
 }

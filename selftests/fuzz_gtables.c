@@ -161,7 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&g, 0, sizeof(g));
 	g.fd = -1;
-	g.size = mem;
+	g.size = g.map_len = mem;
 	g.base = malloc(mem);
 	if (!g.base)
 		return 0;

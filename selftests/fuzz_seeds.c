@@ -59,7 +59,7 @@ static int mem_new(uint64_t size, struct gmem *g)
 		g->base = NULL;
 		return -errno;
 	}
-	g->size = size;
+	g->size = g->map_len = size;
 	g->writable = true;
 	return 0;
 }

@@ -287,7 +287,7 @@ static void run_close(struct lvm_run *r)
 		pthread_join(r->thr, NULL);
 	if (r->s_open)
 		mig_src_close(&r->s);
-	miglock_drop(r->lock);
+	miglock_drop(r->o.pf, r->o.fn, r->lock);
 	if (r->jb.ddom)
 		virDomainFree(r->jb.ddom);
 	if (r->jb.dom)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Function (VF) table updates shared by attach, vf add/del and status. */
 #include "common.h"
+#include "vct.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -213,8 +214,9 @@ int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uin
 		err = -errno;
 	if (!err)
 		err = flood_port_set(m, fn, ifindex);
-	if (!err && (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY) ||
-		     bpf_map_update_elem(m->mac_fn, &key, &mv, BPF_ANY)))
+	if (!err)
+		err = vct_activate(m, fn, ifindex);
+	if (!err && bpf_map_update_elem(m->mac_fn, &key, &mv, BPF_ANY))
 		err = -errno;
 	if (err) {
 		fn_remove(m, fn);
@@ -231,6 +233,7 @@ int fn_remove(const struct clat_maps *m, uint32_t fn)
 {
 	struct clat_vct_entry e = {};
 	struct clat_fn_policy pol = {};
+	int err;
 
 	if (fn >= CLAT_MAX_FN)
 		return -ERANGE;
@@ -240,9 +243,10 @@ int fn_remove(const struct clat_maps *m, uint32_t fn)
 	flood_port_set(m, fn, 0);
 	if (e.ifindex)
 		bpf_map_delete_elem(m->port_fn, &e.ifindex);
-	memset(&e, 0, sizeof(e));
-	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY) ||
-	    bpf_map_update_elem(m->fn_policy, &fn, &pol, BPF_ANY))
+	err = vct_clear(m, fn);
+	if (err)
+		return err;
+	if (bpf_map_update_elem(m->fn_policy, &fn, &pol, BPF_ANY))
 		return -errno;
 	policer_reset(m, fn);
 	return 0;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The per-fn migration lock (see miglock.h). */
 #include "miglock.h"
+#include "lockfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,47 +26,32 @@ int miglock_take(const char *pf, uint32_t fn)
 {
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
 	char path[256];
-	int fd, err, i;
+	int fd, i;
 
-	err = miglock_path(pf, fn, path, sizeof(path));
-	if (err)
-		return err;
-	if (mkdir(MIGLOCK_DIR, 0755) && errno != EEXIST)
-		return -errno;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return -errno;
+	fd = miglock_path(pf, fn, path, sizeof(path));
 	/* A checker holds a shared lock for a moment: retry briefly. */
-	for (i = 0; i < 100; i++) {
-		if (!flock(fd, LOCK_EX | LOCK_NB))
+	for (i = 0; !fd && i < 100; i++) {
+		fd = lockfile_take(path, false);
+		if (fd != -EBUSY)
 			return fd;
-		if (errno != EWOULDBLOCK)
-			break;
 		nanosleep(&ts, NULL);
 	}
-	err = errno == EWOULDBLOCK ? -EBUSY : -errno;
-	close(fd);
-	return err;
+	return fd;
 }
 
-void miglock_drop(int fd)
+void miglock_drop(const char *pf, uint32_t fn, int fd)
 {
-	if (fd >= 0)
+	char path[256];
+
+	if (fd >= 0 && !miglock_path(pf, fn, path, sizeof(path)))
+		lockfile_drop(path, fd);
+	else if (fd >= 0)
 		close(fd);
 }
 
 bool miglock_held(const char *pf, uint32_t fn)
 {
 	char path[256];
-	bool held;
-	int fd;
 
-	if (miglock_path(pf, fn, path, sizeof(path)))
-		return false;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return false;
-	held = flock(fd, LOCK_SH | LOCK_NB) && errno == EWOULDBLOCK;
-	close(fd); /* drops the shared lock if it was taken */
-	return held;
+	return !miglock_path(pf, fn, path, sizeof(path)) && lockfile_held(path);
 }

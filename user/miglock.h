@@ -12,14 +12,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MIGLOCK_DIR "/run/clat"
+#define MIGLOCK_DIR "/run/clat" /* LOCKFILE_DIR */
 
 /* The lock file of (pf, fn): MIGLOCK_DIR/migrate-<pf>-fn<N>.lock. */
 int miglock_path(const char *pf, uint32_t fn, char *buf, size_t len);
 /* Takes the lock (creating the file); returns its fd or -errno
  * (-EBUSY: another process holds it). */
 int miglock_take(const char *pf, uint32_t fn);
-void miglock_drop(int fd);
+/* Releases the lock and removes its file. */
+void miglock_drop(const char *pf, uint32_t fn, int fd);
 /* Whether another process holds the lock now. */
 bool miglock_held(const char *pf, uint32_t fn);
 

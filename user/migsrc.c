@@ -14,6 +14,7 @@
  * (migrate-out --abort); the destination discards a stream that ends
  * before COMMIT. */
 #include "migrate.h"
+#include "vct.h"
 
 #include <endian.h>
 #include <stdlib.h>
@@ -108,21 +109,10 @@ int mig_src_begin(struct mig_src *s, const char *pf, const char *pin_dir, uint32
 
 int mig_src_set_state(struct mig_src *s, uint32_t state)
 {
-	uint32_t fn = s->fn;
+	int err = vct_set_state(&s->m, s->fn, state);
 
-	if (bpf_map_lookup_elem(s->m.vct, &fn, &s->vct))
-		return -errno;
-	s->vct.state = state;
-	if (bpf_map_update_elem(s->m.vct, &fn, &s->vct, BPF_ANY))
-		return -errno;
-	/* Floods reach exactly the ports in flood_ports: a paused VF gets none. */
-	if (state == CLAT_FN_QUIESCED) {
-		bpf_map_delete_elem(s->m.vf_ports, &fn);
-		return flood_port_set(&s->m, fn, 0);
-	}
-	if (bpf_map_update_elem(s->m.vf_ports, &fn, &s->vct.ifindex, BPF_ANY))
-		return -errno;
-	return flood_port_set(&s->m, fn, s->vct.ifindex);
+	vct_get(&s->m, s->fn, &s->vct);
+	return err;
 }
 
 /* Validating the tables costs O(contexts): done once, before the first

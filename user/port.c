@@ -4,6 +4,7 @@
  * The fn keeps its MACs, policy, state and contexts; only where its frames
  * leave and where clat_tx sees them change. */
 #include "common.h"
+#include "vct.h"
 #include "port.h"
 
 #include <limits.h>
@@ -72,7 +73,7 @@ int port_move(const struct clat_maps *m, const char *dir, uint32_t fn, unsigned 
 {
 	uint32_t uplink = CLAT_UPLINK_SLOT, pf_ifindex = 0;
 	struct clat_port_val owner, pv = { .fn = fn };
-	struct clat_vct_entry e = {}, ne;
+	struct clat_vct_entry e = {};
 	unsigned int old;
 	bool made;
 	int err;
@@ -101,21 +102,19 @@ int port_move(const struct clat_maps *m, const char *dir, uint32_t fn, unsigned 
 	err = tx_link_add(m, dir, ifindex, &made);
 	if (err)
 		return err;
-	ne = e;
-	ne.ifindex = ifindex;
 	if (bpf_map_update_elem(m->port_fn, &ifindex, &pv, BPF_ANY) ||
 	    bpf_map_update_elem(m->vf_ports, &fn, &ifindex, BPF_ANY))
 		err = -errno;
 	if (!err)
 		err = flood_port_set(m, fn, ifindex);
-	if (!err && bpf_map_update_elem(m->vct, &fn, &ne, BPF_ANY))
-		err = -errno;
+	if (!err)
+		err = vct_set_ifindex(m, fn, ifindex);
 	if (err) {
 		/* Back to the old port, everywhere: nothing changed. */
 		pr_err("failed to move fn %u's port to ifindex %u: %s", fn, ifindex, strerror(-err));
 		bpf_map_update_elem(m->vf_ports, &fn, &old, BPF_ANY);
 		flood_port_set(m, fn, old);
-		bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY);
+		vct_set_ifindex(m, fn, old);
 		bpf_map_delete_elem(m->port_fn, &ifindex);
 		if (made)
 			tx_link_del(dir, ifindex);

@@ -17,6 +17,7 @@
 #include "miglock.h"
 #include "port.h"
 #include "qemu_migrate.h"
+#include "vct.h"
 
 #include <limits.h>
 #include <net/if.h>
@@ -42,30 +43,9 @@ uint64_t qm_now_ns(void)
 		_e;                                   \
 	})
 
-/* VCT[fn].state, with vf_ports and flood_ports to match (a QUIESCED fn has
- * neither, an ACTIVE one both, at VCT.ifindex). */
-static int fn_set_state(const struct clat_maps *m, uint32_t fn, uint32_t state)
-{
-	struct clat_vct_entry e;
-
-	if (bpf_map_lookup_elem(m->vct, &fn, &e))
-		return -errno;
-	e.state = state;
-	if (bpf_map_update_elem(m->vct, &fn, &e, BPF_ANY))
-		return -errno;
-	/* Floods reach exactly the ports in flood_ports: a paused fn gets none. */
-	if (state == CLAT_FN_QUIESCED) {
-		bpf_map_delete_elem(m->vf_ports, &fn);
-		return flood_port_set(m, fn, 0);
-	}
-	if (bpf_map_update_elem(m->vf_ports, &fn, &e.ifindex, BPF_ANY))
-		return -errno;
-	return flood_port_set(m, fn, e.ifindex);
-}
-
 int qm_set_state(struct qm *qm, uint32_t state)
 {
-	return fn_set_state(&qm->m, qm->fn, state);
+	return vct_set_state(&qm->m, qm->fn, state);
 }
 
 /* Every capability that must agree on both sides, set explicitly: a QEMU
@@ -232,7 +212,7 @@ void qm_roll_back(struct qm *qm, bool migrating)
 		bpf_map_lookup_elem(qm->m.vct, &qm->fn, &e);
 		if (qm->old_ifindex && e.ifindex != qm->old_ifindex)
 			port_move(&qm->m, qm->dir, qm->fn, qm->old_ifindex);
-		err = fn_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
+		err = vct_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
 		if (err)
 			pr_err("failed to resume fn %u on %s: %s", qm->fn, qm->pf, strerror(-err));
 	}
@@ -255,7 +235,7 @@ int qm_commit_shared(struct qm *qm)
 	int err = port_move(&qm->m, qm->dir, qm->fn, qm->port_ifindex);
 
 	if (!err)
-		err = fn_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
+		err = vct_set_state(&qm->m, qm->fn, CLAT_FN_ACTIVE);
 	if (!err)
 		qm->t_active = qm_now_ns();
 	return err;
@@ -338,7 +318,7 @@ static int run(struct qm *qm)
 	/* The source's vCPUs are stopped: the device stops too, and in copy
 	 * mode streams its final delta. */
 	qm->t_paused = qm->t_quiesce = qm_now_ns();
-	err = TIMED(qm, PH_STOP, qm->shared ? fn_set_state(&qm->m, qm->fn, CLAT_FN_QUIESCED)
+	err = TIMED(qm, PH_STOP, qm->shared ? vct_set_state(&qm->m, qm->fn, CLAT_FN_QUIESCED)
 					    : mig_src_stop(&qm->ms, &qm->stop));
 	if (err)
 		goto fail;
@@ -543,6 +523,6 @@ out:
 	if (qm.ms_open)
 		mig_src_close(&qm.ms);
 	maps_close(&qm.m);
-	miglock_drop(lock);
+	miglock_drop(qm.pf, qm.fn, lock);
 	return err;
 }

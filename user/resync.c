@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Incremental shadow sync (see resync.h). */
 #include "resync.h"
+#include "vct.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -462,7 +463,6 @@ static int publish(const struct clat_maps *m, uint32_t fn, struct type_change *t
 		   const struct rwalk *w, struct clat_guest_info *gi, uint32_t ntypes,
 		   uint32_t gen)
 {
-	struct clat_vct_entry v = {};
 	uint32_t i;
 	size_t j;
 	int err = 0;
@@ -486,11 +486,9 @@ static int publish(const struct clat_maps *m, uint32_t fn, struct type_change *t
 		return err;
 	gi->generation = gen;
 	gi->ntypes = ntypes;
-	if (bpf_map_update_elem(m->guests, &fn, gi, BPF_ANY) ||
-	    bpf_map_lookup_elem(m->vct, &fn, &v))
+	if (bpf_map_update_elem(m->guests, &fn, gi, BPF_ANY))
 		return -errno;
-	v.generation = gen;
-	return bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY) ? -errno : 0;
+	return vct_set_generation(m, fn, gen);
 }
 
 static int read_bat(const struct gmem *g, uint64_t bat_gpa, struct clat_bat_hdr *h,

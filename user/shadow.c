@@ -2,6 +2,7 @@
 /* Device-side shadow of guest tables: build into pool extents, publish,
  * remove.  The view and the write-back are in writeback.c. */
 #include "shadow.h"
+#include "vct.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -409,7 +410,6 @@ int shadow_stage_reload(struct shadow_stage *st, const struct gmem *g, const str
 int shadow_stage_commit(struct shadow_stage *st, const char *dir)
 {
 	const struct clat_maps *m = st->m;
-	struct clat_vct_entry v = {};
 	uint32_t t, k, key, fn = st->fn;
 	int err = 0;
 
@@ -431,14 +431,8 @@ int shadow_stage_commit(struct shadow_stage *st, const char *dir)
 			if (st->desc.type[t].seg_state & (1U << k))
 				err = pool_set_live(m, clat_extent_key(fn, t, k));
 	/* The switch: once VCT[fn] names the BAT, the datapath tracks flows. */
-	if (!err && bpf_map_lookup_elem(m->vct, &fn, &v))
-		err = -errno;
-	if (!err) {
-		v.bat_gpa = st->gi.bat_gpa;
-		v.generation = st->gi.generation;
-		if (bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY))
-			err = -errno;
-	}
+	if (!err)
+		err = vct_set_tables(m, fn, st->gi.bat_gpa, st->gi.generation);
 	if (err) {
 		pr_err("failed to install the shadow of fn %u: %s", fn, strerror(-err));
 		shadow_remove(m, dir, fn);
@@ -523,10 +517,9 @@ int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
 	if (fn >= CLAT_MAX_FN)
 		return -ERANGE;
 	if (bpf_map_lookup_elem(m->vct, &fn, &v) == 0 && v.bat_gpa) {
-		v.bat_gpa = 0;
-		v.generation = 0;
-		if (bpf_map_update_elem(m->vct, &fn, &v, BPF_ANY))
-			return -errno;
+		err = vct_set_tables(m, fn, 0, 0);
+		if (err)
+			return err;
 	}
 	if (bpf_map_update_elem(m->fn_desc, &fn, &(struct clat_fn_desc){}, BPF_ANY))
 		return -errno;
