@@ -45,7 +45,7 @@ BPF_OBJS    := $(OUTPUT)/clat.bpf.o
 SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
-LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt vct lockfile)
+LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline log common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt vct lockfile)
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest gchannel migrate migsrc migdst migemu devstate qmp qemu_migrate qemu_recover port libvirt libvirt_migrate miglock upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o $(OUTPUT)/user/gagent.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \

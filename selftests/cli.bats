@@ -106,3 +106,19 @@ teardown() {
 	assert_failure 2
 	[[ $output == *"invalid --ctx-size '1Q'"* ]]
 }
+
+@test "-q keeps only errors, -vv adds libbpf's debug, and errors name the tool" {
+	topo_create 1
+	run "$CLAT_LOAD" -q attach "$PF"
+	assert_success
+	assert_output ""
+	"$CLAT_LOAD" detach "$PF" >/dev/null 2>&1
+	run "$CLAT_LOAD" -vv attach "$PF"
+	assert_success
+	assert_output --partial "libbpf: "
+	run "$CLAT_LOAD" attach "$PF"
+	[[ $output != *"libbpf: "* ]]
+	run "$BIN/clat-guest" -q show --mem "$BATS_TEST_TMPDIR/none.mem"
+	assert_failure
+	assert_output --partial "clat-guest: failed to open guest memory"
+}

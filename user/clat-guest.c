@@ -131,6 +131,7 @@ static const struct tool clat_guest = {
 	.ncmds = ARRAY_SIZE(commands),
 	.repeat_id = G_TYPE_SPEC,
 	.notes = corrupt_notes,
+	.global_flags = "[-v|-q] ",
 };
 
 static int require(const struct invocation *inv, enum gopt o)

@@ -196,9 +196,13 @@ static const struct command commands[] = {
 	  "after a kill" },
 };
 
+/* libbpf's messages one level down: its warnings are our info (shown by
+ * default, hidden by -q), its info our debug (-v), its debug our trace. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (level == LIBBPF_DEBUG && !verbose)
+	int ours = level == LIBBPF_WARN ? LOG_INFO : level == LIBBPF_INFO ? LOG_DEBUG : LOG_TRACE;
+
+	if (!log_enabled(ours))
 		return 0;
 	return vfprintf(stderr, fmt, ap);
 }
@@ -208,16 +212,11 @@ static const struct tool clat_load = {
 	.opts = opt_defs,
 	.cmds = commands,
 	.ncmds = ARRAY_SIZE(commands),
-	.global_flags = "[-v] ",
+	.global_flags = "[-v|-vv|-q] ",
 };
 
 int main(int argc, char **argv)
 {
-	argv++, argc--;
-	while (argc > 0 && (!strcmp(argv[0], "-v") || !strcmp(argv[0], "--verbose"))) {
-		verbose = true;
-		argv++, argc--;
-	}
 	libbpf_set_print(libbpf_log);
-	return tool_main(&clat_load, argc, argv);
+	return tool_main(&clat_load, argc - 1, argv + 1);
 }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "cmdline.h"
+#include "log.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -142,6 +143,18 @@ int tool_main(const struct tool *t, int argc, char **argv)
 	struct invocation inv;
 	int words, err;
 
+	log_set_tool(t->prog);
+	/* Global flags, before the command: -q errors only, -v debug, -vv trace. */
+	for (; argc > 0; argc--, argv++) {
+		if (!strcmp(argv[0], "-q") || !strcmp(argv[0], "--quiet"))
+			log_level = LOG_ERR;
+		else if (!strcmp(argv[0], "-v") || !strcmp(argv[0], "--verbose"))
+			log_level = log_level < LOG_DEBUG ? LOG_DEBUG : LOG_TRACE;
+		else if (!strcmp(argv[0], "-vv"))
+			log_level = LOG_TRACE;
+		else
+			break;
+	}
 	if (argc == 0) {
 		usage(t, stderr);
 		return EXIT_USAGE;

@@ -17,7 +17,6 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 
-bool verbose;
 
 /* Tests hold a command at a phase boundary, to kill it there or to act
  * meanwhile: CLAT_TEST_STALL=<phase>[:<seconds>][,<phase>[:<seconds>]...]
@@ -32,7 +31,7 @@ void test_stall(const char *phase)
 			continue;
 		unsigned int secs = want[n] == ':' ? (unsigned int)atoi(want + n + 1) : 30;
 
-		fprintf(stderr, "clat-load: stalled %us at %s (CLAT_TEST_STALL)\n", secs, phase);
+		fprintf(stderr, "%s: stalled %us at %s (CLAT_TEST_STALL)\n", log_tool(), secs, phase);
 		sleep(secs);
 		return;
 	}

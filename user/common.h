@@ -14,11 +14,7 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define CLAT_PIN_BASE "/sys/fs/bpf/clat"
 
-/* Logs go to stderr, data to stdout. */
-#define pr_err(fmt, ...) fprintf(stderr, "clat-load: " fmt "\n", ##__VA_ARGS__)
-#define pr_info(fmt, ...) fprintf(stderr, fmt "\n", ##__VA_ARGS__)
-
-extern bool verbose;
+#include "log.h" /* pr_err, pr_info: logs go to stderr, data to stdout */
 
 #include "cmdline.h" /* EUSAGE */
 

@@ -5,6 +5,7 @@
  * access goes through gmem_ptr(), which refuses ranges that leave the file. */
 #define _GNU_SOURCE /* program_invocation_short_name */
 #include "gtables.h"
+#include "log.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -21,11 +22,6 @@
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC 0x958458f6
 #endif
-
-/* The library is shared by clat-load, clat-guest and the tests: log under
- * whichever program is running. */
-#define gmem_err(fmt, ...) \
-	fprintf(stderr, "%s: " fmt "\n", program_invocation_short_name, ##__VA_ARGS__)
 
 /* A guest can truncate its memory file while it is mapped here; touching a
  * page past the new end raises SIGBUS.  The handler puts a zero page over
@@ -63,8 +59,8 @@ static void gmem_sigbus(int sig, siginfo_t *si, void *uc)
 			return;
 		/* Returning would fault again and die of the signal: exit 1
 		 * instead, like any failed command (a rerun cleans up). */
-		if (write(STDERR_FILENO, program_invocation_short_name,
-			  strlen(program_invocation_short_name)) < 0 ||
+		if (write(STDERR_FILENO, log_tool(),
+			  strlen(log_tool())) < 0 ||
 		    write(STDERR_FILENO, fatal, sizeof(fatal) - 1) < 0) {
 			/* nothing more to say: exit anyway */
 		}
@@ -128,11 +124,11 @@ static int gmem_refuse(const char *path, mode_t mode)
 					    : "of an unknown type";
 
 	if (S_ISLNK(mode)) {
-		gmem_err("failed to open guest memory %s: it is a symlink (symlinks are refused: give the file itself)",
+		pr_err("failed to open guest memory %s: it is a symlink (symlinks are refused: give the file itself)",
 			 path);
 		return -ELOOP;
 	}
-	gmem_err("failed to open guest memory %s: it is %s, not a regular file (refused)", path,
+	pr_err("failed to open guest memory %s: it is %s, not a regular file (refused)", path,
 		 what);
 	return -EINVAL;
 }
@@ -150,7 +146,7 @@ static int gmem_open_fd(const char *path, bool writable, struct stat *st)
 
 	if (lstat(path, &lst) < 0) {
 		err = -errno;
-		gmem_err("failed to open guest memory %s: %s", path, strerror(-err));
+		pr_err("failed to open guest memory %s: %s", path, strerror(-err));
 		return err;
 	}
 	if (!S_ISREG(lst.st_mode))
@@ -160,12 +156,12 @@ static int gmem_open_fd(const char *path, bool writable, struct stat *st)
 		err = -errno;
 		if (err == -ELOOP)
 			return gmem_refuse(path, S_IFLNK);
-		gmem_err("failed to open guest memory %s: %s", path, strerror(-err));
+		pr_err("failed to open guest memory %s: %s", path, strerror(-err));
 		return err;
 	}
 	if (fstat(fd, st) < 0) {
 		err = -errno;
-		gmem_err("failed to stat guest memory %s: %s", path, strerror(-err));
+		pr_err("failed to stat guest memory %s: %s", path, strerror(-err));
 		goto fail;
 	}
 	if (!S_ISREG(st->st_mode)) {
@@ -173,14 +169,14 @@ static int gmem_open_fd(const char *path, bool writable, struct stat *st)
 		goto fail;
 	}
 	if (st->st_dev != lst.st_dev || st->st_ino != lst.st_ino) {
-		gmem_err("failed to open guest memory %s: it was replaced while being opened", path);
+		pr_err("failed to open guest memory %s: it was replaced while being opened", path);
 		err = -ESTALE;
 		goto fail;
 	}
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
 		err = -errno;
-		gmem_err("failed to open guest memory %s: %s", path, strerror(-err));
+		pr_err("failed to open guest memory %s: %s", path, strerror(-err));
 		goto fail;
 	}
 	return fd;
@@ -192,12 +188,12 @@ fail:
 static int gmem_check_size(const char *path, const struct stat *st, uint64_t *size)
 {
 	if (st->st_size <= 0 || st->st_size % CLAT_PAGE_SIZE) {
-		gmem_err("failed to open guest memory %s: size %lld is not a non-zero multiple of %u",
+		pr_err("failed to open guest memory %s: size %lld is not a non-zero multiple of %u",
 			 path, (long long)st->st_size, CLAT_PAGE_SIZE);
 		return -EINVAL;
 	}
 	if ((uint64_t)st->st_size > SIZE_MAX) {
-		gmem_err("failed to open guest memory %s: too large to map", path);
+		pr_err("failed to open guest memory %s: too large to map", path);
 		return -EFBIG;
 	}
 	*size = (uint64_t)st->st_size;
@@ -217,13 +213,13 @@ static int gmem_hugetlb(const char *path, int fd, uint64_t size, uint64_t *hpage
 	if (fstatfs(fd, &sfs) < 0) {
 		int err = -errno;
 
-		gmem_err("failed to statfs guest memory %s: %s", path, strerror(-err));
+		pr_err("failed to statfs guest memory %s: %s", path, strerror(-err));
 		return err;
 	}
 	if ((unsigned long)sfs.f_type != HUGETLBFS_MAGIC)
 		return 0;
 	if (sfs.f_bsize <= 0 || sfs.f_bsize % CLAT_PAGE_SIZE || size % (uint64_t)sfs.f_bsize) {
-		gmem_err("failed to open guest memory %s: size %" PRIu64 " is not a multiple of "
+		pr_err("failed to open guest memory %s: size %" PRIu64 " is not a multiple of "
 			 "the huge page size %ld", path, size, (long)sfs.f_bsize);
 		return -EINVAL;
 	}
@@ -252,13 +248,13 @@ static int gmem_map_fd(const char *path, int fd, const struct stat *st, bool wri
 	base = mmap(NULL, (size_t)g->size, prot, flags, g->fd, 0);
 	if (base == MAP_FAILED) {
 		err = -errno;
-		gmem_err("failed to map guest memory %s: %s%s", path, strerror(-err),
+		pr_err("failed to map guest memory %s: %s%s", path, strerror(-err),
 			 hpage && err == -ENOMEM ? " (not enough free huge pages?)" : "");
 		goto fail;
 	}
 	err = gmem_track(base, (size_t)g->size);
 	if (err) {
-		gmem_err("failed to map guest memory %s: %s", path,
+		pr_err("failed to map guest memory %s: %s", path,
 			 err == -EMFILE ? "too many guest memories mapped at once" : strerror(-err));
 		munmap(base, (size_t)g->size);
 		goto fail;
@@ -311,7 +307,7 @@ int gmem_intake(const char *mem, char *path, size_t len, struct gmem_id *id)
 	int fd, err = 0;
 
 	if (has_control_char(mem)) {
-		gmem_err("failed to open guest memory: the path holds a control character (refused)");
+		pr_err("failed to open guest memory: the path holds a control character (refused)");
 		return -EINVAL;
 	}
 	fd = gmem_open_fd(mem, false, &st);
@@ -322,13 +318,13 @@ int gmem_intake(const char *mem, char *path, size_t len, struct gmem_id *id)
 	n = readlink(proc, path, len);
 	if (n < 0) {
 		err = -errno;
-		gmem_err("failed to resolve guest memory %s: %s", mem, strerror(-err));
+		pr_err("failed to resolve guest memory %s: %s", mem, strerror(-err));
 	} else if ((size_t)n >= len) {
 		err = -ENAMETOOLONG;
-		gmem_err("failed to resolve guest memory %s: path too long", mem);
+		pr_err("failed to resolve guest memory %s: path too long", mem);
 	} else if (st.st_nlink == 0 || path[0] != '/') {
 		err = -ENOENT;
-		gmem_err("failed to open guest memory %s: it was removed while being opened", mem);
+		pr_err("failed to open guest memory %s: it was removed while being opened", mem);
 	}
 	if (!err) {
 		path[n] = '\0';
@@ -347,7 +343,7 @@ int gmem_open_id(const char *path, bool writable, const struct gmem_id *id, stru
 	memset(g, 0, sizeof(*g));
 	g->fd = -1;
 	if (!id->dev && !id->ino) {
-		gmem_err("failed to reopen guest memory %s: no device and inode recorded at attach "
+		pr_err("failed to reopen guest memory %s: no device and inode recorded at attach "
 			 "(attached by an older clat-load?); detach and attach it again", path);
 		return -ESTALE;
 	}
@@ -355,7 +351,7 @@ int gmem_open_id(const char *path, bool writable, const struct gmem_id *id, stru
 	if (fd < 0)
 		return fd;
 	if ((uint64_t)st.st_dev != id->dev || (uint64_t)st.st_ino != id->ino) {
-		gmem_err("failed to reopen guest memory: guest memory %s was replaced since attach "
+		pr_err("failed to reopen guest memory: guest memory %s was replaced since attach "
 			 "(device/inode changed)", path);
 		close(fd);
 		return -ESTALE;

@@ -16,6 +16,7 @@
  * finds the same pages at the same GPAs. */
 #define _GNU_SOURCE /* program_invocation_short_name */
 #include "gtables.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,9 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define gphys_err(fmt, ...) \
-	fprintf(stderr, "%s: " fmt "\n", program_invocation_short_name, ##__VA_ARGS__)
 
 #define PM_PRESENT (1ULL << 63)
 #define PM_PFN_MASK ((1ULL << 55) - 1)
@@ -128,7 +126,7 @@ int gmem_ext_scan(struct gmem *g, const char *path, uint64_t hpage)
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		err = -errno;
-		gphys_err("failed to open /proc/self/pagemap for %s: %s", path, strerror(-err));
+		pr_err("failed to open /proc/self/pagemap for %s: %s", path, strerror(-err));
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -138,18 +136,18 @@ int gmem_ext_scan(struct gmem *g, const char *path, uint64_t hpage)
 
 		if (r != (ssize_t)sizeof(e)) {
 			err = r < 0 ? -errno : -EIO;
-			gphys_err("failed to read /proc/self/pagemap for %s: %s", path,
+			pr_err("failed to read /proc/self/pagemap for %s: %s", path,
 				  strerror(-err));
 			goto out;
 		}
 		if (!(e & PM_PRESENT)) {
-			gphys_err("failed to find the guest-physical address of %s huge page %" PRIu64
+			pr_err("failed to find the guest-physical address of %s huge page %" PRIu64
 				  ": not present after MAP_POPULATE", path, i);
 			err = -ENXIO;
 			goto out;
 		}
 		if (!(e & PM_PFN_MASK)) {
-			gphys_err("failed to find the guest-physical address of %s: pagemap shows "
+			pr_err("failed to find the guest-physical address of %s: pagemap shows "
 				  "PFN 0 (reading PFNs needs root, CAP_SYS_ADMIN)", path);
 			err = -EPERM;
 			goto out;
@@ -158,7 +156,7 @@ int gmem_ext_scan(struct gmem *g, const char *path, uint64_t hpage)
 	}
 	err = gmem_ext_set(g, gpa, n, hpage);
 	if (err)
-		gphys_err("failed to build the extents of %s: %s (a huge page not aligned to "
+		pr_err("failed to build the extents of %s: %s (a huge page not aligned to "
 			  "%" PRIu64 " or two at one address)", path, strerror(-err), hpage);
 out:
 	if (fd >= 0)

@@ -660,9 +660,8 @@ static void build_wants(struct recon *r, const struct lv_domain *d, int nd,
 
 			fe = fn_lookup(t, ifc);
 			if (!fe || fe->fn == 0 || fe->fn >= CLAT_MAX_FN) {
-				if (verbose)
-					pr_info("domain %s: %s is not a VF of %s; ignored",
-						d[i].name, iface_name(ifc), r->pf);
+				pr_debug("domain %s: %s is not a VF of %s; ignored",
+					 d[i].name, iface_name(ifc), r->pf);
 				continue;
 			}
 			x = &w[fe->fn];

@@ -91,8 +91,7 @@ static void keep_event(struct qmp *q, int ev)
 		e->seconds = v;
 	if (!jr_u64(&q->doc, jr_path(&q->doc, 0, "timestamp.microseconds"), &v))
 		e->usec = v;
-	if (verbose)
-		pr_info("%s QMP event %s %s", q->who, e->name, e->status);
+	pr_debug("%s QMP event %s %s", q->who, e->name, e->status);
 }
 
 const struct qmp_event *qmp_last_event(const struct qmp *q, const char *name)
