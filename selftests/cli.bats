@@ -2,12 +2,14 @@
 # Bad input gets a clear error and a non-zero exit, and changes nothing.
 
 load lib/common
+bats_require_minimum_version 1.5.0
 
 setup() {
 	PF=
 }
 
 teardown() {
+	[ -z "$PF" ] || ip link del "${PF}x" 2>/dev/null || true
 	topo_destroy
 }
 
@@ -121,4 +123,25 @@ teardown() {
 	run "$BIN/clat-guest" -q show --mem "$BATS_TEST_TMPDIR/none.mem"
 	assert_failure
 	assert_output --partial "clat-guest: failed to open guest memory"
+}
+
+@test "attach, detach, vf add and vf del print what they did with --json" {
+	topo_create 1
+	run --separate-stderr "$CLAT_LOAD" attach "$PF" --json
+	assert_success
+	jq -e --arg pf "$PF" '.pf == $pf and .state == "attached" and .changed and .functions == 2' <<<"$output"
+	run --separate-stderr "$CLAT_LOAD" attach "$PF" --json
+	jq -e '.state == "attached" and (.changed | not)' <<<"$output"
+	ip link add "${PF}x" type veth peer name "${PF}y"
+	run --separate-stderr "$CLAT_LOAD" vf add "$PF" --fn 7 --mac 02:00:00:00:00:07 --dev "${PF}x" --json
+	assert_success
+	jq -e '.fn == 7 and .changed and .mac == "02:00:00:00:00:07"' <<<"$output"
+	run --separate-stderr "$CLAT_LOAD" vf del "$PF" --fn 7 --json
+	jq -e '.fn == 7 and .changed' <<<"$output"
+	run --separate-stderr "$CLAT_LOAD" vf del "$PF" --fn 7 --json
+	jq -e '.fn == 7 and (.changed | not)' <<<"$output"
+	run --separate-stderr "$CLAT_LOAD" detach "$PF" --json
+	jq -e '.state == "detached" and .changed' <<<"$output"
+	run --separate-stderr "$CLAT_LOAD" detach "$PF" --json
+	jq -e '.state == "detached" and (.changed | not)' <<<"$output"
 }

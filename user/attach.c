@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 #include "common.h"
+#include "json.h"
 
 #include <dirent.h>
 #include <libgen.h>
@@ -223,6 +224,29 @@ static int size_pool(struct clat *skel, uint32_t contexts)
 	return 0;
 }
 
+/* --json: what attach or detach did, on stdout (the log line says it on
+ * stderr either way).  functions < 0: not known (nothing was loaded). */
+static void report_json(const struct invocation *inv, const char *pf, const char *what,
+			bool changed, const char *dir, const char *mode, int functions)
+{
+	struct json j;
+
+	if (!has_opt(inv, OPT_JSON))
+		return;
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "pf", pf);
+	json_str(&j, "state", what);
+	json_bool(&j, "changed", changed);
+	json_str(&j, "pin_dir", dir);
+	if (mode)
+		json_str(&j, "mode", mode);
+	if (functions >= 0)
+		json_u64(&j, "functions", (uint64_t)functions);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
 static int resync_attached(const char *pf, const char *dir, unsigned int pf_ifindex)
 {
 	struct clat_maps m;
@@ -285,8 +309,12 @@ int cmd_attach(const struct invocation *inv)
 		return err;
 
 	state = attach_state(dir, pf_ifindex);
-	if (state == 1)
-		return resync_attached(pf, dir, pf_ifindex);
+	if (state == 1) {
+		err = resync_attached(pf, dir, pf_ifindex);
+		if (!err)
+			report_json(inv, pf, "attached", false, dir, NULL, -1);
+		return err;
+	}
 	if (state == -ESTALE) {
 		pr_info("removing stale clat state in %s", dir);
 		err = remove_pin_dir(dir);
@@ -385,6 +413,8 @@ int cmd_attach(const struct invocation *inv)
 	pr_info("attached clat to %s (%s mode), %d functions, pins in %s", pf,
 		xdp_flags == XDP_FLAGS_SKB_MODE ? "skb" : "native", have_emu ? emu.numvfs + 1 : 0,
 		dir);
+	report_json(inv, pf, "attached", true, dir, xdp_flags == XDP_FLAGS_SKB_MODE ? "skb" : "native",
+		    have_emu ? emu.numvfs + 1 : 0);
 	return 0;
 
 fail:
@@ -413,6 +443,7 @@ int cmd_detach(const struct invocation *inv)
 	if (err == -ENOENT) {
 		reap_staging(dirname(parent), base);
 		pr_info("clat is not attached to %s (no %s); nothing to do", pf, dir);
+		report_json(inv, pf, "detached", false, dir, NULL, -1);
 		return 0;
 	}
 	if (err) {
@@ -428,5 +459,6 @@ int cmd_detach(const struct invocation *inv)
 		rmdir(dirname(parent)); /* only succeeds once the last PF is gone */
 	}
 	pr_info("detached clat from %s", pf);
+	report_json(inv, pf, "detached", true, dir, NULL, -1);
 	return 0;
 }

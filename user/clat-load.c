@@ -112,9 +112,9 @@ static const struct opt_def opt_defs[OPT__MAX] = {
 
 static const struct command commands[] = {
 	{ "attach", cmd_attach, "<pf>", 1,
-	  { OPT_MODE, OPT_PIN_DIR, OPT_UNKNOWN_UNICAST, OPT_POOL_CONTEXTS },
+	  { OPT_MODE, OPT_PIN_DIR, OPT_UNKNOWN_UNICAST, OPT_POOL_CONTEXTS, OPT_JSON },
 	  "load clat, attach clat_rx to the PF and clat_tx to every representor, pin maps" },
-	{ "detach", cmd_detach, "<pf>", 1, { OPT_PIN_DIR },
+	{ "detach", cmd_detach, "<pf>", 1, { OPT_PIN_DIR, OPT_JSON },
 	  "detach the programs and remove every pin; interfaces stay as they were" },
 	{ "status", cmd_status, "<pf>", 1, { OPT_PIN_DIR, OPT_JSON },
 	  "show attached programs and the function table" },
@@ -126,9 +126,9 @@ static const struct command commands[] = {
 	  "counters, context table occupancy, pool use and verified insns in the Prometheus "
 	  "text format (for node_exporter's textfile collector), or served on GET /metrics" },
 	{ "vf add", cmd_vf_add, "<pf>", 1,
-	  { OPT_FN, OPT_MAC, OPT_VLAN, OPT_IFINDEX, OPT_DEV, OPT_PIN_DIR },
+	  { OPT_FN, OPT_MAC, OPT_VLAN, OPT_IFINDEX, OPT_DEV, OPT_PIN_DIR, OPT_JSON },
 	  "map a MAC to a function and its representor (for real SR-IOV NICs)" },
-	{ "vf del", cmd_vf_del, "<pf>", 1, { OPT_FN, OPT_PIN_DIR },
+	{ "vf del", cmd_vf_del, "<pf>", 1, { OPT_FN, OPT_PIN_DIR, OPT_JSON },
 	  "remove a function: its MACs, its port and its representor's program" },
 	{ "vf set", cmd_vf_set, "<pf>", 1,
 	  { OPT_FN, OPT_VLAN, OPT_SPOOFCHK, OPT_TRUST, OPT_STATE, OPT_MAX_RATE, OPT_ADD_MAC,

@@ -83,6 +83,27 @@ static void reap_tx_links(const struct clat_maps *m, const char *dir)
 	closedir(d);
 }
 
+/* --json of vf add and vf del: the fn and what changed. */
+static void fn_json(const struct invocation *inv, uint32_t fn, bool changed, const char *mac,
+		    uint32_t vlan, uint32_t ifindex)
+{
+	struct json j;
+
+	if (!has_opt(inv, OPT_JSON))
+		return;
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_u64(&j, "fn", fn);
+	json_bool(&j, "changed", changed);
+	if (mac) {
+		json_str(&j, "mac", mac);
+		json_u64(&j, "vlan", vlan);
+		json_u64(&j, "ifindex", ifindex);
+	}
+	json_obj_close(&j);
+	json_end(&j);
+}
+
 int cmd_vf_add(const struct invocation *inv)
 {
 	const char *pf = inv->arg[0];
@@ -134,8 +155,10 @@ int cmd_vf_add(const struct invocation *inv)
 		err = port_install(&m, prog_fd, flags, dir, fn, mac, (uint16_t)vlan, ifindex);
 		close(prog_fd);
 	}
-	if (!err)
+	if (!err) {
 		pr_info("fn %u: %s vlan %u -> ifindex %u", fn, inv->opt[OPT_MAC], vlan, ifindex);
+		fn_json(inv, fn, true, inv->opt[OPT_MAC], vlan, ifindex);
+	}
 out:
 	maps_close(&m);
 	return err;
@@ -161,6 +184,7 @@ int cmd_vf_del(const struct invocation *inv)
 	if (e.state == CLAT_FN_FREE) {
 		reap_tx_links(&m, dir);
 		pr_info("fn %u is not in use on %s; nothing to do", fn, pf);
+		fn_json(inv, fn, false, NULL, 0, 0);
 		goto out;
 	}
 	/* The link goes first: a del killed in between is still ACTIVE, so
@@ -178,6 +202,7 @@ int cmd_vf_del(const struct invocation *inv)
 	}
 	reap_tx_links(&m, dir);
 	pr_info("fn %u removed from %s", fn, pf);
+	fn_json(inv, fn, true, NULL, 0, 0);
 out:
 	maps_close(&m);
 	return err;
