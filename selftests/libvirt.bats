@@ -249,6 +249,23 @@ guests_bat() {
 	assert_equal "$(fn_field 2 '.macs[0].mac')" 52:54:00:00:00:22
 }
 
+@test "watch --json: one JSON object per event, each followed by its reconcile" {
+	local dom1=$BATS_TEST_TMPDIR/vm1.dom dom2=$BATS_TEST_TMPDIR/vm2.dom file=$BATS_TEST_TMPDIR/node.xml
+	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$dom1"
+	domain_xml vm2 5 52:54:00:00:00:22 "${PCI[1]}" "$MEM2" "$BAT2" >"$dom2"
+	node_xml "$file" "$dom1" "$dom2"
+	run --separate-stderr timeout 30 "$CLAT_LOAD" libvirt watch "$PF" --connect "test://$file" \
+		--interval 0 --test-actions destroy:vm1,create:vm2 --json
+	assert_success
+	# Every stdout line is one object: the first reconcile, then per action
+	# its lifecycle event and the reconcile it caused.
+	jq -e -s 'length >= 5 and all(.[]; has("event"))' <<<"$output"
+	jq -e -s 'map(.event) | .[0] == "reconcile" and index("lifecycle") != null' <<<"$output"
+	jq -e -s 'map(select(.event == "lifecycle")) | map(.domain + ":" + .detail) ==
+		["vm1:STOPPED_DESTROYED", "vm2:STARTED_BOOTED"]' <<<"$output"
+	jq -e -s '[.[] | select(.event == "reconcile") | .actions[]?] | length >= 2' <<<"$output"
+}
+
 @test "watch: a guest that grows its tables is resynced without any event" {
 	local uri log=$BATS_TEST_TMPDIR/watch.log _
 	uri=$(node w vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1")

@@ -158,9 +158,10 @@ static const struct command commands[] = {
 	  { OPT_CONNECT, OPT_PIN_DIR, OPT_JSON },
 	  "make MACs and guest tables of pf's functions match libvirt's running domains" },
 	{ "libvirt watch", cmd_libvirt_watch, "<pf>", 1,
-	  { OPT_CONNECT, OPT_INTERVAL, OPT_RESYNC_MS, OPT_PIN_DIR, OPT_TEST_ACTIONS },
+	  { OPT_CONNECT, OPT_INTERVAL, OPT_RESYNC_MS, OPT_PIN_DIR, OPT_TEST_ACTIONS, OPT_JSON },
 	  "reconcile now, on every domain lifecycle event and every interval, and resync guests "
-	  "that grew their tables, until SIGINT/SIGTERM" },
+	  "that grew their tables, until SIGINT/SIGTERM; --json: one object per event "
+	  "(lifecycle, metadata, reconcile, tick)" },
 	{ "libvirt hook-parse", cmd_libvirt_hook_parse, "<pf>", 1, { OPT_PIN_DIR },
 	  "read a domain XML on stdin; print one JSON record for the qemu hook: domain, mem, "
 	  "bat_gpa and per hostdev interface of pf its fn, mac, vlan, ifindex and the tables "

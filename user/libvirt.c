@@ -968,8 +968,10 @@ static void track_departed(struct lv_track *tr, const char *name)
 			tr->left[fn] = true;
 }
 
+/* event: with as_json, the "event" the object reports (libvirt watch --json
+ * prints one object per event), or NULL for a plain reconcile. */
 static int reconcile_once(virConnectPtr conn, const char *pf, const char *pin_dir, FILE *out,
-			  bool as_json, bool quiet_noop, struct lv_track *track)
+			  bool as_json, const char *event, bool quiet_noop, struct lv_track *track)
 {
 	struct recon r = { .pf = pf, .pin_dir = pin_dir, .out = out,
 			   .left = track ? track->left : NULL };
@@ -997,6 +999,8 @@ static int reconcile_once(virConnectPtr conn, const char *pf, const char *pin_di
 		r.j = &j;
 		json_init(&j, stdout);
 		json_obj_open(&j, NULL);
+		if (event)
+			json_str(&j, "event", event);
 		json_str(&j, "pf", pf);
 		json_u64(&j, "domains", (uint64_t)nd);
 		json_arr_open(&j, "actions");
@@ -1035,7 +1039,7 @@ int cmd_libvirt_reconcile(const struct invocation *inv)
 	if (!conn)
 		return -EIO;
 	err = reconcile_once(conn, inv->arg[0], inv->opt[OPT_PIN_DIR], stdout,
-			     has_opt(inv, OPT_JSON), false, NULL);
+			     has_opt(inv, OPT_JSON), NULL, false, NULL);
 	virConnectClose(conn);
 	return err;
 }
@@ -1121,7 +1125,31 @@ struct watch {
 	struct lv_track *track;
 	int meta_cb_id;
 	bool awaiting_event; /* a test action ran; reconcile after its event, then go on */
+	bool json;           /* --json: one object per event on stdout */
 };
+
+/* --json: a libvirt event as one line of JSON, before the reconcile it
+ * causes (which prints its own object). */
+static void event_json(const struct watch *w, const char *event, virDomainPtr dom,
+		       const char *detail, const char *note)
+{
+	struct json j;
+
+	if (!w->json)
+		return;
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "event", event);
+	json_str(&j, "pf", w->pf);
+	json_str(&j, "domain", virDomainGetName(dom));
+	if (detail)
+		json_str(&j, "detail", detail);
+	if (note)
+		json_str(&j, "note", note);
+	json_obj_close(&j);
+	json_end(&j);
+	fflush(stdout);
+}
 
 static int sigpipe_wr = -1;
 
@@ -1157,7 +1185,8 @@ static void on_sigpipe(int watch_id, int fd, int events, void *opaque)
 
 static void watch_reconcile(struct watch *w, bool quiet_noop)
 {
-	int err = reconcile_once(w->conn, w->pf, w->pin_dir, stderr, false, quiet_noop, w->track);
+	int err = reconcile_once(w->conn, w->pf, w->pin_dir, stderr, w->json,
+				 quiet_noop ? "tick" : "reconcile", quiet_noop, w->track);
 
 	/* Errors are logged and retried at the next event or tick; only a
 	 * scripted test run reports them in its exit status. */
@@ -1220,6 +1249,7 @@ static int lifecycle_cb(virConnectPtr conn, virDomainPtr dom, int event, int det
 	event_name(event, detail, name, sizeof(name));
 	pr_info("watch: domain %s: %s%s%s", virDomainGetName(dom), name, note ? " - " : "",
 		note ? note : "");
+	event_json(w, "lifecycle", dom, name, note);
 	if (event == VIR_DOMAIN_EVENT_STOPPED && detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
 		track_departed(w->track, virDomainGetName(dom));
 	arm(w->kick, 0);
@@ -1236,6 +1266,7 @@ static void metadata_cb(virConnectPtr conn, virDomainPtr dom, int type, const ch
 	if (type != VIR_DOMAIN_METADATA_ELEMENT || !nsuri || strcmp(nsuri, CLAT_XMLNS))
 		return;
 	pr_info("watch: domain %s: clat metadata changed", virDomainGetName(dom));
+	event_json(w, "metadata", dom, NULL, NULL);
 	arm(w->kick, 0);
 }
 
@@ -1355,6 +1386,7 @@ static int watch_parse(const struct invocation *inv, struct watch *w, uint32_t *
 
 	*interval = LV_DEFAULT_INTERVAL;
 	w->resync_ms = LV_DEFAULT_RESYNC_MS;
+	w->json = has_opt(inv, OPT_JSON);
 	if (has_opt(inv, OPT_INTERVAL))
 		err = parse_u32(inv->opt[OPT_INTERVAL], "--interval", INT32_MAX / 1000, interval);
 	if (!err && has_opt(inv, OPT_RESYNC_MS))
