@@ -12,47 +12,14 @@ load lib/vm
 setup() {
 	SPAWNED=()
 	GV=gv$(printf '%x%04x' $(($$ % 4096)) $RANDOM)
-	HOST=
+	TAG=
 }
 
 teardown() {
 	reap
 	topo_destroy
-	gvhost_destroy
+	vmhost_destroy
 	rm -f "/dev/shm/$GV".*
-}
-
-# gvhost_create: a host netns HOST with a --vm tap PF (VF 0's port is the
-# tap TAP0, MAC VF_MAC0), its wire in WIRE_NS (NET.1), clat attached; the
-# VM will be NET.10.  (The same emulated host as vm.bats.)
-gvhost_create() {
-	local json
-	HOST=$GV-h WIRE_NS=$GV-w PF=${GV}p
-	NET=198.18.$((RANDOM % 250 + 1))
-	WIRE_IP=$NET.1 VM_IP=$NET.10
-	ip netns add "$HOST"
-	ip -n "$HOST" link set lo up
-	ip netns exec "$HOST" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'
-	in_host "$HOST" "$VF_EMU" create "$PF" --numvfs 1 --vm tap --wire-netns "$WIRE_NS" \
-		>/dev/null || return 1
-	no_ipv6 "$WIRE_NS" "$PF"
-	ip -n "$WIRE_NS" addr add "$WIRE_IP/24" dev "$PF"
-	ip -n "$WIRE_NS" link set lo up
-	json=$(in_host "$HOST" "$VF_EMU" list "$PF" --json) || return 1
-	TAP0=$(jq -r ".vfs[0].rep" <<<"$json")
-	VF_MAC0=$(jq -r ".vfs[0].mac" <<<"$json")
-	in_host "$HOST" "$CLAT_LOAD" attach "$PF" >/dev/null 2>&1
-}
-
-gvhost_destroy() {
-	[ -n "${HOST:-}" ] || return 0
-	vm_teardown_all
-	in_host "$HOST" "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
-	in_host "$HOST" "$VF_EMU" destroy "$PF" >/dev/null 2>&1 || true
-	ip netns del "$WIRE_NS" 2>/dev/null || true
-	ip netns del "$HOST" 2>/dev/null || true
-	pins_sweep "$PF"
-	HOST= PF=
 }
 
 hclat() { in_host "$HOST" "$CLAT_LOAD" "$@"; }
@@ -145,7 +112,8 @@ fake_agent() { # MODE [GPA]: a fake agent on $SOCK, serving one client
 
 @test "a real VM builds its tables in huge pages, announces them over virtio-serial, and reads the contexts the device wrote" {
 	vm_skip_unless_ready
-	gvhost_create
+	vmhost_create 1
+	TAP0=${TAP[0]} VF_MAC0=${VF_MAC[0]}
 	local ram=/dev/shm/$GV.ram init bat chan ctx host_ctx guest_ctx svc
 	vm_start vm "$HOST" "$TAP0" "$ram" "$VF_MAC0" "$VM_IP/24"
 

@@ -234,21 +234,6 @@ static void json_libvirt(struct json *j, const struct lvm_job *jb, const struct 
 	json_obj_close(j);
 }
 
-static void json_commit(struct json *j, const struct mig_result *r)
-{
-	json_obj_open(j, "commit");
-	json_u64(j, "ns", r->wait_ns);
-	json_u64(j, "live_contexts", r->live_contexts);
-	json_u64(j, "blocks_written", r->blocks);
-	json_obj_open(j, "destination_ns");
-	json_u64(j, "load", r->load_ns);
-	json_u64(j, "write", r->write_ns);
-	json_u64(j, "build", r->build_ns);
-	json_u64(j, "switch", r->switch_ns);
-	json_obj_close(j);
-	json_obj_close(j);
-}
-
 struct lvm_run {
 	struct lvm_opts o;
 	virConnectPtr sconn, dconn;
@@ -396,7 +381,7 @@ int cmd_libvirt_migrate(const struct invocation *inv)
 	mig_json_copy(&j, "stop_copy", &stop);
 	if (!err)
 		err = mig_src_commit(&r.s, &res);
-	json_commit(&j, &res);
+	mig_json_commit(&j, &res);
 	if (err) {
 		pr_err("failed to commit fn %u on the destination: %s%s%s; the domain stays paused there "
 		       "without its device state and the source fn stays quiesced",

@@ -97,7 +97,7 @@ static int write_delta(const char *path, const struct gpa_list *delta)
 	return fclose(f) ? -errno : 0;
 }
 
-static void json_result(struct json *j, const struct mig_result *r)
+void mig_json_commit(struct json *j, const struct mig_result *r)
 {
 	json_obj_open(j, "commit");
 	json_u64(j, "ns", r->wait_ns);
@@ -181,7 +181,7 @@ int cmd_migrate_out(const struct invocation *inv)
 	mig_json_copy(&j, "stop_copy", &cs);
 	if (!err && chan) {
 		err = mig_src_commit(&s, &res);
-		json_result(&j, &res);
+		mig_json_commit(&j, &res);
 	}
 	json_u64(&j, "downtime_ns", cs.ns + res.wait_ns);
 	done = !err;

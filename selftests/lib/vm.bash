@@ -203,3 +203,43 @@ vm_teardown_all() {
 		vm_stop "${d##*/}"
 	done
 }
+
+# ---- an emulated host whose VFs are taps (needs lib/common) -----------------
+
+# vmhost_create NUMVFS: a host netns HOST holding a --vm tap PF, its wire in
+# netns WIRE_NS (NET.1), clat attached.  Sets TAG, HOST, WIRE_NS, PF, NET,
+# WIRE_IP, VM_IP (NET.10), TAP[i], VF_MAC[i].
+vmhost_create() {
+	local n=$1 json i
+	TAG=v$(printf '%x%03x' $(($$ % 256)) $((RANDOM % 4096)))
+	HOST=$TAG-h WIRE_NS=$TAG-w PF=${TAG}p
+	NET=198.18.$((RANDOM % 250 + 1))
+	WIRE_IP=$NET.1 VM_IP=$NET.10
+	ip netns add "$HOST"
+	ip -n "$HOST" link set lo up
+	# No IPv6 chatter from the taps or the wire into the counters.
+	ip netns exec "$HOST" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'
+	in_host "$HOST" "$VF_EMU" create "$PF" --numvfs "$n" --vm tap --wire-netns "$WIRE_NS" \
+		>/dev/null || return 1
+	no_ipv6 "$WIRE_NS" "$PF"
+	ip -n "$WIRE_NS" addr add "$WIRE_IP/24" dev "$PF"
+	ip -n "$WIRE_NS" link set lo up
+	json=$(in_host "$HOST" "$VF_EMU" list "$PF" --json) || return 1
+	TAP=() VF_MAC=()
+	for ((i = 0; i < n; i++)); do
+		TAP[i]=$(jq -r ".vfs[$i].rep" <<<"$json")
+		VF_MAC[i]=$(jq -r ".vfs[$i].mac" <<<"$json")
+	done
+	in_host "$HOST" "$CLAT_LOAD" attach "$PF" 2>/dev/null
+}
+
+vmhost_destroy() {
+	[ -n "${TAG:-}" ] || return 0
+	vm_teardown_all
+	in_host "$HOST" "$CLAT_LOAD" detach "$PF" >/dev/null 2>&1 || true
+	in_host "$HOST" "$VF_EMU" destroy "$PF" >/dev/null 2>&1 || true
+	ip netns del "$WIRE_NS" 2>/dev/null || true
+	ip netns del "$HOST" 2>/dev/null || true
+	pins_sweep "$PF"
+	TAG=
+}
