@@ -82,6 +82,12 @@ def na(x): if x == null then "–" else x end;
 "|---|---|---|---|---|---|---|---|---|---|---|---|",
 ($m[] | "| \(.conns | conns) | \(.contexts) | \(.delta_blocks) | \(.switchover_ms | spread3) | \(.stop_copy_ms.median | r(3)) | \(.reload_ms.median | r(3)) | \(.commit_ms.median | r(3)) | \(.precopy_ms | spread) | \(.prepare_ms | spread) | \(.total_ms | spread) | \(.copy_one_ms | spread) | \(.copy_batch_ms | spread) |"),
 "",
+"### Migration downtime with a real VM (ms)",
+"",
+($R.vm_migration // {skipped: "not measured in this run"} | . as $v |
+ if $v.skipped then "Not measured: \($v.skipped)." else
+ "\($v.runs) shared-mode hand-overs by `clat-load qemu migrate` (x-ignore-shared: a new VMM on the same RAM file) of a real guest (\($v.vm)) with \($v.tcp_contexts) TCP connections open through it. The guest is paused from QEMU'"'"'s pre-switchover stop until the destination runs: QEMU'"'"'s share is its switchover (the last dirty RAM, device state, destination loaded) plus the `cont`; clat'"'"'s share is the fn stop and the commit (the port moved to the new tap).\n\n| guest paused | QEMU'"'"'s share | clat'"'"'s share | QEMU'"'"'s own downtime figure | fn stopped | QEMU total | hand-over total |\n|---|---|---|---|---|---|---|\n| \($v.guest_paused_ms | spread) | \($v.qemu_share_ms | spread) | \($v.clat_share_ms | spread3) | \($v.qemu_downtime_ms | spread) | \($v.fn_stopped_ms | spread) | \($v.qemu_total_ms | spread) | \($v.total_ms | spread) |" end),
+"",
 "### Rebuild (guest attach from a guest memory file)",
 "",
 "| contexts | build (ms) | attach: validate + build + commit (ms) | contexts/s (attach), median (min–max) | max/min | contexts/s (build only) |",
