@@ -5,7 +5,9 @@
 # guest's tables attached through its agent and 3 TCP connections from the
 # wire open through it.  Prints one JSON object: the per-run reports and
 # the downtime split into QEMU's share (its final switchover and the
-# 'cont') and clat's (fn stop, commit: port move).  Prints
+# 'cont') and clat's (fn stop, commit: port move); then LV_RUNS (default 3)
+# libvirt migrations by 'make demo-vm' (skipped without libvirtd), split
+# into libvirt's downtime and clat's phases after its job.  Prints
 # {"skipped": "..."} when QEMU or the guest image is missing.  Every
 # namespace, link, VM and file it makes is removed on exit.
 #   bench/vmmig.sh RUNS
@@ -47,6 +49,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 host() { nsenter --net="/run/netns/$H" "$@"; }
+
+# libvirt: LV_RUNS whole migrations between two private libvirtds, as
+# 'make demo-vm' does them (each boots its own domain), before anything
+# else of this script runs.
+LV_RUNS=${LV_RUNS:-3}
+lv_note=
+: >"$TMPD/lv.json"
+if ! command -v libvirtd >/dev/null || ! command -v virsh >/dev/null; then
+	lv_note="libvirtd or virsh not installed (make deps)"
+else
+	for i in $(seq 1 "$LV_RUNS"); do
+		echo "bench: vm migration, libvirt run $i/$LV_RUNS (scripts/demo-vm.sh)" >&2
+		DEMO_VM_REPORT=$TMPD/lv$i.json "$ROOT/scripts/demo-vm.sh" >/dev/null 2>"$TMPD/lv.log" &&
+			jq -c . "$TMPD/lv$i.json" >>"$TMPD/lv.json" || {
+			lv_note="libvirt run $i failed: $(tail -1 "$TMPD/lv.log")"
+			break
+		}
+	done
+fi
 
 echo "bench: vm migration, $RUNS shared-mode hand-overs, names $TAG*" >&2
 # <W: WIRE_IP> WP === PF <H>, taps t0..tRUNS in H (one per VMM)
@@ -98,7 +119,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 live=$(host "$CLAT_LOAD" ctx list "$PF" --fn 1 --json | jq '[.contexts[] | select(.proto == "tcp")] | length')
 
-jq -s --argjson live "$live" '
+jq -s --argjson live "$live" --slurpfile lv "$TMPD/lv.json" --arg lv_note "$lv_note" '
 def st: sort as $s | {median: $s[(length / 2 | floor)], min: $s[0], max: $s[-1]};
 def ms: . / 1e6;
 {mode: "shared", runs: length, tcp_contexts: $live, vm: "TCG, 1 vCPU, 128 MiB",
@@ -109,4 +130,14 @@ def ms: . / 1e6;
  qemu_downtime_ms: (map(.qemu.downtime_ms) | st),
  qemu_total_ms: (map(.qemu.total_time_ms) | st),
  total_ms: (map(.total_ns | ms) | st),
- reports: .}' "$TMPD/runs.json"
+ reports: .,
+ libvirt: (if $lv_note != "" then {skipped: $lv_note} else
+   {runs: ($lv | length),
+    downtime_ms: ($lv | map(.libvirt.downtime_ms + .downtime.clat_ns / 1e6) | st),
+    libvirt_downtime_ms: ($lv | map(.libvirt.downtime_ms) | st),
+    clat_ms: ($lv | map(.downtime.clat_ns / 1e6) | st),
+    clat_stop_copy_ms: ($lv | map(.stop_copy.ns / 1e6) | st),
+    clat_commit_ms: ($lv | map(.commit.ns / 1e6) | st),
+    clat_resume_ms: ($lv | map(.resume.ns / 1e6) | st),
+    libvirt_job_ms: ($lv | map(.libvirt.ns / 1e6) | st),
+    reports: $lv} end)}' "$TMPD/runs.json"

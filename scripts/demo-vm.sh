@@ -7,7 +7,8 @@
 # wire run through it; 'clat-load libvirt migrate' moves it; the contexts
 # are printed before and after, as the device and as the guest see them,
 # with the downtime by phase.  Everything it creates has a unique name and
-# is removed on exit, also on failure or Ctrl-C.
+# is removed on exit, also on failure or Ctrl-C.  DEMO_VM_REPORT=FILE: a copy
+# of the migration's --json report (for bench/vmmig.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${CLAT_BIN_DIR:-$ROOT/.output}
@@ -139,6 +140,8 @@ for _ in $(seq 100); do [ -S "$TMP/devchan.sock" ] && break; sleep 0.05; done
 	--migrate-uri tcp://127.0.0.1 --listen-address 127.0.0.1 --json >"$TMP/mig.json" ||
 	die "libvirt migrate failed: $(cat "$TMP/mig.json")"
 wait "$in_pid" || die "migrate-in failed: $(cat "$TMP/in.log")"
+# bench/vmmig.sh keeps the report.
+[ -z "${DEMO_VM_REPORT:-}" ] || cp "$TMP/mig.json" "$DEMO_VM_REPORT"
 echo "host B runs it: $(lv_virsh b domstate "$DOM"); host A: $(lv_virsh a list --all --name | grep -c . || true) domains"
 sleep 2
 
