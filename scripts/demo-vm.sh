@@ -52,6 +52,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# fg_wait CMD...: CMD in the foreground, but through 'wait', which a
+# Ctrl-C interrupts at once (bash defers the trap until a foreground child
+# exits, and forgets it when that child survives the SIGINT).
+fg_wait() {
+	"$@" &
+	PIDS+=("$!")
+	wait "$!"
+}
 say() { printf '\n== %s\n' "$*"; }
 bgrun() { # LOG CMD...: in its own process group, killed at exit
 	local out=$1
@@ -135,7 +143,7 @@ lv_virsh a dumpxml --migratable "$DOM" |
 in_pid=$!
 PIDS+=("$in_pid")
 for _ in $(seq 100); do [ -S "$TMP/devchan.sock" ] && break; sleep 0.05; done
-"$CLAT_LOAD" libvirt migrate "$DOM" "$(lv_uri b)" --connect "$(lv_uri a)" --pf "$PF_A" \
+fg_wait "$CLAT_LOAD" libvirt migrate "$DOM" "$(lv_uri b)" --connect "$(lv_uri a)" --pf "$PF_A" \
 	--channel "unix:$TMP/devchan.sock" --dest-xml "$TMP/dst.xml" \
 	--migrate-uri tcp://127.0.0.1 --listen-address 127.0.0.1 --json >"$TMP/mig.json" ||
 	die "libvirt migrate failed: $(cat "$TMP/mig.json")"
