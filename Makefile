@@ -55,7 +55,7 @@ BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
 TEST_PROGS  += $(OUTPUT)/seqstream $(OUTPUT)/policy_cost
 
-.PHONY: all check demo install uninstall clean help deps fuzz bench guest-image
+.PHONY: all check demo demo-vm install uninstall clean help deps fuzz bench guest-image
 all: $(BINS) $(TEST_PROGS) $(TEST_BPF)
 
 help:
@@ -64,6 +64,8 @@ help:
 	@echo '  check      run every test (BPF_PROG_TEST_RUN verdicts, datapath and guest-table fuzzing,'
 	@echo '             BATS netns selftests); with SANITIZE=1 on the ASan/UBSan build, failing on any report'
 	@echo '  demo       emulated SR-IOV NIC with 4 VFs: attach, ARP/ping/TCP to every VM, stats, teardown'
+	@echo '  demo-vm    a real VM (TCG) under two private libvirtds: guest-built tables, TCP from the wire,'
+	@echo '             live migration with clat-load libvirt migrate, contexts before/after, downtime by phase'
 	@echo '  install    install clat-load, clat-guest, vf-emu and the libvirt qemu hook into $$(DESTDIR)$$(PREFIX),'
 	@echo '             systemd units (clat-watch@, clat-gc@ + timer) into $$(PREFIX)/lib/systemd/system and'
 	@echo '             man pages clat-load(8), clat-guest(8), vf-emu(8) into $$(PREFIX)/share/man/man8'
@@ -212,6 +214,9 @@ check: all $(CHECK_GUEST)
 
 demo: all
 	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) scripts/demo.sh
+
+demo-vm: all $(CHECK_GUEST)
+	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) CLAT_GUEST_DIR=$(abspath $(GUEST_DIR)) scripts/demo-vm.sh
 
 deps:
 	$(Q)scripts/install-deps.sh

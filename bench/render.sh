@@ -82,6 +82,15 @@ def na(x): if x == null then "–" else x end;
 "|---|---|---|---|---|---|---|---|---|---|---|---|",
 ($m[] | "| \(.conns | conns) | \(.contexts) | \(.delta_blocks) | \(.switchover_ms | spread3) | \(.stop_copy_ms.median | r(3)) | \(.reload_ms.median | r(3)) | \(.commit_ms.median | r(3)) | \(.precopy_ms | spread) | \(.prepare_ms | spread) | \(.total_ms | spread) | \(.copy_one_ms | spread) | \(.copy_batch_ms | spread) |"),
 "",
+"### Migration downtime with a real VM (ms)",
+"",
+($R.vm_migration // {skipped: "not measured in this run"} | . as $v |
+ if $v.skipped then "Not measured: \($v.skipped)." else
+ "\($v.runs) shared-mode hand-overs by `clat-load qemu migrate` (x-ignore-shared: a new VMM on the same RAM file) of a real guest (\($v.vm)) with \($v.tcp_contexts) TCP connections open through it. The guest is paused from QEMU'"'"'s pre-switchover stop until the destination runs: QEMU'"'"'s share is its switchover (the last dirty RAM, device state, destination loaded) plus the `cont`; clat'"'"'s share is the fn stop and the commit (the port moved to the new tap).\n\n| guest paused | QEMU'"'"'s share | clat'"'"'s share | QEMU'"'"'s own downtime figure | fn stopped | QEMU total | hand-over total |\n|---|---|---|---|---|---|---|\n| \($v.guest_paused_ms | spread) | \($v.qemu_share_ms | spread) | \($v.clat_share_ms | spread3) | \($v.qemu_downtime_ms | spread) | \($v.fn_stopped_ms | spread) | \($v.qemu_total_ms | spread) | \($v.total_ms | spread) |" +
+ (if $v.libvirt == null then "" elif $v.libvirt.skipped then "\n\nlibvirt: not measured: \($v.libvirt.skipped)." else
+  ($v.libvirt | "\n\n\(.runs) live migrations by `clat-load libvirt migrate` between two private libvirtd instances (`make demo-vm`, copy mode: the RAM goes over TCP, the contexts over the device-state channel). Downtime = libvirt'"'"'s own downtime figure (the guest stopped for its last RAM copy) + clat'"'"'s phases after libvirt'"'"'s job, while the destination stays paused.\n\n| downtime | libvirt'"'"'s share | clat'"'"'s share | in it: final delta | in it: commit | in it: resume | libvirt job |\n|---|---|---|---|---|---|---|\n| \(.downtime_ms | spread) | \(.libvirt_downtime_ms | spread) | \(.clat_ms | spread) | \(.clat_stop_copy_ms.median | r(2)) | \(.clat_commit_ms.median | r(2)) | \(.clat_resume_ms.median | r(2)) | \(.libvirt_job_ms | spread) |") end)
+ end),
+"",
 "### Rebuild (guest attach from a guest memory file)",
 "",
 "| contexts | build (ms) | attach: validate + build + commit (ms) | contexts/s (attach), median (min–max) | max/min | contexts/s (build only) |",

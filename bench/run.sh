@@ -25,9 +25,9 @@ trap 'exit 130' INT TERM HUP
 [ "$stats_was" = 0 ] || sysctl -qw kernel.bpf_stats_enabled=0 || die "failed to turn off kernel.bpf_stats_enabled"
 
 if [ -n "$QUICK" ] && [ "$QUICK" != 0 ]; then
-	q=--quick runs=3 mig_runs=3 vfs=2 frames=200000 live_runs=2
+	q=--quick runs=3 mig_runs=3 vfs=2 frames=200000 live_runs=2 vm_runs=0
 else
-	q= runs=5 mig_runs=5 vfs=4 frames=2000000 live_runs=3
+	q= runs=5 mig_runs=5 vfs=4 frames=2000000 live_runs=3 vm_runs=5
 fi
 start=$(date +%s)
 if [ "${RENDER_ONLY:-0}" != 1 ]; then
@@ -38,9 +38,16 @@ echo "bench: migration and rebuild" >&2
 "$BIN" mig $q --runs "$mig_runs" >"$OUT/mig.json" || die "migration benchmark failed"
 echo "bench: live path" >&2
 "$ROOT/bench/live.sh" "$vfs" "$frames" "$live_runs" >"$OUT/live.json" || die "live-path benchmark failed"
+# A real VM (TCG) is minutes of boot and copy: not in the smoke run.
+if [ -n "$q" ]; then
+	echo '{"skipped": "QUICK run"}' >"$OUT/vmmig.json"
+else
+	echo "bench: migration downtime with a real VM" >&2
+	"$ROOT/bench/vmmig.sh" "$vm_runs" >"$OUT/vmmig.json" || die "real-VM migration benchmark failed"
+fi
 
 jq -n --slurpfile pkt "$OUT/pkt.json" --slurpfile mig "$OUT/mig.json" \
-	--slurpfile live "$OUT/live.json" \
+	--slurpfile live "$OUT/live.json" --slurpfile vmmig "$OUT/vmmig.json" \
 	--arg kernel "$(uname -r)" --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" \
 	--argjson cpus "$(nproc)" --arg mem "$(free -g | awk '/^Mem/ {print $2 " GiB"}')" \
 	--arg date "$(date -u +%Y-%m-%dT%H:%MZ)" --arg rev "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
@@ -48,7 +55,7 @@ jq -n --slurpfile pkt "$OUT/pkt.json" --slurpfile mig "$OUT/mig.json" \
 	--argjson secs "$(($(date +%s) - start))" \
 	'{machine: {kernel: $kernel, cpu: $cpu, cpus: $cpus, memory: $mem, loadavg_at_start: $load},
 	  date: $date, git: $rev, quick: $quick, seconds: $secs,
-	  pkt: $pkt[0], migration: $mig[0], live: $live[0]}' >"$OUT/results.json" ||
+	  pkt: $pkt[0], migration: $mig[0], live: $live[0], vm_migration: $vmmig[0]}' >"$OUT/results.json" ||
 	die "failed to write results.json"
 fi
 [ -s "$OUT/results.json" ] || die "no $OUT/results.json to render"

@@ -11,7 +11,7 @@
 #   lv_shm NAME                   its memory_backing_dir (tmpfs, under /dev/shm)
 #   lv_domain_xml INST DOM TAP MAC IP [META]   a TCG domain for INST (1 vCPU, 128 MiB,
 #       direct kernel boot, shared file-backed RAM in lv_shm INST, NIC on the existing
-#       tap TAP, console on a unix socket with a log file, the clat channel
+#       tap TAP without checksum offload (a frame XDP redirects loses an offloaded one), console on a unix socket with a log file, the clat channel
 #       org.clat.0); META: the <clat:guest .../> element to put in <metadata>
 #   lv_ram INST DOM               the domain's RAM file (after it started)
 #   lv_cmd INST DOM 'cmd'         runs cmd on the domain's console (QF-DONE protocol)
@@ -166,6 +166,7 @@ lv_domain_xml() {
 		      <target dev='$tap' managed='no'/>
 		      <mac address='$mac'/>
 		      <model type='virtio'/>
+		      <driver><host csum='off'/><guest csum='off'/></driver>
 		    </interface>
 		    <serial type='unix'>
 		      <source mode='bind' path='$d/$dom-ser.sock'/>
