@@ -71,8 +71,10 @@ udp_send() {
 @test "TCP: each connection gets its own service number and counts match ss" {
 	spawn ip netns exec "${VM_NS[0]}" socat TCP-LISTEN:7000,reuseaddr,fork EXEC:cat
 	wait_listen "${VM_NS[0]}" 7000
-	spawn bash -c "(head -c 50000 /dev/urandom; sleep 4) | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7000,sourceport=41001"
-	spawn bash -c "(head -c 20000 /dev/urandom; sleep 4) | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7000,sourceport=41002"
+	# The connections stay open (sleep) until ss has read them, even on a
+	# loaded machine.
+	spawn bash -c "(head -c 50000 /dev/urandom; sleep 15) | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7000,sourceport=41001"
+	spawn bash -c "(head -c 20000 /dev/urandom; sleep 15) | ip netns exec $WIRE_NS socat - TCP:${VM_IP[0]}:7000,sourceport=41002"
 	sleep 2
 	run ctx_json 1
 	assert_equal "$(jq '[.contexts[] | select(.proto == "tcp")] | length' <<<"$output")" 2

@@ -56,6 +56,13 @@ sanitizer_reports() {
 	echo "1..1"
 	for f in "$san_logs"/*; do
 		[ -e "$f" ] || continue
+		# LeakSanitizer could not stop a thread of a process that a
+		# teardown killed during its exit-time check: no finding, and
+		# nothing it checked; say so without failing the run.
+		if ! grep -qv 'Unable to get registers from thread' "$f"; then
+			sed 's/^/# (not a report) /' "$f"
+			continue
+		fi
 		n=$((n + 1))
 		sed 's/^/# /' "$f" | head -60
 	done
