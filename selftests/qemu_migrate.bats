@@ -179,6 +179,25 @@ ctx_summary() {
 		jq -r '.contexts[] | select(.proto == "tcp") | "\(.svc) \(.packets_in + .packets_out)"' | sort -n
 }
 
+# contexts_carried BEFORE: a second on, the fn's TCP contexts are the ones
+# of BEFORE (ctx_summary), on the same service numbers with counters that
+# grew, and the guest on the destination VM reads the same service numbers
+# in its own RAM (compared inside the guest: only the exit status crosses
+# the console, whose log can repeat a byte when QEMU retries a write).
+contexts_carried() {
+	local before=$1 after want
+	sleep 1
+	after=$(ctx_summary)
+	echo "contexts after: $after"
+	[ "$(cut -d' ' -f1 <<<"$after")" = "$(cut -d' ' -f1 <<<"$before")" ] || return 1
+	paste <(echo "$before") <(echo "$after") | while read -r s0 p0 s1 p1; do
+		[ "$s0" = "$s1" ] && [ "$p1" -gt "$p0" ] || exit 1
+	done || return 1
+	host "$CLAT_LOAD" guest sync "$PF" --fn 1
+	want=$(cut -d' ' -f1 <<<"$after" | tr '\n' ' ')
+	vm_cmd dst "test \"\$(clat-guest ctx list --mem /dev/hugepages/clat --json | grep -o '\"svc\":[0-9]*' | cut -d: -f2 | sort -n | tr '\\n' ' ')\" = '$want'"
+}
+
 @test "shared mode: a hand-over to a new VMM on the same RAM file keeps a TCP stream whole" {
 	onehost_create
 	boot_pair
@@ -205,23 +224,10 @@ ctx_summary() {
 	# The source QEMU is gone, the destination runs the guest.
 	run vm_qmp dst '{"execute":"query-status"}'
 	assert_output --partial '"running"'
-	# While the stream still runs: counters continue on the same fn, and
-	# each context on its service number.
-	sleep 1
+	# While the stream still runs: counters continue on the same fn, each
+	# context on its service number, and the guest on the new VMM reads them.
 	[ "$(fn_rx)" -gt "$rx0" ]
-	after=$(ctx_summary)
-	echo "contexts after: $after"
-	[ "$(cut -d' ' -f1 <<<"$after")" = "$(cut -d' ' -f1 <<<"$before")" ]
-	paste <(echo "$before") <(echo "$after") | while read -r s0 p0 s1 p1; do
-		[ "$s0" = "$s1" ] && [ "$p1" -gt "$p0" ]
-	done
-	# The guest, now on the new VMM, reads the same contexts in its own RAM.
-	host "$CLAT_LOAD" guest sync "$PF" --fn 1
-	# Compared inside the guest: only the exit status crosses the console
-	# (its log can repeat a byte when QEMU retries a write).
-	local want
-	want=$(cut -d' ' -f1 <<<"$after" | tr '\n' ' ')
-	run vm_cmd dst "test \"\$(clat-guest ctx list --mem /dev/hugepages/clat --json | grep -o '\"svc\":[0-9]*' | cut -d: -f2 | sort -n | tr '\\n' ' ')\" = '$want'"
+	run contexts_carried "$before"
 	echo "$output"
 	assert_success
 	stream_check 1200000
@@ -342,17 +348,10 @@ copy_gate() {
 	grep -a -m5 -B2 -A12 "BUG\|Oops\|general protection" "$VM_STATE/dst/ser.log" || true
 	run vm_qmp dst '{"execute":"query-status"}'
 	assert_output --partial '"running"'
-	sleep 1
-	after=$(ctx_summary)
-	echo "contexts after: $after"
-	[ "$(cut -d' ' -f1 <<<"$after")" = "$(cut -d' ' -f1 <<<"$before")" ]
-	paste <(echo "$before") <(echo "$after") | while read -r s0 p0 s1 p1; do
-		[ "$s0" = "$s1" ] && [ "$p1" -gt "$p0" ]
-	done
-	# The guest reads them in its RAM on the destination host.
-	host "$CLAT_LOAD" guest sync "$PF" --fn 1
-	want=$(cut -d' ' -f1 <<<"$after" | tr '\n' ' ')
-	run vm_cmd dst "test \"\$(clat-guest ctx list --mem /dev/hugepages/clat --json | grep -o '\"svc\":[0-9]*' | cut -d: -f2 | sort -n | tr '\\n' ' ')\" = '$want'"
+	# The contexts carry over, and the guest reads them in its RAM on the
+	# destination host.
+	run contexts_carried "$before"
+	echo "$output"
 	assert_success
 	stream_check 1200000
 }

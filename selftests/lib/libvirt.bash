@@ -25,6 +25,8 @@
 # runs as root, without libvirt's mount namespace (its RAM file stays visible
 # to clat on the host), with TCG (domain type='qemu').
 
+source "$(dirname "${BASH_SOURCE[0]}")/console.bash"
+
 GUEST_DIR=${CLAT_GUEST_DIR:-$ROOT/.output/guest}
 LV_REG=${LV_REG:-${BATS_TEST_TMPDIR:-/tmp}/libvirtd}
 LV_BOOT_TIMEOUT=${LV_BOOT_TIMEOUT:-120} # seconds; TCG on 2 shared cores
@@ -207,36 +209,11 @@ lv_wait_ready() {
 	return 1
 }
 
-# lv_cmd INST DOM CMD: through the console socket, whose output is read and
-# drained (unread, QEMU stops taking the guest's output and it stalls);
-# the connection stays open until QF-DONE (QEMU drops unread input when a
-# client leaves).
+# lv_cmd INST DOM CMD: runs CMD on the domain's console (console_cmd).
 lv_cmd() {
-	local d sock out cmd=$3 rc i
+	local d
 	d=$(lv_dir "$1") || return 1
-	sock=$d/$2-ser.sock out=$d/$2-cmd.out
-	if [[ "$cmd" == *$'\n'* ]]; then
-		echo "lv_cmd: one line only" >&2
-		return 2
-	fi
-	: >"$out"
-	{
-		printf '%s\n' "$cmd"
-		for ((i = 0; i < LV_CMD_TIMEOUT * 20; i++)); do
-			grep -qa '^QF-DONE' "$out" && break
-			sleep 0.05
-		done
-	} | socat - "UNIX-CONNECT:$sock" >"$out" || {
-		echo "lv_cmd $2: failed to talk to the console" >&2
-		return 1
-	}
-	rc=$(tr -d '\r' <"$out" | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
-	if [ -z "$rc" ]; then
-		echo "lv_cmd $2: no QF-DONE within ${LV_CMD_TIMEOUT}s for: $cmd" >&2
-		return 1
-	fi
-	tr -d '\r' <"$out" | sed '/^QF-DONE [0-9]*$/,$d'
-	return "$rc"
+	console_cmd "lv_cmd $2" "$d/$2-ser.sock" "$d/$2-cmd.out" "$LV_CMD_TIMEOUT" "$3"
 }
 
 _lv_kill_pid() { # pid: TERM, then KILL after 5 s

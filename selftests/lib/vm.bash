@@ -15,6 +15,8 @@
 #   vm_chan NAME / vm_ram NAME    the clat channel socket / the RAM file
 #   vm_wait_ready NAME            waits for QF-READY (after an incoming VM runs)
 
+source "$(dirname "${BASH_SOURCE[0]}")/console.bash"
+
 GUEST_DIR=${CLAT_GUEST_DIR:-$ROOT/.output/guest}
 VM_STATE=${VM_STATE:-${BATS_TEST_TMPDIR:-/tmp}/vms}
 VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-90}  # seconds; TCG on 2 shared cores
@@ -110,39 +112,12 @@ vm_start() {
 	[ "$wait" = 0 ] || vm_wait_ready "$name"
 }
 
-# vm_cmd NAME CMD: runs CMD on the guest console.  The connection stays open
-# until QF-DONE arrives (QEMU drops unread input when a client leaves).  The
-# output is what the socket carries, read all along: unread, it stalls the
-# guest's console after a few hundred bytes, and the console logfile is no
-# substitute, as QEMU 7.2 logs a byte twice when a write to the socket
-# would block.
+# vm_cmd NAME CMD: runs CMD on the guest console (console_cmd), giving up
+# early if the VM died.
 vm_cmd() {
-	local name=$1 cmd=$2 d out rc i
-	d=$(_vm_dir "$name") || return 1
-	if [[ "$cmd" == *$'\n'* ]]; then
-		echo "vm_cmd: one line only" >&2
-		return 2
-	fi
-	out=$d/cmd.out
-	: >"$out"
-	{
-		printf '%s\n' "$cmd"
-		for ((i = 0; i < VM_CMD_TIMEOUT * 20; i++)); do
-			grep -qa '^QF-DONE' "$out" && break
-			_vm_alive "$d" || break
-			sleep 0.05
-		done
-	} | socat - "UNIX-CONNECT:$d/ser.sock" >"$out" || {
-		echo "vm_cmd $name: failed to talk to the console" >&2
-		return 1
-	}
-	rc=$(tr -d '\r' <"$out" | sed -n 's/^QF-DONE \([0-9]*\)$/\1/p' | head -1)
-	if [ -z "$rc" ]; then
-		echo "vm_cmd $name: no QF-DONE within ${VM_CMD_TIMEOUT}s for: $cmd" >&2
-		return 1
-	fi
-	tr -d '\r' <"$out" | sed '/^QF-DONE [0-9]*$/,$d'
-	return "$rc"
+	local d
+	d=$(_vm_dir "$1") || return 1
+	console_cmd "vm_cmd $1" "$d/ser.sock" "$d/cmd.out" "$VM_CMD_TIMEOUT" "$2" _vm_alive "$d"
 }
 
 vm_qmp() {
