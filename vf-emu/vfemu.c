@@ -891,6 +891,18 @@ static int do_set_mac(struct nl *host, const char *pf, int vf, const uint8_t mac
 	return 0;
 }
 
+/* The entry points that act on an existing PF: a name that cannot be a
+ * vf-emu PF is refused, then rtnetlink in the caller's namespace. */
+static int host_open(const char *pf, struct nl *host, struct errctx *e)
+{
+	int ret;
+
+	if (!valid_ifname(pf, VFEMU_MAX_PF_NAME))
+		return fail_reason(e, -ENODEV, "not a valid vf-emu PF name", "use '%s'", pf);
+	ret = nl_open(host, NULL);
+	return ret ? fail(e, ret, "open rtnetlink socket") : 0;
+}
+
 int vfemu_set_mac(const char *pf, int vf, const uint8_t mac[6])
 {
 	struct errctx e = { 0 };
@@ -901,12 +913,9 @@ int vfemu_set_mac(const char *pf, int vf, const uint8_t mac[6])
 		return report(&e, fail_reason(&e, -EINVAL, "all-zero address", "set MAC"));
 	if (mac[0] & 1)
 		return report(&e, fail_reason(&e, -EINVAL, "multicast address", "set MAC"));
-	if (!valid_ifname(pf, VFEMU_MAX_PF_NAME))
-		return report(&e, fail_reason(&e, -ENODEV, "not a valid vf-emu PF name",
-					      "use '%s'", pf));
-	ret = nl_open(&host, NULL);
+	ret = host_open(pf, &host, &e);
 	if (ret)
-		return report(&e, fail(&e, ret, "open rtnetlink socket"));
+		return report(&e, ret);
 	ret = do_set_mac(&host, pf, vf, mac, &e);
 	nl_close(&host);
 	return report(&e, ret);
@@ -1257,12 +1266,9 @@ int vfemu_tap_add(const char *pf, int vf, const char *name)
 	struct nl host;
 	int ret;
 
-	if (!valid_ifname(pf, VFEMU_MAX_PF_NAME))
-		return report(&e, fail_reason(&e, -ENODEV, "not a valid vf-emu PF name",
-					      "use '%s'", pf));
-	ret = nl_open(&host, NULL);
+	ret = host_open(pf, &host, &e);
 	if (ret)
-		return report(&e, fail(&e, ret, "open rtnetlink socket"));
+		return report(&e, ret);
 	ret = do_tap_add(&host, pf, vf, name, &e);
 	nl_close(&host);
 	return report(&e, ret);
