@@ -46,7 +46,7 @@ SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
 LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline log common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt vct lockfile)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest gchannel migrate migsrc migdst migemu devstate qmp qemu_migrate qemu_recover port libvirt libvirt_migrate miglock upgrade rodata)
+LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest gchannel migrate migsrc migdst migemu devstate qmp qemu_migrate qemu_recover port libvirt lvdomain lvwatch lvhook libvirt_migrate miglock upgrade rodata)
 GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o $(OUTPUT)/user/gagent.o
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
@@ -104,7 +104,7 @@ $(OUTPUT)/user/%.o: user/%.c $(SKELS) | $(OUTPUT)/user
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(OUTPUT)/user/libvirt.o $(OUTPUT)/user/libvirt_migrate.o: CFLAGS += $(LIBVIRT_CFLAGS)
+$(patsubst %,$(OUTPUT)/user/%.o,libvirt lvdomain lvwatch lvhook libvirt_migrate): CFLAGS += $(LIBVIRT_CFLAGS)
 
 $(OUTPUT)/vfemu-obj/%.o: vf-emu/%.c | $(OUTPUT)/vfemu-obj
 	$(call msg,CC,$@)
@@ -156,7 +156,7 @@ FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser
-FUZZ_LIB     := user/gtables.c user/gmem.c user/gphys.c user/gbuild.c
+FUZZ_LIB     := user/gtables.c user/gmem.c user/gphys.c user/gbuild.c user/log.c
 
 $(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)
