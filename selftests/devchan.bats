@@ -248,20 +248,33 @@ forge() {
 }
 
 @test "migrate-in killed while holding blocks leaves nothing; a rerun listens on the same path" {
-	local small=$BATS_TEST_TMPDIR/small.mem
+	local small=$BATS_TEST_TMPDIR/small.mem _
 	truncate -s 4M "$small"
+	# A listener killed before any source came leaves its socket file (the
+	# accept removes it: one source per migration); the next one replaces it.
 	listen_bg "$small"
-	spawn python3 "$ROOT/selftests/lib/dsforge.py" "$SOCK" hold 4194304 0x1000 "$VM_MAC"
-	for _ in $(seq 50); do
+	kill -9 "$IN_PID"
+	wait "$IN_PID" || true
+	[ -S "$SOCK" ]
+	listen_bg "$small"
+	# The stale file satisfied listen_bg: wait for the new listener itself
+	# (a sanitized build on a loaded machine can take seconds).
+	for _ in $(seq 300); do
 		grep -q "waiting for the source" "$BATS_TEST_TMPDIR/in.log" && break
 		sleep 0.1
 	done
+	grep -q "waiting for the source" "$BATS_TEST_TMPDIR/in.log"
+	spawn python3 "$ROOT/selftests/lib/dsforge.py" "$SOCK" hold 4194304 0x1000 "$VM_MAC"
+	for _ in $(seq 100); do
+		[ -S "$SOCK" ] || break # accepted: the listener removed its file
+		sleep 0.1
+	done
+	[ ! -S "$SOCK" ]
 	sleep 0.5 # HELLO and a block held
 	kill -9 "$IN_PID"
 	wait "$IN_PID" || true
 	IN_PID=
 	assert_b_clean
-	[ -S "$SOCK" ] # the killed listener's socket file is left behind
 	forge abort "$small"
 	assert_output --partial "the source sent ABORT"
 }

@@ -11,12 +11,16 @@
 int lockfile_take(const char *path, bool wait)
 {
 	struct stat held, named;
-	int fd, err;
+	int fd, err, tries;
 
-	if (mkdir(LOCKFILE_DIR, 0755) && errno != EEXIST)
-		return -errno;
-	for (;;) {
+	/* A holder that lets go removes its file and, when it was the last,
+	 * the directory: both may vanish under us, so start again then. */
+	for (tries = 0; tries < 1000; tries++) {
+		if (mkdir(LOCKFILE_DIR, 0755) && errno != EEXIST)
+			return -errno;
 		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd < 0 && errno == ENOENT)
+			continue;
 		if (fd < 0)
 			return -errno;
 		while (flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) {
@@ -32,6 +36,7 @@ int lockfile_take(const char *path, bool wait)
 			return fd;
 		close(fd);
 	}
+	return -EAGAIN;
 }
 
 void lockfile_drop(const char *path, int fd)
