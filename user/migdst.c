@@ -529,12 +529,7 @@ int mig_dst_serve(struct mig_dst *d, const char *chan, int wait_ms, const uint8_
 		json_u64(j, "bytes_received", sv.ch.recv_bytes);
 		json_u64(j, "blocks_written", r->blocks);
 		json_u64(j, "live_contexts", r->live_contexts);
-		json_obj_open(j, "ns");
-		json_u64(j, "load", r->load_ns);
-		json_u64(j, "write", r->write_ns);
-		json_u64(j, "build", r->build_ns);
-		json_u64(j, "switch", r->switch_ns);
-		json_obj_close(j);
+		mig_json_steps(j, "ns", r);
 	}
 	if (err) {
 		r->status = err;

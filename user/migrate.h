@@ -132,6 +132,8 @@ void mig_report_close(const struct invocation *inv, FILE *f);
 int mig_parse_fn(const struct invocation *inv, int id, const char *name, uint32_t *fn);
 int mig_parse_rounds(const struct invocation *inv, unsigned int *rounds);
 void mig_json_copy(struct json *j, const char *key, const struct mig_copy_stats *cs);
+/* The destination's steps at COMMIT (ns): load, write, build, switch. */
+void mig_json_steps(struct json *j, const char *key, const struct mig_result *r);
 /* The destination's DONE, as the source reports it: key "commit". */
 void mig_json_commit(struct json *j, const struct mig_result *r);
 /* PRE_COPY: mig_src_round(first), then dirty rounds until one copies at
