@@ -18,7 +18,15 @@ MAN8DIR   := $(PREFIX)/share/man/man8
 
 ARCH      := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -Iuser -Ivf-emu -I$(OUTPUT) -MMD -MP
+CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -I$(OUTPUT) -MMD -MP
+# The layering, enforced by include paths: the library (user/lib) sees only
+# itself, so a library file that includes a command-line header fails to
+# build; the command-line engine (user/cli) sees the library; each tool
+# (user/clat-load, user/clat-guest) sees the library, the engine and itself.
+LIB_INC   := -Iuser/lib -Iuser/cli -Iuser/clat-load -Ivf-emu
+CLI_INC   := -Iuser/lib -Iuser/cli
+LOAD_INC  := -Iuser/lib -Iuser/cli -Iuser/clat-load -Ivf-emu
+GUEST_INC := -Iuser/lib -Iuser/cli -Iuser/clat-guest
 LDLIBS    := -lbpf -lelf -lz -lmnl
 # libvirt and libxml2 are linked into clat-load only.
 LIBVIRT_CFLAGS := $(shell pkg-config --cflags libvirt libxml-2.0)
@@ -29,8 +37,8 @@ ifeq ($(SANITIZE),1)
 # No recovery: the first UB report ends the program, so a test sees it fail.
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all
-# Files every UBSan report where selftests/run.sh finds it (user/san_hook.c).
-SAN_HOOK := $(OUTPUT)/user/san_hook.o
+# Files every UBSan report where selftests/run.sh finds it (user/lib/san_hook.c).
+SAN_HOOK := $(OUTPUT)/user/lib/san_hook.o
 endif
 
 ifeq ($(V),1)
@@ -44,10 +52,17 @@ endif
 BPF_OBJS    := $(OUTPUT)/clat.bpf.o
 SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
-# Userspace shared by clat-load, clat-guest and the C tests.
-LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline log common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt vct lockfile)
-LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest gchannel migrate migsrc migdst migemu devstate qmp qemu_migrate qemu_recover port libvirt lvdomain lvwatch lvhook libvirt_migrate miglock upgrade rodata)
-GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o $(OUTPUT)/user/gagent.o
+# The library (user/lib): guest tables, the device shadow, the maps, migration
+# phases; an archive, so each program links only the members it uses (only
+# clat-load pulls in lvdomain and with it libvirt).  san_hook is not part of
+# it: SANITIZE=1 links it into every program explicitly.
+LIB_SRCS    := $(filter-out user/lib/san_hook.c,$(wildcard user/lib/*.c))
+LIB_OBJS    := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(LIB_SRCS))
+LIB         := $(OUTPUT)/libclat.a
+# The command-line engine (user/cli) shared by the tools.
+CLI_OBJS    := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/cli/*.c))
+LOAD_OBJS   := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/clat-load/*.c))
+GUEST_OBJS  := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/clat-guest/*.c))
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
@@ -80,7 +95,7 @@ help:
 	@echo '             $(BASE_OUTPUT)/fuzz-corpus, crashes in $(BASE_OUTPUT)/fuzz-artifacts (needs libclang-rt-14-dev)'
 	@echo 'Variables: V=1 (verbose), SANITIZE=1 (ASan+UBSan userspace), FUZZ_SECONDS, QUICK, PREFIX, DESTDIR'
 
-$(sort $(BASE_OUTPUT) $(OUTPUT)) $(OUTPUT)/user $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
+$(sort $(BASE_OUTPUT) $(OUTPUT)) $(OUTPUT)/vfemu-obj $(OUTPUT)/selftests:
 	$(Q)mkdir -p $@
 
 $(OUTPUT)/vmlinux.h: | $(OUTPUT)
@@ -99,26 +114,44 @@ $(OUTPUT)/selftests/%.bpf.o: selftests/%.bpf.c $(OUTPUT)/vmlinux.h | $(OUTPUT)/s
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
-# Objects that include a skeleton must wait for it to exist.
-$(OUTPUT)/user/%.o: user/%.c $(SKELS) | $(OUTPUT)/user
+# Objects per source directory, each with its include path (DIR_INC);
+# objects that include a skeleton must wait for it to exist.
+$(OUTPUT)/user/lib/%.o:        DIR_INC := $(LIB_INC)
+$(OUTPUT)/user/cli/%.o:        DIR_INC := $(CLI_INC)
+$(OUTPUT)/user/clat-load/%.o:  DIR_INC := $(LOAD_INC)
+$(OUTPUT)/user/clat-guest/%.o: DIR_INC := $(GUEST_INC)
+$(OUTPUT)/user/%.o: user/%.c $(SKELS)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) $(DIR_INC) -c $< -o $@
 
-$(patsubst %,$(OUTPUT)/user/%.o,libvirt lvdomain lvwatch lvhook libvirt_migrate): CFLAGS += $(LIBVIRT_CFLAGS)
+# libvirt's headers; lvdomain also reads vf-emu's VF table (vfemu.h).
+$(patsubst %,$(OUTPUT)/user/clat-load/%.o,libvirt lvwatch lvhook libvirt_migrate): CFLAGS += $(LIBVIRT_CFLAGS)
+$(OUTPUT)/user/lib/lvdomain.o: CFLAGS += $(LIBVIRT_CFLAGS) -Ivf-emu
 
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+# vf-emu's library (linked into clat-load too) sees clat's library; the
+# vf-emu tool also the command-line engine.
+$(OUTPUT)/vfemu-obj/%.o: DIR_INC := $(LIB_INC)
+$(OUTPUT)/vfemu-obj/vf-emu.o: DIR_INC := $(CLI_INC)
 $(OUTPUT)/vfemu-obj/%.o: vf-emu/%.c | $(OUTPUT)/vfemu-obj
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(DIR_INC) -c $< -o $@
 
+# The C tests and their helpers use the library and vf-emu's (tap.h), never
+# the command-line engine.
 $(OUTPUT)/selftests/%.o: selftests/%.c $(SKELS) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(LIB_INC) -Ivf-emu -c $< -o $@
 
-$(OUTPUT)/clat-load: $(LOAD_OBJS) $(LIB_OBJS) $(VFEMU_LIB)
+$(OUTPUT)/clat-load: $(LOAD_OBJS) $(CLI_OBJS) $(VFEMU_LIB) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) $(LIBVIRT_LIBS) -o $@
 
-$(OUTPUT)/clat-guest: $(GUEST_OBJS) $(LIB_OBJS)
+$(OUTPUT)/clat-guest: $(GUEST_OBJS) $(CLI_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -126,12 +159,12 @@ $(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
+$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lpthread -o $@
 
 # flowgen: drives a pinned, live program with named frames (selftests).
-$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
+$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -145,7 +178,7 @@ $(OUTPUT)/seqstream: $(OUTPUT)/selftests/seqstream.o
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
 
 # fuzz_datapath: random and mutated frames through BPF_PROG_TEST_RUN.
-$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(LIB_OBJS)
+$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -155,14 +188,15 @@ $(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests
 FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser
-FUZZ_LIB     := user/gtables.c user/gmem.c user/gphys.c user/gbuild.c user/log.c
+		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser/lib
+FUZZ_LIB     := $(patsubst %,user/lib/%.c,gtables gmem gphys gbuild log)
+FUZZ_HDRS    := $(wildcard user/lib/g*.h) include/clat_abi.h
 
-$(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
+$(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) $(FUZZ_HDRS) | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) selftests/fuzz_gtables.c $(FUZZ_LIB) -o $@
 
-$(BASE_OUTPUT)/fuzz_seeds: selftests/fuzz_seeds.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
+$(BASE_OUTPUT)/fuzz_seeds: selftests/fuzz_seeds.c $(FUZZ_LIB) $(FUZZ_HDRS) | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) $(subst fuzzer$(comma),,$(FUZZ_CFLAGS)) selftests/fuzz_seeds.c $(FUZZ_LIB) -o $@
 
@@ -182,17 +216,28 @@ fuzz: $(BASE_OUTPUT)/fuzz_gtables $(BASE_OUTPUT)/fuzz_seeds
 GUEST_KERNEL_DIR ?= /var/lib/clat/guest-kernel
 GUEST_DIR    := $(BASE_OUTPUT)/guest
 GUEST_CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
-GUEST_SOBJS  := $(patsubst $(OUTPUT)/user/%,$(GUEST_DIR)/obj/%,$(GUEST_OBJS) $(LIB_OBJS))
+GUEST_SOBJS  := $(patsubst $(OUTPUT)/user/%,$(GUEST_DIR)/obj/%,$(GUEST_OBJS) $(CLI_OBJS))
+GUEST_SLIB   := $(GUEST_DIR)/libclat.a
 GUEST_LIBS   := -lbpf -lelf -lz
 
-$(GUEST_DIR) $(GUEST_DIR)/obj:
+$(GUEST_DIR):
 	$(Q)mkdir -p $@
 
-$(GUEST_DIR)/obj/%.o: user/%.c $(SKELS) | $(GUEST_DIR)/obj
+$(GUEST_DIR)/obj/lib/%.o:        DIR_INC := $(LIB_INC)
+$(GUEST_DIR)/obj/cli/%.o:        DIR_INC := $(CLI_INC)
+$(GUEST_DIR)/obj/clat-guest/%.o: DIR_INC := $(GUEST_INC)
+$(GUEST_DIR)/obj/%.o: user/%.c $(SKELS)
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(GUEST_CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(GUEST_CFLAGS) $(DIR_INC) -c $< -o $@
 
-$(GUEST_DIR)/clat-guest: $(GUEST_SOBJS)
+$(GUEST_DIR)/obj/lib/lvdomain.o: GUEST_CFLAGS += $(LIBVIRT_CFLAGS) -Ivf-emu
+
+$(GUEST_SLIB): $(patsubst $(OUTPUT)/user/%,$(GUEST_DIR)/obj/%,$(LIB_OBJS))
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(GUEST_DIR)/clat-guest: $(GUEST_SOBJS) $(GUEST_SLIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) -static $^ $(GUEST_LIBS) -o $@
 
@@ -261,13 +306,13 @@ $(OUTPUT)/bench-obj:
 
 $(OUTPUT)/bench-obj/%.o: bench/%.c $(SKELS) $(OUTPUT)/bench.skel.h | $(OUTPUT)/bench-obj
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Ibench -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(LIB_INC) -Ivf-emu -Ibench -c $< -o $@
 
-$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB_OBJS)
+$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lm -o $@
 
 bench: $(BINS) $(OUTPUT)/clat-bench
 	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) QUICK=$(QUICK) bench/run.sh
 
--include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(GUEST_DIR)/obj/*.d)
+-include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(OUTPUT)/user/*/*.d $(GUEST_DIR)/obj/*/*.d)
