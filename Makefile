@@ -23,7 +23,7 @@ CFLAGS    += -std=gnu11 -Wall -Wextra -Werror -Wno-format-truncation -Iinclude -
 # itself, so a library file that includes a command-line header fails to
 # build; the command-line engine (user/cli) sees the library; each tool
 # (user/clat-load, user/clat-guest) sees the library, the engine and itself.
-LIB_INC   := -Iuser/lib -Iuser/cli -Iuser/clat-load -Ivf-emu
+LIB_INC   := -Iuser/lib
 CLI_INC   := -Iuser/lib -Iuser/cli
 LOAD_INC  := -Iuser/lib -Iuser/cli -Iuser/clat-load -Ivf-emu
 GUEST_INC := -Iuser/lib -Iuser/cli -Iuser/clat-guest

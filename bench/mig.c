@@ -32,6 +32,7 @@
 #include "world.h"
 #include "gtables.h"
 #include "shadow.h"
+#include "writeback.h"
 
 #define FN_DST 2
 #define DIRTY_FRAMES 1000 /* frames of traffic during each pre-copy round */

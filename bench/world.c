@@ -20,6 +20,7 @@
 #include "ggrow.h"
 #include "gtables.h"
 #include "shadow.h"
+#include "writeback.h"
 #include "world.h"
 
 const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };

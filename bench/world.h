@@ -10,6 +10,7 @@
 #include "bench.skel.h"
 #include "clat.skel.h"
 #include "common.h"
+#include "maps.h"
 
 #define FN 1
 #define LO 1

@@ -48,6 +48,7 @@
 #include "gbuild.h"
 #include "gtables.h"
 #include "shadow.h"
+#include "writeback.h"
 #include "tap.h"
 
 #define LO 1

@@ -12,6 +12,7 @@
 
 #include "gbuild.h"
 #include "ggrow.h"
+#include "gphys.h"
 #include "gtables.h"
 #include "tap.h"
 

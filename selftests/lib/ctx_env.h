@@ -22,6 +22,7 @@
 #include "gbuild.h"
 #include "gtables.h"
 #include "shadow.h"
+#include "writeback.h"
 #include "../tap.h"
 
 #define LO 1

@@ -10,9 +10,11 @@
 #include <netinet/in.h>
 
 #include "common.h"
+#include "cmdline.h"
 #include "ctxfmt.h"
 #include "gagent.h"
 #include "gbuild.h"
+#include "gphys.h"
 #include "ggrow.h"
 #include "gtables.h"
 #include "json.h"

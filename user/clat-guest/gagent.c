@@ -9,6 +9,7 @@
  * convention), and an answer the host no longer waits for is dropped rather
  * than left queued for the next client. */
 #include "gagent.h"
+#include "gphys.h"
 
 #include <dirent.h>
 #include <errno.h>

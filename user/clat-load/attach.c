@@ -9,6 +9,8 @@
 #include "cli.h"
 #include "common.h"
 #include "json.h"
+#include "attach.h"
+#include "maps.h"
 
 #include <dirent.h>
 #include <libgen.h>

@@ -8,6 +8,9 @@
 #include "json.h"
 #include "resync.h"
 #include "shadow.h"
+#include "guest.h"
+#include "maps.h"
+#include "writeback.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -147,24 +150,6 @@ static int attach_tables(const struct clat_maps *m, const char *dir, uint32_t fn
 static bool same_file(const struct clat_guest_info *gi, const struct gmem_id *id)
 {
 	return gi->mem_dev == id->dev && gi->mem_ino == id->ino;
-}
-
-int guest_mem_user(const struct clat_maps *m, uint32_t fn, const struct gmem_id *id,
-		   uint32_t *other)
-{
-	uint32_t k;
-
-	for (k = 0; k < CLAT_MAX_FN; k++) {
-		struct clat_guest_info gi = {};
-
-		if (k == fn || bpf_map_lookup_elem(m->guests, &k, &gi) || !gi.bat_gpa)
-			continue;
-		if (same_file(&gi, id)) {
-			*other = k;
-			return -EBUSY;
-		}
-	}
-	return 0;
 }
 
 int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,

@@ -30,6 +30,8 @@
 #include "lvdomain.h"
 #include "miglock.h"
 #include "resync.h"
+#include "guest.h"
+#include "maps.h"
 
 #include <limits.h>
 #include <net/if.h>

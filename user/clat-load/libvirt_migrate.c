@@ -35,6 +35,7 @@
 #include "libvirt.h"
 #include "miglock.h"
 #include "migrate.h"
+#include "lvdomain.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -7,6 +7,7 @@
 #include "libvirt.h"
 #include "lvdomain.h"
 #include "miglock.h"
+#include "maps.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -8,6 +8,7 @@
 #include "libvirt.h"
 #include "lvdomain.h"
 #include "resync.h"
+#include "maps.h"
 
 #include <fcntl.h>
 #include <signal.h>

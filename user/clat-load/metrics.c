@@ -18,6 +18,9 @@
 #include "pool.h"
 #include "shadow.h"
 #include "httpd.h"
+#include "maps.h"
+#include "status.h"
+#include "writeback.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -97,16 +97,6 @@ static int write_delta(const char *path, const struct gpa_list *delta)
 	return fclose(f) ? -errno : 0;
 }
 
-void mig_json_steps(struct json *j, const char *key, const struct mig_result *r)
-{
-	json_obj_open(j, key);
-	json_u64(j, "load", r->load_ns);
-	json_u64(j, "write", r->write_ns);
-	json_u64(j, "build", r->build_ns);
-	json_u64(j, "switch", r->switch_ns);
-	json_obj_close(j);
-}
-
 void mig_json_commit(struct json *j, const struct mig_result *r)
 {
 	json_obj_open(j, "commit");

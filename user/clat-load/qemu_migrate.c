@@ -18,6 +18,7 @@
 #include "port.h"
 #include "qemu_migrate.h"
 #include "vct.h"
+#include "maps.h"
 
 #include <limits.h>
 #include <net/if.h>

@@ -11,6 +11,7 @@
 #include "common.h"
 #include "migrate.h"
 #include "qmp.h"
+#include "maps.h"
 
 #define QMP_TIMEOUT_MS 10000
 #define MIGRATE_TIMEOUT_MS 120000

@@ -5,6 +5,9 @@
 #include "pool.h"
 #include "json.h"
 #include "rodata.h"
+#include "maps.h"
+#include "status.h"
+#include "vf.h"
 
 #include <dirent.h>
 #include <limits.h>

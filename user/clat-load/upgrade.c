@@ -15,6 +15,7 @@
 #include "common.h"
 #include "json.h"
 #include "rodata.h"
+#include "maps.h"
 
 #include <dirent.h>
 #include <limits.h>

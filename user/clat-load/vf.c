@@ -5,28 +5,15 @@
 #include "common.h"
 #include "json.h"
 #include "port.h"
+#include "attach.h"
+#include "maps.h"
+#include "vf.h"
 
 #include <dirent.h>
 #include <limits.h>
 #include <unistd.h>
 #include <net/if.h>
 #include <bpf/bpf.h>
-
-int open_attached(const char *pf, const char *pin_dir_opt, char *dir, size_t len,
-		  struct clat_maps *m)
-{
-	int err = pin_dir_for(pf, pin_dir_opt, dir, len);
-
-	if (err)
-		return err;
-	err = maps_open_pinned(dir, m);
-	if (err == -ENOENT)
-		pr_err("clat is not attached to %s (no pins in %s); run 'clat-load attach %s'", pf,
-		       dir, pf);
-	else if (err)
-		pr_err("failed to open pinned maps in %s: %s", dir, strerror(-err));
-	return err;
-}
 
 static int parse_fn(const struct invocation *inv, uint32_t *fn)
 {

@@ -82,24 +82,6 @@ int cmd_stats(const struct invocation *inv);
 int cmd_vf_add(const struct invocation *inv);
 int cmd_vf_del(const struct invocation *inv);
 int cmd_vf_set(const struct invocation *inv);
-/* Port policy, for status and vf set (vf.c). */
-struct json;
-struct clat_fn_policy;
-void json_policy(struct json *j, const struct clat_fn_policy *p, const char *pf);
-const char *link_state_name(uint32_t s);
-const char *pf_operstate(const char *pf, char *buf, size_t len);
-/* Shared by status/stats and metrics (status.c). */
-struct clat_stats;
-extern const char *const stat_names[]; /* by enum clat_stat */
-int read_stats(int fd, uint32_t key, struct clat_stats *sum);
-uint32_t verified_insns(uint32_t prog_id);
-struct prog_link {
-	char prog[16];  /* clat_rx, clat_tx, clat_flood_tc */
-	char dev[16];   /* IF_NAMESIZE; "-" if gone */
-	uint32_t ifindex, prog_id, verified_insns;
-};
-/* The programs pinned as links in dir: up to max, their number or -errno. */
-int prog_links(const char *dir, struct prog_link *out, int max);
 int cmd_metrics(const struct invocation *inv);
 int cmd_locate(const struct invocation *inv);
 int cmd_guest_attach(const struct invocation *inv);
@@ -117,24 +99,5 @@ int cmd_libvirt_reconcile(const struct invocation *inv);
 int cmd_libvirt_watch(const struct invocation *inv);
 int cmd_libvirt_hook_parse(const struct invocation *inv);
 int cmd_libvirt_migrate(const struct invocation *inv);
-
-/* guest attach/detach as functions (guest.c), for the CLI and libvirt.c.
- * They print errors; GUEST_F_QUIET drops the informational lines and
- * GUEST_F_JSON prints the command's JSON on stdout. */
-enum {
-	GUEST_F_JSON = 1 << 0,
-	GUEST_F_QUIET = 1 << 1,
-	GUEST_F_FORCE = 1 << 2, /* detach even if the write-back fails (warns) */
-	/* detach without writing back: the guest's RAM has left this host */
-	GUEST_F_NO_WRITEBACK = 1 << 3,
-};
-int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const char *mem,
-		    uint64_t bat_gpa, unsigned int flags);
-int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsigned int flags);
-/* -EBUSY and *other when a fn other than fn has id's file attached. */
-struct clat_maps;
-struct gmem_id;
-int guest_mem_user(const struct clat_maps *m, uint32_t fn, const struct gmem_id *id,
-		   uint32_t *other);
 
 #endif

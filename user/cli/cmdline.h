@@ -51,9 +51,7 @@ static inline bool has_opt(const struct invocation *inv, int id)
 	return inv->opt[id] != 0;
 }
 
-/* Returned (negated) for bad command-line input; maps to exit code 2.
- * Never passed to strerror(). */
-#define EUSAGE 4096
+#include "errcode.h" /* EUSAGE: bad input, exit code 2 */
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 

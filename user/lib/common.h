@@ -14,9 +14,8 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define CLAT_PIN_BASE "/sys/fs/bpf/clat"
 
+#include "errcode.h" /* EUSAGE: parse_u32 and friends */
 #include "log.h" /* pr_err, pr_info: logs go to stderr, data to stdout */
-
-#include "cmdline.h" /* EUSAGE */
 
 /* Pin names inside a PF's pin dir; one place so every command agrees. */
 #define PIN_MAP_MAC_FN   "mac_fn"
@@ -47,29 +46,6 @@
 /* clat_flood_tc on the TCX ingress of a plain uplink (no vf-emu host port). */
 #define PIN_LINK_FLOOD_TC "link_flood_tc"
 
-/* File descriptors of the dispatcher's maps, from a fresh skeleton or from pins. */
-struct clat_maps {
-	int mac_fn;
-	int vct;
-	int vf_ports;
-	int port_fn;
-	int stats;
-	int fn_desc;
-	int pool_ctx;   /* the context pool (see pool.h) */
-	int pool_meta;
-	int pool_dirty;
-	int pool_alloc;
-	int pf_clock;
-	int claim_locks;
-	int guests;
-	int guest_types; /* key fn * CLAT_MAX_TYPES + type */
-	int fn_policy;  /* struct clat_fn_policy per fn */
-	int fn_rate;    /* policer state per fn (datapath-private layout) */
-	int flood_ports; /* DEVMAP of struct bpf_devmap_val: the flood domain */
-	int prog_flood; /* clat_flood, for flood_ports entries (a program, pinned with the maps) */
-	int lock_fd;    /* the pin dir, flocked by the pool allocator; -1 unpinned */
-};
-
 int require_root(void);
 /* CLAT_TEST_STALL=<phase>[:<seconds>]: tests hold a command there to kill it. */
 void test_stall(const char *phase);
@@ -95,39 +71,12 @@ int xdp_mode_flags(const char *mode, uint32_t *flags);
 int attached_xdp_flags(unsigned int ifindex, uint32_t *flags);
 void format_mac(const uint8_t mac[6], char buf[18]);
 
-int maps_open_pinned(const char *dir, struct clat_maps *m);
-/* Every map of a loaded skeleton (struct clat *), by pin name. */
-struct clat;
-void maps_from_skel(const struct clat *skel, struct clat_maps *m);
-int maps_pin(const struct clat_maps *m, const char *dir);
-void maps_close(struct clat_maps *m);
-/* Sets pf_clock's offset from the coarse clock to CLOCK_TAI. */
-int clock_refresh(const struct clat_maps *m);
-int fn_install(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
-	       uint32_t ifindex);
-int fn_remove(const struct clat_maps *m, uint32_t fn);
-int policer_reset(const struct clat_maps *m, uint32_t fn);
-/* fn's flood_ports entry: its port with clat_flood, or none (ifindex 0). */
-int flood_port_set(const struct clat_maps *m, uint32_t fn, uint32_t ifindex);
-/* The policy of a fn that vf add, vf-emu sync or fn_install creates. */
-#define CLAT_POLICY_DEFAULT ((struct clat_fn_policy){ .spoofchk = 1, .link_state = CLAT_LINK_AUTO })
-int fn_macs(const struct clat_maps *m, uint32_t fn, struct clat_mac_key *keys, int max);
-
 /* XDP links: attach prog to ifindex in mode, pin as name; returns 0 or -errno. */
 int xdp_link_pin(int prog_fd, unsigned int ifindex, uint32_t xdp_flags, const char *dir,
 		 const char *name);
 int xdp_link_ifindex(int link_fd, unsigned int *ifindex);
 /* TCX ingress link of prog on ifindex, pinned as name; 0 or -errno. */
 int tcx_link_pin(int prog_fd, unsigned int ifindex, const char *dir, const char *name);
-
-/* Install fn and attach clat_tx to its representor (pinned in dir). */
-int port_install(const struct clat_maps *m, int prog_tx_fd, uint32_t xdp_flags,
-		 const char *dir, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
-		 unsigned int ifindex);
-
-/* Opens the pinned maps of an attached PF, with a clear error otherwise. */
-int open_attached(const char *pf, const char *pin_dir_opt, char *dir, size_t len,
-		  struct clat_maps *m);
 
 const char *fn_state_name(uint32_t state);
 

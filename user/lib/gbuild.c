@@ -7,6 +7,7 @@
  * nothing downstream can get away with assuming the tables are contiguous.
  */
 #include "gbuild.h"
+#include "gphys.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,8 @@
  * The file belongs to the guest, so nothing read from it is trusted: every
  * access goes through gmem_ptr(), which refuses ranges that leave the file. */
 #define _GNU_SOURCE /* program_invocation_short_name */
-#include "gtables.h"
+#include "gmem.h"
+#include "gphys.h"
 #include "log.h"
 
 #include <errno.h>

@@ -15,7 +15,7 @@
  * stay in the file when the process exits, so a later `show` or `agent`
  * finds the same pages at the same GPAs. */
 #define _GNU_SOURCE /* program_invocation_short_name */
-#include "gtables.h"
+#include "gphys.h"
 #include "log.h"
 
 #include <errno.h>

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Domains as clat sees them (see lvdomain.h). */
 #include "common.h"
-#include "libvirt.h"
 #include "lvdomain.h"
+#include "maps.h"
 #include "vfemu.h"
 
 #include <dirent.h>

@@ -71,4 +71,12 @@ int lv_list(virConnectPtr conn, struct lv_domain **out, int *n, int *ngone, int 
 /* Why a domain's fns are left alone now (paused, departed), or NULL. */
 const char *held_reason(const struct lv_domain *d);
 
+/* libvirt's last error message, never NULL. */
+const char *lv_errmsg(void);
+/* Connects (errors reported by clat, not printed by libvirt); NULL on failure. */
+virConnectPtr lv_open(const char *uri, bool rw);
+/* The fn of pf that dom's interface uses (a hostdev VF or an ethernet
+ * interface on a fn's port): exactly one, else -ENOENT/-EEXIST (printed). */
+int lv_domain_fn(virDomainPtr dom, const char *pf, const char *pin_dir, uint32_t *fn);
+
 #endif

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Function (VF) table updates shared by attach, vf add/del and status. */
+#include "maps.h"
 #include "common.h"
 #include "vct.h"
 
@@ -278,4 +279,20 @@ int clock_refresh(const struct clat_maps *m)
 	c.tai_offset_ns = ((__u64)tai.tv_sec - (__u64)mono.tv_sec) * 1000000000ULL +
 			  (__u64)tai.tv_nsec - (__u64)mono.tv_nsec;
 	return bpf_map_update_elem(m->pf_clock, &zero, &c, BPF_ANY) ? -errno : 0;
+}
+
+int open_attached(const char *pf, const char *pin_dir_opt, char *dir, size_t len,
+		  struct clat_maps *m)
+{
+	int err = pin_dir_for(pf, pin_dir_opt, dir, len);
+
+	if (err)
+		return err;
+	err = maps_open_pinned(dir, m);
+	if (err == -ENOENT)
+		pr_err("clat is not attached to %s (no pins in %s); run 'clat-load attach %s'", pf,
+		       dir, pf);
+	else if (err)
+		pr_err("failed to open pinned maps in %s: %s", dir, strerror(-err));
+	return err;
 }

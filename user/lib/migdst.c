@@ -9,9 +9,10 @@
  * blocks, whole), written into guest RAM, and the shadow is built from
  * that RAM and switched in.  A stream that ends any other way is
  * discarded. */
-#include "migrate.h"
-#include "cli.h"
+#include "migdst.h"
 #include "json.h"
+#include "maps.h"
+#include "writeback.h"
 
 #include <endian.h>
 #include <stdlib.h>
@@ -538,4 +539,14 @@ int mig_dst_serve(struct mig_dst *d, const char *chan, int wait_ms, const uint8_
 	store_free(&sv.st);
 	devstate_close(&sv.ch);
 	return err;
+}
+
+void mig_json_steps(struct json *j, const char *key, const struct mig_result *r)
+{
+	json_obj_open(j, key);
+	json_u64(j, "load", r->load_ns);
+	json_u64(j, "write", r->write_ns);
+	json_u64(j, "build", r->build_ns);
+	json_u64(j, "switch", r->switch_ns);
+	json_obj_close(j);
 }

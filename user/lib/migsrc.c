@@ -13,8 +13,11 @@
  * before the release, so a killed source stays serving or resumable
  * (migrate-out --abort); the destination discards a stream that ends
  * before COMMIT. */
-#include "migrate.h"
+#include "migsrc.h"
+#include "shadow.h"
 #include "vct.h"
+#include "maps.h"
+#include "writeback.h"
 
 #include <endian.h>
 #include <stdlib.h>

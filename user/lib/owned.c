@@ -3,7 +3,9 @@
  * BAT, CLAT pages, context blocks), in a pinned mmapable map per fn.  A
  * resync checks the pages and blocks a guest adds against it instead of
  * walking the old tables again.  Never read by the datapath. */
-#include "shadow.h"
+#include "owned.h"
+#include "common.h"
+#include "maps.h"
 
 #include <limits.h>
 #include <sys/mman.h>

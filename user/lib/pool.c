@@ -2,6 +2,7 @@
 /* The context pool and its allocator (see pool.h). */
 #include "pool.h"
 #include "common.h"
+#include "maps.h"
 
 #include <stdlib.h>
 #include <fcntl.h>

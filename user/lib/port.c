@@ -6,6 +6,7 @@
 #include "common.h"
 #include "vct.h"
 #include "port.h"
+#include "maps.h"
 
 #include <limits.h>
 #include <unistd.h>

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Incremental shadow sync (see resync.h). */
 #include "resync.h"
+#include "common.h"
 #include "vct.h"
+#include "maps.h"
+#include "owned.h"
+#include "writeback.h"
 
 #include <inttypes.h>
 #include <limits.h>

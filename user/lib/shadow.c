@@ -2,7 +2,10 @@
 /* Device-side shadow of guest tables: build into pool extents, publish,
  * remove.  The view and the write-back are in writeback.c. */
 #include "shadow.h"
+#include "common.h"
 #include "vct.h"
+#include "maps.h"
+#include "owned.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -537,5 +540,23 @@ int shadow_remove(const struct clat_maps *m, const char *dir, uint32_t fn)
 		shadow_owned_pin(dir, fn, -1);
 	if (bpf_map_update_elem(m->guests, &fn, &(struct clat_guest_info){}, BPF_ANY))
 		return -errno;
+	return 0;
+}
+
+int guest_mem_user(const struct clat_maps *m, uint32_t fn, const struct gmem_id *id,
+		   uint32_t *other)
+{
+	uint32_t k;
+
+	for (k = 0; k < CLAT_MAX_FN; k++) {
+		struct clat_guest_info gi = {};
+
+		if (k == fn || bpf_map_lookup_elem(m->guests, &k, &gi) || !gi.bat_gpa)
+			continue;
+		if (gi.mem_dev == id->dev && gi.mem_ino == id->ino) {
+			*other = k;
+			return -EBUSY;
+		}
+	}
 	return 0;
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The VCT's one owner (see vct.h). */
 #include "vct.h"
+#include "common.h"
 #include "lockfile.h"
+#include "maps.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -15,7 +15,7 @@
 
 #include <stdint.h>
 
-#include "common.h"
+#include "maps.h"
 
 int vct_get(const struct clat_maps *m, uint32_t fn, struct clat_vct_entry *e);
 /* state, with vf_ports and flood_ports to match: a QUIESCED fn is in

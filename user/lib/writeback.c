@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* The mapped view of a fn's contexts in the pool, gc's release, folding of
  * drained segments, and the write-back of contexts into guest memory. */
-#include "shadow.h"
+#include "writeback.h"
+#include "common.h"
+#include "maps.h"
 
 #include <stdlib.h>
 #include <sys/mman.h>
