@@ -189,7 +189,7 @@ FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser/lib
-FUZZ_LIB     := $(patsubst %,user/lib/%.c,gtables gmem gphys gbuild log)
+FUZZ_LIB     := $(patsubst %,user/lib/%.c,gtables gentry glookup gmem gphys gbuild glayout gcorrupt log)
 FUZZ_HDRS    := $(wildcard user/lib/g*.h) include/clat_abi.h
 
 $(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) $(FUZZ_HDRS) | $(BASE_OUTPUT)

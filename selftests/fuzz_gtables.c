@@ -12,6 +12,7 @@
  * and a violation abort()s: that is a validator hole, not a harness bug.
  *
  * Build and run: make fuzz [FUZZ_SECONDS=60], or selftests/fuzz.sh SECONDS. */
+#include "glookup.h"
 #include "gtables.h"
 
 #include <errno.h>

@@ -6,6 +6,8 @@
  * Usage: fuzz_seeds DIR.  Each file is [8-byte bat_gpa LE][guest memory]. */
 #define _GNU_SOURCE /* memfd_create */
 #include "gbuild.h"
+#include "gcorrupt.h"
+#include "glookup.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -21,6 +21,7 @@
 
 #include "clat_abi.h"
 #include "gbuild.h"
+#include "glookup.h"
 #include "gtables.h"
 #include "tap.h"
 

@@ -13,6 +13,7 @@
 #include "gbuild.h"
 #include "ggrow.h"
 #include "gphys.h"
+#include "glookup.h"
 #include "gtables.h"
 #include "tap.h"
 

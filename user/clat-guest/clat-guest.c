@@ -14,8 +14,10 @@
 #include "ctxfmt.h"
 #include "gagent.h"
 #include "gbuild.h"
+#include "gcorrupt.h"
 #include "gphys.h"
 #include "ggrow.h"
+#include "glookup.h"
 #include "gtables.h"
 #include "json.h"
 

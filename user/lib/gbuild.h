@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Builds guest tables (BAT, CLAT pages, blocks) in a guest memory file, as a
- * VM driver would at boot, and damages them on purpose for tests.
+ * VM driver would at boot (damaging them on purpose for tests: gcorrupt.h).
  *
  * Every function returns 0 or -errno and describes a failure in err:
  * -EINVAL for a bad spec or argument (a usage error for the CLI), anything
@@ -13,6 +13,11 @@
 #include <stdint.h>
 
 #include "gtables.h"
+
+/* How the builder's files (gbuild, glayout, gcorrupt) report a failure:
+ * the message into err when there is one; returns -EINVAL. */
+__attribute__((format(printf, 3, 4)))
+int gbuild_say(char *err, size_t errlen, const char *fmt, ...);
 
 #define GBUILD_DEFAULT_ENTRIES CLAT_MAX_CLAT_ENTRIES
 #define GBUILD_DEFAULT_PROTO (CLAT_PROTO_TCP | CLAT_PROTO_UDP)
@@ -59,12 +64,5 @@ int gbuild_create(const char *path, const struct gbuild_opts *o, struct gbuild_t
 int gbuild_write(struct gmem *g, bool fresh, uint64_t layout_seed,
 		 const struct gbuild_type *types, unsigned int ntypes, uint64_t *bat_gpa,
 		 char *err, size_t errlen);
-
-/* Damages valid tables in place the way a buggy or hostile guest would.
- * type < 0 picks the first type the kind applies to.  msg says what changed.
- * "truncated" shrinks the file: g must not be dereferenced afterwards. */
-extern const char *const gbuild_corrupt_kinds[]; /* NULL-terminated */
-int gbuild_corrupt(struct gmem *g, uint64_t bat_gpa, const char *kind, int type, char *msg,
-		   size_t msglen);
 
 #endif

@@ -11,6 +11,9 @@
  * of guest pages (one bit per 4 KiB page), not by comparing ranges pairwise.
  */
 #include "gtables.h"
+#include "gentry.h"
+#include "gload.h"
+#include "glookup.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,28 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PAGE_SHIFT 12
-#define MAX_BLOCK_SIZE (2U << 20)
-#define MSG_LEN 512
-
-_Static_assert(CLAT_PAGE_SIZE == 1 << PAGE_SHIFT, "PAGE_SHIFT");
-
-/* How many entries and pages the capacity implies; anything else is a
- * capacity mismatch.  Index x is level x + 1. */
-struct geom {
-	uint64_t nblocks;                 /* ceil(capacity / P) */
-	uint64_t need[CLAT_MAX_LEVELS];   /* non-empty entries over all pages of a level */
-	uint64_t pages[CLAT_MAX_LEVELS];  /* pages of a level */
-	uint64_t npages;
-};
-
-/* Per-type walk bookkeeping that the device shadow does not need. */
-struct walk_info {
-	struct geom geo;
-	uint8_t *level;   /* [npages] 1-based level of each page */
-	uint32_t *local;  /* [npages] index of the page within its level */
-};
 
 /* What already owns a guest page, for error messages. */
 enum owner_kind { OWN_NONE, OWN_BAT, OWN_PAGE, OWN_BLOCK };
@@ -51,17 +32,6 @@ struct owner {
 	uint32_t index;   /* page or block index */
 	uint64_t gpa;
 	uint64_t len;
-};
-
-struct loader {
-	const struct gmem *g;
-	struct gtables *t;
-	struct walk_info wi[CLAT_MAX_TYPES];
-	uint64_t *owned;            /* bit per guest page */
-	struct gmem_data data;      /* holes: blocks there need not be read */
-	char *err;
-	size_t errlen;
-	char deferred[MSG_LEN];     /* first soft error, see walk_type() */
 };
 
 /* NUL-terminated within the field and printable: safe to put in a message. */
@@ -95,7 +65,7 @@ static void vmsg(char *buf, size_t len, const struct gtype *gt, const char *fmt,
 
 /* A hard error: reported at once. */
 __attribute__((format(printf, 3, 4)))
-static int fail(struct loader *l, const struct gtype *gt, const char *fmt, ...)
+int gload_fail(struct loader *l, const struct gtype *gt, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -210,14 +180,14 @@ static int claim(struct loader *l, const struct gtype *gt, const char *where, ui
 	}
 	o = find_owner(l, hit);
 	if (is_page && o.kind == OWN_PAGE && o.type == gt->index && o.gpa == gpa)
-		return fail(l, gt, "%s: cycle: page at GPA 0x%" PRIx64
-			    " already visited (as the level %u page %u)", where, gpa, o.level,
-			    o.index);
+		return gload_fail(l, gt, "%s: cycle: page at GPA 0x%" PRIx64
+				  " already visited (as the level %u page %u)", where, gpa, o.level,
+				  o.index);
 	owner_name(l, &o, other, sizeof(other));
 	if (o.gpa == gpa)
-		return fail(l, gt, "%s: shared page: the %s at GPA 0x%" PRIx64 " is also %s", where,
-			    is_page ? "CLAT page" : "block", gpa, other);
-	return fail(l, gt, "%s: the %s [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps %s", where,
+		return gload_fail(l, gt, "%s: shared page: the %s at GPA 0x%" PRIx64 " is also %s", where,
+				  is_page ? "CLAT page" : "block", gpa, other);
+	return gload_fail(l, gt, "%s: the %s [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps %s", where,
 		    is_page ? "CLAT page" : "block", gpa, gpa + len, other);
 }
 
@@ -245,32 +215,32 @@ static int load_bat(struct loader *l, uint64_t bat_gpa)
 	uint32_t i;
 
 	if (bat_gpa == CLAT_GPA_NONE)
-		return fail(l, NULL, "BAT at GPA 0: GPA 0 is never a table");
+		return gload_fail(l, NULL, "BAT at GPA 0: GPA 0 is never a table");
 	if (bat_gpa % CLAT_PAGE_SIZE)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": misaligned (not a multiple of %u)",
-			    bat_gpa, CLAT_PAGE_SIZE);
+		return gload_fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": misaligned (not a multiple of %u)",
+				  bat_gpa, CLAT_PAGE_SIZE);
 	p = gmem_ptr(l->g, bat_gpa, sizeof(t->hdr));
 	if (!p)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": truncated: header ends past guest "
-			    "memory (size 0x%" PRIx64 ")", bat_gpa, l->g->size);
+		return gload_fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": truncated: header ends past guest "
+				  "memory (size 0x%" PRIx64 ")", bat_gpa, l->g->size);
 	memcpy(&t->hdr, p, sizeof(t->hdr));
 	if (t->hdr.magic != CLAT_BAT_MAGIC)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": bad magic 0x%08x (expected 0x%08x)",
-			    bat_gpa, t->hdr.magic, CLAT_BAT_MAGIC);
+		return gload_fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": bad magic 0x%08x (expected 0x%08x)",
+				  bat_gpa, t->hdr.magic, CLAT_BAT_MAGIC);
 	/* One version only: an older BAT places flows differently (and its
 	 * contexts have another layout), so reading it would misplace them. */
 	if (t->hdr.version != CLAT_BAT_VERSION)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": BAT version %u is not supported "
-			    "(this clat reads version %u): rebuild the guest tables", bat_gpa,
-			    t->hdr.version, CLAT_BAT_VERSION);
+		return gload_fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": BAT version %u is not supported "
+				  "(this clat reads version %u): rebuild the guest tables", bat_gpa,
+				  t->hdr.version, CLAT_BAT_VERSION);
 	if (t->hdr.ntypes < 1 || t->hdr.ntypes > CLAT_MAX_TYPES)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": ntypes %u out of range 1..%u",
-			    bat_gpa, t->hdr.ntypes, CLAT_MAX_TYPES);
+		return gload_fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": ntypes %u out of range 1..%u",
+				  bat_gpa, t->hdr.ntypes, CLAT_MAX_TYPES);
 	p = gmem_ptr(l->g, bat_gpa + sizeof(t->hdr),
 		     (uint64_t)t->hdr.ntypes * sizeof(struct clat_bat_entry));
 	if (!p)
-		return fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": truncated: %u entries end past "
-			    "guest memory (size 0x%" PRIx64 ")", bat_gpa, t->hdr.ntypes, l->g->size);
+		return gload_fail(l, NULL, "BAT at GPA 0x%" PRIx64 ": truncated: %u entries end past "
+				  "guest memory (size 0x%" PRIx64 ")", bat_gpa, t->hdr.ntypes, l->g->size);
 	t->ntypes = t->hdr.ntypes;
 	for (i = 0; i < t->ntypes; i++) {
 		struct gtype *gt = &t->types[i];
@@ -280,147 +250,6 @@ static int load_bat(struct loader *l, uint64_t bat_gpa)
 		memcpy(&gt->e, (const uint8_t *)p + (size_t)i * sizeof(gt->e), sizeof(gt->e));
 	}
 	own_range(l, bat_gpa, CLAT_PAGE_SIZE);
-	return 0;
-}
-
-static int check_name(struct loader *l, const struct gtype *gt)
-{
-	const char *name = gt->e.name;
-	size_t i;
-
-	if (!memchr(name, 0, sizeof(gt->e.name)))
-		return fail(l, gt, "BAT entry at GPA 0x%" PRIx64 ": name is not NUL-terminated "
-			    "within %zu bytes", gt->entry_gpa, sizeof(gt->e.name));
-	/* Names end up in messages and JSON: keep terminals safe. */
-	for (i = 0; name[i]; i++)
-		if (name[i] < 0x20 || name[i] > 0x7e)
-			return fail(l, gt, "BAT entry at GPA 0x%" PRIx64 ": name byte %zu is not "
-				    "printable (0x%02x)", gt->entry_gpa, i, (unsigned char)name[i]);
-	return 0;
-}
-
-static int check_entry(struct loader *l, struct gtype *gt)
-{
-	const struct clat_bat_entry *e = &gt->e;
-	uint64_t cap_max;
-	uint32_t x;
-	int err;
-
-	err = check_name(l, gt);
-	if (err)
-		return err;
-	if (e->levels > CLAT_MAX_LEVELS)
-		return fail(l, gt, "too many levels: %u (at most %u)", e->levels, CLAT_MAX_LEVELS);
-	if (e->levels < 1)
-		return fail(l, gt, "levels 0: at least one CLAT level is needed");
-	if (e->clat_entries < 1 || e->clat_entries > CLAT_MAX_CLAT_ENTRIES)
-		return fail(l, gt, "clat_entries C=%u out of range 1..%u", e->clat_entries,
-			    CLAT_MAX_CLAT_ENTRIES);
-	if (e->ctx_size < sizeof(struct clat_ctx) || e->ctx_size % 8)
-		return fail(l, gt, "context size A=%u must be a multiple of 8 and at least %zu",
-			    e->ctx_size, sizeof(struct clat_ctx));
-	if (e->block_size % e->ctx_size)
-		return fail(l, gt, "context size A=%u does not divide block size B=%u",
-			    e->ctx_size, e->block_size);
-	if (!e->block_size || e->block_size % CLAT_PAGE_SIZE || e->block_size > MAX_BLOCK_SIZE)
-		return fail(l, gt, "block size B=%u must be a non-zero multiple of %u up to %u",
-			    e->block_size, CLAT_PAGE_SIZE, MAX_BLOCK_SIZE);
-	/* Was version 2's probe window: zero keeps the field free for reuse. */
-	if (e->pad1)
-		return fail(l, gt, "BAT entry at GPA 0x%" PRIx64 ": pad1 is 0x%x, must be 0",
-			    gt->entry_gpa, e->pad1);
-	gt->per_block = e->block_size / e->ctx_size;
-	/* P <= 2^21 / 128 and C^N <= 2^36: no overflow. */
-	cap_max = gt->per_block;
-	for (x = 0; x < e->levels; x++)
-		cap_max *= e->clat_entries;
-	/* The device indexes contexts, tiers and blocks with 32 bits: keep
-	 * blocks * P (and the tier count) far below 2^32. */
-	if (cap_max > CLAT_MAX_CAPACITY)
-		cap_max = CLAT_MAX_CAPACITY;
-	if (e->capacity < 1 || e->capacity > cap_max)
-		return fail(l, gt, "capacity %u out of range 1..%" PRIu64 " (P=%u x C=%u ^ N=%u, "
-			    "at most %u)", e->capacity, cap_max, gt->per_block, e->clat_entries,
-			    e->levels, CLAT_MAX_CAPACITY);
-	if (!e->proto_mask || e->proto_mask & ~(CLAT_PROTO_TCP | CLAT_PROTO_UDP))
-		return fail(l, gt, "proto_mask 0x%x: must be a non-empty set of tcp (0x%x) and "
-			    "udp (0x%x)", e->proto_mask, CLAT_PROTO_TCP, CLAT_PROTO_UDP);
-	return gtype_check_segments(gt, l->err, l->errlen) ? -EINVAL : 0;
-}
-
-int gtype_check_segments(const struct gtype *gt, char *err, size_t errlen)
-{
-	const struct clat_bat_entry *e = &gt->e;
-	uint64_t end = 0;
-	uint32_t k;
-
-#define SEG_FAIL(...) (snprintf(err, errlen, "type %u (%s): " __VA_ARGS__), -EINVAL)
-	if (e->nsegs < 1 || e->nsegs > CLAT_MAX_SEGMENTS)
-		return SEG_FAIL("nsegs %u out of range 1..%u", gt->index, e->name, e->nsegs,
-				CLAT_MAX_SEGMENTS);
-	for (k = 0; k < e->nsegs; k++) {
-		const struct clat_seg *sg = &e->seg[k];
-
-		if (!sg->size)
-			return SEG_FAIL("segment %u is empty", gt->index, e->name, k);
-		if (sg->base % gt->per_block)
-			return SEG_FAIL("segment %u base %u is not a multiple of P=%u", gt->index,
-					e->name, k, sg->base, gt->per_block);
-		if (sg->base < end)
-			return SEG_FAIL("segment %u [%u, %" PRIu64 "] overlaps or precedes the "
-					"segment before it", gt->index, e->name, k, sg->base + 1,
-					(uint64_t)sg->base + sg->size);
-		end = (uint64_t)sg->base + sg->size;
-		if (end > e->capacity)
-			return SEG_FAIL("segment %u ends at service %" PRIu64 ", past capacity %u",
-					gt->index, e->name, k, end, e->capacity);
-	}
-	for (; k < CLAT_MAX_SEGMENTS; k++)
-		if (e->seg[k].base || e->seg[k].size)
-			return SEG_FAIL("segment %u is set but nsegs is %u", gt->index, e->name, k,
-					e->nsegs);
-#undef SEG_FAIL
-	return 0;
-}
-
-static uint64_t div_up(uint64_t a, uint64_t b)
-{
-	return a / b + (a % b != 0);
-}
-
-static int geometry(struct loader *l, const struct gtype *gt, struct geom *geo);
-
-int gtype_check_entry(const struct gmem *g, struct gtype *gt, char *err, size_t errlen)
-{
-	struct loader l = { .g = g, .err = err, .errlen = errlen };
-	struct geom geo;
-	int ret = check_entry(&l, gt);
-
-	return ret ? ret : geometry(&l, gt, &geo);
-}
-
-/* What the capacity implies, and a first bound on it: the tables must fit in
- * guest memory, which also bounds every allocation below. */
-static int geometry(struct loader *l, const struct gtype *gt, struct geom *geo)
-{
-	uint32_t n = gt->e.levels, c = gt->e.clat_entries, x;
-	uint64_t span = 1, bytes;
-
-	memset(geo, 0, sizeof(*geo));
-	geo->nblocks = div_up(gt->e.capacity, gt->per_block);
-	for (x = n; x-- > 0;) {
-		geo->need[x] = div_up(geo->nblocks, span);
-		span *= c;
-	}
-	for (x = 0; x < n; x++) {
-		geo->pages[x] = x ? geo->need[x - 1] : 1;
-		geo->npages += geo->pages[x];
-	}
-	bytes = geo->nblocks * gt->e.block_size + geo->npages * CLAT_PAGE_SIZE;
-	if (bytes > l->g->size)
-		return fail(l, gt, "capacity %u needs %" PRIu64 " blocks and %" PRIu64 " CLAT pages "
-			    "(%" PRIu64 " bytes), more than guest memory (size 0x%" PRIx64 ")",
-			    gt->e.capacity, geo->nblocks, geo->npages, bytes, l->g->size);
 	return 0;
 }
 
@@ -455,8 +284,8 @@ static int push_page(struct loader *l, struct gtype *gt, const char *where, uint
 	/* Cannot happen once the capacity check let the entry through; kept so a
 	 * logic slip can never write past the arrays. */
 	if (gt->npages >= wi->geo.npages)
-		return fail(l, gt, "%s: more CLAT pages than capacity %u needs", where,
-			    gt->e.capacity);
+		return gload_fail(l, gt, "%s: more CLAT pages than capacity %u needs", where,
+				  gt->e.capacity);
 	*idx = gt->npages++;
 	gt->page_gpa[*idx] = gpa;
 	wi->level[*idx] = (uint8_t)level;
@@ -475,7 +304,7 @@ static int push_block(struct loader *l, struct gtype *gt, const char *where, uin
 	if (err)
 		return err;
 	if (gt->nblocks >= l->wi[gt->index].geo.nblocks)
-		return fail(l, gt, "%s: more blocks than capacity %u needs", where, gt->e.capacity);
+		return gload_fail(l, gt, "%s: more blocks than capacity %u needs", where, gt->e.capacity);
 	*idx = gt->nblocks++;
 	gt->block_gpa[*idx] = gpa;
 	return 0;
@@ -494,8 +323,8 @@ static int walk_page(struct loader *l, struct gtype *gt, uint32_t p)
 
 	/* Checked when it was listed; NULL now means the file shrank since. */
 	if (!pg)
-		return fail(l, gt, "level %u page at GPA 0x%" PRIx64 ": no longer inside guest "
-			    "memory (it shrank)", level, page);
+		return gload_fail(l, gt, "level %u page at GPA 0x%" PRIx64 ": no longer inside guest "
+				  "memory (it shrank)", level, page);
 	for (o = 0; o < c; o++) {
 		uint64_t j = (uint64_t)wi->local[p] * c + o;
 		uint64_t v = __atomic_load_n(&pg[o], __ATOMIC_RELAXED);
@@ -541,7 +370,7 @@ static int walk_type(struct loader *l, struct gtype *gt)
 
 	snprintf(where, sizeof(where), "clat_gpa 0x%" PRIx64, (uint64_t)gt->e.clat_gpa);
 	if (gt->e.clat_gpa == CLAT_GPA_NONE)
-		return fail(l, gt, "%s: no first-level CLAT page", where);
+		return gload_fail(l, gt, "%s: no first-level CLAT page", where);
 	err = push_page(l, gt, where, gt->e.clat_gpa, 1, 0, &idx);
 	if (err)
 		return err < 0 ? err : 0;
@@ -562,15 +391,15 @@ static int check_numbering(struct loader *l, const struct gtype *gt)
 	uint32_t b, block, element;
 
 	if (gt->npages != geo->npages || gt->nblocks != geo->nblocks)
-		return fail(l, gt, "found %u pages and %u blocks, capacity %u needs %" PRIu64
-			    " and %" PRIu64, gt->npages, gt->nblocks, gt->e.capacity,
-			    geo->npages, geo->nblocks);
+		return gload_fail(l, gt, "found %u pages and %u blocks, capacity %u needs %" PRIu64
+				  " and %" PRIu64, gt->npages, gt->nblocks, gt->e.capacity,
+				  geo->npages, geo->nblocks);
 	for (b = 0; b < gt->nblocks; b++) {
 		uint32_t svc = b * gt->per_block + 1;
 
 		if (gtype_walk(gt, svc, &block, &element) || block != b || element != 0)
-			return fail(l, gt, "svc %u does not walk to block %u at GPA 0x%" PRIx64,
-				    svc, b, gt->block_gpa[b]);
+			return gload_fail(l, gt, "svc %u does not walk to block %u at GPA 0x%" PRIx64,
+					  svc, b, gt->block_gpa[b]);
 	}
 	return 0;
 }
@@ -587,8 +416,8 @@ static int check_contexts(struct loader *l, const struct gtype *gt)
 		if (gmem_data_hole(&l->data, gt->block_gpa[b], gt->e.block_size))
 			continue; /* zeroes: every slot EMPTY */
 		if (!blk)
-			return fail(l, gt, "block %u at GPA 0x%" PRIx64 ": no longer inside guest "
-				    "memory (it shrank)", b, gt->block_gpa[b]);
+			return gload_fail(l, gt, "block %u at GPA 0x%" PRIx64 ": no longer inside guest "
+					  "memory (it shrank)", b, gt->block_gpa[b]);
 		for (e = 0; e < n; e++) {
 			const struct clat_ctx *c = (const void *)(blk + (size_t)e * a);
 			uint64_t sw = __atomic_load_n(&c->state_word, __ATOMIC_RELAXED);
@@ -600,20 +429,20 @@ static int check_contexts(struct loader *l, const struct gtype *gt)
 			if (state == CLAT_SLOT_EMPTY)
 				continue;
 			if (state == CLAT_SLOT_CLAIMING)
-				return fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 ": slot state "
-					    "CLAIMING: a claim was in flight when the tables were "
-					    "saved", svc, gpa);
+				return gload_fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 ": slot state "
+						  "CLAIMING: a claim was in flight when the tables were "
+						  "saved", svc, gpa);
 			if (state != CLAT_SLOT_LIVE && state != CLAT_SLOT_RELEASED)
-				return fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 ": invalid "
-					    "slot state %u", svc, gpa, state);
+				return gload_fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 ": invalid "
+						  "slot state %u", svc, gpa, state);
 			csvc = __atomic_load_n(&c->svc, __ATOMIC_RELAXED);
 			ctype = __atomic_load_n(&c->type, __ATOMIC_RELAXED);
 			if (csvc != svc)
-				return fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 " claims "
-					    "svc %u", svc, gpa, csvc);
+				return gload_fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 " claims "
+						  "svc %u", svc, gpa, csvc);
 			if (ctype != gt->index)
-				return fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 " claims "
-					    "type %u", svc, gpa, ctype);
+				return gload_fail(l, gt, "context of svc %u at GPA 0x%" PRIx64 " claims "
+						  "type %u", svc, gpa, ctype);
 		}
 	}
 	return 0;
@@ -628,14 +457,14 @@ static int load_types(struct loader *l)
 	for (i = 0; i < t->ntypes; i++) {
 		struct gtype *gt = &t->types[i];
 
-		err = check_entry(l, gt);
+		err = gload_check_entry(l, gt);
 		if (!err)
-			err = geometry(l, gt, &l->wi[i].geo);
+			err = gload_geometry(l, gt, &l->wi[i].geo);
 		if (!err)
 			err = alloc_type(gt, &l->wi[i]);
 		if (err == -ENOMEM) {
-			fail(l, gt, "out of memory for %" PRIu64 " CLAT pages and %" PRIu64
-			     " blocks", l->wi[i].geo.npages, l->wi[i].geo.nblocks);
+			gload_fail(l, gt, "out of memory for %" PRIu64 " CLAT pages and %" PRIu64
+				   " blocks", l->wi[i].geo.npages, l->wi[i].geo.nblocks);
 			return -ENOMEM;
 		}
 		if (!err)
@@ -702,60 +531,4 @@ void gtables_free(struct gtables *t)
 		free(t->types[i].block_gpa);
 	}
 	memset(t, 0, sizeof(*t));
-}
-
-/* ---- Lookups through the flattened tiers --------------------------------- */
-
-int gtype_path(const struct gtype *t, uint32_t svc, struct gtype_path *path)
-{
-	struct clat_loc loc;
-	uint32_t p = 0, v = CLAT_TIER_NONE, x;
-
-	memset(path, 0, sizeof(*path));
-	if (!t->tiers || svc == 0 || svc > t->e.capacity ||
-	    clat_locate(svc, t->per_block, t->e.clat_entries, t->e.levels, &loc))
-		return -1;
-	for (x = 0; x < t->e.levels; x++) {
-		if (p >= t->npages)
-			return -1;
-		v = t->tiers[(uint64_t)p * t->e.clat_entries + loc.offset[x]];
-		if (v == CLAT_TIER_NONE)
-			return -1;
-		path->page_gpa[x] = t->page_gpa[p];
-		path->offset[x] = loc.offset[x];
-		path->entry_gpa[x] = t->page_gpa[p] + 8ULL * loc.offset[x];
-		if (x + 1 < t->e.levels) {
-			if (v >= t->npages)
-				return -1;
-			path->value[x] = t->page_gpa[v];
-		}
-		p = v;
-	}
-	if (v >= t->nblocks)
-		return -1;
-	path->value[t->e.levels - 1] = t->block_gpa[v];
-	path->block = v;
-	path->block_gpa = t->block_gpa[v];
-	path->element = loc.element;
-	path->ctx_gpa = path->block_gpa + (uint64_t)loc.element * t->e.ctx_size;
-	return 0;
-}
-
-/* The short forms of gtype_path: one walk, in one place. */
-int gtype_walk(const struct gtype *t, uint32_t svc, uint32_t *block, uint32_t *element)
-{
-	struct gtype_path path;
-
-	if (gtype_path(t, svc, &path))
-		return -1;
-	*block = path.block;
-	*element = path.element;
-	return 0;
-}
-
-uint64_t gtype_ctx_gpa(const struct gtype *t, uint32_t svc)
-{
-	struct gtype_path path;
-
-	return gtype_path(t, svc, &path) ? 0 : path.ctx_gpa;
 }

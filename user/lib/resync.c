@@ -2,9 +2,12 @@
 /* Incremental shadow sync (see resync.h). */
 #include "resync.h"
 #include "common.h"
-#include "vct.h"
+#include "gentry.h"
 #include "maps.h"
 #include "owned.h"
+#include "pool.h"
+#include "resync_publish.h"
+#include "vct.h"
 #include "writeback.h"
 
 #include <inttypes.h>
@@ -15,25 +18,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 
-#define PAGE_SHIFT 12
 #define MSG_LEN 512
-
-/* A range of guest memory a resync claimed: a new CLAT page or block. */
-struct claim {
-	uint64_t gpa, len;
-};
-
-/* One type's change, prepared but not yet visible. */
-struct type_change {
-	bool active, added, published;
-	struct gtype gt;                        /* the new BAT entry; per_block set */
-	struct clat_bat_entry old;              /* guest_types before (zero: a new type) */
-	struct clat_dev_seg seg[CLAT_MAX_SEGMENTS]; /* the new segments' device entries */
-	uint32_t first_new;                     /* segments first_new.. are new */
-	uint32_t tried;                         /* bit k: an extent was asked for segment k */
-	struct claim *claims;                   /* pages and blocks this type claimed */
-	size_t nclaims, cap;
-};
 
 struct rwalk {
 	const struct gmem *g;
@@ -372,129 +357,6 @@ static int prepare_type(struct rwalk *w, const struct clat_maps *m, const struct
 	return err;
 }
 
-/* Frees the extents a type's change staged, unless published: only those
- * this process owns (a failed allocation may have met someone else's). */
-static void free_staged(const struct clat_maps *m, uint32_t fn, const struct type_change *tc)
-{
-	struct clat_extent e;
-	uint32_t k, key;
-
-	if (tc->published || !tc->tried || pool_lock(m))
-		return;
-	for (k = 0; k < CLAT_MAX_SEGMENTS; k++) {
-		key = clat_extent_key(fn, tc->gt.index, k);
-		if ((tc->tried & (1U << k)) && !bpf_map_lookup_elem(m->pool_alloc, &key, &e) &&
-		    e.state == CLAT_EXTENT_STAGED && e.owner_pid == (uint32_t)getpid())
-			pool_free(m, key);
-	}
-	pool_unlock(m);
-}
-
-static int desc_type_update(const struct clat_maps *m, uint32_t fn, uint32_t t,
-			    const struct clat_type_desc *td)
-{
-	struct clat_fn_desc d;
-
-	if (bpf_map_lookup_elem(m->fn_desc, &fn, &d))
-		return -errno;
-	d.type[t] = *td;
-	return bpf_map_update_elem(m->fn_desc, &fn, &d, BPF_ANY) ? -errno : 0;
-}
-
-/* Makes one type's change visible: its BAT entry first, then the new
- * segments' entries with seg_state unchanged (and, for a new type, still
- * no protocols: proto_mask is what makes a type visible), then the store
- * that makes them live.  On failure the old entry and descriptor are put
- * back. */
-static int publish_type(const struct clat_maps *m, uint32_t fn, struct type_change *tc)
-{
-	const struct clat_bat_entry *e = &tc->gt.e;
-	uint32_t t = tc->gt.index, key = fn * CLAT_MAX_TYPES + t, k, bits = 0;
-	struct clat_type_desc old_td, td;
-	struct clat_fn_desc d;
-	int err;
-
-	if (bpf_map_lookup_elem(m->fn_desc, &fn, &d))
-		return -errno;
-	old_td = d.type[t];
-	if (bpf_map_update_elem(m->guest_types, &key, e, BPF_ANY))
-		return -errno;
-	td = old_td;
-	for (k = tc->first_new; k < e->nsegs; k++) {
-		td.seg[k] = tc->seg[k];
-		bits |= 1U << k;
-	}
-	if (tc->added) {
-		td.hash_seed = e->hash_seed;
-		td.proto_mask = 0;
-		td.seg_state = 0;
-	}
-	err = desc_type_update(m, fn, t, &td);
-	if (!err) {
-		/* Re-read: a fold may have taken an old segment off meanwhile. */
-		if (bpf_map_lookup_elem(m->fn_desc, &fn, &d)) {
-			err = -errno;
-		} else {
-			td = d.type[t];
-			td.seg_state = (td.seg_state & CLAT_SEG_LIVE_MASK & ~bits) | bits |
-				       (uint32_t)(e->nsegs - 1) << CLAT_SEG_NEWEST_SHIFT;
-			td.proto_mask = e->proto_mask;
-			err = desc_type_update(m, fn, t, &td);
-		}
-	}
-	if (err) {
-		desc_type_update(m, fn, t, &old_td);
-		bpf_map_update_elem(m->guest_types, &key, &tc->old, BPF_ANY);
-		return err;
-	}
-	tc->published = true;
-	/* A failure here leaves the extent STAGED: the next reclaim after this
-	 * process exits finds it named by fn_desc and marks it LIVE. */
-	for (k = tc->first_new; k < e->nsegs; k++) {
-		int e2 = pool_set_live(m, clat_extent_key(fn, t, k));
-
-		if (e2 && !err)
-			err = e2;
-	}
-	return err;
-}
-
-/* Publishes type by type; the pages and blocks of each published type are
- * then owned.  A failure part-way leaves the types already published on the
- * device, consistent, but the generation unchanged: a retry finds them
- * current and resumes with the rest. */
-static int publish(const struct clat_maps *m, uint32_t fn, struct type_change *tc, uint32_t n,
-		   const struct rwalk *w, struct clat_guest_info *gi, uint32_t ntypes,
-		   uint32_t gen)
-{
-	uint32_t i;
-	size_t j;
-	int err = 0;
-
-	for (i = 0; !err && i < n; i++) {
-		if (!tc[i].active)
-			continue;
-		err = publish_type(m, fn, &tc[i]);
-		if (!tc[i].published)
-			break;
-		for (j = 0; j < tc[i].nclaims; j++) {
-			uint64_t pfn, end = (tc[i].claims[j].gpa + tc[i].claims[j].len) >> PAGE_SHIFT;
-
-			for (pfn = tc[i].claims[j].gpa >> PAGE_SHIFT; pfn < end; pfn++)
-				if (pfn / 64 < w->owned->words)
-					__atomic_fetch_or(&w->owned->bits[pfn / 64], 1ULL << (pfn % 64),
-							  __ATOMIC_RELAXED);
-		}
-	}
-	if (err)
-		return err;
-	gi->generation = gen;
-	gi->ntypes = ntypes;
-	if (bpf_map_update_elem(m->guests, &fn, gi, BPF_ANY))
-		return -errno;
-	return vct_set_generation(m, fn, gen);
-}
-
 static int read_bat(const struct gmem *g, uint64_t bat_gpa, struct clat_bat_hdr *h,
 		    struct clat_bat_entry *e, char *err)
 {
@@ -573,10 +435,10 @@ int guest_resync(const struct clat_maps *m, const char *dir, uint32_t fn,
 		err = prepare_type(&w, m, &pool, fn, &desc, &tc[i]);
 	}
 	if (!err)
-		err = publish(m, fn, tc, h.ntypes, &w, &gi, h.ntypes, h.generation);
+		err = resync_publish(m, fn, tc, h.ntypes, w.owned, &gi, h.ntypes, h.generation);
 	/* All or nothing: what was staged and not published goes back. */
 	for (i = 0; i < CLAT_MAX_TYPES; i++)
-		free_staged(m, fn, &tc[i]);
+		resync_free_staged(m, fn, &tc[i]);
 	/* A guest that grew stops paying for the segments it drained. */
 	if (!err && shadow_fold(m, fn, &folded))
 		pr_err("fn %u: resynced, but folding drained segments failed; the next gc or "
