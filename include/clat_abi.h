@@ -50,7 +50,7 @@ enum clat_unknown_action {
 	CLAT_UNKNOWN_DROP = 2,
 };
 
-/* Per-fn counter slots.  Names in user/stats.c must follow this order. */
+/* Per-fn counter slots.  Names in user/clat-load/status.c (stat_names) must follow this order. */
 enum clat_stat {
 	CLAT_STAT_RX_PACKETS,      /* wire -> fn, unicast redirected */
 	CLAT_STAT_RX_BYTES,

@@ -104,7 +104,7 @@ guest_churn() {
 	assert_equal "$(jq '[.programs[].prog_id] | unique | length' <<<"$output")" 2
 }
 
-# VCT[fn] has one owner (user/vct.c): a writer holds the PF's VCT lock from
+# VCT[fn] has one owner (user/lib/vct.c): a writer holds the PF's VCT lock from
 # its read to its write.  A resync (generation) held at that point must not
 # have its write lose the port move another clat-load makes meanwhile, nor
 # the other way round: the move waits and then changes only the ifindex.

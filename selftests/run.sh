@@ -17,7 +17,7 @@ if [ "${CLAT_SANITIZE:-}" = 1 ]; then
 	export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$san_logs/asan"
 	export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=86"
 	export LSAN_OPTIONS="exitcode=86"
-	export CLAT_SAN_DIR=$san_logs # UBSan reports, through user/san_hook.c
+	export CLAT_SAN_DIR=$san_logs # UBSan reports, through user/lib/san_hook.c
 fi
 
 passed=0 failed=0 skipped=0

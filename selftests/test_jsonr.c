@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* The strict JSON reader (user/jsonr.c) against valid and hostile texts, then
+/* The strict JSON reader (user/lib/jsonr.c) against valid and hostile texts, then
  * a deterministic mutation fuzz over QMP-like seeds: every mutated text must
  * parse or be refused without touching memory outside the text and the node
  * array (run it under SANITIZE=1 for ASan).  TAP; selftests/run.sh counts. */

@@ -5,7 +5,7 @@ usage: dsforge.py SOCK SCENARIO MEM_SIZE BAT_GPA MAC [GPA]
 
 Connects to the unix socket SOCK, sends the frames of SCENARIO, then prints
 what came back: one JSON line {"frames": [...], "status": N, "msg": "..."}
-(status/msg of a DONE, if any).  The wire format is user/devstate.h's.
+(status/msg of a DONE, if any).  The wire format is user/lib/devstate.h's.
 """
 import json
 import socket
