@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Helpers shared by the clat-load commands.  All return 0 or -errno and log
- * a "failed to X: <reason>" line themselves where the caller cannot add more. */
+/* Helpers shared by the library and the tools: pin dirs, privileges, XDP
+ * and TCX links, number and MAC parsing.  All return 0 or -errno and log a
+ * "failed to X: <reason>" line themselves where the caller cannot add more. */
 #include "common.h"
 
 #include <dirent.h>

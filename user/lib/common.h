@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
+/* What common.c defines (pin dirs, privileges, links, parsing), the pin
+ * names every command agrees on, and the logging every file uses. */
 #ifndef CLAT_COMMON_H
 #define CLAT_COMMON_H
 
