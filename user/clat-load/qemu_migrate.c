@@ -16,6 +16,7 @@
 #include "json.h"
 #include "miglock.h"
 #include "port.h"
+#include "qemu_recover.h"
 #include "qemu_migrate.h"
 #include "vct.h"
 #include "maps.h"

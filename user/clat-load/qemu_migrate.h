@@ -54,6 +54,5 @@ int qm_set_state(struct qm *qm, uint32_t state);
 int qm_mig_status(struct qm *qm, struct qmp *q, char *st, size_t len);
 void qm_roll_back(struct qm *qm, bool migrating);
 int qm_commit_shared(struct qm *qm);
-int qm_recover(struct qm *qm, bool have_src, bool have_dst, const struct invocation *inv);
 
 #endif

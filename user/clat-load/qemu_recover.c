@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "json.h"
 #include "qemu_migrate.h"
+#include "qemu_recover.h"
 #include "maps.h"
 
 #include <bpf/bpf.h>

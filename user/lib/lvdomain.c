@@ -392,7 +392,7 @@ virConnectPtr lv_open(const char *uri, bool rw)
 	return c;
 }
 
-int lv_domain_load(virDomainPtr dom, struct lv_domain *d)
+static int lv_domain_load(virDomainPtr dom, struct lv_domain *d)
 {
 	char *xml = virDomainGetXMLDesc(dom, 0);
 	int err;
@@ -410,7 +410,7 @@ int lv_domain_load(virDomainPtr dom, struct lv_domain *d)
 /* Whether an inactive (persistent) domain is shut off because it migrated
  * away; *departed is false for every other one, and for transient domains,
  * which are gone altogether (the watch remembers those from their event). */
-int lv_state(virDomainPtr dom, struct lv_domain *d, bool *skip)
+static int lv_state(virDomainPtr dom, struct lv_domain *d, bool *skip)
 {
 	int active = virDomainIsActive(dom);
 
