@@ -16,13 +16,12 @@
 #include <bpf/libbpf.h>
 
 #include "bench_abi.h"
+#include "lib/frames.h"
 #include "gbuild.h"
 #include "ggrow.h"
 #include "gtables.h"
 #include "shadow.h"
 #include "world.h"
-
-const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
 
 /* Extra connections, past the working set, that open a flow in each new
  * segment of a grown guest (so no segment is drained and folded). */
@@ -403,29 +402,17 @@ int world_open(struct world *w, const struct pkt_case *pc, const struct bench_op
 	return pc->d == D_CLAT && w->segs > 1 ? grow_segments(w) : 0;
 }
 
-/* A 60-byte UDP/IPv4 frame to the VF; drive fills in the addresses. */
-static void frame(uint8_t *buf, uint32_t *len)
-{
-	memset(buf, 0, 64);
-	memcpy(buf, VF_MAC, 6);
-	memcpy(buf + 6, (uint8_t[]){ 0x02, 0xaa, 0, 0, 0, 9 }, 6);
-	buf[12] = 0x08;
-	buf[14] = 0x45;
-	*(uint16_t *)(buf + 16) = htons(46);
-	buf[22] = 64;
-	buf[23] = IPPROTO_UDP;
-	*(uint16_t *)(buf + 38) = htons(26);
-	*len = 60;
-}
-
 int run_prog(int prog, uint32_t repeat, double *ns)
 {
-	uint8_t buf[64];
-	uint32_t len;
-	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = buf, .repeat = repeat);
+	struct frame f = { .len = 0 };
+	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = f.buf, .repeat = repeat);
 
-	frame(buf, &len);
-	t.data_size_in = len;
+	/* A 60-byte UDP/IPv4 frame to the VF; drive fills in the addresses. */
+	frame_eth(&f, VF_MAC, MAC_WIRE, 0, NULL, 0x0800);
+	frame_ipv4(&f, IPPROTO_UDP, 0, 0, 8 + 18, 0, 0);
+	frame_udp(&f, 0, 0, 18);
+	frame_fill(&f, 0, 18);
+	t.data_size_in = f.len;
 	if (bpf_prog_test_run_opts(prog, &t))
 		return -errno;
 	if (t.retval != XDP_REDIRECT && t.retval != XDP_PASS)

@@ -10,13 +10,14 @@
 #include "bench.skel.h"
 #include "clat.skel.h"
 #include "common.h"
+#include "lib/frames.h"
 
 #define FN 1
 #define LO 1
 #define PER_BLOCK 32   /* A = 128 (struct clat_ctx), B = 4 KiB: one bucket per block */
 #define ENTRIES 512
 
-extern const uint8_t VF_MAC[6];
+#define VF_MAC MAC_VF1 /* lib/frames.h */
 
 enum design { D_FLOOR, D_WRAP, D_MAC_REDIRECT, D_CLAT, D_LRU, D_LITERAL };
 

@@ -84,16 +84,16 @@ static int o_l2(const struct frame *f, struct l2 *l)
 
 	if (f->len < 14)
 		return -1;
-	l->dst = f->b;
+	l->dst = f->buf;
 	l->vlan = 0;
-	l->proto = be16(f->b + 12);
+	l->proto = rd16(f->buf + 12);
 	l->off = 14;
 	for (i = 0; i < 2 && (l->proto == 0x8100 || l->proto == 0x88a8); i++) {
 		if (l->off + 4 > f->len)
 			return -1;
 		if (i == 0)
-			l->vlan = be16(f->b + l->off) & 0x0fff;
-		l->proto = be16(f->b + l->off + 2);
+			l->vlan = rd16(f->buf + l->off) & 0x0fff;
+		l->proto = rd16(f->buf + l->off + 2);
 		l->off += 4;
 	}
 	return 0;
@@ -119,11 +119,6 @@ struct oflow {
 #define O_TCP_ACK 0x10
 #define O_WSCALE_NONE 0xff
 
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* RFC 7323's window scale option in a SYN's options (the bytes between
  * the fixed header and doff), walked as a bounded parser must: at most 10
  * options, EOL ends, NOP is one byte, a kind/length pair must lie within
@@ -134,17 +129,17 @@ static uint8_t o_wscale(const struct frame *f, uint32_t th, uint32_t doff)
 	uint32_t p = th + 20, end = th + doff, i;
 
 	for (i = 0; i < 10; i++) {
-		if (p >= f->len || p >= end || f->b[p] == 0)
+		if (p >= f->len || p >= end || f->buf[p] == 0)
 			break;
-		if (f->b[p] == 1) {
+		if (f->buf[p] == 1) {
 			p++;
 			continue;
 		}
-		if (p + 3 > f->len || p + 2 > end || f->b[p + 1] < 2)
+		if (p + 3 > f->len || p + 2 > end || f->buf[p + 1] < 2)
 			break;
-		if (f->b[p] == 3 && f->b[p + 1] == 3)
-			return f->b[p + 2] > 14 ? 14 : f->b[p + 2];
-		p += f->b[p + 1] & 0x3f;
+		if (f->buf[p] == 3 && f->buf[p + 1] == 3)
+			return f->buf[p + 2] > 14 ? 14 : f->buf[p + 2];
+		p += f->buf[p + 1] & 0x3f;
 	}
 	return O_WSCALE_NONE;
 }
@@ -159,17 +154,17 @@ static int o_l4(const struct frame *f, uint32_t off, uint8_t proto, uint32_t l4l
 
 		if (off + 20 > f->len)
 			return -1;
-		doff = (f->b[off + 12] >> 4) * 4u;
+		doff = (f->buf[off + 12] >> 4) * 4u;
 		if (doff < 20 || doff > l4len)
 			return -1;
-		o->flags = f->b[off + 13];
+		o->flags = f->buf[off + 13];
 		o->l4off = off;
 		o->l4len = l4len;
 		o->doff = doff;
-		o->seq = be32(f->b + off + 4);
-		o->ack = be32(f->b + off + 8);
+		o->seq = rd32(f->buf + off + 4);
+		o->ack = rd32(f->buf + off + 8);
 		o->seq_len = l4len - doff + !!(o->flags & O_TCP_SYN) + !!(o->flags & O_TCP_FIN);
-		o->win = be16(f->b + off + 14);
+		o->win = rd16(f->buf + off + 14);
 		o->wscale = o->flags & O_TCP_SYN ? o_wscale(f, off, doff) : O_WSCALE_NONE;
 	} else if (proto == IPPROTO_UDP) {
 		if (off + 8 > f->len)
@@ -177,8 +172,8 @@ static int o_l4(const struct frame *f, uint32_t off, uint8_t proto, uint32_t l4l
 	} else {
 		return -1;
 	}
-	memcpy(&s, f->b + off, 2);
-	memcpy(&d, f->b + off + 2, 2);
+	memcpy(&s, f->buf + off, 2);
+	memcpy(&d, f->buf + off + 2, 2);
 	o->key.proto = proto;
 	o->key.vm_port = dir == CLAT_DIR_IN ? d : s;
 	o->key.remote_port = dir == CLAT_DIR_IN ? s : d;
@@ -193,14 +188,14 @@ static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct ofl
 	memset(o, 0, sizeof(*o));
 	if (l->proto == 0x0800) {
 		uint32_t hl, tot;
-		const uint8_t *ip = f->b + off;
+		const uint8_t *ip = f->buf + off;
 
 		if (off + 20 > f->len)
 			return -1;
 		hl = (ip[0] & 15) * 4u;
-		tot = be16(ip + 2);
+		tot = rd16(ip + 2);
 		/* A total length past the frame: no context. */
-		if (hl < 20 || tot < hl || off + tot > f->len || (be16(ip + 6) & 0x3fff))
+		if (hl < 20 || tot < hl || off + tot > f->len || (rd16(ip + 6) & 0x3fff))
 			return -1;
 		o->key.vm_addr[10] = o->key.vm_addr[11] = 0xff;
 		o->key.remote_addr[10] = o->key.remote_addr[11] = 0xff;
@@ -209,7 +204,7 @@ static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct ofl
 		return o_l4(f, off + hl, ip[9], tot - hl, dir, o);
 	}
 	if (l->proto == 0x86dd) {
-		const uint8_t *ip = f->b + off;
+		const uint8_t *ip = f->buf + off;
 		uint32_t plen;
 		uint8_t next;
 
@@ -217,7 +212,7 @@ static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct ofl
 			return -1;
 		memcpy(o->key.vm_addr, ip + (dir == CLAT_DIR_IN ? 24 : 8), 16);
 		memcpy(o->key.remote_addr, ip + (dir == CLAT_DIR_IN ? 8 : 24), 16);
-		plen = be16(ip + 4);
+		plen = rd16(ip + 4);
 		next = ip[6];
 		off += 40;
 		for (i = 0; i < 4 && (next == 0 || next == 43 || next == 60); i++) {
@@ -225,11 +220,11 @@ static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct ofl
 
 			if (off + 2 > f->len)
 				return -1;
-			olen = (f->b[off + 1] + 1) * 8u;
+			olen = (f->buf[off + 1] + 1) * 8u;
 			if (olen > plen)
 				return -1;
 			plen -= olen;
-			next = f->b[off];
+			next = f->buf[off];
 			off += olen;
 		}
 		return o_l4(f, off, next, plen, dir, o);
@@ -702,7 +697,7 @@ static void show(struct tally *t, const char *why, const char *name, const struc
 	printf("# VIOLATION (%s) %s frame '%s', %u bytes:\n# ", why, tx ? "clat_tx" : "clat_rx",
 	       name, f->len);
 	for (i = 0; i < f->len; i++)
-		printf("%02x%s", f->b[i], i + 1 < f->len && (i + 1) % 32 == 0 ? "\n# " : "");
+		printf("%02x%s", f->buf[i], i + 1 < f->len && (i + 1) % 32 == 0 ? "\n# " : "");
 	printf("\n");
 }
 
@@ -800,8 +795,8 @@ static const char *ctx_ok(struct env *e, const struct outcome *o)
 static void one(struct env *e, struct tally *t, const char *name, const struct frame *f, bool tx)
 {
 	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = LO };
-	uint8_t out[FMAX + 64];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->b, .data_size_in = f->len,
+	uint8_t out[FRAME_MAX + 64];
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->buf, .data_size_in = f->len,
 		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
 	uint64_t after[NFN][CLAT_STAT__MAX];
 	static struct outcome o;
@@ -879,14 +874,6 @@ static uint32_t rnd_below(uint32_t n)
 	return n ? dp_rnd() % n : 0;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* A SYN without options gets NOP, window scale (0..15: above 14 is taken
  * as 14) in its first 4 payload bytes: doff 5 -> 6, lengths kept. */
 static void add_wscale(struct frame *f, const struct oflow *fl)
@@ -895,11 +882,11 @@ static void add_wscale(struct frame *f, const struct oflow *fl)
 
 	if (fl->doff != 20 || fl->l4len < 24 || th + 24 > f->len)
 		return;
-	f->b[th + 12] = (uint8_t)(0x60 | (f->b[th + 12] & 0x0f));
-	f->b[th + 20] = 1;
-	f->b[th + 21] = 3;
-	f->b[th + 22] = 3;
-	f->b[th + 23] = (uint8_t)rnd_below(16);
+	f->buf[th + 12] = (uint8_t)(0x60 | (f->buf[th + 12] & 0x0f));
+	f->buf[th + 20] = 1;
+	f->buf[th + 21] = 3;
+	f->buf[th + 22] = 3;
+	f->buf[th + 23] = (uint8_t)rnd_below(16);
 }
 
 static bool steer(struct env *e, struct frame *f, bool tx)
@@ -915,7 +902,7 @@ static bool steer(struct env *e, struct frame *f, bool tx)
 	predict(e, &o, f, tx);
 	if (!o.tracked || o.fl.key.proto != IPPROTO_TCP || !dp_chance(STEER_PCT))
 		return false;
-	th = f->b + o.fl.l4off;
+	th = f->buf + o.fl.l4off;
 	if (o.result != CLAT_STAT_CTX_HIT) {
 		/* A SYN that opens a flow: maybe with a window scale. */
 		if ((o.fl.flags & O_TCP_SYN) && dp_chance(50))
@@ -957,8 +944,8 @@ static bool steer(struct env *e, struct frame *f, bool tx)
 	} else {
 		seq = dp_chance(80) ? c->seq_next[dir] : dp_rnd();
 	}
-	put_be32(th + 4, seq);
-	put_be32(th + 8, ack);
+	wr32(th + 4, seq);
+	wr32(th + 8, ack);
 	th[13] = flags;
 	r = rnd_below(10);
 	if (r >= 6) { /* 65535 as built, else any window, a small one or a power of two */
@@ -1013,7 +1000,7 @@ static void truncations(struct env *e, struct tally *t)
 
 	for (i = 0; i < dp_nfixtures; i++)
 		for (n = 0; n < 2; n++) {
-			if (!dp_from_hex(dp_fixtures[i].hex, &f)) {
+			if (!frame_from_hex(dp_fixtures[i].hex, &f)) {
 				t->verdict_bad++;
 				printf("# fixture %s does not parse\n", dp_fixtures[i].name);
 				continue;

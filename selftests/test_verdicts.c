@@ -20,54 +20,24 @@
 
 #include "clat_abi.h"
 #include "clat.skel.h"
+#include "lib/frames.h"
 #include "tap.h"
 
 #define LO_IFINDEX 1
 
 
-static const uint8_t MAC_VF1[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t MAC_VF2[6] = { 0x02, 0xc1, 0, 0, 0, 2 };
-static const uint8_t MAC_HOST[6] = { 0x02, 0xc1, 0, 0, 0, 0 };
 static const uint8_t MAC_UNKNOWN[6] = { 0x02, 0xee, 0xee, 0xee, 0xee, 0xee };
-static const uint8_t MAC_WIRE[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
-static const uint8_t MAC_BCAST[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-static const uint8_t MAC_MCAST[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x01 };
+#define MAC_MCAST MAC_MCAST4
 #define VLAN_VF2 100
-
-struct frame {
-	uint8_t buf[256];
-	uint32_t len;
-};
-
-static void put(struct frame *f, const void *p, size_t n)
-{
-	memcpy(f->buf + f->len, p, n);
-	f->len += n;
-}
-
-static void put16(struct frame *f, uint16_t v)
-{
-	uint8_t b[2] = { v >> 8, v & 0xff };
-
-	put(f, b, 2);
-}
 
 /* Ethernet with up to two tags, then ethertype and a payload of n bytes. */
 static struct frame eth(const uint8_t dst[6], int ntags, const uint16_t *vids, uint16_t proto,
 			size_t payload)
 {
 	struct frame f = { .len = 0 };
-	int i;
 
-	put(&f, dst, 6);
-	put(&f, MAC_WIRE, 6);
-	for (i = 0; i < ntags; i++) {
-		put16(&f, i == 0 && ntags == 2 ? 0x88a8 : 0x8100);
-		put16(&f, vids[i]);
-	}
-	put16(&f, proto);
-	memset(f.buf + f.len, 0x5a, payload);
-	f.len += payload;
+	frame_eth(&f, dst, MAC_WIRE, ntags, vids, proto);
+	frame_fill(&f, 0x5a, payload);
 	return f;
 }
 

@@ -23,6 +23,7 @@
 #include "gtables.h"
 #include "shadow.h"
 #include "../tap.h"
+#include "frames.h"
 
 #define LO 1
 #define FN 1
@@ -30,8 +31,8 @@
 /* evict_age_ns for the next env_open; negative: the program's default. */
 static long long ctx_env_evict_age = -1;
 
-static const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t WIRE_MAC[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
+#define VF_MAC MAC_VF1
+#define WIRE_MAC MAC_WIRE
 
 /* ---- frames -------------------------------------------------------------- */
 
@@ -42,13 +43,6 @@ struct flow {
 	uint8_t vm6[16], remote6[16];
 	uint16_t vm_port, remote_port;
 };
-
-struct frame {
-	uint8_t buf[256];
-	uint32_t len;
-};
-
-enum { TH_FIN = 1, TH_SYN = 2, TH_RST = 4, TH_ACK = 16 };
 
 /* Stores an already network-order value at any alignment (frame offsets
  * are not aligned, and UBSan rightly refuses misaligned stores). */
@@ -68,57 +62,29 @@ static inline struct frame build(const struct flow *f, int dir, uint8_t tcp_flag
 			  bool fragment)
 {
 	struct frame fr = { .len = 0 };
-	uint8_t *p = fr.buf;
-	uint32_t l4 = f->proto == IPPROTO_TCP ? 20 : 8, l3;
-	uint16_t sport = htons(dir ? f->vm_port : f->remote_port);
-	uint16_t dport = htons(dir ? f->remote_port : f->vm_port);
+	uint32_t l4 = (f->proto == IPPROTO_TCP ? 20 : 8) + payload;
+	uint16_t sport = dir ? f->vm_port : f->remote_port;
+	uint16_t dport = dir ? f->remote_port : f->vm_port;
 
-	memcpy(p, dir ? WIRE_MAC : VF_MAC, 6);
-	memcpy(p + 6, dir ? VF_MAC : WIRE_MAC, 6);
-	p[12] = f->v6 ? 0x86 : 0x08;
-	p[13] = f->v6 ? 0xdd : 0x00;
-	p += 14;
-	if (f->v6) {
-		l3 = 40;
-		p[0] = 0x60;
-		put_be(p + 4, htons(l4 + payload), 2);
-		p[6] = f->proto;
-		p[7] = 64;
-		memcpy(p + 8, dir ? f->vm6 : f->remote6, 16);
-		memcpy(p + 24, dir ? f->remote6 : f->vm6, 16);
-	} else {
-		uint32_t s = htonl(dir ? f->vm4 : f->remote4), d = htonl(dir ? f->remote4 : f->vm4);
-
-		l3 = 20;
-		p[0] = 0x45;
-		put_be(p + 2, htons(20 + l4 + payload), 2);
-		if (fragment)
-			put_be(p + 6, htons(0x2000), 2); /* MF */
-		p[8] = 64;
-		p[9] = f->proto;
-		memcpy(p + 12, &s, 4);
-		memcpy(p + 16, &d, 4);
-	}
-	p += l3;
-	put_be(p, sport, 2);
-	put_be(p + 2, dport, 2);
+	frame_eth(&fr, dir ? WIRE_MAC : VF_MAC, dir ? VF_MAC : WIRE_MAC, 0, NULL,
+		  f->v6 ? 0x86dd : 0x0800);
+	if (f->v6)
+		frame_ipv6(&fr, f->proto, dir ? f->vm6 : f->remote6, dir ? f->remote6 : f->vm6, l4);
+	else
+		frame_ipv4(&fr, f->proto, dir ? f->vm4 : f->remote4, dir ? f->remote4 : f->vm4, l4,
+			   0, fragment ? 0x2000 /* MF */ : 0);
 	if (f->proto == IPPROTO_TCP) {
 		/* Each side's sequence starts at its ISN; every later segment
 		 * sits where the other side acknowledged (ISN + 1), in the
 		 * window the datapath checks RSTs and FINs against. */
 		uint32_t isn = dir ? 5000 : 1000, peer = dir ? 1000 : 5000;
 
-		put_be(p + 4, htonl(tcp_flags & TH_SYN ? isn : isn + 1), 4);
-		if (tcp_flags & TH_ACK)
-			put_be(p + 8, htonl(peer + 1), 4);
-		p[12] = 5 << 4;
-		p[13] = tcp_flags;
-		put_be(p + 14, htons(65535), 2);
+		frame_tcp(&fr, sport, dport, tcp_flags & TH_SYN ? isn : isn + 1,
+			  tcp_flags & TH_ACK ? peer + 1 : 0, tcp_flags, 65535);
 	} else {
-		put_be(p + 4, htons(8 + payload), 2);
+		frame_udp(&fr, sport, dport, payload);
 	}
-	fr.len = 14 + l3 + l4 + payload;
-	memset(fr.buf + 14 + l3 + l4, 0xab, payload);
+	frame_fill(&fr, 0xab, payload);
 	return fr;
 }
 
