@@ -139,7 +139,7 @@ $(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # policy_cost: ns per frame of the dispatch path, with and without port policy.
-$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o $(TESTLIB_OBJS)
+$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 

@@ -2,8 +2,9 @@
 /* The per-packet test world shared by pkt.c and mig.c (see world.h).
  *
  * clat's maps are filled the way `clat-load attach` and `guest attach` do:
- * the pool is sized before load (the skeleton's own placeholder holds 32
- * contexts), the clock set, gbuild tables written to a guest memory file,
+ * the pool is sized before load by lib/dp_env.c (the skeleton's own
+ * placeholder holds 32 contexts), the clock set, the VCT written through
+ * its module (vct.h), gbuild tables written to a guest memory file,
  * validated by gtables_load and shadowed by shadow_install. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,7 +17,9 @@
 #include <bpf/libbpf.h>
 
 #include "bench_abi.h"
+#include "lib/dp_env.h"
 #include "lib/frames.h"
+#include "vct.h"
 #include "gbuild.h"
 #include "ggrow.h"
 #include "gtables.h"
@@ -46,30 +49,21 @@ static uint32_t levels_for(uint32_t cap)
 	return l;
 }
 
-struct clat *clat_load_sized(uint64_t contexts)
+/* fn ACTIVE on lo with VF_MAC, through the VCT module as `clat-load
+ * attach` makes it (vf_ports and flood_ports follow the state). */
+static int fn_up(const struct clat_maps *m)
 {
-	struct clat *c = clat__open();
-	uint32_t buckets = contexts / CLAT_BUCKET_SLOTS;
-	struct clat_maps m;
-	int err;
+	struct clat_mac_key mk = { .vlan = 0 };
+	struct clat_mac_val mv = { .fn = FN };
+	int rc;
 
-	if (!c)
-		return NULL;
-	err = bpf_map__set_max_entries(c->maps.pool_ctx, buckets * CLAT_BUCKET_SLOTS) ||
-	      bpf_map__set_max_entries(c->maps.pool_meta, buckets) ||
-	      bpf_map__set_max_entries(c->maps.pool_dirty, (buckets + 63) / 64);
-	if (!err)
-		err = clat__load(c);
-	if (!err) {
-		maps_from_skel(c, &m);
-		err = clock_refresh(&m);
-	}
-	if (err) {
-		clat__destroy(c);
-		errno = err < 0 ? -err : EINVAL;
-		return NULL;
-	}
-	return c;
+	rc = vct_set_ifindex(m, FN, LO);
+	if (!rc)
+		rc = vct_set_state(m, FN, CLAT_FN_ACTIVE);
+	memcpy(mk.mac, VF_MAC, 6);
+	if (!rc && bpf_map_update_elem(m->mac_fn, &mk, &mv, BPF_ANY))
+		rc = -errno;
+	return rc;
 }
 
 void world_close(struct world *w)
@@ -121,26 +115,18 @@ static int clat_open(struct world *w, const struct pkt_case *pc, const struct be
 				  .block_size = 4096, .services = w->cap,
 				  .hash_seed = 0x5eed, .seed_set = true };
 	struct gbuild_opts go = { 0 };
-	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	struct clat_mac_key mk = { .vlan = 0 };
-	struct clat_mac_val mv = { .fn = FN };
-	uint32_t fn = FN, lo = LO;
 	uint64_t bat, live;
 	char err[256];
 	int rc;
 
 	w->pool_contexts = guest ? pool_for(w->cap, w->segs, pc->nfns) : CLAT_BUCKET_SLOTS * 64;
-	w->c = clat_load_sized(w->pool_contexts);
+	w->c = dp_load_sized(w->pool_contexts, NULL);
 	if (!w->c)
 		return -errno;
 	maps_from_skel(w->c, &w->m);
-	memcpy(mk.mac, VF_MAC, 6);
-	if (bpf_map_update_elem(w->m.mac_fn, &mk, &mv, BPF_ANY) ||
-	    bpf_map_update_elem(w->m.vct, &fn, &vct, BPF_ANY) ||
-	    bpf_map_update_elem(w->m.vf_ports, &fn, &lo, BPF_ANY))
-		return -errno;
-	if (!guest)
-		return 0;
+	rc = fn_up(&w->m);
+	if (rc || !guest)
+		return rc;
 	snprintf(w->mem, sizeof(w->mem), "%s/clat-bench-pkt.%d.mem", o->tmp, (int)getpid());
 	cleanup_file(w->mem);
 	unlink(w->mem);
@@ -299,11 +285,8 @@ static int grow_segments(struct world *w)
 
 int world_open(struct world *w, const struct pkt_case *pc, const struct bench_opts *o)
 {
-	struct clat_mac_key mk = { .vlan = 0 };
-	struct clat_mac_val mv = { .fn = FN };
-	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	struct clat_maps bm = { .pf_clock = -1 };
-	uint32_t fn = FN, lo = LO, nblocks, slot, i, n, nk;
+	struct clat_maps bm = { .lock_fd = -1, .prog_flood = -1 };
+	uint32_t nblocks, slot, i, n, nk;
 	bool lru = pc->d == D_LRU, lit = pc->d == D_LITERAL;
 	struct bench_key *k;
 	uint32_t *idx;
@@ -354,13 +337,14 @@ int world_open(struct world *w, const struct pkt_case *pc, const struct bench_op
 		return rc;
 
 	/* The peers' dispatch maps (bpf/maps.h's, in the bench object). */
-	memcpy(mk.mac, VF_MAC, 6);
 	bm.pf_clock = bpf_map__fd(w->b->maps.pf_clock);
-	if (bpf_map_update_elem(bpf_map__fd(w->b->maps.mac_fn), &mk, &mv, BPF_ANY) ||
-	    bpf_map_update_elem(bpf_map__fd(w->b->maps.vct), &fn, &vct, BPF_ANY) ||
-	    bpf_map_update_elem(bpf_map__fd(w->b->maps.vf_ports), &fn, &lo, BPF_ANY))
-		return -errno;
-	rc = clock_refresh(&bm);
+	bm.mac_fn = bpf_map__fd(w->b->maps.mac_fn);
+	bm.vct = bpf_map__fd(w->b->maps.vct);
+	bm.vf_ports = bpf_map__fd(w->b->maps.vf_ports);
+	bm.flood_ports = bpf_map__fd(w->b->maps.flood_ports);
+	rc = fn_up(&bm);
+	if (!rc)
+		rc = clock_refresh(&bm);
 	if (rc)
 		return rc;
 

@@ -7,6 +7,7 @@
 #define CLAT_BENCH_WORLD_H
 
 #include "bench.h"
+#include "util.h"
 #include "bench.skel.h"
 #include "clat.skel.h"
 #include "common.h"
@@ -46,7 +47,5 @@ void world_close(struct world *w);
 int prog_of(struct world *w, enum design d);
 /* ns per run of prog over repeat runs, as the kernel timed them. */
 int run_prog(int prog, uint32_t repeat, double *ns);
-/* A clat skeleton whose pool holds `contexts`, loaded, its clock set. */
-struct clat *clat_load_sized(uint64_t contexts);
 
 #endif

@@ -45,9 +45,7 @@
 #include "clat.skel.h"
 #include "dp_frames.h"
 #include "common.h"
-#include "gbuild.h"
-#include "gtables.h"
-#include "shadow.h"
+#include "lib/dp_env.h"
 #include "tap.h"
 
 #define LO 1
@@ -234,106 +232,39 @@ static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct ofl
 
 /* ---- environment ---------------------------------------------------------- */
 
-struct env {
-	struct clat *skel;
-	struct clat_maps m;
-	struct shadow_view v;
-	struct clat_dev_seg sg; /* the newest (only) segment */
-	char mem[64];
-	uint32_t seed;
-	int ncpu;
-	uint64_t stats[NFN][CLAT_STAT__MAX];
-};
+/* The counters as last read (one env per run). */
+static int ncpu;
+static uint64_t seen_stats[NFN][CLAT_STAT__MAX];
 
 static int env_open(struct env *e)
 {
-	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
-				  .services = CAPACITY, .hash_seed = 0xf022, .seed_set = true };
-	struct gbuild_opts go = { .size = 4 << 20 };
-	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO, fn;
-	struct clat_port_val pv = { .fn = GUEST_FN };
-	char err[256];
-	uint64_t bat, live;
-	uint32_t newest;
+	/* No eviction: the oracle does not model it (test_ctx_attack does). */
+	const uint64_t no_evict = UINT64_MAX;
+	uint32_t fn;
 	int rc;
 
-	memset(e, 0, sizeof(*e));
-	e->ncpu = libbpf_num_possible_cpus();
-	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-fuzz-dp.%d", (int)getpid());
-	unlink(e->mem);
-	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "gbuild: %s\n", err);
-		return rc;
-	}
-	e->seed = ty.hash_seed;
-	/* The pool sized as attach does (clat__open_and_load would leave the
-	 * placeholder of one bucket). */
-	e->skel = clat__open();
-	if (!e->skel)
-		return -errno;
-	/* No eviction: the oracle does not model it (test_ctx_attack does). */
-	e->skel->rodata->evict_age_ns = UINT64_MAX;
-	if (bpf_map__set_max_entries(e->skel->maps.pool_ctx, POOL_CONTEXTS) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_meta, POOL_CONTEXTS / CLAT_BUCKET_SLOTS) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_dirty,
-				     (POOL_CONTEXTS / CLAT_BUCKET_SLOTS + 63) / 64))
-		return -EINVAL;
-	rc = clat__load(e->skel);
-	if (rc)
-		return rc;
-	maps_from_skel(e->skel, &e->m);
-	rc = clock_refresh(&e->m);
-	if (rc)
-		return rc;
-	for (fn = 0; fn < 5; fn++) {
-		struct clat_mac_key mk = { .vlan = FN_TABLE[fn].vlan };
-		struct clat_mac_val mv = { .fn = fn };
-		struct clat_vct_entry v = { .state = FN_TABLE[fn].state, .ifindex = LO };
-
-		memcpy(mk.mac, FN_TABLE[fn].mac, 6);
-		bpf_map_update_elem(e->m.mac_fn, &mk, &mv, BPF_ANY);
-		bpf_map_update_elem(e->m.vct, &fn, &v, BPF_ANY);
-		if (FN_TABLE[fn].port)
-			bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
-	}
-	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
-	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
-	err[0] = 0;
-	rc = shadow_install_file(&e->m, NULL, GUEST_FN, e->mem, bat, err, sizeof(err), &live);
-	if (rc && err[0])
-		fprintf(stderr, "gtables: %s\n", err);
+	ncpu = libbpf_num_possible_cpus();
+	rc = dp_env_load(e, POOL_CONTEXTS, &no_evict);
+	for (fn = 0; !rc && fn < 5; fn++)
+		rc = dp_add_fn(&e->m, fn, FN_TABLE[fn].mac, FN_TABLE[fn].vlan, FN_TABLE[fn].state,
+			       FN_TABLE[fn].port ? LO : 0);
 	if (!rc)
-		rc = shadow_view_open(&e->m, GUEST_FN, 0, &e->v);
-	if (rc)
-		return rc;
-	newest = (e->v.td.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
-	e->sg = e->v.td.seg[newest];
-	if (e->v.td.seg_state != (1U | newest << CLAT_SEG_NEWEST_SHIFT) || e->sg.size != CAPACITY) {
-		fprintf(stderr, "unexpected device segments: state %#x, size %u\n",
-			e->v.td.seg_state, e->sg.size);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static void env_close(struct env *e)
-{
-	shadow_view_close(&e->v);
-	clat__destroy(e->skel);
-	unlink(e->mem);
+		rc = dp_set_uplink(&e->m, LO, GUEST_FN);
+	if (!rc)
+		rc = dp_env_guest(e, GUEST_FN, "fuzz-dp", CAPACITY, 0xf022, 4 << 20);
+	return rc;
 }
 
 static void read_stats(struct env *e, uint64_t out[NFN][CLAT_STAT__MAX])
 {
-	struct clat_stats v[e->ncpu];
+	struct clat_stats v[ncpu];
 	int i, c, s;
 
 	for (i = 0; i < NFN; i++) {
 		memset(out[i], 0, sizeof(out[i]));
 		if (bpf_map_lookup_elem(e->m.stats, &FNS[i], v))
 			continue;
-		for (c = 0; c < e->ncpu; c++)
+		for (c = 0; c < ncpu; c++)
 			for (s = 0; s < CLAT_STAT__MAX; s++)
 				out[i][s] += v[c].slot[s];
 	}
@@ -479,27 +410,6 @@ static int fi_of(uint32_t fn)
 	return fn == CLAT_FN_NONE ? FI_NONE : (int)fn;
 }
 
-static struct clat_ctx *pool_at(struct env *e, uint32_t idx)
-{
-	return &e->v.pool.ctx[idx];
-}
-
-/* Service number of a pool index of the segment. */
-static uint32_t svc_at(struct env *e, uint32_t idx)
-{
-	return clat_slot_svc(e->sg.base, idx / CLAT_BUCKET_SLOTS - e->sg.first_bucket,
-			     idx % CLAT_BUCKET_SLOTS);
-}
-
-/* The order a claim tries free slots after the home slot: lane order
- * (0, 4, .., 28, 1, 5, ..), the device's "lowest". */
-static uint32_t slot_rank(uint32_t s)
-{
-	return (s & 3) * 16 + (s >> 2);
-}
-
-/* The frame's update of the record it hit or claimed: the TCP model, the
- * queue (0 under test runs), its packet and its bytes. */
 static void predict_update(struct outcome *o, const struct frame *f)
 {
 	struct clat_ctx *x = &o->expect;
@@ -701,30 +611,6 @@ static void show(struct tally *t, const char *why, const char *name, const struc
 	printf("\n");
 }
 
-/* A tag line agrees with its slots: a LIVE slot's entry is its tag, a free
- * one's FREE, one past the segment's end FENCE. */
-static bool tags_consistent(struct env *e, uint32_t b)
-{
-	uint32_t s, idx, st;
-	uint16_t t;
-
-	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
-		idx = b * CLAT_BUCKET_SLOTS + s;
-		st = pool_at(e, idx)->state_word & CLAT_SLOT_STATE_MASK;
-		t = e->v.pool.meta[b].tag[s];
-		if (svc_at(e, idx) - e->sg.base > e->sg.size) {
-			if (t != CLAT_TAG_FENCE)
-				return false;
-		} else if (st == CLAT_SLOT_LIVE) {
-			if (t != pool_at(e, idx)->state_word >> CLAT_SLOT_TAG_SHIFT)
-				return false;
-		} else if (t != CLAT_TAG_FREE) {
-			return false;
-		}
-	}
-	return true;
-}
-
 /* The candidate buckets after the frame, against the prediction: NULL,
  * or what differs. */
 static const char *ctx_ok(struct env *e, const struct outcome *o)
@@ -827,7 +713,7 @@ static void one(struct env *e, struct tally *t, const char *name, const struct f
 	read_stats(e, after);
 	for (i = 0; i < NFN; i++)
 		for (s = 0; s < CLAT_STAT__MAX; s++)
-			bad |= (int64_t)(after[i][s] - e->stats[i][s]) != o.d[i][s];
+			bad |= (int64_t)(after[i][s] - seen_stats[i][s]) != o.d[i][s];
 	if (bad) {
 		t->counter_bad++;
 		show(t, "counters: a counter moved that the oracle did not predict", name, f, tx);
@@ -852,7 +738,7 @@ static void one(struct env *e, struct tally *t, const char *name, const struct f
 		t->delivered_guest++;
 		t->outcome[CLAT_STAT_CTX_SKIP]++;
 	}
-	memcpy(e->stats, after, sizeof(after));
+	memcpy(seen_stats, after, sizeof(after));
 }
 
 /* ---- steering: random segments that the model says count ---------------- *
@@ -1098,7 +984,7 @@ int main(int argc, char **argv)
 		unlink(e.mem);
 		return 1;
 	}
-	read_stats(&e, e.stats);
+	read_stats(&e, seen_stats);
 	truncations(&e, &fx);
 	report("named fixtures, cut at every byte", &fx);
 
@@ -1133,11 +1019,11 @@ int main(int argc, char **argv)
 		if (c && (c->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE)
 			live_pk += c->packets[0] + c->packets[1];
 	}
-	check(live_pk <= hits_claims && e.stats[GUEST_FN][CLAT_STAT_CTX_HIT] +
-	      e.stats[GUEST_FN][CLAT_STAT_CTX_CLAIM] == hits_claims &&
-	      e.stats[GUEST_FN][CLAT_STAT_CTX_BUSY] == 0,
+	check(live_pk <= hits_claims && seen_stats[GUEST_FN][CLAT_STAT_CTX_HIT] +
+	      seen_stats[GUEST_FN][CLAT_STAT_CTX_CLAIM] == hits_claims &&
+	      seen_stats[GUEST_FN][CLAT_STAT_CTX_BUSY] == 0,
 	      "context totals: live contexts hold %llu packets <= %llu hits+claims, no ctx_busy",
 	      (unsigned long long)live_pk, (unsigned long long)hits_claims);
-	env_close(&e);
+	dp_env_close(&e);
 	return tap_done();
 }

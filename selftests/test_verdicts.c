@@ -20,6 +20,7 @@
 
 #include "clat_abi.h"
 #include "clat.skel.h"
+#include "lib/dp_env.h"
 #include "lib/frames.h"
 #include "tap.h"
 
@@ -45,7 +46,7 @@ static struct frame fixture_ipv4_udp(const uint8_t dst[6]) { return eth(dst, 0, 
 static struct frame fixture_ipv6_udp(const uint8_t dst[6]) { return eth(dst, 0, NULL, 0x86dd, 48 + 16); }
 static struct frame fixture_arp_request(void) { return eth(MAC_BCAST, 0, NULL, 0x0806, 28); }
 
-struct env {
+struct vt_env {
 	struct clat *skel;
 	int rx, tx;
 };
@@ -69,12 +70,12 @@ static int run(int prog_fd, struct frame *f, uint32_t ingress_ifindex, uint32_t 
 	return 0;
 }
 
-static uint64_t stat(struct env *e, uint32_t fn, enum clat_stat slot)
+static uint64_t stat(struct vt_env *e, uint32_t fn, enum clat_stat slot)
 {
 	return stat_sum(bpf_map__fd(e->skel->maps.stats), fn, slot);
 }
 
-static void reset_stats(struct env *e)
+static void reset_stats(struct vt_env *e)
 {
 	uint32_t fn;
 
@@ -82,25 +83,18 @@ static void reset_stats(struct env *e)
 		stats_reset(bpf_map__fd(e->skel->maps.stats), fn);
 }
 
-static void add_fn(struct env *e, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
+static void add_fn(struct vt_env *e, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
 		   uint32_t port_ifindex, uint32_t state)
 {
-	struct clat_mac_key k = { .vlan = vlan };
-	struct clat_mac_val mv = { .fn = fn };
-	struct clat_vct_entry v = { .state = state, .ifindex = port_ifindex };
-	uint32_t ifindex = LO_IFINDEX;
+	struct clat_maps m;
 
-	memcpy(k.mac, mac, 6);
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.mac_fn), &k, &mv, BPF_ANY);
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.vct), &fn, &v, BPF_ANY);
-	if (port_ifindex)
-		bpf_map_update_elem(bpf_map__fd(e->skel->maps.vf_ports), &fn, &ifindex, BPF_ANY);
+	maps_from_skel(e->skel, &m);
+	dp_add_fn(&m, fn, mac, vlan, state, port_ifindex);
 }
 
-static int env_open(struct env *e, uint32_t unknown_action)
+static int env_open(struct vt_env *e, uint32_t unknown_action)
 {
-	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO_IFINDEX;
-	struct clat_port_val pv = { .fn = 1 };
+	struct clat_maps m;
 
 	e->skel = clat__open();
 	if (!e->skel)
@@ -115,14 +109,13 @@ static int env_open(struct env *e, uint32_t unknown_action)
 	add_fn(e, 0, MAC_HOST, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
 	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
 	add_fn(e, 2, MAC_VF2, VLAN_VF2, LO_IFINDEX, CLAT_FN_ACTIVE);
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.vf_ports), &uplink, &lo, BPF_ANY);
 	/* clat_tx tests enter on lo, which plays the representor of fn 1. */
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.port_fn), &lo, &pv, BPF_ANY);
-	return 0;
+	maps_from_skel(e->skel, &m);
+	return dp_set_uplink(&m, LO_IFINDEX, 1);
 }
 
 /* Runs one fixture and checks verdict plus one counter that must read 1. */
-static void expect(struct env *e, const char *name, int prog, struct frame f, uint32_t ingress,
+static void expect(struct vt_env *e, const char *name, int prog, struct frame f, uint32_t ingress,
 		   uint32_t want_verdict, uint32_t count_fn, enum clat_stat slot)
 {
 	uint32_t verdict = ~0u;
@@ -136,7 +129,7 @@ static void expect(struct env *e, const char *name, int prog, struct frame f, ui
 	      err ? " [test run failed]" : "");
 }
 
-static void rx_tests(struct env *e)
+static void rx_tests(struct vt_env *e)
 {
 	uint16_t vid = VLAN_VF2, vids2[2] = { VLAN_VF2, 7 }, other = 5;
 	struct frame f;
@@ -187,7 +180,7 @@ static void rx_tests(struct env *e)
 	      "rx runt of 13 bytes never reaches XDP (kernel refuses it)");
 }
 
-static void state_tests(struct env *e)
+static void state_tests(struct vt_env *e)
 {
 	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_QUIESCED);
 	expect(e, "rx to a QUIESCED fn is dropped and counted", e->rx, fixture_ipv4_udp(MAC_VF1),
@@ -204,7 +197,7 @@ static void state_tests(struct env *e)
 	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
 }
 
-static void tx_tests(struct env *e)
+static void tx_tests(struct vt_env *e)
 {
 	struct frame f;
 
@@ -224,7 +217,7 @@ static void tx_tests(struct env *e)
 	       CLAT_STAT_DROP_NO_FN);
 }
 
-static void set_policy(struct env *e, uint32_t fn, uint16_t vlan, uint8_t spoofchk,
+static void set_policy(struct vt_env *e, uint32_t fn, uint16_t vlan, uint8_t spoofchk,
 		       uint8_t link_state)
 {
 	struct clat_fn_policy p = { .vlan = vlan, .spoofchk = spoofchk, .link_state = link_state };
@@ -233,7 +226,7 @@ static void set_policy(struct env *e, uint32_t fn, uint16_t vlan, uint8_t spoofc
 }
 
 /* Port policy (fn_policy): clat_tx enters on lo as fn 1. */
-static void port_policy_tests(struct env *e)
+static void port_policy_tests(struct vt_env *e)
 {
 	uint16_t ten = 10, twenty = 20;
 	struct frame f;
@@ -311,7 +304,7 @@ static void port_policy_tests(struct env *e)
 
 static void policy_tests(void)
 {
-	struct env e;
+	struct vt_env e;
 
 	if (env_open(&e, CLAT_UNKNOWN_PASS)) {
 		check(false, "load with --unknown-unicast pass");
@@ -331,7 +324,7 @@ static void policy_tests(void)
 
 int main(void)
 {
-	struct env e;
+	struct vt_env e;
 	uint32_t zero = 0;
 	int err;
 

@@ -2,7 +2,8 @@
 /* What the C context tests share: frames of named flows, a guest of one
  * type shadowed into a sized pool on fn FN (BPF_PROG_TEST_RUN on a loaded
  * skeleton), and the placement rule computed from the ABI, to check where
- * the datapath put a flow.  Header-only: the TAP counters are per test. */
+ * the datapath put a flow.  The environment itself is lib/dp_env.h, the
+ * frames lib/frames.h.  Header-only: the TAP counters are per test. */
 #ifndef CLAT_CTX_ENV_H
 #define CLAT_CTX_ENV_H
 
@@ -19,10 +20,8 @@
 #include "clat_abi.h"
 #include "clat.skel.h"
 #include "common.h"
-#include "gbuild.h"
-#include "gtables.h"
-#include "shadow.h"
 #include "../tap.h"
+#include "dp_env.h"
 #include "frames.h"
 
 #define LO 1
@@ -128,15 +127,6 @@ static inline void key_of(const struct flow *f, struct clat_flow_key *out)
 
 /* ---- environment ---------------------------------------------------------- */
 
-struct env {
-	struct clat *skel;
-	struct clat_maps m;
-	struct shadow_view v;
-	struct clat_dev_seg sg;   /* the newest (only) segment */
-	char mem[64];
-	uint32_t seed;
-};
-
 static inline int run(struct env *e, const struct frame *fr, int dir, uint32_t *verdict)
 {
 	struct xdp_md ctx_in = { .data_end = fr->len, .ingress_ifindex = LO };
@@ -165,87 +155,28 @@ static inline void reset_stats(struct env *e)
 	stats_reset(e->m.stats, FN);
 }
 
-/* The pool sized as clat-load's attach does (size_pool): a skeleton from
- * clat__open_and_load would get the placeholder pool of one bucket. */
-static inline int load_sized(struct env *e, uint32_t contexts)
-{
-	uint32_t buckets = contexts / CLAT_BUCKET_SLOTS;
-	int err;
-
-	e->skel = clat__open();
-	if (!e->skel)
-		return -errno;
-	if (ctx_env_evict_age >= 0)
-		e->skel->rodata->evict_age_ns = (uint64_t)ctx_env_evict_age;
-	if (bpf_map__set_max_entries(e->skel->maps.pool_ctx, contexts) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_meta, buckets) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_dirty, (buckets + 63) / 64))
-		return -EINVAL;
-	err = clat__load(e->skel);
-	if (err)
-		return err;
-	maps_from_skel(e->skel, &e->m);
-	return clock_refresh(&e->m);
-}
-
 /* A guest with one type of capacity services (one segment) on fn FN, in a
- * pool with room to spare around it. */
+ * pool with room to spare around it (lib/dp_env.h). */
 static inline int env_open(struct env *e, uint32_t capacity)
 {
-	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
-				  .services = capacity, .hash_seed = 0x5eed, .seed_set = true };
-	struct gbuild_opts go = { .size = ((uint64_t)capacity * 256 + (8 << 20)) & ~4095ULL };
-	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	struct clat_mac_key mk = { .vlan = 0 };
-	struct clat_mac_val mv = { .fn = FN };
-	struct clat_port_val pv = { .fn = FN };
-	uint32_t fn = FN, lo = LO, uplink = CLAT_UPLINK_SLOT, newest;
-	char err[256];
-	uint64_t bat, live;
+	uint64_t age = (uint64_t)ctx_env_evict_age;
 	int rc;
 
-	memset(e, 0, sizeof(*e));
-	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-test-ctx.%d", (int)getpid());
-	unlink(e->mem);
-	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "gbuild: %s\n", err);
-		return rc;
-	}
-	e->seed = ty.hash_seed;
-	rc = load_sized(e, (capacity + 31) / 32 * 32 + 64 * CLAT_BUCKET_SLOTS);
-	if (rc)
-		return rc;
-	memcpy(mk.mac, VF_MAC, 6);
-	bpf_map_update_elem(e->m.mac_fn, &mk, &mv, BPF_ANY);
-	bpf_map_update_elem(e->m.vct, &fn, &vct, BPF_ANY);
-	bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
-	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
-	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
-	err[0] = 0;
-	rc = shadow_install_file(&e->m, NULL, FN, e->mem, bat, err, sizeof(err), &live);
-	if (rc && err[0])
-		fprintf(stderr, "gtables: %s\n", err);
+	rc = dp_env_load(e, (capacity + 31) / 32 * 32 + 64 * CLAT_BUCKET_SLOTS,
+			 ctx_env_evict_age >= 0 ? &age : NULL);
 	if (!rc)
-		rc = shadow_view_open(&e->m, FN, 0, &e->v);
-	if (rc)
-		return rc;
-	newest = (e->v.td.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
-	e->sg = e->v.td.seg[newest];
-	if (e->v.td.seg_state != (1U | newest << CLAT_SEG_NEWEST_SHIFT) || e->sg.size != capacity ||
-	    e->sg.nbuckets != clat_seg_buckets(capacity)) {
-		fprintf(stderr, "unexpected device segments: state %#x, size %u, %u buckets\n",
-			e->v.td.seg_state, e->sg.size, e->sg.nbuckets);
-		return -EINVAL;
-	}
-	return 0;
+		rc = dp_add_fn(&e->m, FN, VF_MAC, 0, CLAT_FN_ACTIVE, LO);
+	if (!rc)
+		rc = dp_set_uplink(&e->m, LO, FN);
+	if (!rc)
+		rc = dp_env_guest(e, FN, "test-ctx", capacity, 0x5eed,
+				  ((uint64_t)capacity * 256 + (8 << 20)) & ~4095ULL);
+	return rc;
 }
 
 static inline void env_close(struct env *e)
 {
-	shadow_view_close(&e->v);
-	clat__destroy(e->skel);
-	unlink(e->mem);
+	dp_env_close(e);
 }
 
 /* ---- where a flow lives: the placement rule, from the ABI ---------------- */
@@ -269,11 +200,6 @@ static inline uint16_t tag_of(struct env *e, const struct flow *f)
 	return clat_tag_of(hash_of(e, f));
 }
 
-static inline struct clat_ctx *pool_at(struct env *e, uint32_t idx)
-{
-	return &e->v.pool.ctx[idx];
-}
-
 static inline uint16_t meta_tag(struct env *e, uint32_t idx)
 {
 	return e->v.pool.meta[idx / CLAT_BUCKET_SLOTS].tag[idx % CLAT_BUCKET_SLOTS];
@@ -282,19 +208,6 @@ static inline uint16_t meta_tag(struct env *e, uint32_t idx)
 static inline uint32_t state_at(struct env *e, uint32_t idx)
 {
 	return pool_at(e, idx)->state_word & CLAT_SLOT_STATE_MASK;
-}
-
-static inline uint32_t svc_at(struct env *e, uint32_t idx)
-{
-	return clat_slot_svc(e->sg.base, idx / CLAT_BUCKET_SLOTS - e->sg.first_bucket,
-			     idx % CLAT_BUCKET_SLOTS);
-}
-
-/* The order in which a claim tries a bucket's free slots after the home
- * slot: lane order (bpf/context.h slot_bit), slots 0, 4, .., 28, 1, 5, .. */
-static inline uint32_t slot_rank(uint32_t s)
-{
-	return (s & 3) * 16 + (s >> 2);
 }
 
 static inline bool slot_free(struct env *e, uint32_t idx)
@@ -351,27 +264,6 @@ static inline int predict_claim(struct env *e, const struct flow *f)
 		    (best == CLAT_BUCKET_SLOTS || slot_rank(s) < slot_rank(best)))
 			best = s;
 	return (int)(b * CLAT_BUCKET_SLOTS + best);
-}
-
-/* Every slot of bucket b: a LIVE slot's tag line entry is its tag, a free
- * one's is FREE, one past the segment's end is FENCE. */
-static inline bool tags_consistent(struct env *e, uint32_t b)
-{
-	uint32_t s, idx;
-
-	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
-		idx = b * CLAT_BUCKET_SLOTS + s;
-		if (svc_at(e, idx) - e->sg.base > e->sg.size) {
-			if (meta_tag(e, idx) != CLAT_TAG_FENCE)
-				return false;
-		} else if (state_at(e, idx) == CLAT_SLOT_LIVE) {
-			if (meta_tag(e, idx) != pool_at(e, idx)->state_word >> CLAT_SLOT_TAG_SHIFT)
-				return false;
-		} else if (meta_tag(e, idx) != CLAT_TAG_FREE) {
-			return false;
-		}
-	}
-	return true;
 }
 
 /* The next flow after counter *n (remote port, then VM port) that shares
