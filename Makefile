@@ -148,7 +148,7 @@ $(OUTPUT)/seqstream: $(OUTPUT)/selftests/seqstream.o
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
 
 # fuzz_datapath: random and mutated frames through BPF_PROG_TEST_RUN.
-$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(TESTLIB_OBJS) $(LIB_OBJS)
+$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(OUTPUT)/selftests/dp_oracle.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
