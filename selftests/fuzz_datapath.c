@@ -181,33 +181,27 @@ static const char *ctx_ok(struct env *e, const struct outcome *o)
 
 static void one(struct env *e, struct tally *t, const char *name, const struct frame *f, bool tx)
 {
-	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = LO };
-	uint8_t out[FRAME_MAX + 64];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->buf, .data_size_in = f->len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
 	uint64_t after[NFN][CLAT_STAT__MAX];
 	static struct outcome o;
+	uint32_t verdict;
 	const char *why;
 	bool bad = false;
-	int i, s;
+	int i, s, rc;
 
 	predict(e, &o, f, tx);
-	if (tx) {
-		opts.ctx_in = &ctx_in;
-		opts.ctx_size_in = sizeof(ctx_in);
-	}
 	t->frames++;
-	if (bpf_prog_test_run_opts(bpf_program__fd(tx ? e->skel->progs.clat_tx
-						       : e->skel->progs.clat_rx), &opts)) {
+	rc = dp_run(bpf_program__fd(tx ? e->skel->progs.clat_tx : e->skel->progs.clat_rx), f,
+		    tx ? LO : 0, &verdict);
+	if (rc) {
 		t->verdict_bad++;
-		show(t, strerror(errno), name, f, tx);
+		show(t, strerror(-rc), name, f, tx);
 		return;
 	}
-	if (opts.retval == XDP_ABORTED) {
+	if (verdict == XDP_ABORTED) {
 		t->aborted++;
 		show(t, "XDP_ABORTED", name, f, tx);
 	}
-	if (opts.retval != o.verdict) {
+	if (verdict != o.verdict) {
 		t->verdict_bad++;
 		show(t, "verdict", name, f, tx);
 	}

@@ -51,25 +51,6 @@ struct vt_env {
 	int rx, tx;
 };
 
-static int run(int prog_fd, struct frame *f, uint32_t ingress_ifindex, uint32_t *verdict)
-{
-	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = ingress_ifindex };
-	uint8_t out[512];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->buf, .data_size_in = f->len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
-	int err;
-
-	if (ingress_ifindex) {
-		opts.ctx_in = &ctx_in;
-		opts.ctx_size_in = sizeof(ctx_in);
-	}
-	err = bpf_prog_test_run_opts(prog_fd, &opts);
-	if (err)
-		return -errno;
-	*verdict = opts.retval;
-	return 0;
-}
-
 static uint64_t stat(struct vt_env *e, uint32_t fn, enum clat_stat slot)
 {
 	return stat_sum(bpf_map__fd(e->skel->maps.stats), fn, slot);
@@ -122,7 +103,7 @@ static void expect(struct vt_env *e, const char *name, int prog, struct frame f,
 	int err;
 
 	reset_stats(e);
-	err = run(prog, &f, ingress, &verdict);
+	err = dp_run(prog, &f, ingress, &verdict);
 	check(!err && verdict == want_verdict && stat(e, count_fn, slot) == 1,
 	      "%s: verdict %u (want %u), fn %u slot %d = %llu (want 1)%s", name, verdict,
 	      want_verdict, count_fn, slot, (unsigned long long)stat(e, count_fn, slot),
@@ -176,7 +157,7 @@ static void rx_tests(struct vt_env *e)
 	 * as it pads short frames on the real path; record that precondition. */
 	f = fixture_ipv4_udp(MAC_VF1);
 	f.len = 13;
-	check(run(e->rx, &f, 0, &verdict) == -EINVAL,
+	check(dp_run(e->rx, &f, 0, &verdict) == -EINVAL,
 	      "rx runt of 13 bytes never reaches XDP (kernel refuses it)");
 }
 

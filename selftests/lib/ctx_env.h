@@ -127,22 +127,11 @@ static inline void key_of(const struct flow *f, struct clat_flow_key *out)
 
 /* ---- environment ---------------------------------------------------------- */
 
+/* dir IN through clat_rx; OUT through clat_tx, entering on lo (fn FN's port). */
 static inline int run(struct env *e, const struct frame *fr, int dir, uint32_t *verdict)
 {
-	struct xdp_md ctx_in = { .data_end = fr->len, .ingress_ifindex = LO };
-	uint8_t out[512];
-	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = fr->buf, .data_size_in = fr->len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
-
-	if (dir) {
-		o.ctx_in = &ctx_in;
-		o.ctx_size_in = sizeof(ctx_in);
-	}
-	if (bpf_prog_test_run_opts(bpf_program__fd(dir ? e->skel->progs.clat_tx
-						      : e->skel->progs.clat_rx), &o))
-		return -errno;
-	*verdict = o.retval;
-	return 0;
+	return dp_run(bpf_program__fd(dir ? e->skel->progs.clat_tx : e->skel->progs.clat_rx), fr,
+		      dir ? LO : 0, verdict);
 }
 
 static inline uint64_t stat_of(struct env *e, enum clat_stat slot)

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/if_link.h>
 
 #include "dp_env.h"
 #include "gbuild.h"
@@ -121,6 +122,23 @@ void dp_env_close(struct env *e)
 	if (e->mem[0])
 		unlink(e->mem);
 	memset(e, 0, sizeof(*e));
+}
+
+int dp_run(int prog, const struct frame *f, uint32_t ingress, uint32_t *verdict)
+{
+	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = ingress };
+	uint8_t out[FRAME_MAX + 64]; /* room for pushed VLAN tags */
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = f->buf, .data_size_in = f->len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+
+	if (ingress) {
+		o.ctx_in = &ctx_in;
+		o.ctx_size_in = sizeof(ctx_in);
+	}
+	if (bpf_prog_test_run_opts(prog, &o))
+		return -errno;
+	*verdict = o.retval;
+	return 0;
 }
 
 bool tags_consistent(struct env *e, uint32_t b)

@@ -16,6 +16,7 @@
 #include "clat.skel.h"
 #include "common.h"
 #include "shadow.h"
+#include "frames.h"
 
 struct env {
 	struct clat *skel;
@@ -44,6 +45,9 @@ int dp_set_uplink(const struct clat_maps *m, uint32_t ifindex, uint32_t tx_fn);
 int dp_env_guest(struct env *e, uint32_t fn, const char *name, uint32_t capacity,
 		 uint32_t hash_seed, uint64_t mem_size);
 void dp_env_close(struct env *e);
+/* Frame f once through prog (BPF_PROG_TEST_RUN), entering on ingress (0:
+ * no xdp_md, as for clat_rx); *verdict gets the XDP action. */
+int dp_run(int prog, const struct frame *f, uint32_t ingress, uint32_t *verdict);
 
 /* ---- the guest's pool, as the device sees it ------------------------------ */
 
