@@ -115,7 +115,7 @@ static int clat_open(struct world *w, const struct pkt_case *pc, const struct be
 				  .block_size = 4096, .services = w->cap,
 				  .hash_seed = 0x5eed, .seed_set = true };
 	struct gbuild_opts go = { 0 };
-	uint64_t bat, live;
+	uint64_t bat = 0;
 	char err[256];
 	int rc;
 
@@ -129,24 +129,17 @@ static int clat_open(struct world *w, const struct pkt_case *pc, const struct be
 		return rc;
 	snprintf(w->mem, sizeof(w->mem), "%s/clat-bench-pkt.%d.mem", o->tmp, (int)getpid());
 	cleanup_file(w->mem);
-	unlink(w->mem);
 	rc = gbuild_resolve(&ty, err, sizeof(err));
-	/* Room for the segments the guest grows later (see grow_segments). */
-	go.size = (gbuild_pages_needed(&ty, 1) * (w->segs > 1 ? 1 + w->segs : 1) + 16) *
-		  CLAT_PAGE_SIZE;
-	if (!rc)
-		rc = gbuild_create(w->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	w->bat = bat;
 	if (rc) {
 		fprintf(stderr, "clat-bench: failed to build guest tables: %s\n", err);
 		return rc;
 	}
+	/* Room for the segments the guest grows later (see grow_segments). */
+	go.size = (gbuild_pages_needed(&ty, 1) * (w->segs > 1 ? 1 + w->segs : 1) + 16) *
+		  CLAT_PAGE_SIZE;
+	rc = dp_guest_file(&w->m, FN, w->mem, &ty, &go, &bat);
+	w->bat = bat;
 	w->levels = ty.levels;
-	err[0] = 0;
-	rc = shadow_install_file(&w->m, NULL, FN, w->mem, bat, err, sizeof(err), &live);
-	if (rc)
-		fprintf(stderr, "clat-bench: failed to install guest tables: %s\n",
-			err[0] ? err : strerror(-rc));
 	w->mem_bytes = extent_bytes(w, FN);
 	return rc;
 }

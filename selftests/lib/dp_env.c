@@ -77,29 +77,40 @@ int dp_set_uplink(const struct clat_maps *m, uint32_t ifindex, uint32_t tx_fn)
 	return 0;
 }
 
+int dp_guest_file(const struct clat_maps *m, uint32_t fn, const char *path,
+		  struct gbuild_type *ty, const struct gbuild_opts *go, uint64_t *bat)
+{
+	uint64_t live;
+	char err[256];
+	int rc;
+
+	unlink(path);
+	rc = gbuild_create(path, go, ty, 1, bat, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "failed to build guest tables: %s\n", err);
+		return rc;
+	}
+	err[0] = 0;
+	rc = shadow_install_file(m, NULL, fn, path, *bat, err, sizeof(err), &live);
+	if (rc)
+		fprintf(stderr, "failed to install guest tables: %s\n",
+			err[0] ? err : strerror(-rc));
+	return rc;
+}
+
 int dp_env_guest(struct env *e, uint32_t fn, const char *name, uint32_t capacity,
 		 uint32_t hash_seed, uint64_t mem_size)
 {
 	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
 				  .services = capacity, .hash_seed = hash_seed, .seed_set = true };
 	struct gbuild_opts go = { .size = mem_size };
-	uint64_t bat, live;
 	uint32_t newest;
-	char err[256];
+	uint64_t bat;
 	int rc;
 
 	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-%s.%d", name, (int)getpid());
-	unlink(e->mem);
-	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "gbuild: %s\n", err);
-		return rc;
-	}
+	rc = dp_guest_file(&e->m, fn, e->mem, &ty, &go, &bat);
 	e->seed = ty.hash_seed;
-	err[0] = 0;
-	rc = shadow_install_file(&e->m, NULL, fn, e->mem, bat, err, sizeof(err), &live);
-	if (rc && err[0])
-		fprintf(stderr, "gtables: %s\n", err);
 	if (!rc)
 		rc = shadow_view_open(&e->m, fn, 0, &e->v);
 	if (rc)

@@ -40,6 +40,13 @@ int dp_add_fn(const struct clat_maps *m, uint32_t fn, const uint8_t mac[6], uint
 	      uint32_t state, uint32_t port_ifindex);
 /* The uplink at ifindex, which also plays the representor of tx_fn. */
 int dp_set_uplink(const struct clat_maps *m, uint32_t ifindex, uint32_t tx_fn);
+/* gbuild tables of type *ty (resolved by gbuild) in memory file path of
+ * go->size bytes, shadowed into fn as `clat-load guest attach` does; *bat
+ * gets their BAT.  Prints "failed to ..." on failure. */
+struct gbuild_type;
+struct gbuild_opts;
+int dp_guest_file(const struct clat_maps *m, uint32_t fn, const char *path,
+		  struct gbuild_type *ty, const struct gbuild_opts *go, uint64_t *bat);
 /* A guest with `capacity` services of one 128-byte type on fn, in a
  * memory file of mem_size bytes named after `name`, shadowed and viewed. */
 int dp_env_guest(struct env *e, uint32_t fn, const char *name, uint32_t capacity,
