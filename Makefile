@@ -65,6 +65,8 @@ LOAD_OBJS   := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/clat-load/
 GUEST_OBJS  := $(patsubst user/%.c,$(OUTPUT)/user/%.o,$(wildcard user/clat-guest/*.c))
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
+# Test support shared by the C tests and the benchmark (selftests/lib/).
+TESTLIB_OBJS := $(patsubst selftests/lib/%.c,$(OUTPUT)/selftests/lib/%.o,$(wildcard selftests/lib/*.c))
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
@@ -145,6 +147,7 @@ $(OUTPUT)/vfemu-obj/%.o: vf-emu/%.c | $(OUTPUT)/vfemu-obj
 # the command-line engine.
 $(OUTPUT)/selftests/%.o: selftests/%.c $(SKELS) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) $(LIB_INC) -Ivf-emu -c $< -o $@
 
 $(OUTPUT)/clat-load: $(LOAD_OBJS) $(CLI_OBJS) $(VFEMU_LIB) $(LIB)
@@ -159,17 +162,17 @@ $(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB)
+$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(TESTLIB_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lpthread -o $@
 
 # flowgen: drives a pinned, live program with named frames (selftests).
-$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB)
+$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(TESTLIB_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # policy_cost: ns per frame of the dispatch path, with and without port policy.
-$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o
+$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o $(TESTLIB_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -178,7 +181,7 @@ $(OUTPUT)/seqstream: $(OUTPUT)/selftests/seqstream.o
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
 
 # fuzz_datapath: random and mutated frames through BPF_PROG_TEST_RUN.
-$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(LIB)
+$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(OUTPUT)/selftests/dp_oracle.o $(TESTLIB_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -306,13 +309,13 @@ $(OUTPUT)/bench-obj:
 
 $(OUTPUT)/bench-obj/%.o: bench/%.c $(SKELS) $(OUTPUT)/bench.skel.h | $(OUTPUT)/bench-obj
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(LIB_INC) -Ivf-emu -Ibench -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) $(LIB_INC) -Ivf-emu -Ibench -Iselftests -c $< -o $@
 
-$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB)
+$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(TESTLIB_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lm -o $@
 
 bench: $(BINS) $(OUTPUT)/clat-bench
 	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) QUICK=$(QUICK) bench/run.sh
 
--include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(OUTPUT)/user/*/*.d $(GUEST_DIR)/obj/*/*.d)
+-include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(OUTPUT)/*/*/*.d $(GUEST_DIR)/obj/*/*.d)
