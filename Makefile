@@ -45,9 +45,9 @@ BPF_OBJS    := $(OUTPUT)/clat.bpf.o
 SKELS       := $(OUTPUT)/clat.skel.h
 VFEMU_LIB   := $(patsubst vf-emu/%.c,$(OUTPUT)/vfemu-obj/%.o,$(filter-out vf-emu/vf-emu.c,$(wildcard vf-emu/*.c)))
 # Userspace shared by clat-load, clat-guest and the C tests.
-LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline log common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt vct lockfile)
+LIB_OBJS    := $(patsubst %,$(OUTPUT)/user/%.o,cmdline parse log common json jsonr maps gmem gphys gtables gbuild ggrow pool owned shadow writeback resync ctxfmt vct lockfile)
 LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metrics httpd locate guest gchannel migrate migsrc migdst migemu devstate qmp qemu_migrate qemu_recover port libvirt lvdomain lvwatch lvhook libvirt_migrate miglock upgrade rodata)
-GUEST_OBJS  := $(OUTPUT)/user/clat-guest.o $(OUTPUT)/user/gagent.o
+GUEST_OBJS  := $(patsubst %,$(OUTPUT)/user/%.o,clat-guest cg_tables cg_build cg_view cg_seed cg_grow gagent)
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
@@ -122,7 +122,8 @@ $(OUTPUT)/clat-guest: $(GUEST_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
+# vf-emu shares the command engine (cmdline, parse, log) and the JSON writer.
+$(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB) $(patsubst %,$(OUTPUT)/user/%.o,cmdline parse log json)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -156,7 +157,7 @@ FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser
-FUZZ_LIB     := user/gtables.c user/gmem.c user/gphys.c user/gbuild.c user/log.c
+FUZZ_LIB     := user/gtables.c user/gmem.c user/gphys.c user/gbuild.c user/parse.c user/log.c
 
 $(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) user/gtables.h user/gbuild.h include/clat_abi.h | $(BASE_OUTPUT)
 	$(call msg,FUZZ-CC,$@)

@@ -129,8 +129,6 @@ int mig_dst_serve(struct mig_dst *d, const char *chan, int wait_ms, const uint8_
 struct invocation;
 FILE *mig_report_stream(const struct invocation *inv); /* --json: stdout, else discarded */
 void mig_report_close(const struct invocation *inv, FILE *f);
-int mig_parse_fn(const struct invocation *inv, int id, const char *name, uint32_t *fn);
-int mig_parse_rounds(const struct invocation *inv, unsigned int *rounds);
 void mig_json_copy(struct json *j, const char *key, const struct mig_copy_stats *cs);
 /* The destination's steps at COMMIT (ns): load, write, build, switch. */
 void mig_json_steps(struct json *j, const char *key, const struct mig_result *r);
