@@ -40,6 +40,19 @@ int parse_num(const char *s, size_t n, bool suffix, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int parse_port(const char *s)
+{
+	size_t i, n = strlen(s);
+	unsigned long v = 0;
+
+	/* Decimal, as getaddrinfo reads it ("08" is 8): not parse_num's base 0. */
+	if (!n || n > 5 || strspn(s, "0123456789") != n)
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	return v >= 1 && v <= 65535 ? 0 : -EINVAL;
+}
+
 const char *parse_mac_reason(const char *s, uint8_t mac[6])
 {
 	unsigned int b[6];

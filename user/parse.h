@@ -15,6 +15,10 @@
  * 2^20, 2^30.  -EINVAL for anything else, -ERANGE if over max. */
 int parse_num(const char *s, size_t n, bool suffix, uint64_t max, uint64_t *out);
 
+/* A TCP/UDP port of a HOST:PORT: decimal digits only (what getaddrinfo
+ * reads), 1..65535.  0 or -EINVAL. */
+int parse_port(const char *s);
+
 /* xx:xx:xx:xx:xx:xx, unicast and non-zero (a MAC that can name a function);
  * NULL, or why not. */
 const char *parse_mac_reason(const char *s, uint8_t mac[6]);
