@@ -58,6 +58,12 @@ int cg_open_tables(const struct invocation *inv, bool writable, struct gmem *g,
 int cg_pick_type(const struct invocation *inv, const struct gtables *t,
 		 const struct gtype **out);
 
+/* The frame of a command on one type: opens the tables, picks --type, runs
+ * fn on them, closes them; fn's result, or the opening's error. */
+typedef int cg_type_fn(const struct invocation *inv, struct gmem *g, const struct gtables *t,
+		       const struct gtype *gt, void *arg);
+int cg_on_type(const struct invocation *inv, bool writable, cg_type_fn *fn, void *arg);
+
 /* Calls fn for every LIVE context of t, counting released ones on the way.
  * Blocks in file holes are all EMPTY and are not read.  Each record is
  * copied out once: the guest may be changing it. */

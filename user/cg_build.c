@@ -120,29 +120,24 @@ static void corrupt_report(const struct invocation *inv, const struct gtype *gt,
 	json_end(&j);
 }
 
-int cg_corrupt(const struct invocation *inv)
+static int corrupt_type(const struct invocation *inv, struct gmem *g, const struct gtables *t,
+			const struct gtype *gt, void *arg)
 {
-	const struct gtype *gt;
-	struct gtables t;
-	struct gmem g;
 	char msg[512];
 	int ret;
 
+	(void)arg;
 	/* --kind is required and one of gbuild_corrupt_kinds (the engine's enum). */
-	ret = cg_open_tables(inv, true, &g, &t);
+	ret = gbuild_corrupt(g, t->bat_gpa, inv->opt[G_KIND],
+			     has_opt(inv, G_TYPE) ? (int)gt->index : -1, msg, sizeof(msg));
 	if (ret)
-		return ret;
-	ret = cg_pick_type(inv, &t, &gt);
-	if (!ret) {
-		ret = gbuild_corrupt(&g, t.bat_gpa, inv->opt[G_KIND],
-				     has_opt(inv, G_TYPE) ? (int)gt->index : -1, msg, sizeof(msg));
-		if (ret)
-			pr_err("failed to corrupt (%s): %s", inv->opt[G_KIND], msg);
-		else
-			corrupt_report(inv, gt, msg);
-	}
-	gtables_free(&t);
-	gmem_close(&g);
+		pr_err("failed to corrupt (%s): %s", inv->opt[G_KIND], msg);
+	else
+		corrupt_report(inv, gt, msg);
 	return ret;
 }
 
+int cg_corrupt(const struct invocation *inv)
+{
+	return cg_on_type(inv, true, corrupt_type, NULL);
+}

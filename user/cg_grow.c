@@ -55,32 +55,28 @@ static uint64_t layout_seed(const struct invocation *inv)
 	return (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)getpid();
 }
 
-int cg_grow(const struct invocation *inv)
+static int grow_type(const struct invocation *inv, struct gmem *g, const struct gtables *t,
+		     const struct gtype *gt, void *arg)
 {
 	struct ggrow_result r;
-	const struct gtype *gt;
-	uint32_t cap = opt_u32(inv, G_CAPACITY);
-	uint64_t seed = layout_seed(inv);
-	struct gtables t;
-	struct gmem g;
 	char err[512];
 	int ret;
 
-	ret = cg_open_tables(inv, true, &g, &t);
+	ret = ggrow_capacity(g, t, gt->index, opt_u32(inv, G_CAPACITY), *(uint64_t *)arg, &r, err,
+			     sizeof(err));
 	if (ret)
-		return ret;
-	ret = cg_pick_type(inv, &t, &gt);
-	if (!ret) {
-		ret = ggrow_capacity(&g, &t, gt->index, cap, seed, &r, err, sizeof(err));
-		if (ret)
-			pr_err("failed to grow type %u (%s) in %s: %s", gt->index, gt->e.name,
-			     inv->opt[G_MEM], err);
-		else
-			grow_report(inv, "grew", &r);
-	}
-	gtables_free(&t);
-	gmem_close(&g);
+		pr_err("failed to grow type %u (%s) in %s: %s", gt->index, gt->e.name,
+		       inv->opt[G_MEM], err);
+	else
+		grow_report(inv, "grew", &r);
 	return ret == -EINVAL ? -EUSAGE : ret;
+}
+
+int cg_grow(const struct invocation *inv)
+{
+	uint64_t seed = layout_seed(inv);
+
+	return cg_on_type(inv, true, grow_type, &seed);
 }
 
 int cg_add_type(const struct invocation *inv)

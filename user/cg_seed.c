@@ -215,42 +215,35 @@ static int seed_one(const struct gmem *g, const struct gtype *gt, const struct c
 	return 0;
 }
 
-int cg_seed(const struct invocation *inv)
+static int seed_type(const struct invocation *inv, struct gmem *g, const struct gtables *t,
+		     const struct gtype *gt, void *arg)
 {
-	const struct gtype *gt;
-	struct seed_args a = { 0 };
+	const struct seed_args *a = arg;
 	struct clat_flow_key key;
 	struct timespec ts;
-	struct gtables t;
 	struct json j;
-	struct gmem g;
 	uint64_t i, n = 0;
-	int ret;
+	int ret = 0;
 
-	ret = seed_args(inv, &a);
-	if (!ret)
-		ret = cg_open_tables(inv, true, &g, &t);
-	if (ret)
-		return ret;
-	ret = cg_pick_type(inv, &t, &gt);
-	if (!ret && !(gt->e.proto_mask & (a.proto == IPPROTO_TCP ? CLAT_PROTO_TCP : CLAT_PROTO_UDP))) {
+	(void)t;
+	if (!(gt->e.proto_mask & (a->proto == IPPROTO_TCP ? CLAT_PROTO_TCP : CLAT_PROTO_UDP))) {
 		pr_err("failed to seed: type %u (%s) does not track %s flows", gt->index, gt->e.name,
-		     a.proto == IPPROTO_TCP ? "tcp" : "udp");
-		ret = -EUSAGE;
+		       a->proto == IPPROTO_TCP ? "tcp" : "udp");
+		return -EUSAGE;
 	}
 	clock_gettime(CLOCK_TAI, &ts);
 	memset(&key, 0, sizeof(key));
-	memcpy(key.vm_addr, a.vm_addr, 16);
-	memcpy(key.remote_addr, a.remote_addr, 16);
-	key.vm_port = htons((uint16_t)a.vm_port);
-	key.proto = a.proto;
-	for (i = 0; !ret && i < a.count; i++) {
-		key.remote_port = htons((uint16_t)(a.first_port + i));
-		ret = seed_one(&g, gt, &key, (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec);
+	memcpy(key.vm_addr, a->vm_addr, 16);
+	memcpy(key.remote_addr, a->remote_addr, 16);
+	key.vm_port = htons((uint16_t)a->vm_port);
+	key.proto = a->proto;
+	for (i = 0; !ret && i < a->count; i++) {
+		key.remote_port = htons((uint16_t)(a->first_port + i));
+		ret = seed_one(g, gt, &key, (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec);
 		n += !ret;
 	}
 	if (ret && n)
-		pr_err("seeded %" PRIu64 " of %" PRIu64 " flows before the failure", n, a.count);
+		pr_err("seeded %" PRIu64 " of %" PRIu64 " flows before the failure", n, a->count);
 	if (!ret && has_opt(inv, G_JSON)) {
 		json_init(&j, stdout);
 		json_obj_open(&j, NULL);
@@ -260,8 +253,13 @@ int cg_seed(const struct invocation *inv)
 	} else if (!ret) {
 		printf("seeded %" PRIu64 " contexts in type %u (%s)\n", n, gt->index, gt->e.name);
 	}
-	gtables_free(&t);
-	gmem_close(&g);
 	return ret;
 }
 
+int cg_seed(const struct invocation *inv)
+{
+	struct seed_args a = { 0 };
+	int ret = seed_args(inv, &a);
+
+	return ret ? ret : cg_on_type(inv, true, seed_type, &a);
+}

@@ -132,6 +132,24 @@ int cg_pick_type(const struct invocation *inv, const struct gtables *t,
 
 
 
+int cg_on_type(const struct invocation *inv, bool writable, cg_type_fn *fn, void *arg)
+{
+	const struct gtype *gt;
+	struct gtables t;
+	struct gmem g;
+	int ret;
+
+	ret = cg_open_tables(inv, writable, &g, &t);
+	if (ret)
+		return ret;
+	ret = cg_pick_type(inv, &t, &gt);
+	if (!ret)
+		ret = fn(inv, &g, &t, gt, arg);
+	gtables_free(&t);
+	gmem_close(&g);
+	return ret;
+}
+
 void cg_walk(struct cg_walk *w, cg_ctx_fn *fn, void *arg)
 {
 	const struct gtype *t = w->t;

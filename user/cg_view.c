@@ -216,32 +216,27 @@ static void locate_print(const struct invocation *inv, const struct gtype *t, ui
 	json_end(&j);
 }
 
-int cg_locate(const struct invocation *inv)
+static int locate_type(const struct invocation *inv, struct gmem *g, const struct gtables *t,
+		       const struct gtype *gt, void *arg)
 {
-	const struct gtype *gt;
+	uint32_t svc = opt_u32(inv, G_SVC);
 	struct gtype_path path;
-	struct gtables t;
-	struct gmem g;
-	uint64_t svc = opt_u32(inv, G_SVC);
-	int ret;
 
-	ret = cg_open_tables(inv, false, &g, &t);
-	if (ret)
-		return ret;
-	ret = cg_pick_type(inv, &t, &gt);
-	if (!ret && svc > gt->e.capacity) {
-		pr_err("invalid --svc %" PRIu64 ": type %u (%s) holds services 1..%u", svc, gt->index,
-		     gt->e.name, gt->e.capacity);
-		ret = -EUSAGE;
+	(void)g, (void)t, (void)arg;
+	if (svc > gt->e.capacity) {
+		pr_err("invalid --svc %u: type %u (%s) holds services 1..%u", svc, gt->index,
+		       gt->e.name, gt->e.capacity);
+		return -EUSAGE;
 	}
-	if (!ret && gtype_path(gt, (uint32_t)svc, &path)) {
-		pr_err("failed to locate svc %" PRIu64 ": the walk found no block", svc);
-		ret = -EIO;
+	if (gtype_path(gt, svc, &path)) {
+		pr_err("failed to locate svc %u: the walk found no block", svc);
+		return -EIO;
 	}
-	if (!ret)
-		locate_print(inv, gt, (uint32_t)svc, &path);
-	gtables_free(&t);
-	gmem_close(&g);
-	return ret;
+	locate_print(inv, gt, svc, &path);
+	return 0;
 }
 
+int cg_locate(const struct invocation *inv)
+{
+	return cg_on_type(inv, false, locate_type, NULL);
+}

@@ -162,24 +162,22 @@ static int lib(int ret)
 	return ret ? (ret < 0 && ret != -EUSAGE ? ret : -EIO) : 0;
 }
 
-/* The literal words of a positional form ("vf", "mac", ...) at their places. */
-static int words(const struct invocation *inv, const char *const *want)
+/* A positional form "<pf> vf <i> ...": its literal words (want[k], "" for
+ * a value) at their places, and the VF index <i> in 0..63. */
+static int vf_form(const struct invocation *inv, const char *const *want, int *vf)
 {
-	for (int i = 0; want[i]; i++) {
+	uint32_t v = 0;
+	int err = 0;
+
+	for (int i = 0; want[i] && !err; i++) {
 		if (*want[i] && strcmp(inv->arg[i], want[i])) {
 			pr_err("%s: expected '%s' where '%s' is: %s %s", inv->cmd->name, want[i],
 			       inv->arg[i], inv->cmd->name, inv->cmd->args);
-			return -EUSAGE;
+			err = -EUSAGE;
 		}
 	}
-	return 0;
-}
-
-static int vf_index(const struct invocation *inv, int at, int *vf)
-{
-	uint32_t v;
-	int err = arg_u32(inv->arg[at], "VF index", 0, VFEMU_MAX_VFS - 1, &v);
-
+	if (!err)
+		err = arg_u32(inv->arg[2], "VF index", 0, VFEMU_MAX_VFS - 1, &v);
 	*vf = (int)v;
 	return err;
 }
@@ -208,16 +206,13 @@ static int cmd_set(const struct invocation *inv)
 	uint8_t mac[6];
 	int vf, err;
 
-	err = words(inv, (const char *const[]){ "", "vf", "", "mac", NULL });
-	if (!err)
-		err = vf_index(inv, 2, &vf);
+	err = vf_form(inv, (const char *const[]){ "", "vf", "", "mac", NULL }, &vf);
 	if (!err && vfemu_parse_mac(inv->arg[4], mac)) {
 		pr_err("invalid MAC '%s': expected xx:xx:xx:xx:xx:xx, unicast, non-zero",
 		       inv->arg[4]);
 		err = -EUSAGE;
 	}
-	if (!err)
-		err = lib(vfemu_set_mac(inv->arg[0], vf, mac));
+	err = err ?: lib(vfemu_set_mac(inv->arg[0], vf, mac));
 	if (!err)
 		report(inv, "set", vf, "mac", inv->arg[4]);
 	return err;
@@ -225,13 +220,9 @@ static int cmd_set(const struct invocation *inv)
 
 static int cmd_assign(const struct invocation *inv)
 {
-	int vf, err;
+	int vf, err = vf_form(inv, (const char *const[]){ "", "vf", "", "netns", NULL }, &vf);
 
-	err = words(inv, (const char *const[]){ "", "vf", "", "netns", NULL });
-	if (!err)
-		err = vf_index(inv, 2, &vf);
-	if (!err)
-		err = lib(vfemu_assign(inv->arg[0], vf, inv->arg[4]));
+	err = err ?: lib(vfemu_assign(inv->arg[0], vf, inv->arg[4]));
 	if (!err)
 		report(inv, "assign", vf, "netns", inv->arg[4]);
 	return err;
@@ -239,13 +230,9 @@ static int cmd_assign(const struct invocation *inv)
 
 static int cmd_release(const struct invocation *inv)
 {
-	int vf, err;
+	int vf, err = vf_form(inv, (const char *const[]){ "", "vf", NULL }, &vf);
 
-	err = words(inv, (const char *const[]){ "", "vf", NULL });
-	if (!err)
-		err = vf_index(inv, 2, &vf);
-	if (!err)
-		err = lib(vfemu_release(inv->arg[0], vf));
+	err = err ?: lib(vfemu_release(inv->arg[0], vf));
 	if (!err)
 		report(inv, "release", vf, NULL, NULL);
 	return err;
@@ -253,13 +240,9 @@ static int cmd_release(const struct invocation *inv)
 
 static int cmd_tap_add(const struct invocation *inv)
 {
-	int vf, err;
+	int vf, err = vf_form(inv, (const char *const[]){ "", "vf", NULL }, &vf);
 
-	err = words(inv, (const char *const[]){ "", "vf", NULL });
-	if (!err)
-		err = vf_index(inv, 2, &vf);
-	if (!err)
-		err = lib(vfemu_tap_add(inv->arg[0], vf, inv->arg[3]));
+	err = err ?: lib(vfemu_tap_add(inv->arg[0], vf, inv->arg[3]));
 	if (!err)
 		report(inv, "tap add", vf, "tap", inv->arg[3]);
 	return err;
