@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
+/* The command engine (see cmdline.h): usage from the table, getopt, then
+ * every option's type, bounds and required bit checked before the handler. */
 #include "cmdline.h"
 #include "log.h"
-
 #include "parse.h"
 
 #include <errno.h>
