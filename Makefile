@@ -50,6 +50,8 @@ LOAD_OBJS   := $(patsubst %,$(OUTPUT)/user/%.o,clat-load attach vf status metric
 GUEST_OBJS  := $(patsubst %,$(OUTPUT)/user/%.o,clat-guest cg_tables cg_build cg_view cg_seed cg_grow gagent)
 TEST_PROGS  := $(OUTPUT)/test_verdicts $(OUTPUT)/test_arith $(OUTPUT)/test_jsonr $(OUTPUT)/test_gphys $(OUTPUT)/test_ctx $(OUTPUT)/test_ctx_attack $(OUTPUT)/flowgen \
 	       $(OUTPUT)/fuzz_datapath $(OUTPUT)/clat-bench
+# Test support shared by the C tests and the benchmark (selftests/lib/).
+TESTLIB_OBJS := $(patsubst selftests/lib/%.c,$(OUTPUT)/selftests/lib/%.o,$(wildcard selftests/lib/*.c))
 BINS        := $(OUTPUT)/clat-load $(OUTPUT)/vf-emu $(OUTPUT)/clat-guest
 # Test-only BPF objects (upgrade.bats) and the UDP/TCP stream checker.
 TEST_BPF    := $(patsubst selftests/%.bpf.c,$(OUTPUT)/selftests/%.bpf.o,$(wildcard selftests/*.bpf.c))
@@ -112,6 +114,7 @@ $(OUTPUT)/vfemu-obj/%.o: vf-emu/%.c | $(OUTPUT)/vfemu-obj
 
 $(OUTPUT)/selftests/%.o: selftests/%.c $(SKELS) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(OUTPUT)/clat-load: $(LOAD_OBJS) $(LIB_OBJS) $(VFEMU_LIB)
@@ -127,17 +130,17 @@ $(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB) $(patsubst %,$(OUTPU
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(LIB_OBJS)
+$(OUTPUT)/test_%: $(OUTPUT)/selftests/test_%.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lpthread -o $@
 
 # flowgen: drives a pinned, live program with named frames (selftests).
-$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(LIB_OBJS)
+$(OUTPUT)/flowgen: $(OUTPUT)/selftests/flowgen.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # policy_cost: ns per frame of the dispatch path, with and without port policy.
-$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o
+$(OUTPUT)/policy_cost: $(OUTPUT)/selftests/policy_cost.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -146,7 +149,7 @@ $(OUTPUT)/seqstream: $(OUTPUT)/selftests/seqstream.o
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
 
 # fuzz_datapath: random and mutated frames through BPF_PROG_TEST_RUN.
-$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(LIB_OBJS)
+$(OUTPUT)/fuzz_datapath: $(OUTPUT)/selftests/fuzz_datapath.o $(OUTPUT)/selftests/dp_frames.o $(OUTPUT)/selftests/dp_oracle.o $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -262,13 +265,13 @@ $(OUTPUT)/bench-obj:
 
 $(OUTPUT)/bench-obj/%.o: bench/%.c $(SKELS) $(OUTPUT)/bench.skel.h | $(OUTPUT)/bench-obj
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -Ibench -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) -Ibench -Iselftests -c $< -o $@
 
-$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(LIB_OBJS)
+$(OUTPUT)/clat-bench: $(BENCH_OBJS) $(TESTLIB_OBJS) $(LIB_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lm -o $@
 
 bench: $(BINS) $(OUTPUT)/clat-bench
 	$(Q)CLAT_BIN_DIR=$(abspath $(OUTPUT)) QUICK=$(QUICK) bench/run.sh
 
--include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(GUEST_DIR)/obj/*.d)
+-include $(wildcard $(OUTPUT)/*.d $(OUTPUT)/*/*.d $(OUTPUT)/*/*/*.d $(GUEST_DIR)/obj/*.d)

@@ -28,6 +28,7 @@
 
 #include "bench.h"
 #include "bench_abi.h"
+#include "util.h"
 #include "bench.skel.h"
 #include "common.h"
 

@@ -32,6 +32,7 @@
 #include "world.h"
 #include "gtables.h"
 #include "shadow.h"
+#include "vct.h"
 
 #define FN_DST 2
 #define DIRTY_FRAMES 1000 /* frames of traffic during each pre-copy round */
@@ -61,12 +62,10 @@ static int traffic(struct world *w, uint32_t frames)
 static int migrate_with(struct world *w, struct mig_run *r, struct shadow_writeback *wb,
 			uint64_t bat, uint64_t t0)
 {
-	struct clat_vct_entry v = { .state = CLAT_FN_QUIESCED, .ifindex = LO };
 	struct clat_mac_key mk = { .vlan = 0 };
 	struct clat_mac_val mv = { .fn = FN_DST };
 	struct gpa_list delta = { 0 };
 	struct shadow_stage st;
-	uint32_t fn = FN;
 	uint64_t written, bytes, reloaded, t1, t2;
 	struct gtables t;
 	struct gmem g;
@@ -101,8 +100,8 @@ static int migrate_with(struct world *w, struct mig_run *r, struct shadow_writeb
 	r->contexts = st.live;
 	/* The switchover window. */
 	t1 = now_ns();
-	if (!rc && bpf_map_update_elem(w->m.vct, &fn, &v, BPF_ANY))
-		rc = -errno;
+	if (!rc)
+		rc = vct_set_state(&w->m, FN, CLAT_FN_QUIESCED);
 	t2 = now_ns();
 	if (!rc)
 		rc = shadow_writeback_round(wb, SYNC_DIRTY, &written, &bytes, &delta);
@@ -136,17 +135,20 @@ static int migrate_with(struct world *w, struct mig_run *r, struct shadow_writeb
 
 static int clat_migrate(struct world *w, struct mig_run *r)
 {
-	struct clat_vct_entry v = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	uint32_t fn = FN, dst = FN_DST, lo = LO;
+	uint32_t fn = FN;
 	struct shadow_writeback wb;
 	struct clat_guest_info gi;
 	uint64_t t0;
 	int rc;
 
-	if (bpf_map_lookup_elem(w->m.guests, &fn, &gi) ||
-	    bpf_map_update_elem(w->m.vct, &dst, &v, BPF_ANY) ||
-	    bpf_map_update_elem(w->m.vf_ports, &dst, &lo, BPF_ANY))
+	if (bpf_map_lookup_elem(w->m.guests, &fn, &gi))
 		return -errno;
+	/* The destination fn, ACTIVE on lo as attach makes it. */
+	rc = vct_set_ifindex(&w->m, FN_DST, LO);
+	if (!rc)
+		rc = vct_set_state(&w->m, FN_DST, CLAT_FN_ACTIVE);
+	if (rc)
+		return rc;
 	t0 = now_ns();
 	/* PRE_COPY, while traffic runs; the write-back validates the tables
 	 * once, as migrate-out's does. */

@@ -20,6 +20,7 @@
 #include <bpf/libbpf.h>
 
 #include "bench_abi.h"
+#include "lib/dp_env.h"
 #include "world.h"
 
 static const char *const design_name[] = {
@@ -151,7 +152,7 @@ static const struct result *find(const struct result *r, int n, enum design d, u
  * 1M), from the kernel's bpf_prog_info of a freshly loaded clat. */
 static int verified_insns(uint32_t *rx, uint32_t *tx)
 {
-	struct clat *c = clat_load_sized(CLAT_BUCKET_SLOTS * 64);
+	struct clat *c = dp_load_sized(CLAT_BUCKET_SLOTS * 64, NULL);
 	struct bpf_prog_info info;
 	__u32 len;
 	int rc = 0;

@@ -2,8 +2,9 @@
 /* The per-packet test world shared by pkt.c and mig.c (see world.h).
  *
  * clat's maps are filled the way `clat-load attach` and `guest attach` do:
- * the pool is sized before load (the skeleton's own placeholder holds 32
- * contexts), the clock set, gbuild tables written to a guest memory file,
+ * the pool is sized before load by lib/dp_env.c (the skeleton's own
+ * placeholder holds 32 contexts), the clock set, the VCT written through
+ * its module (vct.h), gbuild tables written to a guest memory file,
  * validated by gtables_load and shadowed by shadow_install. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -16,13 +17,14 @@
 #include <bpf/libbpf.h>
 
 #include "bench_abi.h"
+#include "lib/dp_env.h"
+#include "lib/frames.h"
+#include "vct.h"
 #include "gbuild.h"
 #include "ggrow.h"
 #include "gtables.h"
 #include "shadow.h"
 #include "world.h"
-
-const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
 
 /* Extra connections, past the working set, that open a flow in each new
  * segment of a grown guest (so no segment is drained and folded). */
@@ -47,30 +49,21 @@ static uint32_t levels_for(uint32_t cap)
 	return l;
 }
 
-struct clat *clat_load_sized(uint64_t contexts)
+/* fn ACTIVE on lo with VF_MAC, through the VCT module as `clat-load
+ * attach` makes it (vf_ports and flood_ports follow the state). */
+static int fn_up(const struct clat_maps *m)
 {
-	struct clat *c = clat__open();
-	uint32_t buckets = contexts / CLAT_BUCKET_SLOTS;
-	struct clat_maps m;
-	int err;
+	struct clat_mac_key mk = { .vlan = 0 };
+	struct clat_mac_val mv = { .fn = FN };
+	int rc;
 
-	if (!c)
-		return NULL;
-	err = bpf_map__set_max_entries(c->maps.pool_ctx, buckets * CLAT_BUCKET_SLOTS) ||
-	      bpf_map__set_max_entries(c->maps.pool_meta, buckets) ||
-	      bpf_map__set_max_entries(c->maps.pool_dirty, (buckets + 63) / 64);
-	if (!err)
-		err = clat__load(c);
-	if (!err) {
-		maps_from_skel(c, &m);
-		err = clock_refresh(&m);
-	}
-	if (err) {
-		clat__destroy(c);
-		errno = err < 0 ? -err : EINVAL;
-		return NULL;
-	}
-	return c;
+	rc = vct_set_ifindex(m, FN, LO);
+	if (!rc)
+		rc = vct_set_state(m, FN, CLAT_FN_ACTIVE);
+	memcpy(mk.mac, VF_MAC, 6);
+	if (!rc && bpf_map_update_elem(m->mac_fn, &mk, &mv, BPF_ANY))
+		rc = -errno;
+	return rc;
 }
 
 void world_close(struct world *w)
@@ -122,46 +115,31 @@ static int clat_open(struct world *w, const struct pkt_case *pc, const struct be
 				  .block_size = 4096, .services = w->cap,
 				  .hash_seed = 0x5eed, .seed_set = true };
 	struct gbuild_opts go = { 0 };
-	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	struct clat_mac_key mk = { .vlan = 0 };
-	struct clat_mac_val mv = { .fn = FN };
-	uint32_t fn = FN, lo = LO;
-	uint64_t bat, live;
+	uint64_t bat = 0;
 	char err[256];
 	int rc;
 
 	w->pool_contexts = guest ? pool_for(w->cap, w->segs, pc->nfns) : CLAT_BUCKET_SLOTS * 64;
-	w->c = clat_load_sized(w->pool_contexts);
+	w->c = dp_load_sized(w->pool_contexts, NULL);
 	if (!w->c)
 		return -errno;
 	maps_from_skel(w->c, &w->m);
-	memcpy(mk.mac, VF_MAC, 6);
-	if (bpf_map_update_elem(w->m.mac_fn, &mk, &mv, BPF_ANY) ||
-	    bpf_map_update_elem(w->m.vct, &fn, &vct, BPF_ANY) ||
-	    bpf_map_update_elem(w->m.vf_ports, &fn, &lo, BPF_ANY))
-		return -errno;
-	if (!guest)
-		return 0;
+	rc = fn_up(&w->m);
+	if (rc || !guest)
+		return rc;
 	snprintf(w->mem, sizeof(w->mem), "%s/clat-bench-pkt.%d.mem", o->tmp, (int)getpid());
 	cleanup_file(w->mem);
-	unlink(w->mem);
 	rc = gbuild_resolve(&ty, err, sizeof(err));
-	/* Room for the segments the guest grows later (see grow_segments). */
-	go.size = (gbuild_pages_needed(&ty, 1) * (w->segs > 1 ? 1 + w->segs : 1) + 16) *
-		  CLAT_PAGE_SIZE;
-	if (!rc)
-		rc = gbuild_create(w->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	w->bat = bat;
 	if (rc) {
 		fprintf(stderr, "clat-bench: failed to build guest tables: %s\n", err);
 		return rc;
 	}
+	/* Room for the segments the guest grows later (see grow_segments). */
+	go.size = (gbuild_pages_needed(&ty, 1) * (w->segs > 1 ? 1 + w->segs : 1) + 16) *
+		  CLAT_PAGE_SIZE;
+	rc = dp_guest_file(&w->m, FN, w->mem, &ty, &go, &bat);
+	w->bat = bat;
 	w->levels = ty.levels;
-	err[0] = 0;
-	rc = shadow_install_file(&w->m, NULL, FN, w->mem, bat, err, sizeof(err), &live);
-	if (rc)
-		fprintf(stderr, "clat-bench: failed to install guest tables: %s\n",
-			err[0] ? err : strerror(-rc));
 	w->mem_bytes = extent_bytes(w, FN);
 	return rc;
 }
@@ -300,11 +278,8 @@ static int grow_segments(struct world *w)
 
 int world_open(struct world *w, const struct pkt_case *pc, const struct bench_opts *o)
 {
-	struct clat_mac_key mk = { .vlan = 0 };
-	struct clat_mac_val mv = { .fn = FN };
-	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	struct clat_maps bm = { .pf_clock = -1 };
-	uint32_t fn = FN, lo = LO, nblocks, slot, i, n, nk;
+	struct clat_maps bm = { .lock_fd = -1, .prog_flood = -1 };
+	uint32_t nblocks, slot, i, n, nk;
 	bool lru = pc->d == D_LRU, lit = pc->d == D_LITERAL;
 	struct bench_key *k;
 	uint32_t *idx;
@@ -355,13 +330,14 @@ int world_open(struct world *w, const struct pkt_case *pc, const struct bench_op
 		return rc;
 
 	/* The peers' dispatch maps (bpf/maps.h's, in the bench object). */
-	memcpy(mk.mac, VF_MAC, 6);
 	bm.pf_clock = bpf_map__fd(w->b->maps.pf_clock);
-	if (bpf_map_update_elem(bpf_map__fd(w->b->maps.mac_fn), &mk, &mv, BPF_ANY) ||
-	    bpf_map_update_elem(bpf_map__fd(w->b->maps.vct), &fn, &vct, BPF_ANY) ||
-	    bpf_map_update_elem(bpf_map__fd(w->b->maps.vf_ports), &fn, &lo, BPF_ANY))
-		return -errno;
-	rc = clock_refresh(&bm);
+	bm.mac_fn = bpf_map__fd(w->b->maps.mac_fn);
+	bm.vct = bpf_map__fd(w->b->maps.vct);
+	bm.vf_ports = bpf_map__fd(w->b->maps.vf_ports);
+	bm.flood_ports = bpf_map__fd(w->b->maps.flood_ports);
+	rc = fn_up(&bm);
+	if (!rc)
+		rc = clock_refresh(&bm);
 	if (rc)
 		return rc;
 
@@ -403,29 +379,17 @@ int world_open(struct world *w, const struct pkt_case *pc, const struct bench_op
 	return pc->d == D_CLAT && w->segs > 1 ? grow_segments(w) : 0;
 }
 
-/* A 60-byte UDP/IPv4 frame to the VF; drive fills in the addresses. */
-static void frame(uint8_t *buf, uint32_t *len)
-{
-	memset(buf, 0, 64);
-	memcpy(buf, VF_MAC, 6);
-	memcpy(buf + 6, (uint8_t[]){ 0x02, 0xaa, 0, 0, 0, 9 }, 6);
-	buf[12] = 0x08;
-	buf[14] = 0x45;
-	*(uint16_t *)(buf + 16) = htons(46);
-	buf[22] = 64;
-	buf[23] = IPPROTO_UDP;
-	*(uint16_t *)(buf + 38) = htons(26);
-	*len = 60;
-}
-
 int run_prog(int prog, uint32_t repeat, double *ns)
 {
-	uint8_t buf[64];
-	uint32_t len;
-	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = buf, .repeat = repeat);
+	struct frame f = { .len = 0 };
+	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = f.buf, .repeat = repeat);
 
-	frame(buf, &len);
-	t.data_size_in = len;
+	/* A 60-byte UDP/IPv4 frame to the VF; drive fills in the addresses. */
+	frame_eth(&f, VF_MAC, MAC_WIRE, 0, NULL, 0x0800);
+	frame_ipv4(&f, IPPROTO_UDP, 0, 0, 8 + 18, 0, 0);
+	frame_udp(&f, 0, 0, 18);
+	frame_fill(&f, 0, 18);
+	t.data_size_in = f.len;
 	if (bpf_prog_test_run_opts(prog, &t))
 		return -errno;
 	if (t.retval != XDP_REDIRECT && t.retval != XDP_PASS)

@@ -7,16 +7,18 @@
 #define CLAT_BENCH_WORLD_H
 
 #include "bench.h"
+#include "util.h"
 #include "bench.skel.h"
 #include "clat.skel.h"
 #include "common.h"
+#include "lib/frames.h"
 
 #define FN 1
 #define LO 1
 #define PER_BLOCK 32   /* A = 128 (struct clat_ctx), B = 4 KiB: one bucket per block */
 #define ENTRIES 512
 
-extern const uint8_t VF_MAC[6];
+#define VF_MAC MAC_VF1 /* lib/frames.h */
 
 enum design { D_FLOOR, D_WRAP, D_MAC_REDIRECT, D_CLAT, D_LRU, D_LITERAL };
 
@@ -45,7 +47,5 @@ void world_close(struct world *w);
 int prog_of(struct world *w, enum design d);
 /* ns per run of prog over repeat runs, as the kernel timed them. */
 int run_prog(int prog, uint32_t repeat, double *ns);
-/* A clat skeleton whose pool holds `contexts`, loaded, its clock set. */
-struct clat *clat_load_sized(uint64_t contexts);
 
 #endif

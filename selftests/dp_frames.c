@@ -2,7 +2,8 @@
 /* Frames for fuzz_datapath: a deterministic PRNG, a generator of
  * Ethernet/VLAN/IPv4/IPv6/TCP/UDP frames with bogus lengths, extension
  * chains, fragments and flag soup, truncation at header boundaries and bit
- * flips, and the named fixtures (regressions) in hex. */
+ * flips, and the named fixtures (regressions) in hex.  The header bytes are
+ * appended with lib/frames.h; the values here are deliberately random. */
 #include <stdio.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -34,27 +35,20 @@ bool dp_chance(uint32_t pct)
 
 /* ---- frame building ------------------------------------------------------- */
 
-static void put(struct frame *f, const void *p, uint32_t n)
-{
-	if (f->len + n > FMAX)
-		n = FMAX - f->len;
-	memcpy(f->b + f->len, p, n);
-	f->len += n;
-}
-
-static void put16(struct frame *f, uint16_t v) { put(f, (uint8_t[]){ v >> 8, v & 0xff }, 2); }
-static void mark(struct frame *f) { if (f->ncut < 24) f->cut[f->ncut++] = f->len; }
+#define put frame_put
+#define put16 frame_put16
+#define mark frame_mark
 
 static void put_rand(struct frame *f, uint32_t n)
 {
-	while (n-- && f->len < FMAX)
-		f->b[f->len++] = (uint8_t)dp_rnd();
+	while (n-- && f->len < FRAME_MAX)
+		f->buf[f->len++] = (uint8_t)dp_rnd();
 }
 
 static const uint8_t *pick_dst(void)
 {
 	static const uint8_t *pool[] = { MAC_HOST, MAC_VF1, MAC_VF1, MAC_VF1, MAC_VF2, MAC_VF3,
-					 MAC_VF4, MAC_WIRE, MAC_BCAST, MAC_MCAST };
+					 MAC_VF4, MAC_WIRE, MAC_BCAST, MAC_MCAST6 };
 	return pool[below(sizeof(pool) / sizeof(pool[0]))];
 }
 
@@ -121,8 +115,8 @@ static void build_ipv4(struct frame *f)
 		put(f, (uint8_t[]){ 198, 18, 10, vm }, 4);
 		put(f, (uint8_t[]){ 198, 18, 10, 1 }, 4);
 	}
-	while (f->len < start + ihl * 4 && f->len < FMAX)
-		f->b[f->len++] = 1; /* options: NOPs */
+	while (f->len < start + ihl * 4 && f->len < FRAME_MAX)
+		f->buf[f->len++] = 1; /* options: NOPs */
 	mark(f);
 	build_l4(f, proto, payload);
 }
@@ -142,7 +136,7 @@ static void build_ipv6(struct frame *f)
 	put16(f, 0);
 	put(f, (uint8_t[]){ next[0], 64 }, 2);
 	put(f, dp_chance(50) ? a : b, 16);
-	put(f, f->b[f->len - 1] == 1 ? b : a, 16);
+	put(f, f->buf[f->len - 1] == 1 ? b : a, 16);
 	mark(f);
 	start = f->len;
 	for (i = 0; i < n; i++) {
@@ -150,18 +144,18 @@ static void build_ipv6(struct frame *f)
 		uint32_t olen = (hl + 1) * 8u, k;
 
 		put(f, (uint8_t[]){ next[i + 1], hl }, 2);
-		for (k = 2; k < olen && f->len < FMAX; k++)
-			f->b[f->len++] = 0;
+		for (k = 2; k < olen && f->len < FRAME_MAX; k++)
+			f->buf[f->len++] = 0;
 		mark(f);
 	}
 	build_l4(f, proto, payload);
-	if (plen_at + 2 <= FMAX) {
+	if (plen_at + 2 <= FRAME_MAX) {
 		uint32_t plen = f->len - start;
 
 		if (dp_chance(15))
 			plen = dp_chance(50) ? below(plen + 1) : (uint16_t)dp_rnd();
-		f->b[plen_at] = (uint8_t)(plen >> 8);
-		f->b[plen_at + 1] = (uint8_t)plen;
+		f->buf[plen_at] = (uint8_t)(plen >> 8);
+		f->buf[plen_at + 1] = (uint8_t)plen;
 	}
 }
 
@@ -175,7 +169,7 @@ void dp_build(struct frame *f, bool tx)
 	put(f, dst, 6);
 	put(f, tx ? MAC_VF1 : MAC_WIRE, 6);
 	if (dp_chance(5))
-		f->b[below(6)] ^= (uint8_t)(1 << below(8)); /* near miss of a known MAC */
+		f->buf[below(6)] ^= (uint8_t)(1 << below(8)); /* near miss of a known MAC */
 	mark(f);
 	for (i = 0; i < ntags; i++) {
 		put16(f, tpids[below(4)]);
@@ -213,7 +207,7 @@ void dp_mutate(struct frame *f)
 	if (dp_chance(20)) {
 		n = 1 + below(4);
 		for (i = 0; i < n && f->len; i++)
-			f->b[below(f->len)] ^= (uint8_t)(1 << below(8));
+			f->buf[below(f->len)] ^= (uint8_t)(1 << below(8));
 	}
 	if (f->len < 14) /* the kernel refuses shorter test frames */
 		f->len = 14;
@@ -251,18 +245,3 @@ const struct dp_fixture dp_fixtures[] = {
 			      "4500001c000020000411000000c6120a01c6120a0a" "9c40003500080000" },
 };
 const unsigned int dp_nfixtures = sizeof(dp_fixtures) / sizeof(dp_fixtures[0]);
-
-bool dp_from_hex(const char *hex, struct frame *f)
-{
-	memset(f, 0, sizeof(*f));
-	for (; hex[0] && hex[1] && f->len < FMAX; hex += 2) {
-		unsigned int v;
-
-		if (sscanf(hex, "%2x", &v) != 1)
-			return false;
-		f->b[f->len++] = (uint8_t)v;
-	}
-	return !hex[0] && f->len >= 14;
-}
-
-/* Base frames cut at every length from the Ethernet header to the end. */

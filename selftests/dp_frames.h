@@ -6,28 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define FMAX 320
-
-static const uint8_t MAC_HOST[6] = { 0x02, 0xc1, 0, 0, 0, 0 };
-static const uint8_t MAC_VF1[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t MAC_VF2[6] = { 0x02, 0xc1, 0, 0, 0, 2 }; /* on VLAN 100 */
-static const uint8_t MAC_VF3[6] = { 0x02, 0xc1, 0, 0, 0, 3 }; /* QUIESCED */
-static const uint8_t MAC_VF4[6] = { 0x02, 0xc1, 0, 0, 0, 4 }; /* ACTIVE, no port */
-static const uint8_t MAC_WIRE[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
-static const uint8_t MAC_BCAST[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-static const uint8_t MAC_MCAST[6] = { 0x33, 0x33, 0, 0, 0, 1 };
-
-struct frame {
-	uint8_t b[FMAX];
-	uint32_t len;
-	uint32_t cut[24]; /* header boundaries, for truncation */
-	int ncut;
-};
-
-static inline uint16_t be16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
+#include "lib/frames.h"
 
 /* Deterministic: the same seed gives the same frames. */
 void dp_seed(uint64_t seed);
@@ -45,6 +24,5 @@ struct dp_fixture {
 };
 extern const struct dp_fixture dp_fixtures[];
 extern const unsigned int dp_nfixtures;
-bool dp_from_hex(const char *hex, struct frame *f);
 
 #endif

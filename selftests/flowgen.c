@@ -11,11 +11,10 @@
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/tcp.h>
-#include <linux/udp.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
+
+#include "lib/frames.h"
 
 #define ferr(fmt, ...) fprintf(stderr, "flowgen: " fmt "\n", ##__VA_ARGS__)
 
@@ -175,67 +174,26 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return 0;
 }
 
-static uint16_t ip_csum(const void *p, size_t len)
+/* Ethernet/IPv4/UDP|TCP, remote:sport -> vm:dport, in *f. */
+static void build_frame(const struct args *a, uint16_t sport, struct frame *f)
 {
-	const uint16_t *w = p;
-	uint32_t sum = 0;
+	uint32_t l4 = (a->proto == IPPROTO_TCP ? 20 : 8) + PAYLOAD;
 
-	for (; len > 1; len -= 2)
-		sum += *w++;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-/* Ethernet/IPv4/UDP|TCP, remote:sport -> vm:dport; returns the frame length. */
-static size_t build_frame(const struct args *a, uint16_t sport, uint8_t *buf)
-{
-	struct ethhdr *eth = (void *)buf;
-	struct iphdr *ip = (void *)(eth + 1);
-	size_t l4 = a->proto == IPPROTO_TCP ? sizeof(struct tcphdr) : sizeof(struct udphdr);
-	size_t tot = sizeof(*ip) + l4 + PAYLOAD;
-
-	memset(buf, 0, sizeof(*eth) + tot);
-	memcpy(eth->h_dest, a->dst_mac, ETH_ALEN);
-	memcpy(eth->h_source, a->src_mac, ETH_ALEN);
-	eth->h_proto = htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tot_len = htons((uint16_t)tot);
-	ip->id = htons(sport);
-	ip->ttl = 64;
-	ip->protocol = a->proto;
-	ip->saddr = a->remote_addr.s_addr;
-	ip->daddr = a->vm_addr.s_addr;
-	ip->check = ip_csum(ip, sizeof(*ip));
-	if (a->proto == IPPROTO_TCP) {
-		struct tcphdr *th = (void *)(ip + 1);
-
-		th->source = htons(sport);
-		th->dest = htons((uint16_t)a->vm_port);
-		th->seq = htonl(1000);
-		th->ack_seq = htonl(2000);
-		th->doff = 5;
-		((uint8_t *)th)[13] = a->tcp_flags;
-		th->window = htons(65535);
-	} else {
-		struct udphdr *uh = (void *)(ip + 1);
-
-		uh->source = htons(sport);
-		uh->dest = htons((uint16_t)a->vm_port);
-		uh->len = htons((uint16_t)(sizeof(*uh) + PAYLOAD));
-	}
-	memset((uint8_t *)(ip + 1) + l4, 'x', PAYLOAD);
-	return sizeof(*eth) + tot;
+	f->len = 0;
+	frame_eth(f, a->dst_mac, a->src_mac, 0, NULL, ETH_P_IP);
+	frame_ipv4(f, a->proto, ntohl(a->remote_addr.s_addr), ntohl(a->vm_addr.s_addr), l4, sport,
+		   0);
+	if (a->proto == IPPROTO_TCP)
+		frame_tcp(f, sport, (uint16_t)a->vm_port, 1000, 2000, a->tcp_flags, 65535);
+	else
+		frame_udp(f, sport, (uint16_t)a->vm_port, PAYLOAD);
+	frame_fill(f, 'x', PAYLOAD);
 }
 
 int main(int argc, char **argv)
 {
 	uint64_t i, redirected = 0, other = 0;
-	/* Two bytes in, so the IP header after the 14-byte Ethernet header is
-	 * 4-byte aligned for the struct accesses of build_frame(). */
-	static union { uint32_t align; uint8_t b[258]; } fb;
-	uint8_t *frame = fb.b + 2;
+	static struct frame f;
 	struct args a;
 	int fd, err;
 
@@ -247,9 +205,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (i = 0; i < a.count; i++) {
-		size_t len = build_frame(&a, (uint16_t)(a.first_port + i), frame);
-		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (__u32)len,
-			    .repeat = 1);
+		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f.buf, .repeat = 1);
+
+		build_frame(&a, (uint16_t)(a.first_port + i), &f);
+		opts.data_size_in = f.len;
 
 		err = bpf_prog_test_run_opts(fd, &opts);
 		if (err) {

@@ -44,643 +44,49 @@
 #include "clat_abi.h"
 #include "clat.skel.h"
 #include "dp_frames.h"
+#include "dp_oracle.h"
 #include "common.h"
-#include "gbuild.h"
-#include "gtables.h"
-#include "shadow.h"
+#include "lib/dp_env.h"
 #include "tap.h"
-
-#define LO 1
-#define GUEST_FN 1
-#define CAPACITY 512 /* 16 buckets: random flows fill candidates, slots get released and reused */
-#define POOL_CONTEXTS 4096
-#define NFN 6
-static const uint32_t FNS[NFN] = { 0, 1, 2, 3, 4, CLAT_FN_NONE };
-#define FI_NONE 5
-
-/* The function table the maps are loaded with; the oracle reads this one. */
-static const struct {
-	const uint8_t *mac;
-	uint16_t vlan;
-	uint32_t state;
-	bool port;
-} FN_TABLE[5] = {
-	{ MAC_HOST, 0, CLAT_FN_ACTIVE, true },  { MAC_VF1, 0, CLAT_FN_ACTIVE, true },
-	{ MAC_VF2, 100, CLAT_FN_ACTIVE, true }, { MAC_VF3, 0, CLAT_FN_QUIESCED, true },
-	{ MAC_VF4, 0, CLAT_FN_ACTIVE, false },
-};
-
-/* ---- the oracle ----------------------------------------------------------- */
-
-struct l2 {
-	const uint8_t *dst;
-	uint16_t vlan, proto;
-	uint32_t off;
-};
-
-static int o_l2(const struct frame *f, struct l2 *l)
-{
-	int i;
-
-	if (f->len < 14)
-		return -1;
-	l->dst = f->b;
-	l->vlan = 0;
-	l->proto = be16(f->b + 12);
-	l->off = 14;
-	for (i = 0; i < 2 && (l->proto == 0x8100 || l->proto == 0x88a8); i++) {
-		if (l->off + 4 > f->len)
-			return -1;
-		if (i == 0)
-			l->vlan = be16(f->b + l->off) & 0x0fff;
-		l->proto = be16(f->b + l->off + 2);
-		l->off += 4;
-	}
-	return 0;
-}
-
-struct oflow {
-	struct clat_flow_key key;
-	uint8_t flags;
-	/* TCP only */
-	uint32_t l4off;   /* the TCP header's offset in the frame */
-	uint32_t l4len;   /* L4 bytes, as the IP header says */
-	uint32_t doff;
-	uint32_t seq, ack;
-	uint32_t seq_len; /* payload + SYN + FIN */
-	uint16_t win;
-	uint8_t wscale;   /* a SYN's window scale option, O_WSCALE_NONE if none */
-};
-
-#define O_TCP_FIN 0x01
-#define O_TCP_SYN 0x02
-#define O_TCP_RST 0x04
-#define O_TCP_PSH 0x08
-#define O_TCP_ACK 0x10
-#define O_WSCALE_NONE 0xff
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* RFC 7323's window scale option in a SYN's options (the bytes between
- * the fixed header and doff), walked as a bounded parser must: at most 10
- * options, EOL ends, NOP is one byte, a kind/length pair must lie within
- * doff and its 3 bytes within the frame, a length below 2 ends the walk, a
- * length is taken modulo 64 (options fit in 40 bytes); at most 14. */
-static uint8_t o_wscale(const struct frame *f, uint32_t th, uint32_t doff)
-{
-	uint32_t p = th + 20, end = th + doff, i;
-
-	for (i = 0; i < 10; i++) {
-		if (p >= f->len || p >= end || f->b[p] == 0)
-			break;
-		if (f->b[p] == 1) {
-			p++;
-			continue;
-		}
-		if (p + 3 > f->len || p + 2 > end || f->b[p + 1] < 2)
-			break;
-		if (f->b[p] == 3 && f->b[p + 1] == 3)
-			return f->b[p + 2] > 14 ? 14 : f->b[p + 2];
-		p += f->b[p + 1] & 0x3f;
-	}
-	return O_WSCALE_NONE;
-}
-
-static int o_l4(const struct frame *f, uint32_t off, uint8_t proto, uint32_t l4len, int dir,
-		struct oflow *o)
-{
-	uint16_t s, d;
-
-	if (proto == IPPROTO_TCP) {
-		uint32_t doff;
-
-		if (off + 20 > f->len)
-			return -1;
-		doff = (f->b[off + 12] >> 4) * 4u;
-		if (doff < 20 || doff > l4len)
-			return -1;
-		o->flags = f->b[off + 13];
-		o->l4off = off;
-		o->l4len = l4len;
-		o->doff = doff;
-		o->seq = be32(f->b + off + 4);
-		o->ack = be32(f->b + off + 8);
-		o->seq_len = l4len - doff + !!(o->flags & O_TCP_SYN) + !!(o->flags & O_TCP_FIN);
-		o->win = be16(f->b + off + 14);
-		o->wscale = o->flags & O_TCP_SYN ? o_wscale(f, off, doff) : O_WSCALE_NONE;
-	} else if (proto == IPPROTO_UDP) {
-		if (off + 8 > f->len)
-			return -1;
-	} else {
-		return -1;
-	}
-	memcpy(&s, f->b + off, 2);
-	memcpy(&d, f->b + off + 2, 2);
-	o->key.proto = proto;
-	o->key.vm_port = dir == CLAT_DIR_IN ? d : s;
-	o->key.remote_port = dir == CLAT_DIR_IN ? s : d;
-	return 0;
-}
-
-/* 0 and o filled if the frame carries a trackable TCP/UDP flow. */
-static int o_flow(const struct frame *f, const struct l2 *l, int dir, struct oflow *o)
-{
-	uint32_t off = l->off, i;
-
-	memset(o, 0, sizeof(*o));
-	if (l->proto == 0x0800) {
-		uint32_t hl, tot;
-		const uint8_t *ip = f->b + off;
-
-		if (off + 20 > f->len)
-			return -1;
-		hl = (ip[0] & 15) * 4u;
-		tot = be16(ip + 2);
-		/* A total length past the frame: no context. */
-		if (hl < 20 || tot < hl || off + tot > f->len || (be16(ip + 6) & 0x3fff))
-			return -1;
-		o->key.vm_addr[10] = o->key.vm_addr[11] = 0xff;
-		o->key.remote_addr[10] = o->key.remote_addr[11] = 0xff;
-		memcpy(o->key.vm_addr + 12, ip + (dir == CLAT_DIR_IN ? 16 : 12), 4);
-		memcpy(o->key.remote_addr + 12, ip + (dir == CLAT_DIR_IN ? 12 : 16), 4);
-		return o_l4(f, off + hl, ip[9], tot - hl, dir, o);
-	}
-	if (l->proto == 0x86dd) {
-		const uint8_t *ip = f->b + off;
-		uint32_t plen;
-		uint8_t next;
-
-		if (off + 40 > f->len)
-			return -1;
-		memcpy(o->key.vm_addr, ip + (dir == CLAT_DIR_IN ? 24 : 8), 16);
-		memcpy(o->key.remote_addr, ip + (dir == CLAT_DIR_IN ? 8 : 24), 16);
-		plen = be16(ip + 4);
-		next = ip[6];
-		off += 40;
-		for (i = 0; i < 4 && (next == 0 || next == 43 || next == 60); i++) {
-			uint32_t olen;
-
-			if (off + 2 > f->len)
-				return -1;
-			olen = (f->b[off + 1] + 1) * 8u;
-			if (olen > plen)
-				return -1;
-			plen -= olen;
-			next = f->b[off];
-			off += olen;
-		}
-		return o_l4(f, off, next, plen, dir, o);
-	}
-	return -1;
-}
 
 /* ---- environment ---------------------------------------------------------- */
 
-struct env {
-	struct clat *skel;
-	struct clat_maps m;
-	struct shadow_view v;
-	struct clat_dev_seg sg; /* the newest (only) segment */
-	char mem[64];
-	uint32_t seed;
-	int ncpu;
-	uint64_t stats[NFN][CLAT_STAT__MAX];
-};
+/* The counters as last read (one env per run). */
+static int ncpu;
+static uint64_t seen_stats[NFN][CLAT_STAT__MAX];
 
 static int env_open(struct env *e)
 {
-	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
-				  .services = CAPACITY, .hash_seed = 0xf022, .seed_set = true };
-	struct gbuild_opts go = { .size = 4 << 20 };
-	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO, fn;
-	struct clat_port_val pv = { .fn = GUEST_FN };
-	char err[256];
-	uint64_t bat, live;
-	uint32_t newest;
+	/* No eviction: the oracle does not model it (test_ctx_attack does). */
+	const uint64_t no_evict = UINT64_MAX;
+	uint32_t fn;
 	int rc;
 
-	memset(e, 0, sizeof(*e));
-	e->ncpu = libbpf_num_possible_cpus();
-	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-fuzz-dp.%d", (int)getpid());
-	unlink(e->mem);
-	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "gbuild: %s\n", err);
-		return rc;
-	}
-	e->seed = ty.hash_seed;
-	/* The pool sized as attach does (clat__open_and_load would leave the
-	 * placeholder of one bucket). */
-	e->skel = clat__open();
-	if (!e->skel)
-		return -errno;
-	/* No eviction: the oracle does not model it (test_ctx_attack does). */
-	e->skel->rodata->evict_age_ns = UINT64_MAX;
-	if (bpf_map__set_max_entries(e->skel->maps.pool_ctx, POOL_CONTEXTS) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_meta, POOL_CONTEXTS / CLAT_BUCKET_SLOTS) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_dirty,
-				     (POOL_CONTEXTS / CLAT_BUCKET_SLOTS + 63) / 64))
-		return -EINVAL;
-	rc = clat__load(e->skel);
-	if (rc)
-		return rc;
-	maps_from_skel(e->skel, &e->m);
-	rc = clock_refresh(&e->m);
-	if (rc)
-		return rc;
-	for (fn = 0; fn < 5; fn++) {
-		struct clat_mac_key mk = { .vlan = FN_TABLE[fn].vlan };
-		struct clat_mac_val mv = { .fn = fn };
-		struct clat_vct_entry v = { .state = FN_TABLE[fn].state, .ifindex = LO };
-
-		memcpy(mk.mac, FN_TABLE[fn].mac, 6);
-		bpf_map_update_elem(e->m.mac_fn, &mk, &mv, BPF_ANY);
-		bpf_map_update_elem(e->m.vct, &fn, &v, BPF_ANY);
-		if (FN_TABLE[fn].port)
-			bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
-	}
-	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
-	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
-	err[0] = 0;
-	rc = shadow_install_file(&e->m, NULL, GUEST_FN, e->mem, bat, err, sizeof(err), &live);
-	if (rc && err[0])
-		fprintf(stderr, "gtables: %s\n", err);
+	ncpu = libbpf_num_possible_cpus();
+	rc = dp_env_load(e, POOL_CONTEXTS, &no_evict);
+	for (fn = 0; !rc && fn < 5; fn++)
+		rc = dp_add_fn(&e->m, fn, FN_TABLE[fn].mac, FN_TABLE[fn].vlan, FN_TABLE[fn].state,
+			       FN_TABLE[fn].port ? LO : 0);
 	if (!rc)
-		rc = shadow_view_open(&e->m, GUEST_FN, 0, &e->v);
-	if (rc)
-		return rc;
-	newest = (e->v.td.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
-	e->sg = e->v.td.seg[newest];
-	if (e->v.td.seg_state != (1U | newest << CLAT_SEG_NEWEST_SHIFT) || e->sg.size != CAPACITY) {
-		fprintf(stderr, "unexpected device segments: state %#x, size %u\n",
-			e->v.td.seg_state, e->sg.size);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static void env_close(struct env *e)
-{
-	shadow_view_close(&e->v);
-	clat__destroy(e->skel);
-	unlink(e->mem);
+		rc = dp_set_uplink(&e->m, LO, GUEST_FN);
+	if (!rc)
+		rc = dp_env_guest(e, GUEST_FN, "fuzz-dp", CAPACITY, 0xf022, 4 << 20);
+	return rc;
 }
 
 static void read_stats(struct env *e, uint64_t out[NFN][CLAT_STAT__MAX])
 {
-	struct clat_stats v[e->ncpu];
+	struct clat_stats v[ncpu];
 	int i, c, s;
 
 	for (i = 0; i < NFN; i++) {
 		memset(out[i], 0, sizeof(out[i]));
 		if (bpf_map_lookup_elem(e->m.stats, &FNS[i], v))
 			continue;
-		for (c = 0; c < e->ncpu; c++)
+		for (c = 0; c < ncpu; c++)
 			for (s = 0; s < CLAT_STAT__MAX; s++)
 				out[i][s] += v[c].slot[s];
 	}
-}
-
-/* ---- the TCP model -------------------------------------------------------- *
- *
- * Written from the rules, not from bpf/tcp.h.  A segment from dir counts
- * only when it is in the window the other side acknowledged and advertised:
- * seq in [ack_last[other], ack_last[other] + window(other)).  Before the
- * other side acknowledged anything (window 0), only a segment with ACK
- * whose ack is exactly seq_next[other] (nonzero) counts; and the
- * initiator's pure SYN while SYN_SENT always counts.  A pure SYN on a
- * context in FIN_WAIT or later first restarts it in place.  A counted RST
- * closes the flow; so does, in LAST_ACK, an ACK from the side that did not
- * send the last FIN.  A counted segment teaches its own side: seq_next
- * (when it consumes sequence space), a SYN's window scale (its own window
- * unscaled), and with ACK, ack_last and the window it advertised. */
-
-enum m_close { M_OPEN, M_CLOSE_RST, M_CLOSE_LAST_ACK };
-
-struct m_step {
-	bool in;       /* the segment counted */
-	bool restart;  /* a SYN restarted a closing context */
-	int close;     /* enum m_close */
-};
-
-static uint32_t m_nibble(uint8_t v, int d)
-{
-	return d ? v >> 4 : v & 15;
-}
-
-static void m_set_nibble(uint8_t *v, int d, uint32_t n)
-{
-	*v = d ? (uint8_t)((*v & 0x0f) | n << 4) : (uint8_t)((*v & 0xf0) | n);
-}
-
-/* What side d advertised: 0 before it acknowledged anything, else 4 KiB
- * doubled n - 1 times. */
-static uint32_t m_window(uint8_t wlog, int d)
-{
-	uint32_t n = m_nibble(wlog, d);
-
-	return n ? 4096u << (n - 1) : 0;
-}
-
-/* The nibble of an advertised window of w bytes: w rounded up to 2^k,
- * 4 KiB and below 1, 64 MiB and above 15. */
-static uint32_t m_window_nibble(uint64_t w)
-{
-	uint32_t k = 0;
-
-	while ((1ULL << k) < w)
-		k++;
-	return k <= 12 ? 1 : k - 11 > 15 ? 15 : k - 11;
-}
-
-static struct m_step m_tcp(struct clat_ctx *c, const struct oflow *fl, int dir)
-{
-	uint8_t flags = fl->flags, st = c->tcp_state;
-	bool pure_syn = (flags & (O_TCP_SYN | O_TCP_ACK)) == O_TCP_SYN;
-	struct m_step r = { 0 };
-	int other = !dir;
-	uint32_t w, scale;
-
-	if (pure_syn && st >= CLAT_TCP_FIN_WAIT) {
-		c->fin_mask = 0;
-		c->initiator = (uint8_t)dir;
-		c->wlog = 0;
-		c->seq_next[0] = c->seq_next[1] = 0;
-		st = CLAT_TCP_SYN_SENT;
-		r.restart = true;
-	}
-	w = m_window(c->wlog, other);
-	if (w)
-		r.in = fl->seq - c->ack_last[other] < w;
-	else
-		r.in = (flags & O_TCP_ACK) && c->seq_next[other] && fl->ack == c->seq_next[other];
-	if (pure_syn && st == CLAT_TCP_SYN_SENT && dir == c->initiator)
-		r.in = true;
-	if (!r.in)
-		return r;
-	if (flags & O_TCP_RST) {
-		c->tcp_state = CLAT_TCP_CLOSED;
-		r.close = M_CLOSE_RST;
-		return r;
-	}
-	if (st == CLAT_TCP_SYN_SENT && dir != c->initiator &&
-	    (flags & (O_TCP_SYN | O_TCP_ACK)) == (O_TCP_SYN | O_TCP_ACK))
-		st = CLAT_TCP_SYN_RECV;
-	else if (st == CLAT_TCP_SYN_RECV && dir == c->initiator &&
-		 (flags & (O_TCP_SYN | O_TCP_ACK)) == O_TCP_ACK)
-		st = CLAT_TCP_ESTABLISHED;
-	if (flags & O_TCP_FIN) {
-		c->fin_mask |= 1 << dir;
-		c->last_fin_dir = (uint8_t)dir;
-		st = c->fin_mask == 3 ? CLAT_TCP_LAST_ACK : CLAT_TCP_FIN_WAIT;
-	} else if (st == CLAT_TCP_LAST_ACK && (flags & O_TCP_ACK) && dir != c->last_fin_dir) {
-		st = CLAT_TCP_CLOSED;
-		r.close = M_CLOSE_LAST_ACK;
-	}
-	c->tcp_state = st;
-	/* What the segment tells of its own side. */
-	scale = m_nibble(c->wscale, dir);
-	if (flags & O_TCP_SYN) {
-		m_set_nibble(&c->wscale, dir, fl->wscale == O_WSCALE_NONE ? 0 : fl->wscale);
-		scale = 0;
-	}
-	if (fl->seq_len)
-		c->seq_next[dir] = fl->seq + fl->seq_len;
-	if (flags & O_TCP_ACK) {
-		c->ack_last[dir] = fl->ack;
-		m_set_nibble(&c->wlog, dir, m_window_nibble((uint64_t)fl->win << scale));
-	}
-	return r;
-}
-
-/* ---- one frame: predict, run, compare ------------------------------------- */
-
-struct outcome {
-	uint32_t verdict;
-	int64_t d[NFN][CLAT_STAT__MAX]; /* expected counter moves */
-	/* context prediction for the guest fn */
-	bool tracked;
-	int dir;
-	struct oflow fl;
-	int result;     /* enum clat_stat CTX_* */
-	uint32_t idx;   /* pool index hit or claimed */
-	uint16_t tag;
-	uint32_t nb;    /* distinct candidate buckets: 1 or 2 */
-	uint32_t b[2];  /* pool buckets */
-	struct clat_ctx before[2][CLAT_BUCKET_SLOTS];
-	struct clat_bucket meta[2];
-	/* a hit or a claim: the record after the frame (times aside) */
-	struct clat_ctx expect;
-	struct m_step step; /* what the TCP model made of the segment */
-	bool released;      /* the flow closed: RELEASED, tag cleared, CTX_RELEASE */
-	bool fresh;         /* claimed or restarted: first_seen_ns is the frame's time */
-};
-
-static int fi_of(uint32_t fn)
-{
-	return fn == CLAT_FN_NONE ? FI_NONE : (int)fn;
-}
-
-static struct clat_ctx *pool_at(struct env *e, uint32_t idx)
-{
-	return &e->v.pool.ctx[idx];
-}
-
-/* Service number of a pool index of the segment. */
-static uint32_t svc_at(struct env *e, uint32_t idx)
-{
-	return clat_slot_svc(e->sg.base, idx / CLAT_BUCKET_SLOTS - e->sg.first_bucket,
-			     idx % CLAT_BUCKET_SLOTS);
-}
-
-/* The order a claim tries free slots after the home slot: lane order
- * (0, 4, .., 28, 1, 5, ..), the device's "lowest". */
-static uint32_t slot_rank(uint32_t s)
-{
-	return (s & 3) * 16 + (s >> 2);
-}
-
-/* The frame's update of the record it hit or claimed: the TCP model, the
- * queue (0 under test runs), its packet and its bytes. */
-static void predict_update(struct outcome *o, const struct frame *f)
-{
-	struct clat_ctx *x = &o->expect;
-
-	x->rx_queue = 0;
-	memset(&o->step, 0, sizeof(o->step));
-	if (o->fl.key.proto == IPPROTO_TCP)
-		o->step = m_tcp(x, &o->fl, o->dir);
-	o->released = o->step.close != M_OPEN;
-	o->fresh = o->result == CLAT_STAT_CTX_CLAIM || o->step.restart;
-	x->packets[o->dir]++;
-	x->bytes[o->dir] += f->len;
-	x->state_word = (uint64_t)o->tag << CLAT_SLOT_TAG_SHIFT |
-			(o->released ? CLAT_SLOT_RELEASED : CLAT_SLOT_LIVE);
-}
-
-/* The placement design: the flow is found if it is LIVE (with its tag) in
- * either candidate bucket; else a frame that may open a flow claims the
- * emptier candidate (ties: candidate 0), its home slot (tag & 31) if free,
- * else its free slot lowest in lane order; FULL if neither has a free slot.
- * Free: EMPTY or RELEASED, within the segment. */
-static void predict_ctx(struct env *e, struct outcome *o, const struct frame *f, int dir)
-{
-	struct clat_flow_key k = o->fl.key;
-	uint64_t h = clat_flow_hash(e->seed, &k), live;
-	bool may_claim = k.proto == IPPROTO_UDP || (o->fl.flags & 0x12) == 0x02;
-	uint32_t j, s, nfree[2] = { 0 }, pick, home, best = CLAT_BUCKET_SLOTS;
-
-	o->tracked = true;
-	o->dir = dir;
-	o->result = -1;
-	o->tag = clat_tag_of(h);
-	live = (uint64_t)o->tag << CLAT_SLOT_TAG_SHIFT | CLAT_SLOT_LIVE;
-	o->b[0] = e->sg.first_bucket + clat_bucket_of(h, 0, e->sg.nbuckets);
-	o->b[1] = e->sg.first_bucket + clat_bucket_of(h, 1, e->sg.nbuckets);
-	o->nb = o->b[1] == o->b[0] ? 1 : 2;
-	for (j = 0; j < o->nb; j++) {
-		memcpy(o->before[j], pool_at(e, o->b[j] * CLAT_BUCKET_SLOTS), sizeof(o->before[j]));
-		o->meta[j] = e->v.pool.meta[o->b[j]];
-	}
-	for (j = 0; j < o->nb; j++)
-		for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
-			const struct clat_ctx *c = &o->before[j][s];
-			uint32_t st = c->state_word & CLAT_SLOT_STATE_MASK;
-
-			if (c->state_word == live && !memcmp(&c->key, &k, sizeof(k))) {
-				o->result = CLAT_STAT_CTX_HIT;
-				o->idx = o->b[j] * CLAT_BUCKET_SLOTS + s;
-				o->expect = *c;
-				predict_update(o, f);
-				return;
-			}
-			if ((st == CLAT_SLOT_EMPTY || st == CLAT_SLOT_RELEASED) &&
-			    svc_at(e, o->b[j] * CLAT_BUCKET_SLOTS + s) - e->sg.base <= e->sg.size)
-				nfree[j]++;
-		}
-	if (!may_claim) {
-		o->result = CLAT_STAT_CTX_MISS;
-		return;
-	}
-	if (!nfree[0] && !nfree[1]) {
-		o->result = CLAT_STAT_CTX_FULL;
-		return;
-	}
-	pick = nfree[1] > nfree[0] ? 1 : 0;
-	home = o->tag & (CLAT_BUCKET_SLOTS - 1);
-	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
-		uint32_t st = o->before[pick][s].state_word & CLAT_SLOT_STATE_MASK;
-
-		if ((st != CLAT_SLOT_EMPTY && st != CLAT_SLOT_RELEASED) ||
-		    svc_at(e, o->b[pick] * CLAT_BUCKET_SLOTS + s) - e->sg.base > e->sg.size)
-			continue;
-		if (s == home) {
-			best = s;
-			break;
-		}
-		if (best == CLAT_BUCKET_SLOTS || slot_rank(s) < slot_rank(best))
-			best = s;
-	}
-	o->result = CLAT_STAT_CTX_CLAIM;
-	o->idx = o->b[pick] * CLAT_BUCKET_SLOTS + best;
-	/* A claimed record starts blank but for who owns it, where it lives,
-	 * whom it tracks and who opened it. */
-	memset(&o->expect, 0, sizeof(o->expect));
-	o->expect.key = k;
-	o->expect.tcp_state = k.proto == IPPROTO_TCP ? CLAT_TCP_SYN_SENT : CLAT_TCP_NONE;
-	o->expect.initiator = (uint8_t)dir;
-	o->expect.fn = GUEST_FN;
-	o->expect.type = 0;
-	o->expect.svc = svc_at(e, o->idx);
-	predict_update(o, f);
-}
-
-static void track(struct env *e, struct outcome *o, const struct frame *f, uint32_t fn, int dir)
-{
-	struct l2 l;
-
-	if (fn != GUEST_FN)
-		return;
-	if (o_l2(f, &l) || o_flow(f, &l, dir, &o->fl)) {
-		o->d[fi_of(fn)][CLAT_STAT_CTX_SKIP]++;
-		return;
-	}
-	predict_ctx(e, o, f, dir);
-	o->d[fi_of(fn)][o->result]++;
-	if (o->released)
-		o->d[fi_of(fn)][CLAT_STAT_CTX_RELEASE]++;
-}
-
-/* deliver(): redirect to an ACTIVE fn's port; counters into count_fn. */
-static void deliver(struct env *e, struct outcome *o, const struct frame *f, uint32_t fn,
-		    uint32_t count_fn, int pkt_slot)
-{
-	if (fn >= 5 || FN_TABLE[fn].state == CLAT_FN_FREE) {
-		o->d[fi_of(count_fn)][CLAT_STAT_DROP_INACTIVE]++;
-		o->verdict = XDP_DROP;
-	} else if (FN_TABLE[fn].state == CLAT_FN_QUIESCED) {
-		o->d[fi_of(fn)][CLAT_STAT_DROP_QUIESCED]++;
-		o->verdict = XDP_DROP;
-	} else if (!FN_TABLE[fn].port) {
-		o->d[fi_of(count_fn)][CLAT_STAT_DROP_NO_PORT]++;
-		o->verdict = XDP_DROP;
-	} else {
-		o->d[fi_of(count_fn)][pkt_slot]++;
-		o->d[fi_of(count_fn)][pkt_slot + 1] += f->len;
-		o->verdict = XDP_REDIRECT;
-		track(e, o, f, fn, CLAT_DIR_IN);
-	}
-}
-
-static int lookup_fn(const struct l2 *l)
-{
-	int fn;
-
-	for (fn = 0; fn < 5; fn++)
-		if (!memcmp(l->dst, FN_TABLE[fn].mac, 6) && l->vlan == FN_TABLE[fn].vlan)
-			return fn;
-	return -1;
-}
-
-static void predict(struct env *e, struct outcome *o, const struct frame *f, bool tx)
-{
-	struct l2 l;
-	int fn;
-
-	memset(o, 0, sizeof(*o));
-	if (o_l2(f, &l)) {
-		o->d[tx ? GUEST_FN : FI_NONE][CLAT_STAT_DROP_MALFORMED]++;
-		o->verdict = XDP_DROP;
-		return;
-	}
-	if (l.dst[0] & 1) {
-		o->d[tx ? GUEST_FN : FI_NONE][tx ? CLAT_STAT_FLOOD_TX : CLAT_STAT_FLOOD_RX]++;
-		o->verdict = XDP_REDIRECT;
-		return;
-	}
-	fn = lookup_fn(&l);
-	if (!tx) {
-		if (fn < 0) {
-			o->d[FI_NONE][CLAT_STAT_PASS_UNKNOWN]++;
-			o->verdict = XDP_REDIRECT; /* to fn 0, the host port */
-		} else {
-			deliver(e, o, f, fn, fn, CLAT_STAT_RX_PACKETS);
-		}
-		return;
-	}
-	if (fn >= 0 && fn != GUEST_FN) {
-		deliver(e, o, f, fn, GUEST_FN, CLAT_STAT_HAIRPIN_PACKETS);
-		if (o->verdict == XDP_REDIRECT)
-			track(e, o, f, GUEST_FN, CLAT_DIR_OUT);
-		return;
-	}
-	o->d[GUEST_FN][CLAT_STAT_TX_PACKETS]++;
-	o->d[GUEST_FN][CLAT_STAT_TX_BYTES] += f->len;
-	o->verdict = XDP_REDIRECT;
-	track(e, o, f, GUEST_FN, CLAT_DIR_OUT);
 }
 
 struct tally {
@@ -702,32 +108,8 @@ static void show(struct tally *t, const char *why, const char *name, const struc
 	printf("# VIOLATION (%s) %s frame '%s', %u bytes:\n# ", why, tx ? "clat_tx" : "clat_rx",
 	       name, f->len);
 	for (i = 0; i < f->len; i++)
-		printf("%02x%s", f->b[i], i + 1 < f->len && (i + 1) % 32 == 0 ? "\n# " : "");
+		printf("%02x%s", f->buf[i], i + 1 < f->len && (i + 1) % 32 == 0 ? "\n# " : "");
 	printf("\n");
-}
-
-/* A tag line agrees with its slots: a LIVE slot's entry is its tag, a free
- * one's FREE, one past the segment's end FENCE. */
-static bool tags_consistent(struct env *e, uint32_t b)
-{
-	uint32_t s, idx, st;
-	uint16_t t;
-
-	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
-		idx = b * CLAT_BUCKET_SLOTS + s;
-		st = pool_at(e, idx)->state_word & CLAT_SLOT_STATE_MASK;
-		t = e->v.pool.meta[b].tag[s];
-		if (svc_at(e, idx) - e->sg.base > e->sg.size) {
-			if (t != CLAT_TAG_FENCE)
-				return false;
-		} else if (st == CLAT_SLOT_LIVE) {
-			if (t != pool_at(e, idx)->state_word >> CLAT_SLOT_TAG_SHIFT)
-				return false;
-		} else if (t != CLAT_TAG_FREE) {
-			return false;
-		}
-	}
-	return true;
 }
 
 /* The candidate buckets after the frame, against the prediction: NULL,
@@ -799,40 +181,34 @@ static const char *ctx_ok(struct env *e, const struct outcome *o)
 
 static void one(struct env *e, struct tally *t, const char *name, const struct frame *f, bool tx)
 {
-	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = LO };
-	uint8_t out[FMAX + 64];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->b, .data_size_in = f->len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
 	uint64_t after[NFN][CLAT_STAT__MAX];
 	static struct outcome o;
+	uint32_t verdict;
 	const char *why;
 	bool bad = false;
-	int i, s;
+	int i, s, rc;
 
 	predict(e, &o, f, tx);
-	if (tx) {
-		opts.ctx_in = &ctx_in;
-		opts.ctx_size_in = sizeof(ctx_in);
-	}
 	t->frames++;
-	if (bpf_prog_test_run_opts(bpf_program__fd(tx ? e->skel->progs.clat_tx
-						       : e->skel->progs.clat_rx), &opts)) {
+	rc = dp_run(bpf_program__fd(tx ? e->skel->progs.clat_tx : e->skel->progs.clat_rx), f,
+		    tx ? LO : 0, &verdict);
+	if (rc) {
 		t->verdict_bad++;
-		show(t, strerror(errno), name, f, tx);
+		show(t, strerror(-rc), name, f, tx);
 		return;
 	}
-	if (opts.retval == XDP_ABORTED) {
+	if (verdict == XDP_ABORTED) {
 		t->aborted++;
 		show(t, "XDP_ABORTED", name, f, tx);
 	}
-	if (opts.retval != o.verdict) {
+	if (verdict != o.verdict) {
 		t->verdict_bad++;
 		show(t, "verdict", name, f, tx);
 	}
 	read_stats(e, after);
 	for (i = 0; i < NFN; i++)
 		for (s = 0; s < CLAT_STAT__MAX; s++)
-			bad |= (int64_t)(after[i][s] - e->stats[i][s]) != o.d[i][s];
+			bad |= (int64_t)(after[i][s] - seen_stats[i][s]) != o.d[i][s];
 	if (bad) {
 		t->counter_bad++;
 		show(t, "counters: a counter moved that the oracle did not predict", name, f, tx);
@@ -857,7 +233,7 @@ static void one(struct env *e, struct tally *t, const char *name, const struct f
 		t->delivered_guest++;
 		t->outcome[CLAT_STAT_CTX_SKIP]++;
 	}
-	memcpy(e->stats, after, sizeof(after));
+	memcpy(seen_stats, after, sizeof(after));
 }
 
 /* ---- steering: random segments that the model says count ---------------- *
@@ -879,14 +255,6 @@ static uint32_t rnd_below(uint32_t n)
 	return n ? dp_rnd() % n : 0;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* A SYN without options gets NOP, window scale (0..15: above 14 is taken
  * as 14) in its first 4 payload bytes: doff 5 -> 6, lengths kept. */
 static void add_wscale(struct frame *f, const struct oflow *fl)
@@ -895,11 +263,11 @@ static void add_wscale(struct frame *f, const struct oflow *fl)
 
 	if (fl->doff != 20 || fl->l4len < 24 || th + 24 > f->len)
 		return;
-	f->b[th + 12] = (uint8_t)(0x60 | (f->b[th + 12] & 0x0f));
-	f->b[th + 20] = 1;
-	f->b[th + 21] = 3;
-	f->b[th + 22] = 3;
-	f->b[th + 23] = (uint8_t)rnd_below(16);
+	f->buf[th + 12] = (uint8_t)(0x60 | (f->buf[th + 12] & 0x0f));
+	f->buf[th + 20] = 1;
+	f->buf[th + 21] = 3;
+	f->buf[th + 22] = 3;
+	f->buf[th + 23] = (uint8_t)rnd_below(16);
 }
 
 static bool steer(struct env *e, struct frame *f, bool tx)
@@ -915,7 +283,7 @@ static bool steer(struct env *e, struct frame *f, bool tx)
 	predict(e, &o, f, tx);
 	if (!o.tracked || o.fl.key.proto != IPPROTO_TCP || !dp_chance(STEER_PCT))
 		return false;
-	th = f->b + o.fl.l4off;
+	th = f->buf + o.fl.l4off;
 	if (o.result != CLAT_STAT_CTX_HIT) {
 		/* A SYN that opens a flow: maybe with a window scale. */
 		if ((o.fl.flags & O_TCP_SYN) && dp_chance(50))
@@ -957,8 +325,8 @@ static bool steer(struct env *e, struct frame *f, bool tx)
 	} else {
 		seq = dp_chance(80) ? c->seq_next[dir] : dp_rnd();
 	}
-	put_be32(th + 4, seq);
-	put_be32(th + 8, ack);
+	wr32(th + 4, seq);
+	wr32(th + 8, ack);
 	th[13] = flags;
 	r = rnd_below(10);
 	if (r >= 6) { /* 65535 as built, else any window, a small one or a power of two */
@@ -1013,7 +381,7 @@ static void truncations(struct env *e, struct tally *t)
 
 	for (i = 0; i < dp_nfixtures; i++)
 		for (n = 0; n < 2; n++) {
-			if (!dp_from_hex(dp_fixtures[i].hex, &f)) {
+			if (!frame_from_hex(dp_fixtures[i].hex, &f)) {
 				t->verdict_bad++;
 				printf("# fixture %s does not parse\n", dp_fixtures[i].name);
 				continue;
@@ -1111,7 +479,7 @@ int main(int argc, char **argv)
 		unlink(e.mem);
 		return 1;
 	}
-	read_stats(&e, e.stats);
+	read_stats(&e, seen_stats);
 	truncations(&e, &fx);
 	report("named fixtures, cut at every byte", &fx);
 
@@ -1146,11 +514,12 @@ int main(int argc, char **argv)
 		if (c && (c->state_word & CLAT_SLOT_STATE_MASK) == CLAT_SLOT_LIVE)
 			live_pk += c->packets[0] + c->packets[1];
 	}
-	check(live_pk <= hits_claims && e.stats[GUEST_FN][CLAT_STAT_CTX_HIT] +
-	      e.stats[GUEST_FN][CLAT_STAT_CTX_CLAIM] == hits_claims &&
-	      e.stats[GUEST_FN][CLAT_STAT_CTX_BUSY] == 0,
+	check(live_pk <= hits_claims && seen_stats[GUEST_FN][CLAT_STAT_CTX_HIT] +
+	      seen_stats[GUEST_FN][CLAT_STAT_CTX_CLAIM] == hits_claims &&
+	      seen_stats[GUEST_FN][CLAT_STAT_CTX_BUSY] == 0,
 	      "context totals: live contexts hold %llu packets <= %llu hits+claims, no ctx_busy",
 	      (unsigned long long)live_pk, (unsigned long long)hits_claims);
-	env_close(&e);
+	dp_env_close(&e);
 	return tap_done();
 }
+

@@ -26,13 +26,10 @@
 
 #include "clat_abi.h"
 #include "clat.skel.h"
+#include "lib/frames.h"
 
 #define LO 1
 #define RUNS 7
-
-static const uint8_t MAC_VF1[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t MAC_VF2[6] = { 0x02, 0xc1, 0, 0, 0, 2 };
-static const uint8_t MAC_WIRE[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
 
 static int map_fd(struct clat *skel, const char *name)
 {
@@ -41,24 +38,18 @@ static int map_fd(struct clat *skel, const char *name)
 	return m ? bpf_map__fd(m) : -1;
 }
 
-/* A 64-byte UDP/IPv4 frame, tagged with vid unless it is 0. */
+/* A 64-byte UDP/IPv4 frame (68 tagged) in b, tagged with vid unless it
+ * is 0; returns its length. */
 static uint32_t frame(uint8_t *b, const uint8_t dst[6], const uint8_t src[6], uint16_t vid)
 {
-	static const uint8_t ip[28] = { 0x45, 0, 0, 28, 0, 0, 0x40, 0, 64, 17, 0, 0,
-					10, 0, 0, 1, 10, 0, 0, 2, 0x30, 0x39, 0x23, 0x28,
-					0, 8, 0, 0 };
-	uint32_t n = 12;
+	struct frame f = { .len = 0 };
 
-	memset(b, 0, 128);
-	memcpy(b, dst, 6);
-	memcpy(b + 6, src, 6);
-	if (vid) {
-		b[n++] = 0x81, b[n++] = 0;
-		b[n++] = vid >> 8, b[n++] = vid & 0xff;
-	}
-	b[n++] = 0x08, b[n++] = 0;
-	memcpy(b + n, ip, sizeof(ip));
-	return 64 + (vid ? 4 : 0);
+	frame_eth(&f, dst, src, vid ? 1 : 0, &vid, 0x0800);
+	frame_ipv4(&f, 17, 0x0a000001, 0x0a000002, 8, 0, 0x4000);
+	frame_udp(&f, 12345, 9000, 0);
+	frame_fill(&f, 0, (vid ? 68 : 64) - f.len);
+	memcpy(b, f.buf, f.len);
+	return f.len;
 }
 
 /* What the verifier walked to accept the program. */

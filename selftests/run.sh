@@ -20,7 +20,7 @@ if [ "${CLAT_SANITIZE:-}" = 1 ]; then
 	export CLAT_SAN_DIR=$san_logs # UBSan reports, through user/san_hook.c
 fi
 
-passed=0 failed=0 skipped=0
+passed=0 failed=0 skipped=0 times=
 log=$(mktemp)
 trap 'rm -f "$log"; [ -z "$san_logs" ] || rm -rf "$san_logs"' EXIT
 
@@ -37,14 +37,16 @@ count_tap() {
 }
 
 suite() {
-	local name=$1 rc
+	local name=$1 rc t0=$SECONDS
 	shift
 	echo "# suite: $name"
 	"$@" >"$log" 2>&1
 	rc=$?
-	local before=$((passed + failed))
+	times+="# $(printf '%5d' $((SECONDS - t0))) s  $name"$'\n'
+	local ran=$((passed + failed + skipped)) failed0=$failed
 	count_tap
-	if [ $((passed + failed)) -eq "$before" ] || { [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; }; then
+	# A suite that ran nothing, or failed with no failing test, fails.
+	if [ $((passed + failed + skipped)) -eq "$ran" ] || { [ "$rc" -ne 0 ] && [ "$failed" -eq "$failed0" ]; }; then
 		echo "not ok - suite $name exited $rc without a failing test"
 		failed=$((failed + 1))
 	fi
@@ -82,8 +84,12 @@ suite contexts-attack "$bin/test_ctx_attack"
 suite datapath-fuzz "$bin/fuzz_datapath" --seconds "${CLAT_DPFUZZ_SECONDS:-20}"
 # libFuzzer brings its own sanitizers and reports; keep ours out of its way.
 suite fuzz env -u ASAN_OPTIONS -u UBSAN_OPTIONS -u LSAN_OPTIONS selftests/fuzz.sh "${CLAT_FUZZ_SECONDS:-30}"
-suite selftests bats --formatter tap selftests/${CLAT_TEST_FILTER:-*}.bats
+# One suite per file, so that each file's time is on record.
+for f in selftests/${CLAT_TEST_FILTER:-*}.bats; do
+	suite "${f#selftests/}" bats --formatter tap "$f"
+done
 [ -z "$san_logs" ] || suite sanitizers sanitizer_reports
 
+printf '# time per suite:\n%s' "$times"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -20,54 +20,25 @@
 
 #include "clat_abi.h"
 #include "clat.skel.h"
+#include "lib/dp_env.h"
+#include "lib/frames.h"
 #include "tap.h"
 
 #define LO_IFINDEX 1
 
 
-static const uint8_t MAC_VF1[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t MAC_VF2[6] = { 0x02, 0xc1, 0, 0, 0, 2 };
-static const uint8_t MAC_HOST[6] = { 0x02, 0xc1, 0, 0, 0, 0 };
 static const uint8_t MAC_UNKNOWN[6] = { 0x02, 0xee, 0xee, 0xee, 0xee, 0xee };
-static const uint8_t MAC_WIRE[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
-static const uint8_t MAC_BCAST[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
-static const uint8_t MAC_MCAST[6] = { 0x01, 0x00, 0x5e, 0x00, 0x00, 0x01 };
+#define MAC_MCAST MAC_MCAST4
 #define VLAN_VF2 100
-
-struct frame {
-	uint8_t buf[256];
-	uint32_t len;
-};
-
-static void put(struct frame *f, const void *p, size_t n)
-{
-	memcpy(f->buf + f->len, p, n);
-	f->len += n;
-}
-
-static void put16(struct frame *f, uint16_t v)
-{
-	uint8_t b[2] = { v >> 8, v & 0xff };
-
-	put(f, b, 2);
-}
 
 /* Ethernet with up to two tags, then ethertype and a payload of n bytes. */
 static struct frame eth(const uint8_t dst[6], int ntags, const uint16_t *vids, uint16_t proto,
 			size_t payload)
 {
 	struct frame f = { .len = 0 };
-	int i;
 
-	put(&f, dst, 6);
-	put(&f, MAC_WIRE, 6);
-	for (i = 0; i < ntags; i++) {
-		put16(&f, i == 0 && ntags == 2 ? 0x88a8 : 0x8100);
-		put16(&f, vids[i]);
-	}
-	put16(&f, proto);
-	memset(f.buf + f.len, 0x5a, payload);
-	f.len += payload;
+	frame_eth(&f, dst, MAC_WIRE, ntags, vids, proto);
+	frame_fill(&f, 0x5a, payload);
 	return f;
 }
 
@@ -75,36 +46,17 @@ static struct frame fixture_ipv4_udp(const uint8_t dst[6]) { return eth(dst, 0, 
 static struct frame fixture_ipv6_udp(const uint8_t dst[6]) { return eth(dst, 0, NULL, 0x86dd, 48 + 16); }
 static struct frame fixture_arp_request(void) { return eth(MAC_BCAST, 0, NULL, 0x0806, 28); }
 
-struct env {
+struct vt_env {
 	struct clat *skel;
 	int rx, tx;
 };
 
-static int run(int prog_fd, struct frame *f, uint32_t ingress_ifindex, uint32_t *verdict)
-{
-	struct xdp_md ctx_in = { .data_end = f->len, .ingress_ifindex = ingress_ifindex };
-	uint8_t out[512];
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f->buf, .data_size_in = f->len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
-	int err;
-
-	if (ingress_ifindex) {
-		opts.ctx_in = &ctx_in;
-		opts.ctx_size_in = sizeof(ctx_in);
-	}
-	err = bpf_prog_test_run_opts(prog_fd, &opts);
-	if (err)
-		return -errno;
-	*verdict = opts.retval;
-	return 0;
-}
-
-static uint64_t stat(struct env *e, uint32_t fn, enum clat_stat slot)
+static uint64_t stat(struct vt_env *e, uint32_t fn, enum clat_stat slot)
 {
 	return stat_sum(bpf_map__fd(e->skel->maps.stats), fn, slot);
 }
 
-static void reset_stats(struct env *e)
+static void reset_stats(struct vt_env *e)
 {
 	uint32_t fn;
 
@@ -112,25 +64,18 @@ static void reset_stats(struct env *e)
 		stats_reset(bpf_map__fd(e->skel->maps.stats), fn);
 }
 
-static void add_fn(struct env *e, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
+static void add_fn(struct vt_env *e, uint32_t fn, const uint8_t mac[6], uint16_t vlan,
 		   uint32_t port_ifindex, uint32_t state)
 {
-	struct clat_mac_key k = { .vlan = vlan };
-	struct clat_mac_val mv = { .fn = fn };
-	struct clat_vct_entry v = { .state = state, .ifindex = port_ifindex };
-	uint32_t ifindex = LO_IFINDEX;
+	struct clat_maps m;
 
-	memcpy(k.mac, mac, 6);
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.mac_fn), &k, &mv, BPF_ANY);
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.vct), &fn, &v, BPF_ANY);
-	if (port_ifindex)
-		bpf_map_update_elem(bpf_map__fd(e->skel->maps.vf_ports), &fn, &ifindex, BPF_ANY);
+	maps_from_skel(e->skel, &m);
+	dp_add_fn(&m, fn, mac, vlan, state, port_ifindex);
 }
 
-static int env_open(struct env *e, uint32_t unknown_action)
+static int env_open(struct vt_env *e, uint32_t unknown_action)
 {
-	uint32_t uplink = CLAT_UPLINK_SLOT, lo = LO_IFINDEX;
-	struct clat_port_val pv = { .fn = 1 };
+	struct clat_maps m;
 
 	e->skel = clat__open();
 	if (!e->skel)
@@ -145,28 +90,27 @@ static int env_open(struct env *e, uint32_t unknown_action)
 	add_fn(e, 0, MAC_HOST, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
 	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
 	add_fn(e, 2, MAC_VF2, VLAN_VF2, LO_IFINDEX, CLAT_FN_ACTIVE);
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.vf_ports), &uplink, &lo, BPF_ANY);
 	/* clat_tx tests enter on lo, which plays the representor of fn 1. */
-	bpf_map_update_elem(bpf_map__fd(e->skel->maps.port_fn), &lo, &pv, BPF_ANY);
-	return 0;
+	maps_from_skel(e->skel, &m);
+	return dp_set_uplink(&m, LO_IFINDEX, 1);
 }
 
 /* Runs one fixture and checks verdict plus one counter that must read 1. */
-static void expect(struct env *e, const char *name, int prog, struct frame f, uint32_t ingress,
+static void expect(struct vt_env *e, const char *name, int prog, struct frame f, uint32_t ingress,
 		   uint32_t want_verdict, uint32_t count_fn, enum clat_stat slot)
 {
 	uint32_t verdict = ~0u;
 	int err;
 
 	reset_stats(e);
-	err = run(prog, &f, ingress, &verdict);
+	err = dp_run(prog, &f, ingress, &verdict);
 	check(!err && verdict == want_verdict && stat(e, count_fn, slot) == 1,
 	      "%s: verdict %u (want %u), fn %u slot %d = %llu (want 1)%s", name, verdict,
 	      want_verdict, count_fn, slot, (unsigned long long)stat(e, count_fn, slot),
 	      err ? " [test run failed]" : "");
 }
 
-static void rx_tests(struct env *e)
+static void rx_tests(struct vt_env *e)
 {
 	uint16_t vid = VLAN_VF2, vids2[2] = { VLAN_VF2, 7 }, other = 5;
 	struct frame f;
@@ -213,11 +157,11 @@ static void rx_tests(struct env *e)
 	 * as it pads short frames on the real path; record that precondition. */
 	f = fixture_ipv4_udp(MAC_VF1);
 	f.len = 13;
-	check(run(e->rx, &f, 0, &verdict) == -EINVAL,
+	check(dp_run(e->rx, &f, 0, &verdict) == -EINVAL,
 	      "rx runt of 13 bytes never reaches XDP (kernel refuses it)");
 }
 
-static void state_tests(struct env *e)
+static void state_tests(struct vt_env *e)
 {
 	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_QUIESCED);
 	expect(e, "rx to a QUIESCED fn is dropped and counted", e->rx, fixture_ipv4_udp(MAC_VF1),
@@ -234,7 +178,7 @@ static void state_tests(struct env *e)
 	add_fn(e, 1, MAC_VF1, 0, LO_IFINDEX, CLAT_FN_ACTIVE);
 }
 
-static void tx_tests(struct env *e)
+static void tx_tests(struct vt_env *e)
 {
 	struct frame f;
 
@@ -254,7 +198,7 @@ static void tx_tests(struct env *e)
 	       CLAT_STAT_DROP_NO_FN);
 }
 
-static void set_policy(struct env *e, uint32_t fn, uint16_t vlan, uint8_t spoofchk,
+static void set_policy(struct vt_env *e, uint32_t fn, uint16_t vlan, uint8_t spoofchk,
 		       uint8_t link_state)
 {
 	struct clat_fn_policy p = { .vlan = vlan, .spoofchk = spoofchk, .link_state = link_state };
@@ -263,7 +207,7 @@ static void set_policy(struct env *e, uint32_t fn, uint16_t vlan, uint8_t spoofc
 }
 
 /* Port policy (fn_policy): clat_tx enters on lo as fn 1. */
-static void port_policy_tests(struct env *e)
+static void port_policy_tests(struct vt_env *e)
 {
 	uint16_t ten = 10, twenty = 20;
 	struct frame f;
@@ -341,7 +285,7 @@ static void port_policy_tests(struct env *e)
 
 static void policy_tests(void)
 {
-	struct env e;
+	struct vt_env e;
 
 	if (env_open(&e, CLAT_UNKNOWN_PASS)) {
 		check(false, "load with --unknown-unicast pass");
@@ -361,7 +305,7 @@ static void policy_tests(void)
 
 int main(void)
 {
-	struct env e;
+	struct vt_env e;
 	uint32_t zero = 0;
 	int err;
 

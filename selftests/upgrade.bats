@@ -8,11 +8,7 @@ load lib/common
 SEQ=$BIN/seqstream
 
 setup() {
-	topo_create 2
-	attach
-	MEM=$BATS_TEST_TMPDIR/guest.mem
-	guest_init "$MEM" conn:ctx=256,block=4096,services=2000
-	"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT"
+	guest_topo attach
 }
 
 teardown() {

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* `clat-load migrate`: a whole live migration between two emulated hosts
- * in one process, the VMM's part played by file copies and vf-emu.
+ * in one process, the VMM's part (the VM's move, its RAM copy and its
+ * announcement) played by vf-emu's vmm.h; the rest is clat-load's own
+ * migration code, as a real host runs it.
  *
  * It drives the same source and destination phases as migrate-out and
  * migrate-in, but not over the device-state channel: playing the VMM, it
@@ -12,159 +14,41 @@
  * The report lists every phase; downtime_ns is exactly the sum of the
  * phases from the pause to the announcement (stop_copy, delta_copy,
  * vm_move, switch, announce), and names what it excludes. */
-#define _GNU_SOURCE /* SEEK_DATA, SEEK_HOLE */
 #include "cli.h"
 #include "json.h"
 #include "migrate.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
-#include <net/if.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <string.h>
 
 #include "netns.h"
-#include "nl.h"
-#include "vfemu.h"
+#include "vmm.h"
 
-/* ---- the whole sequence across two emulated hosts ----------------------------- */
-
-struct vm_addrs {
-	struct nl_addr a[16];
-	int n;
-};
-
-static int keep_addr(const struct nl_addr *a, void *data)
-{
-	struct vm_addrs *v = data;
-
-	if (v->n < (int)ARRAY_SIZE(v->a))
-		v->a[v->n++] = *a;
-	return 0;
-}
-
-/* Runs fn inside netns ns (NULL: here). */
-static int in_netns(const char *ns, int (*fn)(void *), void *arg)
-{
-	return ns ? netns_run(ns, fn, arg) : fn(arg);
-}
+/* ---- the VMM's part, played by vf-emu's vmm.h ------------------------------- */
 
 struct move {
-	const char *src_pf, *dst_pf, *vm_ns;
-	int src_vf, dst_vf;
-	uint8_t mac[6];
-	struct vm_addrs addrs;
+	struct vmm_vm vm;
+	struct vmm_port src, dst;
 };
-
-static int move_release(void *arg)
-{
-	struct move *mv = arg;
-
-	return vfemu_release(mv->src_pf, mv->src_vf);
-}
-
-static int move_assign(void *arg)
-{
-	struct move *mv = arg;
-	int err = vfemu_set_mac(mv->dst_pf, mv->dst_vf, mv->mac);
-
-	return err ? err : vfemu_assign(mv->dst_pf, mv->dst_vf, mv->vm_ns);
-}
-
-/* One gratuitous ARP per IPv4 address, as QEMU sends after a migration, so
- * the switch learns the VM's new port. */
-static int announce(void *arg)
-{
-	struct move *mv = arg;
-	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
-				   .sll_halen = 6 };
-	uint8_t f[42];
-	int fd, i, err = 0;
-
-	sll.sll_ifindex = (int)if_nametoindex("eth0");
-	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
-	if (fd < 0 || !sll.sll_ifindex) {
-		err = -errno;
-		goto out;
-	}
-	memset(sll.sll_addr, 0xff, 6);
-	for (i = 0; i < mv->addrs.n; i++) {
-		if (mv->addrs.a[i].family != AF_INET)
-			continue;
-		memset(f, 0, sizeof(f));
-		memset(f, 0xff, 6);
-		memcpy(f + 6, mv->mac, 6);
-		f[12] = 0x08, f[13] = 0x06;               /* ARP */
-		f[15] = 1, f[16] = 0x08, f[18] = 6, f[19] = 4, f[21] = 1; /* request */
-		memcpy(f + 22, mv->mac, 6);
-		memcpy(f + 28, mv->addrs.a[i].addr, 4);   /* sender = target = own IP */
-		memcpy(f + 38, mv->addrs.a[i].addr, 4);
-		if (sendto(fd, f, sizeof(f), 0, (struct sockaddr *)&sll, sizeof(sll)) < 0)
-			err = -errno;
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	return err;
-}
-
-static int vm_addrs_get(const char *vm_ns, struct vm_addrs *v)
-{
-	struct nl_link l;
-	struct nl nl;
-	int err = nl_open(&nl, vm_ns);
-
-	if (err)
-		return err;
-	err = nl_link_get(&nl, "eth0", &l);
-	if (!err)
-		err = nl_addr_dump(&nl, l.ifindex, keep_addr, v);
-	nl_close(&nl);
-	return err;
-}
-
-static int vm_addrs_put(const char *vm_ns, const struct vm_addrs *v)
-{
-	struct nl_link l;
-	struct nl nl;
-	int err = nl_open(&nl, vm_ns), i;
-
-	if (err)
-		return err;
-	err = nl_link_get(&nl, "eth0", &l);
-	for (i = 0; !err && i < v->n; i++)
-		err = nl_addr_add(&nl, l.ifindex, &v->a[i]);
-	nl_close(&nl);
-	return err;
-}
 
 /* The VMM's part: the VM leaves its VF on host A and lands on a VF of host B
  * with the same MAC and addresses.  It announces itself (announce_vm) only
  * once a device serves its MAC, as QEMU does after the VM resumes: before
  * the switch, B's spoof check would drop the announcement as a frame with
  * a MAC that is not its fn's, and the wire would keep sending to A. */
-static int move_vm(struct move *mv, const char *src_ns, const char *dst_ns)
+static int move_vm(struct move *mv)
 {
-	int err = vm_addrs_get(mv->vm_ns, &mv->addrs);
+	int err = vmm_move_vm(&mv->vm, &mv->src, &mv->dst);
 
-	if (!err)
-		err = in_netns(src_ns, move_release, mv);
-	if (!err)
-		err = in_netns(dst_ns, move_assign, mv);
-	if (!err)
-		err = vm_addrs_put(mv->vm_ns, &mv->addrs);
 	if (err)
-		pr_err("failed to move the VM from %s VF %d to %s VF %d: %s", mv->src_pf, mv->src_vf,
-		       mv->dst_pf, mv->dst_vf, strerror(-err));
+		pr_err("failed to move the VM from %s VF %d to %s VF %d: %s", mv->src.pf, mv->src.vf,
+		       mv->dst.pf, mv->dst.vf, strerror(-err));
 	return err;
 }
 
 static int announce_vm(struct move *mv)
 {
-	int err = netns_run(mv->vm_ns, announce, mv);
+	int err = vmm_announce(&mv->vm);
 
 	if (err)
 		pr_err("failed to announce the VM's addresses: %s", strerror(-err));
@@ -172,77 +56,13 @@ static int announce_vm(struct move *mv)
 }
 
 /* Undoes move_vm after a failed switch, so the resumed source reaches it. */
-static int move_vm_back(struct move *mv, const char *src_ns, const char *dst_ns)
+static int move_vm_back(struct move *mv)
 {
 	struct move back = *mv;
 
-	back.src_pf = mv->dst_pf;
-	back.src_vf = mv->dst_vf;
-	back.dst_pf = mv->src_pf;
-	back.dst_vf = mv->src_vf;
-	return move_vm(&back, dst_ns, src_ns);
-}
-
-/* The VMM moving guest RAM: a full copy during pre-copy, then only the
- * blocks dirtied since. */
-static int copy_file(const char *from, const char *to, const struct gpa_list *only,
-		     uint64_t block_size)
-{
-	int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, err = 0;
-	static char buf[1 << 20];
-	size_t i;
-	ssize_t n;
-
-	if (in < 0)
-		return -errno;
-	out = open(to, O_WRONLY | O_CREAT | O_CLOEXEC | (only ? 0 : O_TRUNC), 0600);
-	if (out < 0) {
-		err = -errno;
-		goto out;
-	}
-	if (!only) {
-		off_t size = lseek(in, 0, SEEK_END);
-
-		/* Sparse stays sparse: copy the data extents only. */
-		if (size < 0 || ftruncate(out, size) < 0) {
-			err = -errno;
-			goto out;
-		}
-		for (off_t pos = lseek(in, 0, SEEK_DATA); pos < size;) {
-			off_t hole;
-
-			if (pos < 0) {
-				err = errno == ENXIO ? 0 : -errno; /* ENXIO: only a hole is left */
-				break;
-			}
-			hole = lseek(in, pos, SEEK_HOLE);
-			if (hole < 0) {
-				err = -errno;
-				break;
-			}
-			for (; pos < hole; pos += n) {
-				n = pread(in, buf, (size_t)(hole - pos) < sizeof(buf) ? (size_t)(hole - pos) : sizeof(buf), pos);
-				if (n <= 0 || pwrite(out, buf, (size_t)n, pos) != n) {
-					err = n < 0 ? -errno : -EIO;
-					goto out;
-				}
-			}
-			pos = lseek(in, hole, SEEK_DATA);
-		}
-		goto out;
-	}
-	for (i = 0; i < only->n; i++) {
-		n = pread(in, buf, block_size, (off_t)only->gpa[i]);
-		if (n != (ssize_t)block_size || pwrite(out, buf, block_size, (off_t)only->gpa[i]) != n) {
-			err = -EIO;
-			break;
-		}
-	}
-out:
-	if (out >= 0 && close(out) < 0 && !err)
-		err = -errno;
-	close(in);
-	return err;
+	back.src = mv->dst;
+	back.dst = mv->src;
+	return move_vm(&back);
 }
 
 /* DEVMAP updates resolve ifindexes in the caller's netns, so each host's
@@ -343,7 +163,7 @@ int cmd_migrate(const struct invocation *inv)
 	test_stall("pre_copy");
 	l.last = mig_now_ns();
 	if (!err)
-		err = copy_file(s.gi.mem_path, inv->opt[OPT_DST_MEM], NULL, 0);
+		err = vmm_copy_ram(s.gi.mem_path, inv->opt[OPT_DST_MEM], NULL, 0, 0);
 	json_ns(&j, "ram_copy", lap(&l));
 
 	/* RESUMING, staged on B while A still serves. */
@@ -371,7 +191,8 @@ int cmd_migrate(const struct invocation *inv)
 	mig_json_copy(&j, "stop_copy", &cs);
 	bsize = max_block(&d.t);
 	if (!err)
-		err = copy_file(s.gi.mem_path, inv->opt[OPT_DST_MEM], &s.scratch, bsize);
+		err = vmm_copy_ram(s.gi.mem_path, inv->opt[OPT_DST_MEM], s.scratch.gpa, s.scratch.n,
+				   bsize);
 	json_obj_open(&j, "delta_copy");
 	json_u64(&j, "blocks", s.scratch.n);
 	json_u64(&j, "bytes", s.scratch.n * bsize);
@@ -380,20 +201,20 @@ int cmd_migrate(const struct invocation *inv)
 	down += ns;
 
 	/* The VM moves, then B switches in one step, then the VM announces. */
-	mv = (struct move){ .src_pf = inv->arg[0], .dst_pf = inv->arg[1],
-			    .vm_ns = inv->opt[OPT_VM_NETNS], .src_vf = (int)fn - 1,
-			    .dst_vf = (int)to_fn - 1 };
-	memcpy(mv.mac, s.mac.mac, 6);
+	mv = (struct move){ .vm.netns = inv->opt[OPT_VM_NETNS],
+			    .src = { inv->arg[0], (int)fn - 1, src_ns },
+			    .dst = { inv->arg[1], (int)to_fn - 1, dst_ns } };
+	memcpy(mv.vm.mac, s.mac.mac, 6);
 	if (!err) {
-		err = move_vm(&mv, src_ns, dst_ns);
+		err = move_vm(&mv);
 		moved = !err;
 	}
 	json_ns(&j, "vm_move", ns = lap(&l));
 	down += ns;
 	if (!err) {
-		struct commit_args ca = { &d, mv.mac, &s.scratch, 0 };
+		struct commit_args ca = { &d, mv.vm.mac, &s.scratch, 0 };
 
-		err = in_netns(dst_ns, commit_cb, &ca);
+		err = netns_run_in(dst_ns, commit_cb, &ca);
 		reloaded = ca.reloaded;
 	}
 	json_obj_open(&j, "switch");
@@ -426,9 +247,9 @@ int cmd_migrate(const struct invocation *inv)
 	} else if (err) {
 		pr_err("failed to migrate fn %u: %s; resuming it on %s", fn, strerror(-err),
 		       inv->arg[0]);
-		if (moved && move_vm_back(&mv, src_ns, dst_ns))
-			pr_err("the VM could not be moved back to %s VF %d", mv.src_pf, mv.src_vf);
-		in_netns(src_ns, resume_cb, &s);
+		if (moved && move_vm_back(&mv))
+			pr_err("the VM could not be moved back to %s VF %d", mv.src.pf, mv.src.vf);
+		netns_run_in(src_ns, resume_cb, &s);
 		if (moved)
 			announce_vm(&mv);
 	} else {

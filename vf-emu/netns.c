@@ -210,3 +210,8 @@ int netns_run(const char *name, int (*fn)(void *arg), void *arg)
 	ret2 = netns_leave(saved);
 	return ret ? ret : ret2;
 }
+
+int netns_run_in(const char *name, int (*fn)(void *arg), void *arg)
+{
+	return name ? netns_run(name, fn, arg) : fn(arg);
+}

@@ -17,5 +17,7 @@ int netns_enter(const char *name, int *saved);
 int netns_leave(int saved);                      /* setns back, closes saved */
 /* Run fn(arg) inside netns @name and come back; returns fn's result. */
 int netns_run(const char *name, int (*fn)(void *arg), void *arg);
+/* The same, with name NULL meaning the caller's netns (no switch). */
+int netns_run_in(const char *name, int (*fn)(void *arg), void *arg);
 
 #endif

@@ -112,6 +112,20 @@ guest_init() {
 	BAT=$(jq .bat_gpa <<<"$json")
 }
 
+# guest_topo [attach]: the common set-up of the guest-table tests: two VFs,
+# clat attached, guest tables for one type (256-byte contexts, 2000
+# services) in $MEM with their BAT in $BAT; "attach" also attaches them to
+# fn 1.
+GUEST_TYPE=conn:ctx=256,block=4096,services=2000
+guest_topo() {
+	topo_create 2 || return 1
+	attach || return 1
+	MEM=$BATS_TEST_TMPDIR/guest.mem
+	guest_init "$MEM" "$GUEST_TYPE" || return 1
+	[ "${1:-}" != attach ] ||
+		"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$MEM" --bat-gpa "$BAT" >/dev/null
+}
+
 # ctx_json FN: `clat-load ctx list --json` of fn.
 ctx_json() {
 	"$CLAT_LOAD" ctx list "$PF" --fn "$1" --json

@@ -35,3 +35,22 @@ console_cmd() {
 	tr -d '\r' <"$out" | sed '/^QF-DONE [0-9]*$/,$d'
 	return "$rc"
 }
+
+# console_wait_ready WHO LOG SECONDS [ALIVE ARG]: until the console log LOG
+# shows QF-READY (guest/init's line once the guest is up).  ALIVE ARG, if
+# given, is called while waiting: non-zero means the VMM died, and ends it.
+console_wait_ready() {
+	local who=$1 log=$2 secs=$3 alive=${4:-} arg=${5:-} i
+	for ((i = 0; i < secs * 10; i++)); do
+		grep -qa '^QF-READY' "$log" 2>/dev/null && return 0
+		if [ -n "$alive" ] && ! "$alive" "$arg"; then
+			echo "$who: the VMM exited before QF-READY; console:" >&2
+			tail -40 "$log" >&2 2>/dev/null
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "$who: no QF-READY within ${secs}s; console:" >&2
+	tail -20 "$log" >&2 2>/dev/null
+	return 1
+}

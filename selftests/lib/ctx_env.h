@@ -2,7 +2,8 @@
 /* What the C context tests share: frames of named flows, a guest of one
  * type shadowed into a sized pool on fn FN (BPF_PROG_TEST_RUN on a loaded
  * skeleton), and the placement rule computed from the ABI, to check where
- * the datapath put a flow.  Header-only: the TAP counters are per test. */
+ * the datapath put a flow.  The environment itself is lib/dp_env.h, the
+ * frames lib/frames.h.  Header-only: the TAP counters are per test. */
 #ifndef CLAT_CTX_ENV_H
 #define CLAT_CTX_ENV_H
 
@@ -19,10 +20,9 @@
 #include "clat_abi.h"
 #include "clat.skel.h"
 #include "common.h"
-#include "gbuild.h"
-#include "gtables.h"
-#include "shadow.h"
 #include "../tap.h"
+#include "dp_env.h"
+#include "frames.h"
 
 #define LO 1
 #define FN 1
@@ -30,8 +30,8 @@
 /* evict_age_ns for the next env_open; negative: the program's default. */
 static long long ctx_env_evict_age = -1;
 
-static const uint8_t VF_MAC[6] = { 0x02, 0xc1, 0, 0, 0, 1 };
-static const uint8_t WIRE_MAC[6] = { 0x02, 0xaa, 0, 0, 0, 9 };
+#define VF_MAC MAC_VF1
+#define WIRE_MAC MAC_WIRE
 
 /* ---- frames -------------------------------------------------------------- */
 
@@ -42,13 +42,6 @@ struct flow {
 	uint8_t vm6[16], remote6[16];
 	uint16_t vm_port, remote_port;
 };
-
-struct frame {
-	uint8_t buf[256];
-	uint32_t len;
-};
-
-enum { TH_FIN = 1, TH_SYN = 2, TH_RST = 4, TH_ACK = 16 };
 
 /* Stores an already network-order value at any alignment (frame offsets
  * are not aligned, and UBSan rightly refuses misaligned stores). */
@@ -68,57 +61,29 @@ static inline struct frame build(const struct flow *f, int dir, uint8_t tcp_flag
 			  bool fragment)
 {
 	struct frame fr = { .len = 0 };
-	uint8_t *p = fr.buf;
-	uint32_t l4 = f->proto == IPPROTO_TCP ? 20 : 8, l3;
-	uint16_t sport = htons(dir ? f->vm_port : f->remote_port);
-	uint16_t dport = htons(dir ? f->remote_port : f->vm_port);
+	uint32_t l4 = (f->proto == IPPROTO_TCP ? 20 : 8) + payload;
+	uint16_t sport = dir ? f->vm_port : f->remote_port;
+	uint16_t dport = dir ? f->remote_port : f->vm_port;
 
-	memcpy(p, dir ? WIRE_MAC : VF_MAC, 6);
-	memcpy(p + 6, dir ? VF_MAC : WIRE_MAC, 6);
-	p[12] = f->v6 ? 0x86 : 0x08;
-	p[13] = f->v6 ? 0xdd : 0x00;
-	p += 14;
-	if (f->v6) {
-		l3 = 40;
-		p[0] = 0x60;
-		put_be(p + 4, htons(l4 + payload), 2);
-		p[6] = f->proto;
-		p[7] = 64;
-		memcpy(p + 8, dir ? f->vm6 : f->remote6, 16);
-		memcpy(p + 24, dir ? f->remote6 : f->vm6, 16);
-	} else {
-		uint32_t s = htonl(dir ? f->vm4 : f->remote4), d = htonl(dir ? f->remote4 : f->vm4);
-
-		l3 = 20;
-		p[0] = 0x45;
-		put_be(p + 2, htons(20 + l4 + payload), 2);
-		if (fragment)
-			put_be(p + 6, htons(0x2000), 2); /* MF */
-		p[8] = 64;
-		p[9] = f->proto;
-		memcpy(p + 12, &s, 4);
-		memcpy(p + 16, &d, 4);
-	}
-	p += l3;
-	put_be(p, sport, 2);
-	put_be(p + 2, dport, 2);
+	frame_eth(&fr, dir ? WIRE_MAC : VF_MAC, dir ? VF_MAC : WIRE_MAC, 0, NULL,
+		  f->v6 ? 0x86dd : 0x0800);
+	if (f->v6)
+		frame_ipv6(&fr, f->proto, dir ? f->vm6 : f->remote6, dir ? f->remote6 : f->vm6, l4);
+	else
+		frame_ipv4(&fr, f->proto, dir ? f->vm4 : f->remote4, dir ? f->remote4 : f->vm4, l4,
+			   0, fragment ? 0x2000 /* MF */ : 0);
 	if (f->proto == IPPROTO_TCP) {
 		/* Each side's sequence starts at its ISN; every later segment
 		 * sits where the other side acknowledged (ISN + 1), in the
 		 * window the datapath checks RSTs and FINs against. */
 		uint32_t isn = dir ? 5000 : 1000, peer = dir ? 1000 : 5000;
 
-		put_be(p + 4, htonl(tcp_flags & TH_SYN ? isn : isn + 1), 4);
-		if (tcp_flags & TH_ACK)
-			put_be(p + 8, htonl(peer + 1), 4);
-		p[12] = 5 << 4;
-		p[13] = tcp_flags;
-		put_be(p + 14, htons(65535), 2);
+		frame_tcp(&fr, sport, dport, tcp_flags & TH_SYN ? isn : isn + 1,
+			  tcp_flags & TH_ACK ? peer + 1 : 0, tcp_flags, 65535);
 	} else {
-		put_be(p + 4, htons(8 + payload), 2);
+		frame_udp(&fr, sport, dport, payload);
 	}
-	fr.len = 14 + l3 + l4 + payload;
-	memset(fr.buf + 14 + l3 + l4, 0xab, payload);
+	frame_fill(&fr, 0xab, payload);
 	return fr;
 }
 
@@ -162,31 +127,11 @@ static inline void key_of(const struct flow *f, struct clat_flow_key *out)
 
 /* ---- environment ---------------------------------------------------------- */
 
-struct env {
-	struct clat *skel;
-	struct clat_maps m;
-	struct shadow_view v;
-	struct clat_dev_seg sg;   /* the newest (only) segment */
-	char mem[64];
-	uint32_t seed;
-};
-
+/* dir IN through clat_rx; OUT through clat_tx, entering on lo (fn FN's port). */
 static inline int run(struct env *e, const struct frame *fr, int dir, uint32_t *verdict)
 {
-	struct xdp_md ctx_in = { .data_end = fr->len, .ingress_ifindex = LO };
-	uint8_t out[512];
-	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = fr->buf, .data_size_in = fr->len,
-		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
-
-	if (dir) {
-		o.ctx_in = &ctx_in;
-		o.ctx_size_in = sizeof(ctx_in);
-	}
-	if (bpf_prog_test_run_opts(bpf_program__fd(dir ? e->skel->progs.clat_tx
-						      : e->skel->progs.clat_rx), &o))
-		return -errno;
-	*verdict = o.retval;
-	return 0;
+	return dp_run(bpf_program__fd(dir ? e->skel->progs.clat_tx : e->skel->progs.clat_rx), fr,
+		      dir ? LO : 0, verdict);
 }
 
 static inline uint64_t stat_of(struct env *e, enum clat_stat slot)
@@ -199,87 +144,28 @@ static inline void reset_stats(struct env *e)
 	stats_reset(e->m.stats, FN);
 }
 
-/* The pool sized as clat-load's attach does (size_pool): a skeleton from
- * clat__open_and_load would get the placeholder pool of one bucket. */
-static inline int load_sized(struct env *e, uint32_t contexts)
-{
-	uint32_t buckets = contexts / CLAT_BUCKET_SLOTS;
-	int err;
-
-	e->skel = clat__open();
-	if (!e->skel)
-		return -errno;
-	if (ctx_env_evict_age >= 0)
-		e->skel->rodata->evict_age_ns = (uint64_t)ctx_env_evict_age;
-	if (bpf_map__set_max_entries(e->skel->maps.pool_ctx, contexts) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_meta, buckets) ||
-	    bpf_map__set_max_entries(e->skel->maps.pool_dirty, (buckets + 63) / 64))
-		return -EINVAL;
-	err = clat__load(e->skel);
-	if (err)
-		return err;
-	maps_from_skel(e->skel, &e->m);
-	return clock_refresh(&e->m);
-}
-
 /* A guest with one type of capacity services (one segment) on fn FN, in a
- * pool with room to spare around it. */
+ * pool with room to spare around it (lib/dp_env.h). */
 static inline int env_open(struct env *e, uint32_t capacity)
 {
-	struct gbuild_type ty = { .name = "conn", .ctx_size = 128, .block_size = 4096,
-				  .services = capacity, .hash_seed = 0x5eed, .seed_set = true };
-	struct gbuild_opts go = { .size = ((uint64_t)capacity * 256 + (8 << 20)) & ~4095ULL };
-	struct clat_vct_entry vct = { .state = CLAT_FN_ACTIVE, .ifindex = LO };
-	struct clat_mac_key mk = { .vlan = 0 };
-	struct clat_mac_val mv = { .fn = FN };
-	struct clat_port_val pv = { .fn = FN };
-	uint32_t fn = FN, lo = LO, uplink = CLAT_UPLINK_SLOT, newest;
-	char err[256];
-	uint64_t bat, live;
+	uint64_t age = (uint64_t)ctx_env_evict_age;
 	int rc;
 
-	memset(e, 0, sizeof(*e));
-	snprintf(e->mem, sizeof(e->mem), "/tmp/clat-test-ctx.%d", (int)getpid());
-	unlink(e->mem);
-	rc = gbuild_create(e->mem, &go, &ty, 1, &bat, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "gbuild: %s\n", err);
-		return rc;
-	}
-	e->seed = ty.hash_seed;
-	rc = load_sized(e, (capacity + 31) / 32 * 32 + 64 * CLAT_BUCKET_SLOTS);
-	if (rc)
-		return rc;
-	memcpy(mk.mac, VF_MAC, 6);
-	bpf_map_update_elem(e->m.mac_fn, &mk, &mv, BPF_ANY);
-	bpf_map_update_elem(e->m.vct, &fn, &vct, BPF_ANY);
-	bpf_map_update_elem(e->m.vf_ports, &fn, &lo, BPF_ANY);
-	bpf_map_update_elem(e->m.vf_ports, &uplink, &lo, BPF_ANY);
-	bpf_map_update_elem(e->m.port_fn, &lo, &pv, BPF_ANY);
-	err[0] = 0;
-	rc = shadow_install_file(&e->m, NULL, FN, e->mem, bat, err, sizeof(err), &live);
-	if (rc && err[0])
-		fprintf(stderr, "gtables: %s\n", err);
+	rc = dp_env_load(e, (capacity + 31) / 32 * 32 + 64 * CLAT_BUCKET_SLOTS,
+			 ctx_env_evict_age >= 0 ? &age : NULL);
 	if (!rc)
-		rc = shadow_view_open(&e->m, FN, 0, &e->v);
-	if (rc)
-		return rc;
-	newest = (e->v.td.seg_state >> CLAT_SEG_NEWEST_SHIFT) & (CLAT_MAX_SEGMENTS - 1);
-	e->sg = e->v.td.seg[newest];
-	if (e->v.td.seg_state != (1U | newest << CLAT_SEG_NEWEST_SHIFT) || e->sg.size != capacity ||
-	    e->sg.nbuckets != clat_seg_buckets(capacity)) {
-		fprintf(stderr, "unexpected device segments: state %#x, size %u, %u buckets\n",
-			e->v.td.seg_state, e->sg.size, e->sg.nbuckets);
-		return -EINVAL;
-	}
-	return 0;
+		rc = dp_add_fn(&e->m, FN, VF_MAC, 0, CLAT_FN_ACTIVE, LO);
+	if (!rc)
+		rc = dp_set_uplink(&e->m, LO, FN);
+	if (!rc)
+		rc = dp_env_guest(e, FN, "test-ctx", capacity, 0x5eed,
+				  ((uint64_t)capacity * 256 + (8 << 20)) & ~4095ULL);
+	return rc;
 }
 
 static inline void env_close(struct env *e)
 {
-	shadow_view_close(&e->v);
-	clat__destroy(e->skel);
-	unlink(e->mem);
+	dp_env_close(e);
 }
 
 /* ---- where a flow lives: the placement rule, from the ABI ---------------- */
@@ -303,11 +189,6 @@ static inline uint16_t tag_of(struct env *e, const struct flow *f)
 	return clat_tag_of(hash_of(e, f));
 }
 
-static inline struct clat_ctx *pool_at(struct env *e, uint32_t idx)
-{
-	return &e->v.pool.ctx[idx];
-}
-
 static inline uint16_t meta_tag(struct env *e, uint32_t idx)
 {
 	return e->v.pool.meta[idx / CLAT_BUCKET_SLOTS].tag[idx % CLAT_BUCKET_SLOTS];
@@ -316,19 +197,6 @@ static inline uint16_t meta_tag(struct env *e, uint32_t idx)
 static inline uint32_t state_at(struct env *e, uint32_t idx)
 {
 	return pool_at(e, idx)->state_word & CLAT_SLOT_STATE_MASK;
-}
-
-static inline uint32_t svc_at(struct env *e, uint32_t idx)
-{
-	return clat_slot_svc(e->sg.base, idx / CLAT_BUCKET_SLOTS - e->sg.first_bucket,
-			     idx % CLAT_BUCKET_SLOTS);
-}
-
-/* The order in which a claim tries a bucket's free slots after the home
- * slot: lane order (bpf/context.h slot_bit), slots 0, 4, .., 28, 1, 5, .. */
-static inline uint32_t slot_rank(uint32_t s)
-{
-	return (s & 3) * 16 + (s >> 2);
 }
 
 static inline bool slot_free(struct env *e, uint32_t idx)
@@ -385,27 +253,6 @@ static inline int predict_claim(struct env *e, const struct flow *f)
 		    (best == CLAT_BUCKET_SLOTS || slot_rank(s) < slot_rank(best)))
 			best = s;
 	return (int)(b * CLAT_BUCKET_SLOTS + best);
-}
-
-/* Every slot of bucket b: a LIVE slot's tag line entry is its tag, a free
- * one's is FREE, one past the segment's end is FENCE. */
-static inline bool tags_consistent(struct env *e, uint32_t b)
-{
-	uint32_t s, idx;
-
-	for (s = 0; s < CLAT_BUCKET_SLOTS; s++) {
-		idx = b * CLAT_BUCKET_SLOTS + s;
-		if (svc_at(e, idx) - e->sg.base > e->sg.size) {
-			if (meta_tag(e, idx) != CLAT_TAG_FENCE)
-				return false;
-		} else if (state_at(e, idx) == CLAT_SLOT_LIVE) {
-			if (meta_tag(e, idx) != pool_at(e, idx)->state_word >> CLAT_SLOT_TAG_SHIFT)
-				return false;
-		} else if (meta_tag(e, idx) != CLAT_TAG_FREE) {
-			return false;
-		}
-	}
-	return true;
 }
 
 /* The next flow after counter *n (remote port, then VM port) that shares

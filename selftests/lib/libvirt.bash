@@ -197,16 +197,9 @@ lv_ram() {
 }
 
 lv_wait_ready() {
-	local d i log
+	local d
 	d=$(lv_dir "$1") || return 1
-	log=$d/$2-ser.log
-	for ((i = 0; i < LV_BOOT_TIMEOUT * 10; i++)); do
-		grep -qa '^QF-READY' "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "libvirt $1: domain $2: no QF-READY within ${LV_BOOT_TIMEOUT}s; console:" >&2
-	tail -20 "$log" >&2 2>/dev/null
-	return 1
+	console_wait_ready "libvirt $1: domain $2" "$d/$2-ser.log" "$LV_BOOT_TIMEOUT"
 }
 
 # lv_cmd INST DOM CMD: runs CMD on the domain's console (console_cmd).
