@@ -158,7 +158,9 @@ $(OUTPUT)/clat-guest: $(GUEST_OBJS) $(CLI_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB)
+# vf-emu shares the command engine (user/cli) and, from the library, the
+# parsers, the log and the JSON writer.
+$(OUTPUT)/vf-emu: $(OUTPUT)/vfemu-obj/vf-emu.o $(VFEMU_LIB) $(CLI_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -192,7 +194,7 @@ FUZZ_SECONDS ?= 60
 comma        := ,
 FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-fno-omit-frame-pointer -std=gnu11 -Wall -Wextra -Iinclude -Iuser/lib
-FUZZ_LIB     := $(patsubst %,user/lib/%.c,gtables gentry glookup gmem gphys gbuild glayout gcorrupt log)
+FUZZ_LIB     := $(patsubst %,user/lib/%.c,gtables gentry glookup gmem gphys gbuild glayout gcorrupt parse log)
 FUZZ_HDRS    := $(wildcard user/lib/g*.h) include/clat_abi.h
 
 $(BASE_OUTPUT)/fuzz_gtables: selftests/fuzz_gtables.c $(FUZZ_LIB) $(FUZZ_HDRS) | $(BASE_OUTPUT)

@@ -145,3 +145,137 @@ teardown() {
 	run --separate-stderr "$CLAT_LOAD" detach "$PF" --json
 	jq -e '.state == "detached" and (.changed | not)' <<<"$output"
 }
+
+# Every command of a tool, from its generated --help: "tap add", "ctx list".
+commands_of() { # tool
+	"$1" --help | sed -n "s/^  $(basename "$1") \([a-z-]*\( [a-z-]*\)\?\)\( [<[-].*\)\?$/\1/p"
+}
+
+@test "--json works on every command that prints, in all three tools" {
+	local tool c n=0
+	for tool in "$CLAT_LOAD" "$BIN/clat-guest" "$VF_EMU"; do
+		while read -r c; do
+			# The in-guest agent is a daemon: it answers on its port, never on stdout.
+			[ "$(basename "$tool") $c" = "clat-guest agent" ] && continue
+			run "$tool" $c --help
+			assert_success
+			[[ $output == *"--json "* ]] || { echo "$(basename "$tool") $c lacks --json"; false; }
+			n=$((n + 1))
+		done < <(commands_of "$tool")
+	done
+	# The table was read: 25 clat-load, 8 clat-guest and 8 vf-emu commands.
+	[ "$n" -ge 40 ]
+}
+
+@test "usage is generated from the typed table: bounds shown, required options without brackets" {
+	run "$CLAT_LOAD" vf add --help
+	assert_success
+	assert_output --partial "clat-load vf add <pf> --fn N --mac MAC [--vlan VID]"
+	assert_output --partial "--fn N (0..255)"
+	assert_output --partial "--vlan VID (0..4094)"
+	run "$CLAT_LOAD" attach --help
+	assert_output --partial "[--unknown-unicast host|pass|drop]"
+	run "$VF_EMU" create --help
+	assert_output --partial "vf-emu create <pf> --numvfs N [--wire-netns NS]"
+	assert_output --partial "--numvfs N (1..64)"
+	run "$BIN/clat-guest" seed --help
+	assert_output --partial "--count N (1..65535)"
+	assert_output --partial "[--proto udp|tcp]"
+}
+
+# run_usage_error WANT CMD...: exit 2 and WANT on stderr.
+usage_error() {
+	local want=$1
+	shift
+	run "$@"
+	assert_equal "$status" 2
+	assert_output --partial "$want"
+}
+
+@test "type errors are usage errors (exit 2) with a clear message, and change nothing" {
+	local before mem=$BATS_TEST_TMPDIR/g.mem
+	topo_create 1
+	attach >/dev/null 2>&1
+	before=$("$CLAT_LOAD" status "$PF" --json | jq -c '.fns')
+	# A bad size suffix, an out-of-bounds u32 and fn, a bad MAC, an unknown
+	# enum value, an interface name too long, a missing required option.
+	usage_error "invalid --pool-contexts '64X': expected a byte count 32..33554432 (K/M/G suffixes)" \
+		"$CLAT_LOAD" attach "$PF" --pool-contexts 64X
+	usage_error "invalid --fn '256': expected an integer 0..255" \
+		"$CLAT_LOAD" vf del "$PF" --fn 256
+	usage_error "invalid --fn '-1'" "$CLAT_LOAD" vf del "$PF" --fn -1
+	usage_error "invalid --vlan '4095': expected an integer 0..4094" \
+		"$CLAT_LOAD" vf set "$PF" --fn 1 --vlan 4095
+	usage_error "invalid --max-rate '400001'" "$CLAT_LOAD" vf set "$PF" --fn 1 --max-rate 400001
+	usage_error "invalid --mac '02:00:00:00:00': expected xx:xx:xx:xx:xx:xx" \
+		"$CLAT_LOAD" vf add "$PF" --fn 5 --mac 02:00:00:00:00 --dev "${VM_REP[0]}"
+	usage_error "invalid --mac '00:00:00:00:00:00': all-zero address" \
+		"$CLAT_LOAD" vf add "$PF" --fn 5 --mac 00:00:00:00:00:00 --dev "${VM_REP[0]}"
+	usage_error "invalid --state 'sideways': expected auto, enable or disable" \
+		"$CLAT_LOAD" vf set "$PF" --fn 1 --state sideways
+	usage_error "invalid --dev 'a-name-much-too-long': expected an interface name" \
+		"$CLAT_LOAD" vf add "$PF" --fn 5 --mac 02:00:00:00:00:05 --dev a-name-much-too-long
+	usage_error "vf add: --fn is required" \
+		"$CLAT_LOAD" vf add "$PF" --mac 02:00:00:00:00:05 --dev "${VM_REP[0]}"
+	usage_error "vf add: --mac is required" "$CLAT_LOAD" vf add "$PF" --fn 5 --dev "${VM_REP[0]}"
+	usage_error "invalid --bat-gpa '0x1000q'" \
+		"$CLAT_LOAD" guest attach "$PF" --fn 1 --mem "$mem" --bat-gpa 0x1000q
+	usage_error "invalid --ctx-size '1.5K'" \
+		"$CLAT_LOAD" locate --svc 1 --ctx-size 1.5K --block-size 4K --levels 1
+	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq -c '.fns')" "$before"
+
+	usage_error "invalid --numvfs '65': expected an integer 1..64" \
+		"$VF_EMU" create "x$PF" --numvfs 65
+	usage_error "invalid --vm 'vhost': expected netns or tap" \
+		"$VF_EMU" create "x$PF" --numvfs 1 --vm vhost
+	usage_error "create: --numvfs is required" "$VF_EMU" create "x$PF"
+	usage_error "invalid VF index '64': expected an integer 0..63" \
+		"$VF_EMU" set "$PF" vf 64 mac 02:00:00:00:00:01
+	usage_error "set: expected 'mac'" "$VF_EMU" set "$PF" vf 0 max 02:00:00:00:00:01
+	run ip link show "x$PF"
+	assert_failure
+
+	usage_error "invalid --size '1X'" "$BIN/clat-guest" init --mem "$mem" --size 1X \
+		--type a:ctx=1K,block=4K,services=8
+	usage_error "invalid --kind 'frobnicate': expected gpa-out-of-range, misaligned" \
+		"$BIN/clat-guest" corrupt --mem "$mem" --bat-gpa 0 --kind frobnicate
+	usage_error "seed: --count is required" "$BIN/clat-guest" seed --mem "$mem" --bat-gpa 0
+	usage_error "invalid --proto 'icmp': expected udp or tcp" "$BIN/clat-guest" seed \
+		--mem "$mem" --bat-gpa 0 --count 1 --vm-addr 10.0.0.1 --vm-port 1 \
+		--remote-addr 10.0.0.2 --first-port 1 --proto icmp
+	[ ! -e "$mem" ]
+}
+
+@test "sizes take K/M/G suffixes wherever sizes are taken" {
+	topo_create 1
+	run --separate-stderr "$CLAT_LOAD" attach "$PF" --pool-contexts 64K --json
+	assert_success
+	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq .pool.contexts)" 65536
+	run "$CLAT_LOAD" locate --svc 2054 --ctx-size 1K --block-size 4K --levels 2
+	assert_success
+	assert_output --partial "element 2"
+	run "$BIN/clat-guest" init --mem "$BATS_TEST_TMPDIR/g.mem" --size 2M \
+		--type a:ctx=1K,block=4K,services=8 --json
+	assert_success
+	assert_equal "$(jq .size <<<"$output")" 2097152
+}
+
+@test "vf-emu's changing commands print what they did with --json" {
+	local pf
+	pf=$(unique_pf)
+	PF=$pf
+	run --separate-stderr "$VF_EMU" create "$pf" --numvfs 2 --json
+	assert_success
+	jq -e --arg pf "$pf" '.pf == $pf and (.vfs | length) == 2' <<<"$output"
+	run --separate-stderr "$VF_EMU" set "$pf" vf 1 mac 02:aa:00:00:00:01 --json
+	assert_success
+	jq -e '.done == "set" and .vf == 1 and .mac == "02:aa:00:00:00:01"' <<<"$output"
+	assert_equal "$("$VF_EMU" list "$pf" --json | jq -r '.vfs[1].mac')" 02:aa:00:00:00:01
+	run --separate-stderr "$VF_EMU" destroy "$pf" --json
+	assert_success
+	jq -e '.done == "destroy"' <<<"$output"
+	run --separate-stderr "$VF_EMU" destroy "$pf" --json
+	assert_success
+	jq -e '.done == "nothing"' <<<"$output"
+	PF=
+}

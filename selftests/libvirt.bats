@@ -664,7 +664,7 @@ port_xml() {
 	flows "$VMMAC" 20 20000
 	run "$CLAT_LOAD" libvirt migrate vm1 "$uri" --connect "$uri" --channel "unix:$sock"
 	assert_failure 2
-	assert_output --partial "missing --pf"
+	assert_output --partial "libvirt migrate: --pf is required"
 	run "$CLAT_LOAD" libvirt migrate nosuch "$uri" --connect "$uri" --pf "$PF" --channel "unix:$sock"
 	assert_failure 1
 	assert_output --partial "failed to find domain nosuch"

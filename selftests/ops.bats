@@ -220,7 +220,7 @@ PY
 		c=${c% }
 		sed 's/\\-/-/g; s/\\f[BIRP]//g' "$man/clat-load.8" | grep -q -- "^\.BI \"$c " ||
 			{ echo "clat-load.8 lacks '$c'"; false; }
-	done < <("$CLAT_LOAD" --help | sed -n 's/^  clat-load \([a-z-]*\( [a-z-]*\)\?\) [<[].*/\1/p')
+	done < <("$CLAT_LOAD" --help | sed -n 's/^  clat-load \([a-z-]*\( [a-z-]*\)\?\) [<[-].*/\1/p')
 	while read -r c; do
 		sed 's/\\-/-/g; s/\\f[BIRP]//g' "$man/clat-guest.8" | grep -q -- "^\.B \"$c " ||
 			{ echo "clat-guest.8 lacks '$c'"; false; }

@@ -233,7 +233,7 @@ vm_rx() { rx_packets "${VM_NS[$1]}" eth0; }
 	assert_output --partial "invalid --vlan '4095'"
 	run set_vf --fn 1 --add-mac 02:zz:00:00:00:01
 	assert_failure 2
-	assert_output --partial "invalid MAC"
+	assert_output --partial "invalid --add-mac '02:zz:00:00:00:01': expected xx:xx:xx:xx:xx:xx"
 	run set_vf --fn 1 --vlan 10 --add-mac 02:42:00:00:00:07
 	assert_failure 1
 	assert_output --partial "not trusted"
@@ -244,7 +244,7 @@ vm_rx() { rx_packets "${VM_NS[$1]}" eth0; }
 	assert_failure 2
 	run set_vf --vlan 10
 	assert_failure 2
-	assert_output --partial "missing --fn"
+	assert_output --partial "vf set: --fn is required"
 	assert_equal "$("$CLAT_LOAD" status "$PF" --json | jq -c .fns)" "$before"
 	run set_vf --fn 1 --spoofchk off --json
 	assert_success

@@ -1,182 +1,99 @@
 // SPDX-License-Identifier: GPL-2.0
-/* vf-emu: command-line front end of the emulated SR-IOV NIC library.
+/* vf-emu: command-line front end of the emulated SR-IOV NIC library, a
+ * command table over the engine clat-load and clat-guest use (cmdline.h):
+ * typed options, --help on every command, --json on every one that prints.
  * Exit codes: 0 ok, 1 runtime failure, 2 usage error.  Logs go to stderr,
  * data to stdout.  Never runs external commands. */
 #define _GNU_SOURCE
 #include "vfemu.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define EXIT_USAGE 2
+#include "cmdline.h"
+#include "json.h"
+#include "log.h"
 
-static const char usage_text[] =
-	"Usage: vf-emu COMMAND ...\n"
-	"  vf-emu create <pf> --numvfs N [--wire-netns NS] [--wire-port NAME]\n"
-	"                     [--vm-netns-prefix P] [--vm netns|tap]\n"
-	"        build PF <pf> with N (1..64) VFs out of veth pairs and netns; with\n"
-	"        --vm tap, VF i is a persistent tap <pf>r<i> that a VMM (QEMU) opens\n"
-	"  vf-emu list <pf> [--json]\n"
-	"        show the VFs of <pf> (MACs read live from the VM namespaces)\n"
-	"  vf-emu set <pf> vf <i> mac <MAC>\n"
-	"        set the MAC address of VF <i> (unicast, non-zero)\n"
-	"  vf-emu assign <pf> vf <i> netns <NS>\n"
-	"        move VF <i>'s end (eth0) into an existing namespace: a VM moves in\n"
-	"  vf-emu release <pf> vf <i>\n"
-	"        move VF <i>'s end back into its own namespace <pf>-vm<i>\n"
-	"  vf-emu tap add <pf> vf <i> <name>\n"
-	"        a spare persistent tap <name> for VF <i> (e.g. for the destination\n"
-	"        VMM of a hand-over on this host); 'clat-load vf set --port' moves to it\n"
-	"  vf-emu tap del <pf> <name>\n"
-	"        remove a spare tap of <pf>\n"
-	"  vf-emu destroy <pf>\n"
-	"        remove everything create built, spare taps too; a no-op if <pf> does\n"
-	"        not exist\n"
-	"Defaults: wire netns <pf>-wire (created if missing), wire port <pf>,\n"
-	"VM netns <pf>-vm<i>.  Must run as root.  -h, --help: this text.\n";
+enum vopt {
+	V_NONE = 0,
+	V_NUMVFS,
+	V_WIRE_NETNS,
+	V_WIRE_PORT,
+	V_VM_NETNS_PREFIX,
+	V_VM,
+	V_JSON,
+	V__MAX,
+};
 
-static int usage_error(const char *msg, const char *arg)
-{
-	fprintf(stderr, "vf-emu: %s%s%s\n%s", msg, arg ? ": " : "", arg ? arg : "", usage_text);
-	return EXIT_USAGE;
-}
+static const struct opt_def opt_defs[V__MAX] = {
+	[V_NUMVFS] = { "numvfs", "N", "number of VFs", U32(1, VFEMU_MAX_VFS) },
+	[V_WIRE_NETNS] = { "wire-netns", "NS", "namespace of the wire end (default <pf>-wire, "
+			   "created if missing)" },
+	[V_WIRE_PORT] = { "wire-port", "NAME", "name of the wire end (default <pf>)", OT_IFNAME },
+	[V_VM_NETNS_PREFIX] = { "vm-netns-prefix", "P", "VF i's namespace is P<i> "
+				"(default <pf>-vm)" },
+	[V_VM] = { "vm", NULL, "what a VF's far end is: a veth end in a namespace (default) or "
+		   "a persistent tap <pf>r<i> that a VMM (QEMU) opens", ENUM("netns", "tap") },
+	[V_JSON] = { "json", NULL, "print JSON on stdout" },
+};
 
-static int parse_int(const char *s, int min, int max, int *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		return -EINVAL;
-	*out = (int)v;
-	return 0;
-}
-
-/* getopt_long permutes, so after the loop argv[optind..argc) holds the
- * positional arguments wherever they appeared. */
-static const struct option no_opts[] = { { NULL, 0, NULL, 0 } };
-
-static int only_positionals(int argc, char **argv)
-{
-	return getopt_long(argc, argv, "", no_opts, NULL) == -1 ? 0 : -EINVAL;
-}
-
-/* ---- create ----------------------------------------------------------- */
-
-static int cmd_create(int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "numvfs", required_argument, NULL, 'n' },
-		{ "wire-netns", required_argument, NULL, 'w' },
-		{ "wire-port", required_argument, NULL, 'p' },
-		{ "vm-netns-prefix", required_argument, NULL, 'v' },
-		{ "vm", required_argument, NULL, 'm' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct vfemu_create_opts o = { 0 };
-	int numvfs = 0, c;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			if (parse_int(optarg, 1, VFEMU_MAX_VFS, &numvfs))
-				return usage_error("--numvfs must be an integer in 1..64", optarg);
-			break;
-		case 'w':
-			o.wire_netns = optarg;
-			break;
-		case 'p':
-			o.wire_port = optarg;
-			break;
-		case 'v':
-			o.vm_netns_prefix = optarg;
-			break;
-		case 'm':
-			if (strcmp(optarg, "tap") && strcmp(optarg, "netns"))
-				return usage_error("--vm must be netns or tap", optarg);
-			o.vm_tap = !strcmp(optarg, "tap");
-			break;
-		default:
-			return usage_error("invalid option to create", NULL);
-		}
-	}
-	if (argc - optind != 1)
-		return usage_error(argc - optind ? "create takes exactly one <pf>" :
-				   "create: missing <pf>", NULL);
-	if (!numvfs)
-		return usage_error("create: missing --numvfs N", NULL);
-	return vfemu_create(argv[optind], numvfs, &o) ? 1 : 0;
-}
-
-/* ---- list ------------------------------------------------------------- */
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
+/* ---- Output -------------------------------------------------------------- */
 
 static void list_json(const struct vfemu_pf *p)
 {
+	struct json j;
 	char mac[18];
 
-	printf("{\"pf\": ");
-	json_str(p->pf);
-	printf(", \"wire_netns\": ");
-	json_str(p->wire_netns);
-	printf(", \"wire_port\": ");
-	json_str(p->wire_port);
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "pf", p->pf);
+	json_str(&j, "wire_netns", p->wire_netns);
+	json_str(&j, "wire_port", p->wire_port);
 	vfemu_format_mac(p->host_mac, mac);
-	printf(", \"host_port\": {\"fn\": 0, \"rep\": ");
-	json_str(p->host_rep);
-	printf(", \"rep_ifindex\": %d, \"dev\": ", p->host_rep_ifindex);
-	json_str(p->host_dev);
-	printf(", \"mac\": ");
-	json_str(mac);
-	printf("}, \"vm\": \"%s\", \"vfs\": [", p->vm_tap ? "tap" : "netns");
+	json_obj_open(&j, "host_port");
+	json_u64(&j, "fn", 0);
+	json_str(&j, "rep", p->host_rep);
+	json_i64(&j, "rep_ifindex", p->host_rep_ifindex);
+	json_str(&j, "dev", p->host_dev);
+	json_str(&j, "mac", mac);
+	json_obj_close(&j);
+	json_str(&j, "vm", p->vm_tap ? "tap" : "netns");
+	json_arr_open(&j, "vfs");
 	for (int i = 0; i < p->numvfs; i++) {
 		const struct vfemu_vf *v = &p->vfs[i];
 
 		vfemu_format_mac(v->mac, mac);
-		printf("%s{\"fn\": %d, \"vf\": %d, \"mac\": ", i ? ", " : "", v->fn, v->vf);
-		json_str(mac);
-		printf(", \"rep\": ");
-		json_str(v->rep);
-		printf(", \"rep_ifindex\": %d, \"netns\": ", v->rep_ifindex);
-		json_str(v->netns);
-		printf(", \"pci\": ");
-		json_str(v->pci);
-		printf(", \"kind\": \"%s\"}", v->tap ? "tap" : "netns");
+		json_obj_open(&j, NULL);
+		json_i64(&j, "fn", v->fn);
+		json_i64(&j, "vf", v->vf);
+		json_str(&j, "mac", mac);
+		json_str(&j, "rep", v->rep);
+		json_i64(&j, "rep_ifindex", v->rep_ifindex);
+		json_str(&j, "netns", v->netns);
+		json_str(&j, "pci", v->pci);
+		json_str(&j, "kind", v->tap ? "tap" : "netns");
+		json_obj_close(&j);
 	}
-	printf("], \"taps\": [");
+	json_arr_close(&j);
+	json_arr_open(&j, "taps");
 	for (int i = 0; i < p->ntaps; i++) {
 		const struct vfemu_tap *t = &p->taps[i];
 
 		vfemu_format_mac(t->mac, mac);
-		printf("%s{\"name\": ", i ? ", " : "");
-		json_str(t->name);
-		printf(", \"ifindex\": %d, \"vf\": %d, \"mac\": ", t->ifindex, t->vf);
-		json_str(mac);
-		putchar('}');
+		json_obj_open(&j, NULL);
+		json_str(&j, "name", t->name);
+		json_i64(&j, "ifindex", t->ifindex);
+		json_i64(&j, "vf", t->vf);
+		json_str(&j, "mac", mac);
+		json_obj_close(&j);
 	}
-	printf("]}\n");
+	json_arr_close(&j);
+	json_obj_close(&j);
+	json_end(&j);
 }
 
 static void list_table(const struct vfemu_pf *p)
@@ -200,178 +117,207 @@ static void list_table(const struct vfemu_pf *p)
 	}
 }
 
-static int cmd_list(int argc, char **argv)
+/* Prints pf as list does (--json: its object); 0 or -errno. */
+static int show_pf(const char *pf, bool json)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct vfemu_pf *p;
-	int json = 0, c, ret;
-
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (c != 'j')
-			return usage_error("invalid option to list", NULL);
-		json = 1;
-	}
-	if (argc - optind != 1)
-		return usage_error(argc - optind ? "list takes exactly one <pf>" :
-				   "list: missing <pf>", NULL);
-	p = malloc(sizeof(*p));
-	if (!p) {
-		fprintf(stderr, "vf-emu: failed to allocate memory: %s\n", strerror(ENOMEM));
-		return 1;
-	}
-	ret = vfemu_query(argv[optind], p);
-	if (!ret) {
-		if (json)
-			list_json(p);
-		else
-			list_table(p);
-	}
-	free(p);
-	return ret ? 1 : 0;
-}
-
-/* ---- set -------------------------------------------------------------- */
-
-static int cmd_set(int argc, char **argv)
-{
-	uint8_t mac[6];
-	char **a;
-	int vf;
-
-	if (only_positionals(argc, argv))
-		return usage_error("invalid option to set", NULL);
-	a = argv + optind;
-	if (argc - optind != 5 || strcmp(a[1], "vf") || strcmp(a[3], "mac"))
-		return usage_error("usage: set <pf> vf <i> mac <MAC>", NULL);
-	if (parse_int(a[2], 0, VFEMU_MAX_VFS - 1, &vf))
-		return usage_error("VF index must be an integer in 0..63", a[2]);
-	if (vfemu_parse_mac(a[4], mac))
-		return usage_error("invalid MAC (need xx:xx:xx:xx:xx:xx, unicast, non-zero)", a[4]);
-	return vfemu_set_mac(a[0], vf, mac) ? 1 : 0;
-}
-
-/* assign <pf> vf <i> netns <NS> | release <pf> vf <i> */
-static int cmd_move(int argc, char **argv, bool assign)
-{
-	char **a;
-	int vf;
-
-	if (only_positionals(argc, argv))
-		return usage_error("invalid option", NULL);
-	a = argv + optind;
-	if (argc - optind != (assign ? 5 : 3) || strcmp(a[1], "vf") ||
-	    (assign && strcmp(a[3], "netns")))
-		return usage_error(assign ? "usage: assign <pf> vf <i> netns <NS>"
-					  : "usage: release <pf> vf <i>", NULL);
-	if (parse_int(a[2], 0, VFEMU_MAX_VFS - 1, &vf))
-		return usage_error("VF index must be an integer in 0..63", a[2]);
-	return (assign ? vfemu_assign(a[0], vf, a[4]) : vfemu_release(a[0], vf)) ? 1 : 0;
-}
-
-static int cmd_assign(int argc, char **argv)
-{
-	return cmd_move(argc, argv, true);
-}
-
-static int cmd_release(int argc, char **argv)
-{
-	return cmd_move(argc, argv, false);
-}
-
-/* ---- tap add | tap del ------------------------------------------------ */
-
-/* tap add <pf> vf <i> <name> | tap del <pf> <name> */
-static int cmd_tap(int argc, char **argv)
-{
-	char **a;
-	int n, vf;
-
-	if (only_positionals(argc, argv))
-		return usage_error("invalid option to tap", NULL);
-	a = argv + optind;
-	n = argc - optind;
-	if (n == 5 && !strcmp(a[0], "add") && !strcmp(a[2], "vf")) {
-		if (parse_int(a[3], 0, VFEMU_MAX_VFS - 1, &vf))
-			return usage_error("VF index must be an integer in 0..63", a[3]);
-		return vfemu_tap_add(a[1], vf, a[4]) ? 1 : 0;
-	}
-	if (n == 3 && !strcmp(a[0], "del"))
-		return vfemu_tap_del(a[1], a[2]) ? 1 : 0;
-	return usage_error("usage: tap add <pf> vf <i> <name> | tap del <pf> <name>", NULL);
-}
-
-/* ---- destroy ---------------------------------------------------------- */
-
-static int cmd_destroy(int argc, char **argv)
-{
-	const char *pf;
+	struct vfemu_pf *p = malloc(sizeof(*p));
 	int ret;
 
-	if (only_positionals(argc, argv))
-		return usage_error("invalid option to destroy", NULL);
-	if (argc - optind != 1)
-		return usage_error(argc - optind ? "destroy takes exactly one <pf>" :
-				   "destroy: missing <pf>", NULL);
-	pf = argv[optind];
-	ret = vfemu_exists(pf);
-	if (ret == 0) {
-		fprintf(stderr, "vf-emu: %s does not exist, nothing to destroy\n", pf);
-		return 0;
+	if (!p) {
+		pr_err("failed to allocate memory: %s", strerror(ENOMEM));
+		return -ENOMEM;
 	}
-	if (ret < 0) {
-		fprintf(stderr, "vf-emu: failed to look up %s: %s\n", pf, strerror(-ret));
-		return 1;
-	}
-	return vfemu_destroy(pf) ? 1 : 0;
+	ret = vfemu_query(pf, p);
+	if (!ret)
+		(json ? list_json : list_table)(p);
+	free(p);
+	return ret;
 }
 
-/* ---- main ------------------------------------------------------------- */
-
-static int wants_help(int argc, char **argv)
+/* What a changing command did, with --json: {"pf", "verb", key: val...}. */
+static void report(const struct invocation *inv, const char *verb, int vf, const char *key,
+		   const char *val)
 {
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--"))
-			break;
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
-			return 1;
+	struct json j;
+
+	if (!has_opt(inv, V_JSON))
+		return;
+	json_init(&j, stdout);
+	json_obj_open(&j, NULL);
+	json_str(&j, "pf", inv->arg[0]);
+	json_str(&j, "done", verb);
+	if (vf >= 0)
+		json_i64(&j, "vf", vf);
+	if (key)
+		json_str(&j, key, val);
+	json_obj_close(&j);
+	json_end(&j);
+}
+
+/* ---- Commands ------------------------------------------------------------ */
+
+/* The library's own messages say why; a failure is exit 1. */
+static int lib(int ret)
+{
+	return ret ? (ret < 0 && ret != -EUSAGE ? ret : -EIO) : 0;
+}
+
+/* A positional form "<pf> vf <i> ...": its literal words (want[k], "" for
+ * a value) at their places, and the VF index <i> in 0..63. */
+static int vf_form(const struct invocation *inv, const char *const *want, int *vf)
+{
+	uint32_t v = 0;
+	int err = 0;
+
+	for (int i = 0; want[i] && !err; i++) {
+		if (*want[i] && strcmp(inv->arg[i], want[i])) {
+			pr_err("%s: expected '%s' where '%s' is: %s %s", inv->cmd->name, want[i],
+			       inv->arg[i], inv->cmd->name, inv->cmd->args);
+			err = -EUSAGE;
+		}
 	}
+	if (!err)
+		err = arg_u32(inv->arg[2], "VF index", 0, VFEMU_MAX_VFS - 1, &v);
+	*vf = (int)v;
+	return err;
+}
+
+static int cmd_create(const struct invocation *inv)
+{
+	struct vfemu_create_opts o = {
+		.wire_netns = opt_str(inv, V_WIRE_NETNS),
+		.wire_port = opt_str(inv, V_WIRE_PORT),
+		.vm_netns_prefix = opt_str(inv, V_VM_NETNS_PREFIX),
+		.vm_tap = opt_u32(inv, V_VM) == 1,
+	};
+	int ret = lib(vfemu_create(inv->arg[0], (int)opt_u32(inv, V_NUMVFS), &o));
+
+	/* --json: what was built, as list shows it. */
+	return !ret && has_opt(inv, V_JSON) ? lib(show_pf(inv->arg[0], true)) : ret;
+}
+
+static int cmd_list(const struct invocation *inv)
+{
+	return lib(show_pf(inv->arg[0], has_opt(inv, V_JSON)));
+}
+
+static int cmd_set(const struct invocation *inv)
+{
+	uint8_t mac[6];
+	int vf, err;
+
+	err = vf_form(inv, (const char *const[]){ "", "vf", "", "mac", NULL }, &vf);
+	if (!err && vfemu_parse_mac(inv->arg[4], mac)) {
+		pr_err("invalid MAC '%s': expected xx:xx:xx:xx:xx:xx, unicast, non-zero",
+		       inv->arg[4]);
+		err = -EUSAGE;
+	}
+	err = err ?: lib(vfemu_set_mac(inv->arg[0], vf, mac));
+	if (!err)
+		report(inv, "set", vf, "mac", inv->arg[4]);
+	return err;
+}
+
+static int cmd_assign(const struct invocation *inv)
+{
+	int vf, err = vf_form(inv, (const char *const[]){ "", "vf", "", "netns", NULL }, &vf);
+
+	err = err ?: lib(vfemu_assign(inv->arg[0], vf, inv->arg[4]));
+	if (!err)
+		report(inv, "assign", vf, "netns", inv->arg[4]);
+	return err;
+}
+
+static int cmd_release(const struct invocation *inv)
+{
+	int vf, err = vf_form(inv, (const char *const[]){ "", "vf", NULL }, &vf);
+
+	err = err ?: lib(vfemu_release(inv->arg[0], vf));
+	if (!err)
+		report(inv, "release", vf, NULL, NULL);
+	return err;
+}
+
+static int cmd_tap_add(const struct invocation *inv)
+{
+	int vf, err = vf_form(inv, (const char *const[]){ "", "vf", NULL }, &vf);
+
+	err = err ?: lib(vfemu_tap_add(inv->arg[0], vf, inv->arg[3]));
+	if (!err)
+		report(inv, "tap add", vf, "tap", inv->arg[3]);
+	return err;
+}
+
+static int cmd_tap_del(const struct invocation *inv)
+{
+	int err = lib(vfemu_tap_del(inv->arg[0], inv->arg[1]));
+
+	if (!err)
+		report(inv, "tap del", -1, "tap", inv->arg[1]);
+	return err;
+}
+
+static int cmd_destroy(const struct invocation *inv)
+{
+	const char *pf = inv->arg[0];
+	int ret = vfemu_exists(pf);
+
+	if (ret < 0) {
+		pr_err("failed to look up %s: %s", pf, strerror(-ret));
+		return ret;
+	}
+	if (ret == 0)
+		pr_info("vf-emu: %s does not exist, nothing to destroy", pf);
+	else if (vfemu_destroy(pf))
+		return -EIO;
+	report(inv, ret ? "destroy" : "nothing", -1, NULL, NULL);
 	return 0;
 }
 
+static const struct command commands[] = {
+	{ "create", cmd_create, "<pf>", 1,
+	  { REQ(V_NUMVFS), V_WIRE_NETNS, V_WIRE_PORT, V_VM_NETNS_PREFIX, V_VM, V_JSON },
+	  "build PF <pf> with N VFs out of veth pairs and netns; with --vm tap, VF i is a "
+	  "persistent tap <pf>r<i> that a VMM (QEMU) opens" },
+	{ "list", cmd_list, "<pf>", 1, { V_JSON },
+	  "show the VFs of <pf> (MACs read live from the VM namespaces)" },
+	{ "set", cmd_set, "<pf> vf <i> mac <MAC>", 5, { V_JSON },
+	  "set the MAC address of VF <i> (unicast, non-zero)" },
+	{ "assign", cmd_assign, "<pf> vf <i> netns <NS>", 5, { V_JSON },
+	  "move VF <i>'s end (eth0) into an existing namespace: a VM moves in" },
+	{ "release", cmd_release, "<pf> vf <i>", 3, { V_JSON },
+	  "move VF <i>'s end back into its own namespace <pf>-vm<i>" },
+	{ "tap add", cmd_tap_add, "<pf> vf <i> <name>", 4, { V_JSON },
+	  "a spare persistent tap <name> for VF <i> (e.g. for the destination VMM of a "
+	  "hand-over on this host); 'clat-load vf set --port' moves to it" },
+	{ "tap del", cmd_tap_del, "<pf> <name>", 2, { V_JSON },
+	  "remove a spare tap of <pf>" },
+	{ "destroy", cmd_destroy, "<pf>", 1, { V_JSON },
+	  "remove everything create built, spare taps too; a no-op if <pf> does not exist" },
+};
+
+/* After parsing, so that --help and usage errors need no privileges. */
+static int need_root(const struct invocation *inv)
+{
+	(void)inv;
+	if (geteuid() == 0)
+		return 0;
+	pr_err("must be run as root");
+	return -EPERM;
+}
+
+static const struct tool vf_emu = {
+	.prog = "vf-emu",
+	.opts = opt_defs,
+	.cmds = commands,
+	.ncmds = sizeof(commands) / sizeof(commands[0]),
+	.global_flags = "[-v|-q] ",
+	.footer = "\nDefaults: wire netns <pf>-wire (created if missing), wire port <pf>,\n"
+		  "VM netns <pf>-vm<i>.  Must run as root.\n",
+	.prepare = need_root,
+};
+
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*fn)(int argc, char **argv);
-	} cmds[] = {
-		{ "create", cmd_create },
-		{ "list", cmd_list },
-		{ "set", cmd_set },
-		{ "assign", cmd_assign },
-		{ "release", cmd_release },
-		{ "tap", cmd_tap },
-		{ "destroy", cmd_destroy },
-	};
-
-	if (wants_help(argc, argv)) {
-		fputs(usage_text, stdout);
-		return 0;
-	}
-	if (geteuid() != 0) {
-		fprintf(stderr, "vf-emu: must be run as root\n");
-		return 1;
-	}
-	if (argc < 2)
-		return usage_error("missing command", NULL);
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		if (!strcmp(argv[1], cmds[i].name)) {
-			/* Sub-command sees argv[0] = its own name. */
-			optind = 1;
-			return cmds[i].fn(argc - 1, argv + 1);
-		}
-	}
-	return usage_error("unknown command", argv[1]);
+	return tool_main(&vf_emu, argc - 1, argv + 1);
 }

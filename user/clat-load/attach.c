@@ -175,43 +175,12 @@ static int pin_objects(struct clat *skel, const struct clat_maps *m, const char 
 	return err;
 }
 
-static int parse_unknown(const char *s, uint32_t *out)
+/* --pool-contexts (typed and bounded by the table) rounded up to whole buckets. */
+static uint32_t pool_contexts_of(const struct invocation *inv)
 {
-	if (!s || !strcmp(s, "host"))
-		*out = CLAT_UNKNOWN_HOST;
-	else if (!strcmp(s, "pass"))
-		*out = CLAT_UNKNOWN_PASS;
-	else if (!strcmp(s, "drop"))
-		*out = CLAT_UNKNOWN_DROP;
-	else {
-		pr_err("invalid --unknown-unicast '%s': expected host, pass or drop", s);
-		return -EUSAGE;
-	}
-	return 0;
-}
+	uint32_t v = opt_u32_or(inv, OPT_POOL_CONTEXTS, CLAT_POOL_DEFAULT);
 
-/* --pool-contexts: N, NK or NM, rounded up to whole buckets. */
-static int parse_pool(const char *s, uint32_t *n)
-{
-	unsigned long long v;
-	char *end;
-
-	*n = CLAT_POOL_DEFAULT;
-	if (!s)
-		return 0;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end == 'K' || *end == 'k')
-		v <<= 10, end++;
-	else if (*end == 'M' || *end == 'm')
-		v <<= 20, end++;
-	if (errno || end == s || *end || s[0] == '-' || v < CLAT_BUCKET_SLOTS || v > CLAT_POOL_MAX) {
-		pr_err("invalid --pool-contexts '%s': expected %u..%u (K and M suffixes allowed)", s,
-		       CLAT_BUCKET_SLOTS, CLAT_POOL_MAX);
-		return -EUSAGE;
-	}
-	*n = (uint32_t)((v + CLAT_BUCKET_SLOTS - 1) / CLAT_BUCKET_SLOTS * CLAT_BUCKET_SLOTS);
-	return 0;
+	return (v + CLAT_BUCKET_SLOTS - 1) / CLAT_BUCKET_SLOTS * CLAT_BUCKET_SLOTS;
 }
 
 /* The pool maps take their size from the command line, before load. */
@@ -294,13 +263,12 @@ int cmd_attach(const struct invocation *inv)
 	bool have_emu;
 	int err, state;
 
-	err = xdp_mode_flags(inv->opt[OPT_MODE], &xdp_flags);
-	if (!err)
-		err = parse_unknown(inv->opt[OPT_UNKNOWN_UNICAST], &unknown);
-	if (!err)
-		err = parse_pool(inv->opt[OPT_POOL_CONTEXTS], &pool_contexts);
-	if (!err)
-		err = require_root();
+	/* --mode native|skb and --unknown-unicast host|pass|drop: the enum's
+	 * index is the value (CLAT_UNKNOWN_* follow the listed order). */
+	xdp_flags = opt_u32(inv, OPT_MODE) ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+	unknown = opt_u32_or(inv, OPT_UNKNOWN_UNICAST, CLAT_UNKNOWN_HOST);
+	pool_contexts = pool_contexts_of(inv);
+	err = require_root();
 	if (!err)
 		err = resolve_ifindex(pf, &pf_ifindex);
 	if (!err)

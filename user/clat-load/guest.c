@@ -31,42 +31,14 @@ static uint64_t now_ns(clockid_t clk)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static int parse_u64(const char *s, const char *what, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	if (errno || end == s || *end || s[0] == '-') {
-		pr_err("invalid %s '%s': expected an integer (0x for hex)", what, s);
-		return -EUSAGE;
-	}
-	return 0;
-}
-
-static int need_opt(const struct invocation *inv, enum opt_id id, const char *name)
-{
-	if (has_opt(inv, id))
-		return 0;
-	pr_err("%s: missing %s", inv->cmd->name, name);
-	return -EUSAGE;
-}
-
-static int parse_fn_opt(const struct invocation *inv, uint32_t *fn)
-{
-	int err = need_opt(inv, OPT_FN, "--fn");
-
-	return err ? err : parse_u32(inv->opt[OPT_FN], "--fn", CLAT_MAX_FN - 1, fn);
-}
-
 /* Opens the PF's pinned state for a command that changes fn. */
 static int open_fn(const struct invocation *inv, uint32_t *fn, char *dir, size_t len,
 		   struct clat_maps *m)
 {
-	int err = parse_fn_opt(inv, fn);
+	int err;
 
-	if (!err)
-		err = require_root();
+	*fn = opt_u32(inv, OPT_FN);
+	err = require_root();
 	if (!err)
 		err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, len, m);
 	return err;
@@ -219,26 +191,19 @@ out:
 
 int cmd_guest_attach(const struct invocation *inv)
 {
-	uint32_t tmo = GUEST_CHANNEL_TIMEOUT_MS;
-	uint64_t bat_gpa = 0;
-	uint32_t fn;
-	int err;
+	uint32_t tmo = opt_u32_or(inv, OPT_CHANNEL_TIMEOUT, GUEST_CHANNEL_TIMEOUT_MS);
+	uint64_t bat_gpa = opt_u64_or(inv, OPT_BAT_GPA, 0);
+	uint32_t fn = opt_u32(inv, OPT_FN);
+	int err = 0;
 
-	err = need_opt(inv, OPT_MEM, "--mem");
-	if (!err && has_opt(inv, OPT_BAT_GPA) == has_opt(inv, OPT_CHANNEL)) {
+	if (has_opt(inv, OPT_BAT_GPA) == has_opt(inv, OPT_CHANNEL)) {
 		pr_err("guest attach: exactly one of --bat-gpa and --channel is required");
 		err = -EUSAGE;
 	}
-	if (!err && has_opt(inv, OPT_BAT_GPA))
-		err = parse_u64(inv->opt[OPT_BAT_GPA], "--bat-gpa", &bat_gpa);
-	if (!err)
-		err = parse_fn_opt(inv, &fn);
 	if (!err && has_opt(inv, OPT_CHANNEL) && strncmp(inv->opt[OPT_CHANNEL], "unix:", 5)) {
 		pr_err("invalid --channel '%s': expected unix:PATH", inv->opt[OPT_CHANNEL]);
 		err = -EUSAGE;
 	}
-	if (!err && has_opt(inv, OPT_CHANNEL_TIMEOUT))
-		err = parse_u32(inv->opt[OPT_CHANNEL_TIMEOUT], "--channel-timeout", 600000, &tmo);
 	if (!err && has_opt(inv, OPT_CHANNEL_TIMEOUT) && !has_opt(inv, OPT_CHANNEL)) {
 		pr_err("guest attach: --channel-timeout needs --channel");
 		err = -EUSAGE;
@@ -411,11 +376,8 @@ out:
 
 int cmd_guest_detach(const struct invocation *inv)
 {
-	uint32_t fn;
-	int err = parse_fn_opt(inv, &fn);
+	uint32_t fn = opt_u32(inv, OPT_FN);
 
-	if (err)
-		return err;
 	return guest_detach_fn(inv->arg[0], inv->opt[OPT_PIN_DIR], fn,
 			       json_flag(inv) | (has_opt(inv, OPT_FORCE) ? GUEST_F_FORCE : 0));
 }
@@ -527,19 +489,14 @@ int cmd_gc(const struct invocation *inv)
 	int64_t timeout_s = -1;
 	char dir[PATH_MAX];
 	struct clat_maps m;
-	uint32_t fn, first = 0, last = CLAT_MAX_FN - 1, t;
+	uint32_t fn, first = opt_u32_or(inv, OPT_FN, 0);
+	uint32_t last = has_opt(inv, OPT_FN) ? first : CLAT_MAX_FN - 1;
 	struct json j;
-	int err = 0;
+	int err;
 
-	if (has_opt(inv, OPT_FN))
-		err = parse_fn_opt(inv, &first);
-	last = has_opt(inv, OPT_FN) ? first : last;
-	if (!err && has_opt(inv, OPT_TIMEOUT)) {
-		err = parse_u32(inv->opt[OPT_TIMEOUT], "--timeout", UINT32_MAX, &t);
-		timeout_s = t;
-	}
-	if (!err)
-		err = require_root();
+	if (has_opt(inv, OPT_TIMEOUT))
+		timeout_s = opt_u32(inv, OPT_TIMEOUT);
+	err = require_root();
 	if (!err)
 		err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)

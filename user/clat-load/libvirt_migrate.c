@@ -127,14 +127,10 @@ static int parse_opts(const struct invocation *inv, struct lvm_opts *o)
 	o->dest_uri = inv->arg[1];
 	o->pf = inv->opt[OPT_PF];
 	o->chan = inv->opt[OPT_DEV_CHANNEL];
-	if (!o->pf || !o->chan) {
-		pr_err("libvirt migrate: missing %s", !o->pf ? "--pf" : "--channel");
-		return -EUSAGE;
-	}
 	if (has_opt(inv, OPT_FN)) {
-		err = parse_u32(inv->opt[OPT_FN], "--fn", CLAT_MAX_FN - 1, &o->fn);
-		o->have_fn = !err;
-		if (!err && !o->fn) {
+		o->fn = opt_u32(inv, OPT_FN);
+		o->have_fn = true;
+		if (!o->fn) {
 			pr_err("invalid --fn 0: fn 0 is the PF's own port");
 			err = -EUSAGE;
 		}

@@ -7,55 +7,24 @@
 
 #include "cli.h"
 #include "common.h"
-#include "gbuild.h"
 #include "json.h"
 
 struct locate_args {
 	uint32_t svc, ctx_size, block_size, levels, clat_entries;
 };
 
-/* size: the value takes a K/M/G suffix, like --type's ctx= and block=. */
-static int required_u32(const struct invocation *inv, enum opt_id id, const char *name,
-			bool size, uint32_t *out)
-{
-	uint64_t v;
-	char what[32];
-
-	if (!has_opt(inv, id)) {
-		pr_err("locate: --%s is required", name);
-		return -EUSAGE;
-	}
-	snprintf(what, sizeof(what), "--%s", name);
-	if (!size)
-		return parse_u32(inv->opt[id], what, UINT32_MAX, out);
-	if (gbuild_parse_size(inv->opt[id], &v) || v > UINT32_MAX) {
-		pr_err("invalid %s '%s': expected a byte count up to 4G, e.g. 128 or 4K",
-		       what, inv->opt[id]);
-		return -EUSAGE;
-	}
-	*out = (uint32_t)v;
-	return 0;
-}
-
 static int locate_args(const struct invocation *inv, struct locate_args *a)
 {
 	uint64_t cap;
 	uint32_t x;
-	int err;
 
-	a->clat_entries = CLAT_MAX_CLAT_ENTRIES;
-	err = required_u32(inv, OPT_SVC, "svc", false, &a->svc);
-	if (!err)
-		err = required_u32(inv, OPT_CTX_SIZE, "ctx-size", true, &a->ctx_size);
-	if (!err)
-		err = required_u32(inv, OPT_BLOCK_SIZE, "block-size", true, &a->block_size);
-	if (!err)
-		err = required_u32(inv, OPT_LEVELS, "levels", false, &a->levels);
-	if (!err && has_opt(inv, OPT_CLAT_ENTRIES))
-		err = parse_u32(inv->opt[OPT_CLAT_ENTRIES], "--clat-entries", UINT32_MAX,
-				&a->clat_entries);
-	if (err)
-		return err;
+	/* Required, typed and parsed (sizes with K/M/G) by the engine; the
+	 * geometry's own rules below. */
+	a->svc = opt_u32(inv, OPT_SVC);
+	a->ctx_size = opt_u32(inv, OPT_CTX_SIZE);
+	a->block_size = opt_u32(inv, OPT_BLOCK_SIZE);
+	a->levels = opt_u32(inv, OPT_LEVELS);
+	a->clat_entries = opt_u32_or(inv, OPT_CLAT_ENTRIES, CLAT_MAX_CLAT_ENTRIES);
 	if (!a->ctx_size || !a->block_size || a->block_size % a->ctx_size) {
 		pr_err("invalid --ctx-size %u: must be non-zero and divide --block-size %u",
 		       a->ctx_size, a->block_size);

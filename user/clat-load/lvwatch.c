@@ -361,14 +361,10 @@ static int watch_parse(const struct invocation *inv, struct watch *w, uint32_t *
 {
 	int err = 0;
 
-	*interval = LV_DEFAULT_INTERVAL;
-	w->resync_ms = LV_DEFAULT_RESYNC_MS;
+	*interval = opt_u32_or(inv, OPT_INTERVAL, LV_DEFAULT_INTERVAL);
+	w->resync_ms = opt_u32_or(inv, OPT_RESYNC_MS, LV_DEFAULT_RESYNC_MS);
 	w->json = has_opt(inv, OPT_JSON);
-	if (has_opt(inv, OPT_INTERVAL))
-		err = parse_u32(inv->opt[OPT_INTERVAL], "--interval", INT32_MAX / 1000, interval);
-	if (!err && has_opt(inv, OPT_RESYNC_MS))
-		err = parse_u32(inv->opt[OPT_RESYNC_MS], "--resync-ms", INT32_MAX, &w->resync_ms);
-	if (!err && has_opt(inv, OPT_TEST_ACTIONS))
+	if (has_opt(inv, OPT_TEST_ACTIONS))
 		err = parse_test_actions(inv->opt[OPT_TEST_ACTIONS], &w->acts, &w->nacts);
 	if (!err)
 		err = require_root();

@@ -128,24 +128,15 @@ int cmd_migrate(const struct invocation *inv)
 	struct mig_copy_stats cs = {};
 	struct move mv = {};
 	uint64_t t0 = mig_now_ns(), down = 0, ns, reloaded = 0, bsize;
-	unsigned int rounds;
+	unsigned int rounds = opt_u32_or(inv, OPT_ROUNDS, MIG_DEFAULT_ROUNDS);
 	struct mig_dst d = {};
 	struct mig_src s = { .ch.fd = -1 };
 	struct lap l;
 	struct json j;
-	uint32_t fn, to_fn;
-	int err;
+	uint32_t fn = opt_u32(inv, OPT_FN), to_fn = opt_u32(inv, OPT_TO_FN);
+	int err = 0;
 
-	err = mig_parse_fn(inv, OPT_FN, "--fn", &fn);
-	if (!err)
-		err = mig_parse_fn(inv, OPT_TO_FN, "--to-fn", &to_fn);
-	if (!err)
-		err = mig_parse_rounds(inv, &rounds);
-	if (!err && (!has_opt(inv, OPT_VM_NETNS) || !has_opt(inv, OPT_DST_MEM))) {
-		pr_err("migrate: --vm-netns and --dst-mem are required");
-		err = -EUSAGE;
-	}
-	if (!err && (fn == 0 || to_fn == 0)) {
+	if (fn == 0 || to_fn == 0) {
 		pr_err("migrate: fn 0 is the host port, not a VF");
 		err = -EUSAGE;
 	}

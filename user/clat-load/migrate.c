@@ -21,37 +21,6 @@ void mig_report_close(const struct invocation *inv, FILE *f)
 		fclose(f);
 }
 
-int mig_parse_fn(const struct invocation *inv, int id, const char *name, uint32_t *fn)
-{
-	if (!has_opt(inv, id)) {
-		pr_err("%s: missing %s", inv->cmd->name, name);
-		return -EUSAGE;
-	}
-	return parse_u32(inv->opt[id], name, CLAT_MAX_FN - 1, fn);
-}
-
-int mig_parse_rounds(const struct invocation *inv, unsigned int *rounds)
-{
-	uint32_t r = MIG_DEFAULT_ROUNDS;
-	int err = has_opt(inv, OPT_ROUNDS) ? parse_u32(inv->opt[OPT_ROUNDS], "--rounds", 64, &r) : 0;
-
-	*rounds = r;
-	return err;
-}
-
-static int parse_wait(const struct invocation *inv, int *ms)
-{
-	uint32_t s = DS_DEFAULT_WAIT_MS / 1000;
-	int err = has_opt(inv, OPT_WAIT) ? parse_u32(inv->opt[OPT_WAIT], "--wait", 3600, &s) : 0;
-
-	if (!err && !s) {
-		pr_err("invalid --wait 0: need 1..3600 seconds");
-		err = -EUSAGE;
-	}
-	*ms = (int)s * 1000;
-	return err;
-}
-
 void mig_json_copy(struct json *j, const char *key, const struct mig_copy_stats *cs)
 {
 	json_obj_open(j, key);
@@ -127,17 +96,14 @@ int cmd_migrate_out(const struct invocation *inv)
 	struct mig_copy_stats cs = {};
 	struct mig_result res = {};
 	bool done = false;
-	unsigned int rounds;
+	unsigned int rounds = opt_u32_or(inv, OPT_ROUNDS, MIG_DEFAULT_ROUNDS);
 	uint64_t t0 = mig_now_ns(), t;
 	struct mig_src s;
 	struct json j;
-	uint32_t fn;
-	int err;
+	uint32_t fn = opt_u32(inv, OPT_FN);
+	int err = 0;
 
-	err = mig_parse_fn(inv, OPT_FN, "--fn", &fn);
-	if (!err)
-		err = mig_parse_rounds(inv, &rounds);
-	if (!err && chan && (has_opt(inv, OPT_ABORT) || has_opt(inv, OPT_DELTA))) {
+	if (chan && (has_opt(inv, OPT_ABORT) || has_opt(inv, OPT_DELTA))) {
 		pr_err("migrate-out: --to does not go with --abort or --delta");
 		err = -EUSAGE;
 	}
@@ -216,28 +182,13 @@ out:
 	return err;
 }
 
-static int parse_bat(const char *s, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 0);
-	if (errno || end == s || *end) {
-		pr_err("invalid --bat-gpa '%s'", s);
-		return -EUSAGE;
-	}
-	return 0;
-}
-
 /* --listen: the stream's blocks, then one commit. */
 static int migrate_in_listen(const struct invocation *inv, struct mig_dst *d, const uint8_t mac[6])
 {
 	struct mig_result r;
 	struct json j;
-	int wait_ms, err = parse_wait(inv, &wait_ms);
+	int wait_ms = (int)opt_u32_or(inv, OPT_WAIT, DS_DEFAULT_WAIT_MS / 1000) * 1000, err;
 
-	if (err)
-		return err;
 	json_init(&j, mig_report_stream(inv));
 	json_obj_open(&j, NULL);
 	json_u64(&j, "fn", d->fn);
@@ -261,24 +212,18 @@ static int migrate_in_listen(const struct invocation *inv, struct mig_dst *d, co
 
 int cmd_migrate_in(const struct invocation *inv)
 {
-	uint64_t t0 = mig_now_ns(), t1, bat = 0, reloaded;
+	uint64_t t0 = mig_now_ns(), t1, bat = opt_u64_or(inv, OPT_BAT_GPA, 0), reloaded;
 	bool listen = has_opt(inv, OPT_CHAN_LISTEN);
+	const uint8_t *mac = opt_mac(inv, OPT_MAC);
 	struct mig_dst d = {};
-	uint8_t mac[6];
 	struct json j;
-	uint32_t fn;
-	int err;
+	uint32_t fn = opt_u32(inv, OPT_FN);
+	int err = 0;
 
-	err = mig_parse_fn(inv, OPT_FN, "--fn", &fn);
-	if (!err && (!has_opt(inv, OPT_MAC) || !has_opt(inv, OPT_MEM) ||
-		     listen == has_opt(inv, OPT_BAT_GPA))) {
-		pr_err("migrate-in: --mac, --mem and one of --listen or --bat-gpa are required");
+	if (listen == has_opt(inv, OPT_BAT_GPA)) {
+		pr_err("migrate-in: one of --listen or --bat-gpa is required");
 		err = -EUSAGE;
 	}
-	if (!err)
-		err = parse_mac(inv->opt[OPT_MAC], mac);
-	if (!err && !listen)
-		err = parse_bat(inv->opt[OPT_BAT_GPA], &bat);
 	if (!err)
 		err = require_root();
 	if (err)

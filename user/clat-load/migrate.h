@@ -15,8 +15,6 @@ struct invocation;
 struct json;
 FILE *mig_report_stream(const struct invocation *inv); /* --json: stdout, else discarded */
 void mig_report_close(const struct invocation *inv, FILE *f);
-int mig_parse_fn(const struct invocation *inv, int id, const char *name, uint32_t *fn);
-int mig_parse_rounds(const struct invocation *inv, unsigned int *rounds);
 void mig_json_copy(struct json *j, const char *key, const struct mig_copy_stats *cs);
 /* The destination's DONE, as the source reports it: key "commit". */
 void mig_json_commit(struct json *j, const struct mig_result *r);

@@ -432,8 +432,7 @@ static void report(struct qm *qm, const struct invocation *inv, int err, uint64_
 
 static int parse_args(const struct invocation *inv, struct qm *qm)
 {
-	uint32_t v = 10;
-	int err;
+	int err = 0;
 
 	qm->pf = inv->arg[0];
 	qm->shared = has_opt(inv, OPT_SHARED);
@@ -441,13 +440,13 @@ static int parse_args(const struct invocation *inv, struct qm *qm)
 	qm->port = inv->opt[OPT_PORT];
 	qm->chan = inv->opt[OPT_CHANNEL];
 	qm->pin_dir = inv->opt[OPT_PIN_DIR];
-	if (!has_opt(inv, OPT_FN) || !has_opt(inv, OPT_SRC_QMP) || !has_opt(inv, OPT_DST_QMP) ||
-	    (!qm->uri && !has_opt(inv, OPT_RECOVER))) {
-		pr_err("qemu migrate: --fn, --src-qmp, --dst-qmp and --uri are required");
+	qm->fn = opt_u32(inv, OPT_FN);
+	qm->downtime_limit = opt_u32_or(inv, OPT_DOWNTIME_LIMIT, 10);
+	if (!qm->uri && !has_opt(inv, OPT_RECOVER)) {
+		pr_err("qemu migrate: --uri is required (unless --recover)");
 		return -EUSAGE;
 	}
-	err = parse_u32(inv->opt[OPT_FN], "--fn", CLAT_MAX_FN - 1, &qm->fn);
-	if (!err && qm->fn == 0) {
+	if (qm->fn == 0) {
 		pr_err("qemu migrate: fn 0 is the host port, not a VF");
 		err = -EUSAGE;
 	}
@@ -459,9 +458,6 @@ static int parse_args(const struct invocation *inv, struct qm *qm)
 		pr_err("qemu migrate: --shared needs --port (the new VMM's tap)");
 		err = -EUSAGE;
 	}
-	if (!err && has_opt(inv, OPT_DOWNTIME_LIMIT))
-		err = parse_u32(inv->opt[OPT_DOWNTIME_LIMIT], "--downtime-limit", 2000000, &v);
-	qm->downtime_limit = v;
 	if (!err)
 		err = require_root();
 	if (!err && qm->port)

@@ -24,11 +24,9 @@ static int dst_committed(const struct invocation *inv, uint32_t fn)
 	struct clat_guest_info gi = {};
 	struct clat_vct_entry e = {};
 	struct clat_maps m;
-	uint32_t to = fn;
+	uint32_t to = opt_u32_or(inv, OPT_TO_FN, fn);
 
 	if (!has_opt(inv, OPT_DST_PIN_DIR))
-		return -1;
-	if (has_opt(inv, OPT_TO_FN) && parse_u32(inv->opt[OPT_TO_FN], "--to-fn", CLAT_MAX_FN - 1, &to))
 		return -1;
 	if (maps_open_pinned(inv->opt[OPT_DST_PIN_DIR], &m))
 		return -1;

@@ -15,19 +15,9 @@
 #include <net/if.h>
 #include <bpf/bpf.h>
 
-static int parse_fn(const struct invocation *inv, uint32_t *fn)
-{
-	if (!has_opt(inv, OPT_FN)) {
-		pr_err("%s: missing --fn", inv->cmd->name);
-		return -EUSAGE;
-	}
-	return parse_u32(inv->opt[OPT_FN], "--fn", CLAT_MAX_FN - 1, fn);
-}
-
 static int parse_port(const struct invocation *inv, unsigned int *ifindex)
 {
-	uint32_t v;
-	int err;
+	uint32_t v = opt_u32(inv, OPT_IFINDEX);
 
 	if (has_opt(inv, OPT_IFINDEX) == has_opt(inv, OPT_DEV)) {
 		pr_err("vf add: give exactly one of --ifindex and --dev");
@@ -35,9 +25,6 @@ static int parse_port(const struct invocation *inv, unsigned int *ifindex)
 	}
 	if (has_opt(inv, OPT_DEV))
 		return resolve_ifindex(inv->opt[OPT_DEV], ifindex);
-	err = parse_u32(inv->opt[OPT_IFINDEX], "--ifindex", INT32_MAX, &v);
-	if (err)
-		return err;
 	if (!if_indextoname(v, (char[IF_NAMESIZE]){ 0 })) {
 		pr_err("failed to find interface with ifindex %u: %s", v, strerror(errno));
 		return -ENODEV;
@@ -98,21 +85,11 @@ int cmd_vf_add(const struct invocation *inv)
 	unsigned int ifindex, pf_ifindex;
 	struct clat_port_val owner;
 	struct clat_maps m;
-	uint32_t fn, vlan = 0, flags;
-	uint8_t mac[6];
+	uint32_t fn = opt_u32(inv, OPT_FN), vlan = opt_u32_or(inv, OPT_VLAN, 0), flags;
+	const uint8_t *mac = opt_mac(inv, OPT_MAC);
 	int err, prog_fd;
 
-	err = parse_fn(inv, &fn);
-	if (!err && !has_opt(inv, OPT_MAC)) {
-		pr_err("vf add: missing --mac");
-		err = -EUSAGE;
-	}
-	if (!err)
-		err = parse_mac(inv->opt[OPT_MAC], mac);
-	if (!err && has_opt(inv, OPT_VLAN))
-		err = parse_u32(inv->opt[OPT_VLAN], "--vlan", 4094, &vlan);
-	if (!err)
-		err = require_root();
+	err = require_root();
 	if (!err)
 		err = parse_port(inv, &ifindex);
 	if (!err)
@@ -157,12 +134,10 @@ int cmd_vf_del(const struct invocation *inv)
 	char dir[PATH_MAX], name[32], path[PATH_MAX];
 	struct clat_vct_entry e = {};
 	struct clat_maps m;
-	uint32_t fn;
+	uint32_t fn = opt_u32(inv, OPT_FN);
 	int err;
 
-	err = parse_fn(inv, &fn);
-	if (!err)
-		err = require_root();
+	err = require_root();
 	if (!err)
 		err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)
@@ -241,30 +216,6 @@ void json_policy(struct json *j, const struct clat_fn_policy *p, const char *pf)
 	json_u64(j, "max_rate_mbit", p->max_rate_mbit);
 }
 
-static int parse_onoff(const char *s, const char *what, uint8_t *out)
-{
-	if (!strcmp(s, "on") || !strcmp(s, "off")) {
-		*out = !strcmp(s, "on");
-		return 0;
-	}
-	pr_err("invalid %s '%s': expected on or off", what, s);
-	return -EUSAGE;
-}
-
-static int parse_state(const char *s, uint8_t *out)
-{
-	uint8_t i;
-
-	for (i = 0; i < ARRAY_SIZE(link_state_names); i++)
-		if (!strcmp(s, link_state_names[i])) {
-			*out = i;
-			return 0;
-		}
-	pr_err("invalid --state '%s': expected auto, enable or disable", s);
-	return -EUSAGE;
-}
-
-#define CLAT_MAX_RATE_MBIT 400000 /* 400 Gbit/s */
 #define VF_SET_MAX_MACS 64
 
 struct vf_set_req {
@@ -274,34 +225,27 @@ struct vf_set_req {
 };
 
 /* Everything from the command line, before any map is touched. */
-static int vf_set_parse(const struct invocation *inv, const struct clat_fn_policy *cur,
+static void vf_set_parse(const struct invocation *inv, const struct clat_fn_policy *cur,
 			struct vf_set_req *r)
 {
-	uint32_t v;
-	int err = 0;
-
 	r->p = *cur;
-	if (has_opt(inv, OPT_VLAN)) {
-		err = parse_u32(inv->opt[OPT_VLAN], "--vlan", 4094, &v);
-		r->p.vlan = (uint16_t)v;
-	}
-	if (!err && has_opt(inv, OPT_SPOOFCHK))
-		err = parse_onoff(inv->opt[OPT_SPOOFCHK], "--spoofchk", &r->p.spoofchk);
-	if (!err && has_opt(inv, OPT_TRUST))
-		err = parse_onoff(inv->opt[OPT_TRUST], "--trust", &r->p.trust);
-	if (!err && has_opt(inv, OPT_STATE))
-		err = parse_state(inv->opt[OPT_STATE], &r->p.link_state);
-	if (!err && has_opt(inv, OPT_MAX_RATE)) {
-		err = parse_u32(inv->opt[OPT_MAX_RATE], "--max-rate", CLAT_MAX_RATE_MBIT, &v);
-		r->p.max_rate_mbit = v;
-	}
+	/* Typed and bounded by the table; enums by index: on|off, auto|enable|disable. */
+	if (has_opt(inv, OPT_VLAN))
+		r->p.vlan = (uint16_t)opt_u32(inv, OPT_VLAN);
+	if (has_opt(inv, OPT_SPOOFCHK))
+		r->p.spoofchk = opt_u32(inv, OPT_SPOOFCHK) == 0;
+	if (has_opt(inv, OPT_TRUST))
+		r->p.trust = opt_u32(inv, OPT_TRUST) == 0;
+	if (has_opt(inv, OPT_STATE))
+		r->p.link_state = (uint8_t)opt_u32(inv, OPT_STATE);
+	if (has_opt(inv, OPT_MAX_RATE))
+		r->p.max_rate_mbit = opt_u32(inv, OPT_MAX_RATE);
 	r->add = has_opt(inv, OPT_ADD_MAC);
 	r->del = has_opt(inv, OPT_DEL_MAC);
-	if (!err && r->add)
-		err = parse_mac(inv->opt[OPT_ADD_MAC], r->add_mac);
-	if (!err && r->del)
-		err = parse_mac(inv->opt[OPT_DEL_MAC], r->del_mac);
-	return err;
+	if (r->add)
+		memcpy(r->add_mac, opt_mac(inv, OPT_ADD_MAC), 6);
+	if (r->del)
+		memcpy(r->del_mac, opt_mac(inv, OPT_DEL_MAC), 6);
 }
 
 static int find_mac(const struct clat_mac_key *keys, int n, const uint8_t mac[6])
@@ -400,7 +344,7 @@ static int vf_set_port(const struct invocation *inv)
 	unsigned int ifindex;
 	char dir[PATH_MAX];
 	struct clat_maps m;
-	uint32_t fn;
+	uint32_t fn = opt_u32(inv, OPT_FN);
 	int err;
 
 	for (size_t i = 0; i < ARRAY_SIZE(others); i++)
@@ -408,9 +352,7 @@ static int vf_set_port(const struct invocation *inv)
 			pr_err("vf set: --port moves the port alone; set the policy in another call");
 			return -EUSAGE;
 		}
-	err = parse_fn(inv, &fn);
-	if (!err)
-		err = require_root();
+	err = require_root();
 	if (!err)
 		err = resolve_ifindex(port, &ifindex);
 	if (!err)
@@ -451,17 +393,13 @@ int cmd_vf_set(const struct invocation *inv)
 	char dir[PATH_MAX], mac[18];
 	struct clat_maps m;
 	uint16_t key_vlan;
-	uint32_t fn;
+	uint32_t fn = opt_u32(inv, OPT_FN);
 	int err, n;
 
 	if (has_opt(inv, OPT_PORT))
 		return vf_set_port(inv);
-	/* Bad input is refused before anything is opened. */
-	err = parse_fn(inv, &fn);
-	if (!err)
-		err = vf_set_parse(inv, &cur, &r);
-	if (!err)
-		err = require_root();
+	/* Bad input was refused by the engine, before anything is opened. */
+	err = require_root();
 	if (!err)
 		err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)

@@ -73,6 +73,9 @@ enum opt_id {
 	OPT__MAX,
 };
 
+/* vf set --max-rate's bound: 400 Gbit/s. */
+#define CLAT_MAX_RATE_MBIT 400000
+
 _Static_assert(OPT__MAX <= CMD_MAX_OPT_IDS, "too many option ids");
 
 int cmd_attach(const struct invocation *inv);

@@ -3,6 +3,7 @@
  * and TCX links, number and MAC parsing.  All return 0 or -errno and log a
  * "failed to X: <reason>" line themselves where the caller cannot add more. */
 #include "common.h"
+#include "parse.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -274,43 +275,14 @@ int resolve_ifindex(const char *dev, unsigned int *ifindex)
 	return 0;
 }
 
-int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || end == s || *end || s[0] == '-' || v > max) {
-		pr_err("invalid %s '%s': expected an integer 0..%u", what, s, max);
-		return -EUSAGE;
-	}
-	*out = (uint32_t)v;
-	return 0;
-}
-
+/* A MAC from outside the command line (domain XML, bench arguments). */
 int parse_mac(const char *s, uint8_t mac[6])
 {
-	unsigned int b[6];
-	char tail;
-	int i;
+	const char *why = parse_mac_reason(s, mac);
 
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
-		   &tail) != 6 || strlen(s) != 17)
-		goto bad;
-	for (i = 0; i < 6; i++)
-		mac[i] = (uint8_t)b[i];
-	if (mac[0] & 1) {
-		pr_err("invalid MAC '%s': multicast/broadcast addresses cannot identify a function", s);
-		return -EUSAGE;
-	}
-	if (!(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5])) {
-		pr_err("invalid MAC '%s': all-zero address", s);
-		return -EUSAGE;
-	}
-	return 0;
-bad:
-	pr_err("invalid MAC '%s': expected xx:xx:xx:xx:xx:xx", s);
+	if (!why)
+		return 0;
+	pr_err("invalid MAC '%s': %s", s, why);
 	return -EUSAGE;
 }
 
@@ -395,20 +367,6 @@ int xdp_link_ifindex(int link_fd, unsigned int *ifindex)
 		return -EINVAL;
 	*ifindex = info.xdp.ifindex;
 	return 0;
-}
-
-int xdp_mode_flags(const char *mode, uint32_t *flags)
-{
-	if (!mode || !strcmp(mode, "native")) {
-		*flags = XDP_FLAGS_DRV_MODE;
-		return 0;
-	}
-	if (!strcmp(mode, "skb")) {
-		*flags = XDP_FLAGS_SKB_MODE;
-		return 0;
-	}
-	pr_err("invalid --mode '%s': expected native or skb", mode);
-	return -EUSAGE;
 }
 
 /* The mode clat_rx was attached in, so later ports get the same. */

@@ -67,9 +67,7 @@ void pin_dir_close(struct pin_dir *pd);
 int pin_dir_check(const char *dir);
 int remove_pin_dir(const char *dir);
 int resolve_ifindex(const char *dev, unsigned int *ifindex);
-int parse_u32(const char *s, const char *what, uint32_t max, uint32_t *out);
 int parse_mac(const char *s, uint8_t mac[6]);
-int xdp_mode_flags(const char *mode, uint32_t *flags);
 int attached_xdp_flags(unsigned int ifindex, uint32_t *flags);
 void format_mac(const uint8_t mac[6], char buf[18]);
 

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE /* accept4 */
 #include "devstate.h"
 #include "common.h"
+#include "parse.h"
 
 #include <endian.h>
 #include <fcntl.h>
@@ -101,8 +102,7 @@ static int parse_tcp(const char *spec, bool passive, struct chan_addr *a)
 		hl = (size_t)(c - h);
 		port = c + 1;
 	}
-	if (!hl || hl >= sizeof(host) || !*port || strspn(port, "0123456789") != strlen(port) ||
-	    atoi(port) < 1 || atoi(port) > 65535)
+	if (!hl || hl >= sizeof(host) || parse_port(port))
 		goto bad;
 	memcpy(host, h, hl);
 	host[hl] = 0;

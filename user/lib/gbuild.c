@@ -7,6 +7,7 @@
 #include "gbuild.h"
 #include "glayout.h"
 #include "gphys.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,39 +41,6 @@ int gbuild_say(char *buf, size_t len, const char *fmt, ...)
 }
 
 /* ---- Parsing ------------------------------------------------------------- */
-
-static int parse_num(const char *s, size_t n, bool suffix, uint64_t max, uint64_t *out)
-{
-	char buf[32], *end;
-	unsigned long long v;
-	uint64_t mult = 1;
-
-	if (!n || n >= sizeof(buf) || s[0] == '-' || s[0] == '+')
-		return -EINVAL;
-	memcpy(buf, s, n);
-	buf[n] = '\0';
-	errno = 0;
-	v = strtoull(buf, &end, 0);
-	if (errno || end == buf)
-		return -EINVAL;
-	if (suffix && *end) {
-		switch (*end++) {
-		case 'k': case 'K': mult = 1ULL << 10; break;
-		case 'm': case 'M': mult = 1ULL << 20; break;
-		case 'g': case 'G': mult = 1ULL << 30; break;
-		default: return -EINVAL;
-		}
-	}
-	if (*end || v > max / mult)
-		return -EINVAL;
-	*out = v * mult;
-	return 0;
-}
-
-int gbuild_parse_size(const char *s, uint64_t *out)
-{
-	return parse_num(s, strlen(s), true, UINT64_MAX, out);
-}
 
 static int parse_proto(const char *v, size_t n, uint32_t *mask)
 {

@@ -47,8 +47,6 @@ struct gbuild_opts {
  *  [,seed=X]"; A and B take K/M suffixes.  A = 128 (the record's size)
  *  with B = 4K puts one 32-slot bucket in each block. */
 int gbuild_parse_type(const char *spec, struct gbuild_type *t, char *err, size_t errlen);
-/* A byte count with an optional K/M/G (binary) suffix. */
-int gbuild_parse_size(const char *s, uint64_t *out);
 /* Checks a spec and fills in its defaults (levels, C, proto, seed). */
 int gbuild_resolve(struct gbuild_type *t, char *err, size_t errlen);
 /* Guest pages the tables of these (resolved) types take, BAT included. */

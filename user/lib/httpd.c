@@ -5,6 +5,7 @@
 #define _GNU_SOURCE /* ppoll, accept4 */
 #include "httpd.h"
 #include "common.h"
+#include "parse.h"
 
 #include <netdb.h>
 #include <poll.h>
@@ -29,7 +30,6 @@ int http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len
 	struct addrinfo *ai = NULL;
 	char host[INET6_ADDRSTRLEN + 2];
 	const char *colon, *port;
-	uint32_t p;
 	size_t hl;
 
 	if (s[0] == '[') {
@@ -47,11 +47,7 @@ int http_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len
 		hl = colon - s;
 	}
 	port = colon + 1;
-	if (!hl || hl >= sizeof(host) || !*port || strspn(port, "0123456789") != strlen(port) ||
-	    strlen(port) > 5)
-		goto bad;
-	p = strtoul(port, NULL, 10);
-	if (!p || p > 65535)
+	if (!hl || hl >= sizeof(host) || parse_port(port))
 		goto bad;
 	memcpy(host, s, hl);
 	host[hl] = '\0';

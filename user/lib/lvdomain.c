@@ -3,6 +3,7 @@
 #include "common.h"
 #include "lvdomain.h"
 #include "maps.h"
+#include "parse.h"
 #include "vfemu.h"
 
 #include <dirent.h>
@@ -66,15 +67,11 @@ static int attr_get(const xmlNode *n, const char *name, char *buf, size_t len)
 
 static int attr_u64(const xmlNode *n, const char *name, uint64_t max, uint64_t *out)
 {
-	char buf[32], *end;
+	char buf[32];
 
 	if (attr_get(n, name, buf, sizeof(buf)))
 		return -EINVAL;
-	errno = 0;
-	*out = strtoull(buf, &end, 0);
-	if (errno || end == buf || *end || buf[0] == '-' || *out > max)
-		return -EINVAL;
-	return 0;
+	return parse_num(buf, strlen(buf), false, max, out) ? -EINVAL : 0;
 }
 
 /* <source><address type='pci' domain= bus= slot= function=/></source> */
