@@ -1,91 +1,12 @@
 #!/usr/bin/env bats
 # libvirt integration through libvirt's test driver (test:///abs/node.xml, no
-# daemon): reconcile, watch with lifecycle events, and the qemu hook script.
-# The test driver cannot migrate, so a migration is modelled by two node
-# files, one per host state.
+# daemon): reconcile and watch with lifecycle events (the qemu hook script:
+# libvirt_hook.bats; the fixture: lib/lvtest.bash).  The test driver cannot
+# migrate, so a migration is modelled by two node files, one per host state.
 
 load lib/common
+load lib/lvtest
 bats_require_minimum_version 1.5.0
-
-HOOK=$ROOT/scripts/libvirt-qemu-hook
-DATA=$ROOT/selftests/data
-
-setup() {
-	topo_create 2
-	attach
-	MEM1=$BATS_TEST_TMPDIR/vm1.mem
-	MEM2=$BATS_TEST_TMPDIR/vm2.mem
-	guest_init "$MEM1" conn:ctx=256,block=4096,services=2000
-	BAT1=$BAT
-	guest_init "$MEM2" conn:ctx=256,block=4096,services=1000
-	BAT2=$BAT
-	PCI=()
-	local json i
-	json=$("$VF_EMU" list "$PF" --json)
-	for i in 0 1; do PCI[i]=$(jq -r ".vfs[$i].pci" <<<"$json"); done
-	# A MAC that is not VF 0's own, so that setting it is visible.
-	VMMAC=52:54:00:$(printf '%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
-	PIN=/sys/fs/bpf/clat/$PF
-	# Incoming-domain markers of the hook: the test's own.
-	export CLAT_HOOK_STATE=$BATS_TEST_TMPDIR/hook
-}
-
-teardown() {
-	reap
-	rm -f /run/clat/migrate-"$PF"-fn*.lock
-	rmdir /run/clat 2>/dev/null || true # only if no one else's lock is in it
-	topo_destroy
-}
-
-# domain_xml NAME RUNSTATE MAC PCI MEM BAT [nometa]: one domain of the template
-# (RUNSTATE 1 = running, 5 = shut off).
-domain_xml() {
-	local name=$1 state=$2 mac=$3 pci=$4 mem=$5 bat=$6 meta=${7:-}
-	local d=${pci%%:*} rest=${pci#*:}
-	local bus=${rest%%:*} slotfn=${rest#*:}
-	local slot=${slotfn%.*} func=${slotfn#*.}
-	sed -e "s|@NAME@|$name|" -e "s|@RUNSTATE@|$state|" -e "s|@MAC@|$mac|" \
-		-e "s|@MEM@|$mem|" -e "s|@BAT@|$bat|" -e "s|@PCI_DOMAIN@|$d|" \
-		-e "s|@PCI_BUS@|$bus|" -e "s|@PCI_SLOT@|$slot|" -e "s|@PCI_FUNC@|$func|" \
-		"$DATA/libvirt-domain.xml.in" |
-		if [ "$meta" = nometa ]; then sed '/<metadata>/,/<\/metadata>/d'; else cat; fi
-}
-
-# node_xml FILE [DOMAIN_XML_FILE...]: a test-driver node holding those domains.
-node_xml() {
-	local out=$1 domains
-	shift
-	domains=$(cat "$@" </dev/null)
-	awk -v doms="$domains" '{ if ($0 == "@DOMAINS@") print doms; else print }' \
-		"$DATA/libvirt-node.xml.in" >"$out"
-}
-
-# node NAME DOMAIN-ARGS...: test:/// URI of a node with one domain; "none" = no domain.
-node() {
-	local file=$BATS_TEST_TMPDIR/$1.xml
-	shift
-	if [ "$1" = none ]; then
-		node_xml "$file"
-	else
-		domain_xml "$@" >"$file.dom"
-		node_xml "$file" "$file.dom"
-	fi
-	echo "test://$file"
-}
-
-reconcile() {
-	"$CLAT_LOAD" libvirt reconcile "$PF" "$@"
-}
-
-# fn_field FN JQ: a field of fn in `clat-load status --json`.
-fn_field() {
-	"$CLAT_LOAD" status "$PF" --json | jq -r --argjson fn "$1" ".fns[] | select(.fn == \$fn) | $2"
-}
-
-# The guest-tables record of fn, straight from the pinned map.
-guests_bat() {
-	bpftool -j map lookup pinned "$PIN/guests" key "$1" 0 0 0 | jq -r '.formatted.value.bat_gpa // .value.bat_gpa'
-}
 
 @test "reconcile: attaches the guest tables and sets the MAC of the domain's VF; a second run changes nothing" {
 	local uri
@@ -302,93 +223,6 @@ guests_bat() {
 	assert_output --partial "invalid --test-actions item 'explode:vm1'"
 }
 
-@test "hook: started attaches and sets the MAC, stopped detaches, migrate prints nothing" {
-	local xml=$BATS_TEST_TMPDIR/vm1.dom
-	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml"
-	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
-
-	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml"
-	assert_success
-	# One record for the domain, one line.
-	assert_equal "${#lines[@]}" 1
-	assert_equal "$(jq -c '[.domain, .mem, .bat_gpa]' <<<"$output")" \
-		"[\"vm1\",\"$MEM1\",\"$(printf '0x%x' "$BAT1")\"]"
-	assert_equal "$(jq -c '.fns' <<<"$output")" \
-		"[{\"fn\":1,\"mac\":\"$VMMAC\",\"vlan\":0,\"ifindex\":$(fn_field 1 .ifindex),\"tables\":\"none\",\"migrating\":false}]"
-
-	# At prepare and start QEMU and its RAM do not exist yet: nothing happens.
-	for op in prepare start; do
-		run "$HOOK" vm1 "$op" begin - <"$xml"
-		assert_success
-		assert_output ""
-		assert_equal "$(fn_field 1 .bat_gpa)" 0
-	done
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_success
-	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_success
-	assert_output --partial "already has these guest tables attached; nothing to do"
-	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
-	[ "$(fn_field 1 .pool_contexts)" -gt 0 ]
-	run ctx_json 1
-	assert_success
-
-	run "$HOOK" vm1 migrate begin - <"$xml"
-	assert_success
-	assert_output ""
-
-	run "$HOOK" vm1 stopped end - <"$xml"
-	assert_success
-	run "$HOOK" vm1 release end - <"$xml"
-	assert_success
-	assert_output --partial "no guest tables attached; nothing to do"
-	assert_equal "$(fn_field 1 .bat_gpa)" 0
-	assert_equal "$(fn_field 1 .pool_contexts)" 0
-	# A reconcile would now find the MAC as the hook left it.
-	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
-}
-
-@test "hook: no metadata, foreign VFs and bad XML" {
-	local xml=$BATS_TEST_TMPDIR/vm1.dom
-	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
-
-	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" nometa >"$xml"
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_success
-	assert_output --partial "fn 1: no clat metadata in the domain; no guest tables"
-	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
-	assert_equal "$(fn_field 1 .bat_gpa)" 0
-
-	domain_xml vm1 1 "$VMMAC" 0000:99:1f.7 "$MEM1" "$BAT1" >"$xml"
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_success
-	assert_output --partial "nothing to do"
-
-	run "$HOOK" vm1 started begin - <<<"<domain><name>x</name"
-	assert_failure 1
-	assert_output --partial "clat-load: failed to parse domain XML"
-	assert_output --partial "clat-hook: vm1 started begin: failed to read the domain XML"
-
-	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" 0x0 >"$xml"
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_failure 1
-	assert_output --partial 'needs bat-gpa="0x..."'
-
-	CLAT_PF= run "$HOOK" vm1 started begin - <"$xml"
-	assert_success
-	assert_output --partial "CLAT_PF is not set"
-}
-
-# flows MAC N FIRST_PORT: N UDP flows from the wire to the fn that MAC selects.
-flows() {
-	"$BIN/flowgen" --prog "$PIN/prog_rx" --dst-mac "$1" --src-mac 02:00:5e:00:00:01 \
-		--vm-addr "${VM_IP[0]}" --vm-port 5000 --remote-addr "$WIRE_IP" --first-port "$3" \
-		--count "$2" --proto udp >/dev/null
-}
-
-sum() { sha256sum "$1" | cut -d' ' -f1; }
-
 @test "reconcile: mem= that is a symlink, a FIFO or a device is refused, never resolved or opened" {
 	local uri bad
 	ln -s "$MEM1" "$BATS_TEST_TMPDIR/link.mem"
@@ -413,42 +247,6 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 	assert_equal "$(jq -c '[.actions[] | [.action, .fn, .reason, .ok]]' <<<"$output")" \
 		'[["detach",1,"its domain'"'"'s guest memory file is refused",true]]'
 	assert_equal "$(fn_field 1 .bat_gpa)" 0
-}
-
-@test "hook and reconcile: a newline in mem= cannot forge a record for another fn" {
-	local xml=$BATS_TEST_TMPDIR/evil.dom uri mac2 forged
-	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
-	mac2=$(fn_field 2 '.macs[0].mac')
-	# What the old line format would have read as fn 2's record.
-	forged="2 02:66:66:66:66:66 0 $(fn_field 2 .ifindex) - -"
-	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" @EVIL@ "$BAT1" |
-		sed "s|@EVIL@|$MEM1\&#10;$forged|" >"$xml"
-	grep -q "&#10;$forged" "$xml"
-
-	run --separate-stderr "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml"
-	assert_failure 1
-	assert_output ""
-	[[ "$stderr" == *"<guest mem=...> holds a control character or whitespace (refused)"* ]]
-	[[ "$stderr" == *"domain vm1: refused"* ]]
-
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_failure 1
-	assert_output --partial "failed to read the domain XML"
-	run "$HOOK" vm1 stopped end - <"$xml"
-	assert_failure 1
-	assert_equal "$(fn_field 2 '.macs[0].mac')" "$mac2"
-	assert_equal "$(fn_field 1 .bat_gpa)" 0
-	assert_equal "$(fn_field 2 .bat_gpa)" 0
-
-	uri=$(node evil vm1 1 "$VMMAC" "${PCI[0]}" /x "$BAT1")
-	sed -i "s|mem='/x'|mem='$MEM1\&#10;$forged'|" "${uri#test://}"
-	run --separate-stderr reconcile --connect "$uri" --json
-	assert_failure 1
-	[[ "$stderr" == *"holds a control character or whitespace (refused)"* ]]
-	assert_equal "$(fn_field 2 '.macs[0].mac')" "$mac2"
-	assert_equal "$(fn_field 1 .bat_gpa)" 0
-	assert_equal "$(fn_field 2 .bat_gpa)" 0
-	assert_equal "$(jq -c '[.actions[] | select(.fn == 2)]' <<<"$output")" '[]'
 }
 
 @test "reconcile: a guest that broke its BAT loses its fn to the next domain; its file is never written again" {
@@ -484,44 +282,6 @@ sum() { sha256sum "$1" | cut -d' ' -f1; }
 	run reconcile --connect "$uri"
 	assert_output --partial "nothing to do"
 	assert_equal "$(sum "$MEM1")" "$old"
-}
-
-@test "hook: a fn that still holds another guest's tables is dropped (forced) before the new domain gets it" {
-	local xml1=$BATS_TEST_TMPDIR/vm1.dom xml2=$BATS_TEST_TMPDIR/vm2.dom old
-	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
-	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml1"
-	domain_xml vm2 1 52:54:00:00:00:22 "${PCI[0]}" "$MEM2" "$BAT2" >"$xml2"
-	"$HOOK" vm1 started begin - <"$xml1"
-	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
-	flows "$VMMAC" 20 20000
-	# vm1 breaks its BAT and its stop hook never ran (or failed).
-	dd if=/dev/zero of="$MEM1" bs=1 seek="$BAT1" count=4 conv=notrunc status=none
-	run "$CLAT_LOAD" libvirt hook-parse "$PF" <"$xml2"
-	assert_success
-	assert_equal "$(jq -r '.fns[0].tables' <<<"$output")" other
-	# vm2's stop hook leaves vm1's tables alone; its start drops them first.
-	run "$HOOK" vm2 stopped end - <"$xml2"
-	assert_success
-	assert_output --partial "fn 1 holds another guest's tables; left alone"
-	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
-	old=$(sum "$MEM1")
-	run "$HOOK" vm2 started begin - <"$xml2"
-	assert_success
-	assert_output --partial "fn 1 holds another guest's tables; dropping them first"
-	assert_output --partial "contexts were NOT written back to guest memory $MEM1"
-	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT2"
-	assert_equal "$(fn_field 1 '.macs[0].mac')" 52:54:00:00:00:22
-	assert_equal "$(sum "$MEM1")" "$old"
-	run "$HOOK" vm2 release end - <"$xml2"
-	assert_success
-	assert_equal "$(fn_field 1 .bat_gpa)" 0
-}
-
-# port_xml NAME RUNSTATE MAC DEV MEM BAT: a domain whose NIC is an ethernet
-# interface on the tap (here: the port) DEV, as a VMM that opens a tap has it.
-port_xml() {
-	domain_xml "$1" "$2" "$3" "${PCI[0]}" "$5" "$6" |
-		sed "/<interface type='hostdev'/,/<\/interface>/c\      <interface type='ethernet'><mac address='$3'/><target dev='$4' managed='no'/><model type='virtio'/></interface>"
 }
 
 @test "reconcile: an ethernet interface on a fn's port (a tap a VMM opens) selects that fn" {
@@ -622,39 +382,6 @@ port_xml() {
 	assert_success
 	assert_line --partial "detach  fn 1: $MEM1"
 	assert_equal "$(fn_field 1 .bat_gpa)" 0
-}
-
-@test "hook: an incoming domain (migrate or restore) gets nothing at started; its next boot does" {
-	local xml=$BATS_TEST_TMPDIR/vm1.dom mac1 op
-	export CLAT_PF=$PF CLAT_LOAD=$CLAT_LOAD CLAT_DEFAULTS=/nonexistent
-	domain_xml vm1 1 "$VMMAC" "${PCI[0]}" "$MEM1" "$BAT1" >"$xml"
-	mac1=$(fn_field 1 '.macs[0].mac')
-	for op in migrate restore; do
-		run "$HOOK" vm1 "$op" begin - <"$xml"
-		assert_success
-		assert_output ""
-		[ -e "$CLAT_HOOK_STATE/vm1.incoming" ]
-		run "$HOOK" vm1 started begin - <"$xml"
-		assert_success
-		assert_output --partial "its RAM is still arriving (incoming migration or restore); no tables, no MAC"
-		assert_equal "$(fn_field 1 .bat_gpa)" 0
-		assert_equal "$(fn_field 1 '.macs[0].mac')" "$mac1"
-		# A failed incoming migration stops it; the marker goes with it.
-		run "$HOOK" vm1 stopped end - <"$xml"
-		assert_success
-		run "$HOOK" vm1 release end - <"$xml"
-		assert_success
-		[ ! -e "$CLAT_HOOK_STATE/vm1.incoming" ]
-	done
-	run "$HOOK" vm1 started begin - <"$xml"
-	assert_success
-	assert_equal "$(fn_field 1 .bat_gpa)" "$BAT1"
-	assert_equal "$(fn_field 1 '.macs[0].mac')" "$VMMAC"
-	# A name that could leave the state directory is never used as a path.
-	run "$HOOK" ../vm1 migrate begin - <"$xml"
-	assert_success
-	run ls -A "$CLAT_HOOK_STATE"
-	assert_output ""
 }
 
 @test "libvirt migrate: bad input, a busy fn and a failed libvirt job leave the fn serving here; the destination discards" {
