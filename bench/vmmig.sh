@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Migration downtime with a real VM (TCG, 1 vCPU, 128 MiB): RUNS shared-mode
-# hand-overs by 'clat-load qemu migrate' (x-ignore-shared: a new VMM on the
-# same RAM file, on its own tap), each after the previous one, with the
-# guest's tables attached through its agent and 3 TCP connections from the
-# wire open through it.  Prints one JSON object: the per-run reports and
+# Migration downtime with a real VM (TCG, 1 vCPU, RAM as lib/vm.bash's
+# VM_RAM_KB): RUNS shared-mode hand-overs by 'clat-load qemu migrate'
+# (x-ignore-shared: a new VMM on the same RAM file, on its own tap), each
+# after the previous one, with the guest's tables attached through its
+# agent and 3 TCP connections from the wire open through it.  Prints one
+# JSON object: the per-run reports and
 # the downtime split into QEMU's share (its final switchover and the
 # 'cont') and clat's (fn stop, commit: port move); then LV_RUNS (default 3)
 # libvirt migrations by 'make demo-vm' (skipped without libvirtd), split
@@ -119,10 +120,10 @@ for i in $(seq 1 "$RUNS"); do
 done
 live=$(host "$CLAT_LOAD" ctx list "$PF" --fn 1 --json | jq '[.contexts[] | select(.proto == "tcp")] | length')
 
-jq -s --argjson live "$live" --slurpfile lv "$TMPD/lv.json" --arg lv_note "$lv_note" '
+jq -s --argjson live "$live" --arg vm "TCG, 1 vCPU, $VM_RAM_KB KiB of RAM" --slurpfile lv "$TMPD/lv.json" --arg lv_note "$lv_note" '
 def st: sort as $s | {median: $s[(length / 2 | floor)], min: $s[0], max: $s[-1]};
 def ms: . / 1e6;
-{mode: "shared", runs: length, tcp_contexts: $live, vm: "TCG, 1 vCPU, 128 MiB",
+{mode: "shared", runs: length, tcp_contexts: $live, vm: $vm,
  guest_paused_ms: (map(.guest_paused_ns | ms) | st),
  qemu_share_ms: (map((.phases_ns.switchover + .phases_ns.resume) | ms) | st),
  clat_share_ms: (map((.phases_ns.device_stop + .phases_ns.commit) | ms) | st),

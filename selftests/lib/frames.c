@@ -31,14 +31,6 @@ void frame_put16(struct frame *f, uint16_t v)
 	frame_put(f, b, 2);
 }
 
-void frame_put32(struct frame *f, uint32_t v)
-{
-	uint8_t b[4];
-
-	wr32(b, v);
-	frame_put(f, b, 4);
-}
-
 void frame_fill(struct frame *f, uint8_t byte, uint32_t n)
 {
 	if (f->len + n > FRAME_MAX)
@@ -133,19 +125,6 @@ void frame_tcp(struct frame *f, uint16_t sport, uint16_t dport, uint32_t seq, ui
 	h[13] = flags;
 	wr16(h + 14, window);
 	frame_put(f, h, sizeof(h));
-}
-
-void frame_arp(struct frame *f, uint16_t op, const uint8_t sha[6], uint32_t spa,
-	       const uint8_t tha[6], uint32_t tpa)
-{
-	frame_put16(f, 1);      /* Ethernet */
-	frame_put16(f, 0x0800); /* IPv4 */
-	frame_put(f, (uint8_t[]){ 6, 4 }, 2);
-	frame_put16(f, op);
-	frame_put(f, sha, 6);
-	frame_put32(f, spa);
-	frame_put(f, tha, 6);
-	frame_put32(f, tpa);
 }
 
 bool frame_from_hex(const char *hex, struct frame *f)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* Test frames, built in one place for every C test and the benchmark:
- * Ethernet with VLAN tags, IPv4 (checksummed here), IPv6, TCP, UDP and ARP
+ * Ethernet with VLAN tags, IPv4 (checksummed here), IPv6, TCP and UDP
  * headers appended to a struct frame, plus the MAC addresses the tests give
  * the host, the VFs and the wire.  Values are in host order; the builders
  * store them in network order at any alignment (frame offsets are not
@@ -59,7 +59,6 @@ static inline void wr32(uint8_t *p, uint32_t v)
 /* Appends n bytes (cut at FRAME_MAX). */
 void frame_put(struct frame *f, const void *p, uint32_t n);
 void frame_put16(struct frame *f, uint16_t v);
-void frame_put32(struct frame *f, uint32_t v);
 void frame_fill(struct frame *f, uint8_t byte, uint32_t n);
 /* Records the current length as a header boundary. */
 void frame_mark(struct frame *f);
@@ -81,9 +80,6 @@ void frame_udp(struct frame *f, uint16_t sport, uint16_t dport, uint32_t payload
 /* A 20-byte TCP header (no options, checksum left 0). */
 void frame_tcp(struct frame *f, uint16_t sport, uint16_t dport, uint32_t seq, uint32_t ack,
 	       uint8_t flags, uint16_t window);
-/* An ARP request or reply for IPv4 over Ethernet (28 bytes). */
-void frame_arp(struct frame *f, uint16_t op, const uint8_t sha[6], uint32_t spa,
-	       const uint8_t tha[6], uint32_t tpa);
 
 /* A frame from hex digits; false on a bad digit or fewer than 14 bytes. */
 bool frame_from_hex(const char *hex, struct frame *f);

@@ -38,9 +38,7 @@ static int open_fn(const struct invocation *inv, uint32_t *fn, char *dir, size_t
 	int err;
 
 	*fn = opt_u32(inv, OPT_FN);
-	err = require_root();
-	if (!err)
-		err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, len, m);
+	err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, len, m);
 	return err;
 }
 
@@ -135,9 +133,7 @@ int guest_attach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, const 
 	uint32_t other;
 	int err;
 
-	err = require_root();
-	if (!err)
-		err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
+	err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
 	if (err)
 		return err;
 	/* Symlinks, FIFOs and devices are refused here, without blocking. */
@@ -325,9 +321,7 @@ int guest_detach_fn(const char *pf, const char *pin_dir_opt, uint32_t fn, unsign
 	bool forced = false;
 	int err;
 
-	err = require_root();
-	if (!err)
-		err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
+	err = open_attached(pf, pin_dir_opt, dir, sizeof(dir), &m);
 	if (err)
 		return err;
 	bpf_map_lookup_elem(m.guests, &fn, &gi);
@@ -496,9 +490,7 @@ int cmd_gc(const struct invocation *inv)
 
 	if (has_opt(inv, OPT_TIMEOUT))
 		timeout_s = opt_u32(inv, OPT_TIMEOUT);
-	err = require_root();
-	if (!err)
-		err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
+	err = open_attached(inv->arg[0], inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)
 		return err;
 	if (has_opt(inv, OPT_JSON)) {

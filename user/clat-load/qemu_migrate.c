@@ -45,11 +45,6 @@ uint64_t qm_now_ns(void)
 		_e;                                   \
 	})
 
-int qm_set_state(struct qm *qm, uint32_t state)
-{
-	return vct_set_state(&qm->m, qm->fn, state);
-}
-
 /* Every capability that must agree on both sides, set explicitly: a QEMU
  * that was a destination keeps what it had (real-vm-notes.md, section 6). */
 static int set_caps(struct qmp *q, bool pause, bool shared)

@@ -50,7 +50,6 @@ struct qm {
 
 struct invocation;
 uint64_t qm_now_ns(void);
-int qm_set_state(struct qm *qm, uint32_t state);
 int qm_mig_status(struct qm *qm, struct qmp *q, char *st, size_t len);
 void qm_roll_back(struct qm *qm, bool migrating);
 int qm_commit_shared(struct qm *qm);

@@ -458,9 +458,7 @@ int cmd_stats(const struct invocation *inv)
 	uint32_t fn;
 	int err, i;
 
-	err = require_root();
-	if (!err)
-		err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
+	err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)
 		return err;
 	if (as_json) {

@@ -552,9 +552,7 @@ int cmd_upgrade(const struct invocation *inv)
 	struct clat_maps m;
 	int err;
 
-	err = require_root();
-	if (!err)
-		err = open_attached(u.pf, inv->opt[OPT_PIN_DIR], u.dir, sizeof(u.dir), &m);
+	err = open_attached(u.pf, inv->opt[OPT_PIN_DIR], u.dir, sizeof(u.dir), &m);
 	if (err)
 		return err;
 	maps_close(&m);

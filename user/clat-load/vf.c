@@ -137,9 +137,7 @@ int cmd_vf_del(const struct invocation *inv)
 	uint32_t fn = opt_u32(inv, OPT_FN);
 	int err;
 
-	err = require_root();
-	if (!err)
-		err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
+	err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)
 		return err;
 	bpf_map_lookup_elem(m.vct, &fn, &e);
@@ -399,9 +397,7 @@ int cmd_vf_set(const struct invocation *inv)
 	if (has_opt(inv, OPT_PORT))
 		return vf_set_port(inv);
 	/* Bad input was refused by the engine, before anything is opened. */
-	err = require_root();
-	if (!err)
-		err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
+	err = open_attached(pf, inv->opt[OPT_PIN_DIR], dir, sizeof(dir), &m);
 	if (err)
 		return err;
 	bpf_map_lookup_elem(m.vct, &fn, &e);

@@ -284,8 +284,11 @@ int clock_refresh(const struct clat_maps *m)
 int open_attached(const char *pf, const char *pin_dir_opt, char *dir, size_t len,
 		  struct clat_maps *m)
 {
-	int err = pin_dir_for(pf, pin_dir_opt, dir, len);
+	/* The pins are root's: say so rather than fail on EACCES below. */
+	int err = require_root();
 
+	if (!err)
+		err = pin_dir_for(pf, pin_dir_opt, dir, len);
 	if (err)
 		return err;
 	err = maps_open_pinned(dir, m);

@@ -51,7 +51,8 @@ int flood_port_set(const struct clat_maps *m, uint32_t fn, uint32_t ifindex);
 #define CLAT_POLICY_DEFAULT ((struct clat_fn_policy){ .spoofchk = 1, .link_state = CLAT_LINK_AUTO })
 int fn_macs(const struct clat_maps *m, uint32_t fn, struct clat_mac_key *keys, int max);
 
-/* Opens the pinned maps of an attached PF, with a clear error otherwise. */
+/* Opens the pinned maps of an attached PF (as root: -EPERM with a clear
+ * message otherwise), with a clear error if it is not attached. */
 int open_attached(const char *pf, const char *pin_dir_opt, char *dir, size_t len,
 		  struct clat_maps *m);
 

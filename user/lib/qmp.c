@@ -74,34 +74,15 @@ static int read_msg(struct qmp *q, int64_t deadline, const char *waiting_for)
 	return 0;
 }
 
-static void keep_event(struct qmp *q, int ev)
+/* Events (MIGRATION, STOP, RESUME...) between replies: nothing waits on
+ * them (status is polled), but -vv shows them. */
+static void log_event(struct qmp *q, int ev)
 {
-	struct qmp_event *e;
-	uint64_t v;
+	char name[48] = "", status[32] = "";
 
-	if (q->nev == QMP_EVENTS) {
-		memmove(q->ev, q->ev + 1, sizeof(q->ev[0]) * (QMP_EVENTS - 1));
-		q->nev--;
-	}
-	e = &q->ev[q->nev++];
-	memset(e, 0, sizeof(*e));
-	jr_str(&q->doc, ev, e->name, sizeof(e->name));
-	jr_str(&q->doc, jr_path(&q->doc, 0, "data.status"), e->status, sizeof(e->status));
-	if (!jr_u64(&q->doc, jr_path(&q->doc, 0, "timestamp.seconds"), &v))
-		e->seconds = v;
-	if (!jr_u64(&q->doc, jr_path(&q->doc, 0, "timestamp.microseconds"), &v))
-		e->usec = v;
-	pr_debug("%s QMP event %s %s", q->who, e->name, e->status);
-}
-
-const struct qmp_event *qmp_last_event(const struct qmp *q, const char *name)
-{
-	unsigned int i;
-
-	for (i = q->nev; i > 0; i--)
-		if (!strcmp(q->ev[i - 1].name, name))
-			return &q->ev[i - 1];
-	return NULL;
+	jr_str(&q->doc, ev, name, sizeof(name));
+	jr_str(&q->doc, jr_path(&q->doc, 0, "data.status"), status, sizeof(status));
+	pr_debug("%s QMP event %s %s", q->who, name, status);
 }
 
 static bool valid_cmd(const char *cmd)
@@ -133,7 +114,7 @@ static int send_all(struct qmp *q, const char *s, size_t n)
 	return 0;
 }
 
-static int qmp_do(struct qmp *q, const char *cmd, const char *args, int *ret, bool quiet)
+int qmp_exec(struct qmp *q, const char *cmd, const char *args, int *ret)
 {
 	char line[4096], id[32];
 	int64_t deadline;
@@ -165,7 +146,7 @@ static int qmp_do(struct qmp *q, const char *cmd, const char *args, int *ret, bo
 		if (err)
 			return err;
 		if ((r = jr_member(&q->doc, 0, "event")) >= 0) {
-			keep_event(q, r);
+			log_event(q, r);
 			continue;
 		}
 		if (!jr_str_eq(&q->doc, jr_member(&q->doc, 0, "id"), id))
@@ -182,20 +163,9 @@ static int qmp_do(struct qmp *q, const char *cmd, const char *args, int *ret, bo
 		}
 		jr_str(&q->doc, jr_member(&q->doc, r, "class"), q->err_class, sizeof(q->err_class));
 		jr_str(&q->doc, jr_member(&q->doc, r, "desc"), q->err_desc, sizeof(q->err_desc));
-		if (!quiet)
-			pr_err("%s QEMU refused %s: %s (%s)", q->who, cmd, q->err_desc, q->err_class);
+		pr_err("%s QEMU refused %s: %s (%s)", q->who, cmd, q->err_desc, q->err_class);
 		return -EREMOTEIO;
 	}
-}
-
-int qmp_exec(struct qmp *q, const char *cmd, const char *args, int *ret)
-{
-	return qmp_do(q, cmd, args, ret, false);
-}
-
-int qmp_exec_quiet(struct qmp *q, const char *cmd, const char *args, int *ret)
-{
-	return qmp_do(q, cmd, args, ret, true);
 }
 
 int qmp_status(struct qmp *q, char *buf, size_t len)

@@ -11,14 +11,6 @@
 
 #define QMP_MAX_MSG (64 * 1024)
 #define QMP_MAX_NODES 2048
-#define QMP_EVENTS 8
-
-struct qmp_event {
-	char name[48];
-	char status[32]; /* data.status, for MIGRATION events; else "" */
-	uint64_t seconds, usec;
-};
-
 struct qmp {
 	int fd;
 	const char *who;    /* "source", "destination": in messages */
@@ -30,8 +22,6 @@ struct qmp {
 	struct jr doc;      /* the last reply, over msg */
 	struct jr_node nodes[QMP_MAX_NODES];
 	char err_class[64], err_desc[512];
-	struct qmp_event ev[QMP_EVENTS]; /* the last events, oldest first */
-	unsigned int nev;
 };
 
 /* Connects, reads the greeting and negotiates capabilities. */
@@ -40,15 +30,12 @@ void qmp_close(struct qmp *q);
 /* Runs cmd with args (a JSON object text, or NULL).  On success *ret is the
  * node of "return" in q->doc (valid until the next call).  QEMU's error
  * reply: -EREMOTEIO, with class and desc in q->err_*, printed as
- * "<who> QEMU refused <cmd>: <desc>" unless quiet.  Other failures print
+ * "<who> QEMU refused <cmd>: <desc>".  Other failures print
  * and return -ETIMEDOUT, -ECONNRESET, -EPROTO, -EMSGSIZE or -errno. */
 int qmp_exec(struct qmp *q, const char *cmd, const char *args, int *ret);
-int qmp_exec_quiet(struct qmp *q, const char *cmd, const char *args, int *ret);
 /* Asks QEMU to exit and waits until it closes the connection. */
 int qmp_quit(struct qmp *q);
 /* "status" of query-status ("running", "paused", "inmigrate", "postmigrate"...). */
 int qmp_status(struct qmp *q, char *buf, size_t len);
-/* The last event named name (NULL if none seen). */
-const struct qmp_event *qmp_last_event(const struct qmp *q, const char *name);
 
 #endif
